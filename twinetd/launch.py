@@ -1,0 +1,183 @@
+"""
+What to run for one connection: pure, from a service record and a peer.
+
+Nothing here touches the operating system; L{twinetd.spawn} carries a
+L{LaunchPlan} out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import attrs
+
+from twinetd.model import ServiceConfig
+
+
+@attrs.frozen
+class Peer:
+    """
+    The two ends of a connection (or the sender of a datagram), as plain text.
+
+    @ivar protocol: C{"tcp"} or C{"udp"}.
+    @ivar remoteHost: the client's address as xinetd puts it in
+        C{REMOTE_HOST} (on a dual-stack socket an IPv4 client is
+        C{::ffff:a.b.c.d}).
+    @ivar remotePort: the client's port.
+    @ivar localHost: the address the client reached.
+    @ivar localPort: the port the client reached.
+    """
+
+    protocol: str
+    remoteHost: str
+    remotePort: int
+    localHost: str
+    localPort: int
+
+    @property
+    def remoteAddress(self) -> str:
+        """
+        The client's plain address: IPv4-mapped IPv6 addresses as dotted quads.
+        """
+        return _plainAddress(self.remoteHost)
+
+    @property
+    def localAddress(self) -> str:
+        return _plainAddress(self.localHost)
+
+
+def _plainAddress(host: str) -> str:
+    if host.lower().startswith("::ffff:") and "." in host:
+        return host[len("::ffff:") :]
+    return host
+
+
+@attrs.frozen
+class LaunchPlan:
+    """
+    Everything needed to start one child.
+
+    @ivar executable: the program to execute (absolute path).
+    @ivar argv: the child's argument vector, C{argv[0]} included.
+    @ivar env: the child's complete environment.
+    @ivar uid: user id to switch to, or C{None} to keep the daemon's.
+    @ivar gid: group id to switch to, or C{None} to keep the daemon's.
+    @ivar supplementaryGroups: C{None} to keep the daemon's supplementary
+        groups, C{"user"} for those of the user C{uid} (C{groups = yes}), or
+        an empty tuple for none.
+    @ivar umask: umask for the child, or C{None} to inherit.
+    @ivar nice: nice increment for the child, or C{None}.
+    @ivar rlimits: (name, limit) pairs as in L{ServiceConfig.rlimits}.
+    @ivar userName: the user's name, for C{initgroups}; C{None} when the user
+        does not change.
+    """
+
+    executable: str
+    argv: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+    uid: int | None = None
+    gid: int | None = None
+    supplementaryGroups: str | tuple[int, ...] | None = None
+    umask: int | None = None
+    nice: int | None = None
+    rlimits: tuple[tuple[str, int | None], ...] = ()
+    userName: str | None = None
+
+    @property
+    def environment(self) -> dict[str, str]:
+        return dict(self.env)
+
+    @property
+    def needsCredentials(self) -> bool:
+        """
+        Whether the child's user, group or groups differ from the daemon's.
+        """
+        return (
+            self.uid is not None
+            or self.gid is not None
+            or self.supplementaryGroups is not None
+        )
+
+
+def argvFor(config: ServiceConfig) -> tuple[str, ...]:
+    """
+    The argument vector xinetd builds: without C{NAMEINARGS}, C{argv[0]} is
+    the server path and C{server_args} follow; with it, C{server_args} is the
+    whole vector (its first word becoming C{argv[0]}).
+    """
+    assert config.server is not None
+    if config.nameInArgs and config.serverArgs:
+        return config.serverArgs
+    if config.nameInArgs:
+        return (config.server,)
+    return (config.server, *config.serverArgs)
+
+
+def environmentFor(
+    config: ServiceConfig, peer: Peer | None, daemonEnv: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """
+    The child's environment, as xinetd builds it: the variables named by
+    C{passenv} taken from the daemon's environment, then C{env}, then the
+    peer's address.
+
+    Besides xinetd's C{REMOTE_HOST}, the plain C{REMOTE_ADDR}/C{REMOTE_PORT}
+    and the UCSPI variables (C{PROTO}, C{TCPREMOTEIP}, ...) are set, so that a
+    program whose standard input is a pipe still knows its client.  For
+    C{wait = yes} services there is no peer and C{REMOTE_HOST} is
+    C{<no address>}, as in xinetd.
+    """
+    env: dict[str, str] = {}
+    for name in config.passenv:
+        if name in daemonEnv:
+            env[name] = daemonEnv[name]
+    for name, value in config.env:
+        env[name] = value
+    if peer is None:
+        env["REMOTE_HOST"] = "<no address>"
+    else:
+        env["REMOTE_HOST"] = peer.remoteHost
+        env["REMOTE_ADDR"] = peer.remoteAddress
+        env["REMOTE_PORT"] = str(peer.remotePort)
+        proto = peer.protocol.upper()
+        env["PROTO"] = proto
+        env[proto + "REMOTEIP"] = peer.remoteAddress
+        env[proto + "REMOTEPORT"] = str(peer.remotePort)
+        env[proto + "LOCALIP"] = peer.localAddress
+        env[proto + "LOCALPORT"] = str(peer.localPort)
+    return tuple(env.items())
+
+
+def planLaunch(
+    config: ServiceConfig,
+    peer: Peer | None,
+    daemonEnv: Mapping[str, str],
+    daemonUid: int,
+) -> LaunchPlan:
+    """
+    Build the L{LaunchPlan} for one child of C{config}.
+
+    @param daemonUid: the daemon's effective user id; credentials are only
+        switched when they differ from the daemon's.
+    """
+    assert config.server is not None
+    uid = config.uid if config.uid is not None and config.uid != daemonUid else None
+    changeGroup = daemonUid == 0 and config.gid is not None
+    gid = config.gid if changeGroup else None
+    groups: str | tuple[int, ...] | None = None
+    if uid is not None:
+        # xinetd: groups = yes gives the user's supplementary groups (initgroups);
+        # otherwise the child has none (setgroups(0, NULL)).
+        groups = "user" if config.groups else ()
+    return LaunchPlan(
+        executable=config.server,
+        argv=argvFor(config),
+        env=environmentFor(config, peer, daemonEnv),
+        uid=uid,
+        gid=gid,
+        supplementaryGroups=groups,
+        umask=config.umask,
+        nice=config.nice,
+        rlimits=config.rlimits,
+        userName=config.user if uid is not None else None,
+    )

@@ -1,0 +1,186 @@
+"""
+Immutable records describing configured services.
+
+Only the standard library and attrs are used here: records are built by
+L{twinetd.config} and read by the runtime, and never refer back to either.
+Field names follow xinetd's concepts in Twisted's camelCase; the table that
+maps xinetd attribute names to these fields lives in L{twinetd.config}.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+
+import attrs
+
+from twinetd.errors import SourceLocation
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class SocketType(enum.Enum):
+    """
+    xinetd's C{socket_type} values.
+    """
+
+    STREAM = "stream"
+    DGRAM = "dgram"
+    RAW = "raw"
+    SEQPACKET = "seqpacket"
+
+
+@attrs.frozen
+class AddressRule:
+    """
+    One entry of C{only_from} or C{no_access}.
+
+    Exactly one of C{network} and C{hostname} is set.  A factorized entry
+    (C{128.138.{10,12}}) becomes several rules sharing the same C{text}.
+
+    @ivar text: the entry as written, for messages and logs.
+    @ivar network: an address range; a single host is a /32 or /128 network.
+        IPv4 entries with trailing zero components are ranges (C{10.0.0.0} is
+        C{10.0.0.0/8}; C{0.0.0.0} matches everyone), as in xinetd.
+    @ivar hostname: a host name compared with the client's reverse-resolved
+        name, case-insensitively; one starting with C{.} matches any name in
+        that domain.
+    """
+
+    text: str
+    network: IPNetwork | None = None
+    hostname: str | None = None
+
+
+@attrs.frozen
+class SyslogTarget:
+    """
+    C{log_type = SYSLOG facility [level]}.
+    """
+
+    facility: str
+    level: str = "info"
+
+
+@attrs.frozen
+class FileTarget:
+    """
+    C{log_type = FILE path [soft [hard]]}; limits in bytes.
+    """
+
+    path: str
+    softLimit: int | None = None
+    hardLimit: int | None = None
+
+
+LogTarget = SyslogTarget | FileTarget
+
+
+@attrs.frozen
+class ServiceConfig:
+    """
+    One configured service, fully resolved: C{defaults} applied, names looked
+    up, values converted.  The runtime reads nothing else.
+
+    @ivar name: the service name (C{service NAME}).
+    @ivar id: xinetd's C{id}; defaults to C{name}.  Unique among services.
+    @ivar source: where the C{service} line is.
+    @ivar socketType: C{socket_type}.
+    @ivar protocol: C{"tcp"} or C{"udp"} (from C{protocol}, else from the
+        socket type).
+    @ivar wait: C{wait = yes}.
+    @ivar types: C{type} values (C{INTERNAL}, C{UNLISTED}, C{RPC},
+        C{TCPMUX}, C{TCPMUXPLUS}).
+    @ivar flags: C{flags} values, upper case as xinetd spells them
+        (C{NAMEINARGS}, C{IPv4}, C{IPv6}, C{REUSE}, C{KEEPALIVE}, C{NODELAY},
+        C{SENSOR}, ...).
+    @ivar server: absolute path of the program, or C{None} (internal or
+        redirect services).
+    @ivar serverArgs: C{server_args} split on white space.
+    @ivar port: the port to listen on (from C{port} or the services database).
+    @ivar bind: the address to bind (C{bind}/C{interface}), or C{None} for
+        every address.
+    @ivar user: the user name as configured (for messages), or C{None}.
+    @ivar uid: the numeric user id the child runs as, or C{None} for the
+        daemon's own.
+    @ivar gid: the numeric group id the child runs as, or C{None} for the
+        daemon's own.
+    @ivar groups: C{groups = yes}: the child gets the supplementary groups of
+        its user; otherwise it gets none when the user changes.
+    @ivar umask: C{umask}, or C{None} to inherit.
+    @ivar nice: C{nice}, or C{None} to inherit.
+    @ivar env: C{env} as (name, value) pairs, in order.
+    @ivar passenv: names of the daemon's environment variables to pass on.
+    @ivar instances: C{instances}; C{None} is UNLIMITED.
+    @ivar perSource: C{per_source}; C{None} is UNLIMITED.
+    @ivar cps: C{cps} as (connections per second, seconds to pause).
+    @ivar maxLoad: C{max_load}, or C{None}.
+    @ivar onlyFrom: C{only_from} rules; C{None} when not given at all (everyone
+        admitted), an empty tuple when given without values (nobody).
+    @ivar noAccess: C{no_access} rules.
+    @ivar accessTimes: C{access_times} as (start, end) minutes since local
+        midnight, both inclusive.
+    @ivar logType: where xinetd-style log lines go, or C{None}.
+    @ivar logOnSuccess: C{log_on_success} values.
+    @ivar logOnFailure: C{log_on_failure} values.
+    @ivar banner: C{banner} file path.
+    @ivar bannerSuccess: C{banner_success} file path.
+    @ivar bannerFail: C{banner_fail} file path.
+    @ivar redirect: C{redirect} as (host, port).
+    @ivar rlimits: C{rlimit_*} as (name, limit) pairs, name being C{as},
+        C{cpu}, C{data}, C{rss}, C{stack} or C{files}; a limit of C{None} is
+        UNLIMITED.
+    @ivar denyTime: C{deny_time} in seconds; C{None} when not set, C{0} for
+        NEVER, C{float("inf")} for FOREVER.
+    @ivar v6only: C{v6only}, or C{None} when not set.
+    """
+
+    name: str
+    source: SourceLocation
+    socketType: SocketType
+    wait: bool
+    port: int
+    id: str = ""
+    protocol: str = "tcp"
+    types: frozenset[str] = frozenset()
+    flags: frozenset[str] = frozenset()
+    server: str | None = None
+    serverArgs: tuple[str, ...] = ()
+    bind: str | None = None
+    user: str | None = None
+    uid: int | None = None
+    gid: int | None = None
+    groups: bool = False
+    umask: int | None = None
+    nice: int | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    passenv: tuple[str, ...] = ()
+    instances: int | None = None
+    perSource: int | None = None
+    cps: tuple[int, int] | None = None
+    maxLoad: float | None = None
+    onlyFrom: tuple[AddressRule, ...] | None = None
+    noAccess: tuple[AddressRule, ...] = ()
+    accessTimes: tuple[tuple[int, int], ...] = ()
+    logType: LogTarget | None = None
+    logOnSuccess: frozenset[str] = frozenset()
+    logOnFailure: frozenset[str] = frozenset()
+    banner: str | None = None
+    bannerSuccess: str | None = None
+    bannerFail: str | None = None
+    redirect: tuple[str, int] | None = None
+    rlimits: tuple[tuple[str, int | None], ...] = ()
+    denyTime: float | None = None
+    v6only: bool | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", self.name)
+
+    @property
+    def isInternal(self) -> bool:
+        return "INTERNAL" in self.types
+
+    @property
+    def nameInArgs(self) -> bool:
+        return "NAMEINARGS" in self.flags
