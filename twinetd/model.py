@@ -133,6 +133,10 @@ class ServiceConfig:
     @ivar denyTime: C{deny_time} in seconds; C{None} when not set, C{0} for
         NEVER, C{float("inf")} for FOREVER.
     @ivar v6only: C{v6only}, or C{None} when not set.
+    @ivar rpcVersion: C{rpc_version} as (lowest, highest), or C{None}.
+    @ivar rpcNumber: C{rpc_number}, or C{None}.
+    @ivar libwrap: C{libwrap}: the service name given to libwrap, or C{None}.
+    @ivar mdns: C{mdns}, or C{None} when not set.
     """
 
     name: str
@@ -172,6 +176,10 @@ class ServiceConfig:
     rlimits: tuple[tuple[str, int | None], ...] = ()
     denyTime: float | None = None
     v6only: bool | None = None
+    rpcVersion: tuple[int, int] | None = None
+    rpcNumber: int | None = None
+    libwrap: str | None = None
+    mdns: bool | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.id:
