@@ -1,0 +1,202 @@
+"""
+Shared helpers for integration tests: a bridge server on 127.0.0.1:0, a
+collecting client, and a check that no child process is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+from twisted.internet import reactor as _reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twinetd.bridge import BridgeProtocol
+from twinetd.launch import LaunchPlan, Peer
+from twinetd.spawn import spawnerFor
+
+reactor: Any = _reactor
+DEADLINE = 15.0
+CHILDREN = Path(__file__).parent / "children"
+
+
+def childPlan(name: str, *args: str, env: dict[str, str] | None = None) -> LaunchPlan:
+    """
+    A plan running C{children/NAME.py} with this interpreter.
+    """
+    script = str(CHILDREN / f"{name}.py")
+    return LaunchPlan(
+        executable=sys.executable,
+        argv=(sys.executable, script, *args),
+        env=tuple((env or {}).items()),
+    )
+
+
+async def sleep(seconds: float) -> None:
+    await deferLater(reactor, seconds, lambda: None)
+
+
+def within(d: defer.Deferred[Any], seconds: float = DEADLINE) -> defer.Deferred[Any]:
+    return d.addTimeout(seconds, reactor)
+
+
+class BridgeServer:
+    """
+    A plain ServerFactory whose protocols are L{BridgeProtocol}s.
+
+    @ivar protocols: the bridges, in connection order.
+    @ivar ended: one Deferred per bridge, fired by its C{onEnded}.
+    @ivar endedCounts: how many times each bridge's C{onEnded} ran.
+    @ivar events: every twinetd log event of the bridges.
+    """
+
+    def __init__(
+        self, makePlan: Callable[[Peer], LaunchPlan], killDelay: float = 5.0
+    ) -> None:
+        self.makePlan = makePlan
+        self.killDelay = killDelay
+        self.protocols: list[BridgeProtocol] = []
+        self.ended: list[defer.Deferred[None]] = []
+        self.endedCounts: list[int] = []
+        self.events: list[dict[str, Any]] = []
+        self.spawner = spawnerFor(reactor)
+        self.port: Any = None
+
+    def buildProtocol(self, addr: object) -> BridgeProtocol:
+        index = len(self.protocols)
+        done: defer.Deferred[None] = defer.Deferred()
+        self.ended.append(done)
+        self.endedCounts.append(0)
+
+        def onEnded() -> None:
+            self.endedCounts[index] += 1
+            done.callback(None)
+
+        protocol = BridgeProtocol(
+            "test",
+            self.makePlan,
+            self.spawner,
+            reactor,
+            killDelay=self.killDelay,
+            onEnded=onEnded,
+        )
+        protocol.log = Logger(observer=self.events.append)
+        self.protocols.append(protocol)
+        return protocol
+
+    def listen(self) -> int:
+        factory = ServerFactory()
+        factory.buildProtocol = self.buildProtocol  # type: ignore[method-assign]
+        self.port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        return int(self.port.getHost().port)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("twinetdEvent") == kind]
+
+    async def connect(self, client: Collector) -> Collector:
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        await within(connectProtocol(endpoint, client))
+        return client
+
+
+class Collector(Protocol):
+    """
+    A client that collects what it receives; C{done} fires with all of it
+    when the connection closes.  With C{paused}, it never reads.
+    """
+
+    def __init__(self, paused: bool = False, want: bytes | None = None) -> None:
+        self.data = b""
+        self.paused = paused
+        self.want = want
+        self.done: defer.Deferred[bytes] = defer.Deferred()
+        self.got: defer.Deferred[bytes] = defer.Deferred()
+
+    def connectionMade(self) -> None:
+        if self.paused:
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if self.want is not None and self.want in self.data and not self.got.called:
+            self.got.callback(self.data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reason = reason
+        self.done.callback(self.data)
+
+
+@pytest.fixture
+def server() -> Any:
+    """
+    Make L{BridgeServer}s; they stop listening after the test.
+    """
+    servers: list[BridgeServer] = []
+
+    def make(
+        makePlan: Callable[[Peer], LaunchPlan], killDelay: float = 5.0
+    ) -> BridgeServer:
+        s = BridgeServer(makePlan, killDelay)
+        s.listen()
+        servers.append(s)
+        return s
+
+    yield make
+    for s in servers:
+        s.port.stopListening()
+
+
+def childPids() -> set[int]:
+    """
+    This process's children, zombies included.
+    """
+    me = os.getpid()
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses: fields after
+        # the last ")" are fixed.
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == me:
+            pids.add(int(entry))
+    return pids
+
+
+@pytest_twisted.async_yield_fixture
+async def noChildLeft() -> AsyncIterator[None]:
+    """
+    Fail a test that leaves a child process (running or unreaped) behind;
+    kill what is left.
+    """
+    before = childPids()
+    yield
+    left: set[int] = set()
+    for _ in range(100):
+        left = childPids() - before
+        if not left:
+            return
+        await sleep(0.05)
+    for pid in left:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"child processes left behind: {sorted(left)}")

@@ -1,0 +1,456 @@
+"""
+L{twinetd.bridge} with fakes: StringTransport, the fake process reactor and
+its Clock.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.testing import StringTransport
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from twinetd import logevents
+from twinetd.bridge import MAX_STDERR_LINE, BridgeProtocol
+from twinetd.launch import LaunchPlan, Peer
+from twinetd.spawn import ReactorSpawner
+from twinetd.testing import FakeProcess, MemoryProcessReactor
+
+KILL_DELAY = 5.0
+
+
+class Harness:
+    """
+    One bridge on a StringTransport, its fake reactor, its events.
+    """
+
+    def __init__(
+        self,
+        executable: str = "/usr/bin/server",
+        newSession: bool = False,
+        peer: Any = None,
+        host: Any = None,
+        makePlan: Any = None,
+    ) -> None:
+        self.reactor = MemoryProcessReactor(newSession=newSession)
+        self.reactor.advance(100.0)
+        self.events: list[dict[str, Any]] = []
+        self.peers: list[Peer] = []
+        self.ended = 0
+
+        def plan(peer: Peer) -> LaunchPlan:
+            self.peers.append(peer)
+            return LaunchPlan(
+                executable=executable,
+                argv=(executable, "-x"),
+                env=(("REMOTE_HOST", peer.remoteHost),),
+            )
+
+        def onEnded() -> None:
+            self.ended += 1
+
+        self.protocol = BridgeProtocol(
+            "svc",
+            makePlan or plan,
+            ReactorSpawner(self.reactor),
+            self.reactor,
+            killDelay=KILL_DELAY,
+            onEnded=onEnded,
+        )
+        self.protocol.log = Logger(observer=self.events.append)
+        self.transport = StringTransport(
+            peerAddress=peer or IPv4Address("TCP", "192.0.2.7", 40000),
+            hostAddress=host or IPv4Address("TCP", "127.0.0.1", 7000),
+        )
+
+    def connect(self) -> None:
+        self.protocol.makeConnection(self.transport)
+
+    @property
+    def process(self) -> FakeProcess:
+        [process] = self.reactor.spawned
+        return process
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get(logevents.EVENT_FIELD) == kind]
+
+    def clientGone(self) -> None:
+        self.protocol.connectionLost(Failure(ConnectionLost()))
+
+    def transportClosed(self) -> None:
+        """
+        The transport finished the close the bridge asked for.
+        """
+        assert self.transport.disconnecting
+        self.protocol.connectionLost(Failure(ConnectionLost()))
+
+
+class StartTests(SynchronousTestCase):
+    def test_halfCloseable(self) -> None:
+        """
+        The bridge asks for half-close (the client's EOF is not the end).
+        """
+        self.assertTrue(IHalfCloseableProtocol.providedBy(Harness().protocol))
+
+    def test_spawnsPlanForPeer(self) -> None:
+        """
+        The plan is built for the connection's peer and spawned with its
+        executable, arguments and environment.
+        """
+        h = Harness()
+        h.connect()
+        self.assertEqual(h.peers, [Peer("tcp", "192.0.2.7", 40000, "127.0.0.1", 7000)])
+        call = h.process.call
+        self.assertEqual(call.executable, "/usr/bin/server")
+        self.assertEqual(call.args, ("/usr/bin/server", "-x"))
+        self.assertEqual(call.env, {"REMOTE_HOST": "192.0.2.7"})
+
+    def test_ipv4MappedPeerKept(self) -> None:
+        """
+        On an IPv6 socket an IPv4 client keeps its C{::ffff:} form.
+        """
+        h = Harness(
+            peer=IPv6Address("TCP", "::ffff:192.0.2.7", 40000),
+            host=IPv6Address("TCP", "::ffff:127.0.0.1", 7000),
+        )
+        h.connect()
+        self.assertEqual(h.peers[0].remoteHost, "::ffff:192.0.2.7")
+        self.assertEqual(h.peers[0].remoteAddress, "192.0.2.7")
+
+    def test_startEvent(self) -> None:
+        """
+        A start event names the service, pid and client.
+        """
+        h = Harness()
+        h.connect()
+        [event] = h.of(logevents.START)
+        self.assertEqual(
+            (event["service"], event["pid"], event["host"], event["port"]),
+            ("svc", 1001, "192.0.2.7", 40000),
+        )
+        self.assertEqual(event["log_format"], "START: {service} pid={pid} from={host}")
+
+
+class RelayTests(SynchronousTestCase):
+    def test_clientToChild(self) -> None:
+        h = Harness()
+        h.connect()
+        h.protocol.dataReceived(b"hello ")
+        h.protocol.dataReceived(b"world")
+        self.assertEqual(h.process.written, [b"hello ", b"world"])
+
+    def test_childToClient(self) -> None:
+        h = Harness()
+        h.connect()
+        h.process.output(b"reply\n")
+        self.assertEqual(h.transport.value(), b"reply\n")
+
+    def test_stderrNotToClient(self) -> None:
+        h = Harness()
+        h.connect()
+        h.process.output(b"oops\n", 2)
+        self.assertEqual(h.transport.value(), b"")
+
+    def test_halfClose(self) -> None:
+        """
+        The client's EOF closes the child's stdin and the connection stays
+        open for the reply; the child closing stdout then closes it.
+        """
+        h = Harness()
+        h.connect()
+        h.protocol.dataReceived(b"question")
+        h.protocol.readConnectionLost()
+        self.assertTrue(h.process.stdinClosed)
+        self.assertFalse(h.transport.disconnecting)
+        h.process.fdLost(0)
+        h.process.output(b"answer")
+        self.assertEqual(h.transport.value(), b"answer")
+        self.assertFalse(h.transport.disconnecting)
+        h.process.fdLost(1)
+        self.assertTrue(h.transport.disconnecting)
+        # Nothing left registered that would hold the close back.
+        self.assertIsNone(h.transport.producer)
+
+    def test_childExitClosesConnection(self) -> None:
+        """
+        A child that exits closes the connection with loseConnection (its
+        output already written is delivered), not an abort.
+        """
+        h = Harness()
+        h.connect()
+        h.process.output(b"last words")
+        h.process.end(status=0)
+        self.assertTrue(h.transport.disconnecting)
+        self.assertEqual(h.transport.value(), b"last words")
+        self.assertIsNone(h.transport.producer)
+
+    def test_dataAfterStdinClosedDropped(self) -> None:
+        h = Harness()
+        h.connect()
+        h.protocol.readConnectionLost()
+        h.protocol.dataReceived(b"late")
+        self.assertEqual(h.process.written, [])
+
+
+class FlowControlTests(SynchronousTestCase):
+    def test_childIsStreamingProducerForClient(self) -> None:
+        """
+        The TCP transport pausing pauses the child's output.
+        """
+        h = Harness()
+        h.connect()
+        self.assertTrue(h.transport.streaming)
+        h.transport.producer.pauseProducing()
+        self.assertTrue(h.process.paused)
+        h.transport.producer.resumeProducing()
+        self.assertFalse(h.process.paused)
+
+    def test_clientIsStreamingProducerForChild(self) -> None:
+        """
+        The child's stdin pausing pauses reading the client.
+        """
+        h = Harness()
+        h.connect()
+        self.assertTrue(h.process.streaming)
+        assert h.process.producer is not None
+        h.process.producer.pauseProducing()
+        self.assertEqual(h.transport.producerState, "paused")
+        h.process.producer.resumeProducing()
+        self.assertEqual(h.transport.producerState, "producing")
+
+    def test_childClosingStdinResumesClient(self) -> None:
+        """
+        When the child's stdin goes away while the client is paused, the
+        client is read again (so its departure is noticed) and the
+        connection is not dropped.
+        """
+        h = Harness()
+        h.connect()
+        assert h.process.producer is not None
+        h.process.producer.pauseProducing()
+        h.process.fdLost(0)
+        self.assertEqual(h.transport.producerState, "producing")
+        self.assertFalse(h.transport.disconnecting)
+
+
+class EndTests(SynchronousTestCase):
+    def test_exitEvent(self) -> None:
+        """
+        The end event has the status, pid and duration.
+        """
+        h = Harness()
+        h.connect()
+        h.reactor.advance(2.5)
+        h.process.end(status=3)
+        [event] = h.of(logevents.EXIT)
+        self.assertEqual(
+            (event["service"], event["pid"], event["status"], event["signal"]),
+            ("svc", 1001, 3, None),
+        )
+        self.assertEqual(event["duration"], 2.5)
+
+    def test_exitEventSignal(self) -> None:
+        h = Harness()
+        h.connect()
+        h.process.end(signal=9)
+        [event] = h.of(logevents.EXIT)
+        self.assertEqual((event["status"], event["signal"]), (None, 9))
+        self.assertIn("signal={signal}", event["log_format"])
+
+    def test_clientGoneTermThenKill(self) -> None:
+        """
+        A vanished client's child gets its pipes closed at once, SIGTERM
+        killDelay later and SIGKILL killDelay after that.
+        """
+        h = Harness()
+        h.connect()
+        h.clientGone()
+        self.assertEqual(sorted(h.process.closedFDs), [0, 1, 2])
+        h.reactor.advance(KILL_DELAY - 0.01)
+        self.assertEqual(h.process.signals, [])
+        h.reactor.advance(0.01)
+        self.assertEqual(h.process.signals, ["TERM"])
+        h.reactor.advance(KILL_DELAY - 0.01)
+        self.assertEqual(h.process.signals, ["TERM"])
+        h.reactor.advance(0.01)
+        self.assertEqual(h.process.signals, ["TERM", "KILL"])
+        self.assertEqual(h.ended, 0)
+        h.process.end(signal=9)
+        self.assertEqual(h.ended, 1)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+
+    def test_processGroupSignalled(self) -> None:
+        """
+        A child leading its own process group is signalled as a group.
+        """
+        h = Harness(newSession=True)
+        h.connect()
+        h.clientGone()
+        h.reactor.advance(KILL_DELAY)
+        self.assertEqual((h.process.groupSignals, h.process.signals), (["TERM"], []))
+
+    def test_childEndsAfterTerm(self) -> None:
+        """
+        A child that ends on SIGTERM gets no SIGKILL; nothing stays scheduled.
+        """
+        h = Harness()
+        h.connect()
+        h.clientGone()
+        h.reactor.advance(KILL_DELAY)
+        h.process.end(signal=15)
+        h.reactor.advance(10 * KILL_DELAY)
+        self.assertEqual(h.process.signals, ["TERM"])
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+        self.assertEqual(h.ended, 1)
+
+    def test_childEndsBeforeTerm(self) -> None:
+        """
+        A child that ends by itself after its client left is never signalled.
+        """
+        h = Harness()
+        h.connect()
+        h.clientGone()
+        h.process.end()
+        h.reactor.advance(10 * KILL_DELAY)
+        self.assertEqual(h.process.signals, [])
+        self.assertEqual(h.ended, 1)
+
+    def test_exitedButPipesHeldStillSignalled(self) -> None:
+        """
+        A child that exited while something else (a grandchild) holds its
+        pipes is still signalled, as a group, until its pipes close.
+        """
+        h = Harness(newSession=True)
+        h.connect()
+        h.process.exit(0)
+        h.clientGone()
+        h.reactor.advance(KILL_DELAY)
+        self.assertEqual(h.process.groupSignals, ["TERM"])
+        h.process.end()
+        self.assertEqual(h.ended, 1)
+
+    def test_onEndedChildFirst(self) -> None:
+        """
+        Child ends first: onEnded waits for the connection to close.
+        """
+        h = Harness()
+        h.connect()
+        h.process.end()
+        self.assertEqual(h.ended, 0)
+        h.transportClosed()
+        self.assertEqual(h.ended, 1)
+        h.protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertEqual(h.ended, 1)
+
+    def test_onEndedClientFirst(self) -> None:
+        h = Harness()
+        h.connect()
+        h.clientGone()
+        self.assertEqual(h.ended, 0)
+        h.process.end()
+        self.assertEqual(h.ended, 1)
+
+    def test_afterClientGoneOutputDropped(self) -> None:
+        h = Harness()
+        h.connect()
+        h.clientGone()
+        h.transport.clear()
+        h.process.output(b"nobody listens")
+        self.assertEqual(h.transport.value(), b"")
+
+
+class SpawnFailureTests(SynchronousTestCase):
+    def test_spawnErrorClosesOnlyThisConnection(self) -> None:
+        """
+        A server that cannot start: an error event, the connection closed,
+        onEnded once the connection is gone.
+        """
+        h = Harness(executable="/no/such/server")
+        h.reactor.spawnErrors["/no/such/server"] = FileNotFoundError(
+            errno.ENOENT, "No such file or directory"
+        )
+        h.connect()
+        [event] = h.of(logevents.SPAWN_FAILED)
+        self.assertEqual(
+            (event["service"], event["host"], event["port"]),
+            ("svc", "192.0.2.7", 40000),
+        )
+        self.assertIn("/no/such/server", event["message"])
+        self.assertIn("No such file or directory", event["message"])
+        self.assertEqual(event["log_level"].name, "error")
+        self.assertTrue(h.transport.disconnecting)
+        self.assertEqual(h.ended, 0)
+        h.transportClosed()
+        self.assertEqual(h.ended, 1)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+
+    def test_planErrorClosesConnection(self) -> None:
+        """
+        A bug in building the plan fails the connection the same way, with
+        the traceback logged.
+        """
+
+        def badPlan(peer: Peer) -> LaunchPlan:
+            raise RuntimeError("boom")
+
+        h = Harness(makePlan=badPlan)
+        h.connect()
+        self.assertEqual(len(h.of(logevents.SPAWN_FAILED)), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 0)
+        self.assertTrue(any("log_failure" in e for e in h.events))
+        h.transportClosed()
+        self.assertEqual(h.ended, 1)
+
+
+class StderrTests(SynchronousTestCase):
+    def test_linesLogged(self) -> None:
+        """
+        Each stderr line is an event with service and pid, however the
+        bytes are split.
+        """
+        h = Harness()
+        h.connect()
+        h.process.output(b"first\nsec", 2)
+        h.process.output(b"ond\r\n", 2)
+        lines = h.of(logevents.STDERR)
+        self.assertEqual([e["line"] for e in lines], ["first", "second"])
+        self.assertEqual({(e["service"], e["pid"]) for e in lines}, {("svc", 1001)})
+
+    def test_longLineCut(self) -> None:
+        """
+        A line longer than the limit is logged in pieces; the buffer never
+        holds more than the limit.
+        """
+        h = Harness()
+        h.connect()
+        h.process.output(b"a" * (MAX_STDERR_LINE * 2 + 10), 2)
+        events = h.of(logevents.STDERR)
+        self.assertEqual(
+            [(len(e["line"]), e["truncated"]) for e in events],
+            [(MAX_STDERR_LINE, True)] * 2,
+        )
+        self.assertLess(len(h.protocol._stderrBuffer), MAX_STDERR_LINE)
+
+    def test_partialLineAtEnd(self) -> None:
+        """
+        A last line without a newline is logged when stderr closes.
+        """
+        h = Harness()
+        h.connect()
+        h.process.output(b"no newline", 2)
+        self.assertEqual(h.of(logevents.STDERR), [])
+        h.process.end()
+        self.assertEqual([e["line"] for e in h.of(logevents.STDERR)], ["no newline"])
+
+    def test_undecodable(self) -> None:
+        h = Harness()
+        h.connect()
+        h.process.output(b"bad \xff byte\n", 2)
+        [event] = h.of(logevents.STDERR)
+        self.assertEqual(event["line"], "bad \\xff byte")

@@ -1,0 +1,367 @@
+"""
+The per-connection bridge: one child per TCP connection, its standard input
+and output relayed to the client.
+
+Flow control runs both ways: the child is a streaming producer for the TCP
+transport (its pipes are not read while the socket's send buffer is full)
+and the TCP transport is one for the child's standard input (the socket is
+not read while the child does not read).  The daemon buffers at most about
+one transport buffer per direction, whatever the child or the client do.
+
+The client's end of file closes the child's standard input, and the
+connection stays open for the reply (half-close).  The child closing its
+standard output, or exiting, closes the connection once everything it wrote
+is sent.  A child that outlives its client gets its pipes closed, then
+C{SIGTERM} and later C{SIGKILL} (to its whole process group when it has
+one, see L{twinetd.spawn.IProcessGroup}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IProcessTransport,
+    IPushProducer,
+    IReactorTime,
+    ITCPTransport,
+)
+from twisted.internet.protocol import ProcessProtocol, Protocol, connectionDone
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twinetd import logevents
+from twinetd.errors import SpawnError
+from twinetd.launch import LaunchPlan, Peer
+from twinetd.spawn import IProcessGroup, Spawner
+
+#: The longest stderr line logged as one event; longer lines are cut.
+MAX_STDERR_LINE = 4096
+
+
+def _hostAndPort(address: IAddress) -> tuple[str, int]:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None or port is None:
+        return str(address), 0
+    return str(host), int(port)
+
+
+def peerFromTransport(transport: ITCPTransport, protocol: str = "tcp") -> Peer:
+    """
+    The L{Peer} of a connected transport.  An IPv4 client of a dual-stack
+    IPv6 socket keeps its C{::ffff:a.b.c.d} form, as xinetd reports it.
+    """
+    remoteHost, remotePort = _hostAndPort(transport.getPeer())
+    localHost, localPort = _hostAndPort(transport.getHost())
+    return Peer(protocol, remoteHost, remotePort, localHost, localPort)
+
+
+@implementer(IPushProducer)
+class _ChildOutput:
+    """
+    The child's output pipes as a producer for the TCP transport.
+    """
+
+    def __init__(self, process: IProcessTransport) -> None:
+        self._process = process
+
+    def pauseProducing(self) -> None:
+        cast(Any, self._process).pauseProducing()
+
+    def resumeProducing(self) -> None:
+        cast(Any, self._process).resumeProducing()
+
+    def stopProducing(self) -> None:
+        # The bridge handles the connection's end itself (connectionLost).
+        pass
+
+
+@implementer(IPushProducer)
+class _ClientInput:
+    """
+    The TCP transport as a producer for the child's standard input.
+    """
+
+    def __init__(self, bridge: BridgeProtocol) -> None:
+        self._bridge = bridge
+
+    def pauseProducing(self) -> None:
+        self._bridge._pauseClient()
+
+    def resumeProducing(self) -> None:
+        self._bridge._resumeClient()
+
+    def stopProducing(self) -> None:
+        # The child's standard input is gone; not a reason to drop the client
+        # (the reply may still come), but keep reading so that the client's
+        # departure is noticed.
+        self._bridge._resumeClient()
+
+
+class _ChildProtocol(ProcessProtocol):
+    def __init__(self, bridge: BridgeProtocol) -> None:
+        self._bridge = bridge
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self._bridge._childStarted(self.transport)
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 1:
+            self._bridge._childStdout(data)
+        elif childFD == 2:
+            self._bridge._childStderr(data)
+
+    def childConnectionLost(self, childFD: int) -> None:
+        self._bridge._childFDClosed(childFD)
+
+    def processExited(self, reason: Failure) -> None:
+        self._bridge._childExited(reason)
+
+    def processEnded(self, reason: Failure) -> None:
+        self._bridge._childEnded()
+
+
+@implementer(IHalfCloseableProtocol)
+class BridgeProtocol(Protocol):
+    """
+    Relays one TCP connection to a child process started for it.
+
+    @ivar process: the child's transport, once started.
+    @ivar log: where events go (L{twinetd.logevents}).
+    """
+
+    log = logevents.log
+    process: IProcessTransport | None = None
+
+    def __init__(
+        self,
+        serviceId: str,
+        makePlan: Callable[[Peer], LaunchPlan],
+        spawner: Spawner,
+        clock: IReactorTime,
+        killDelay: float = 5.0,
+        onEnded: Callable[[], None] | None = None,
+    ) -> None:
+        """
+        @param serviceId: the service's id, for logs.
+        @param makePlan: what to run for a peer.
+        @param spawner: starts the child.
+        @param clock: for the kill timers and durations.
+        @param killDelay: seconds from the client's departure to C{SIGTERM},
+            and from C{SIGTERM} to C{SIGKILL}.
+        @param onEnded: called once, when both the connection is closed and
+            the child has ended (or could not be started).
+        """
+        self.serviceId = serviceId
+        self._makePlan = makePlan
+        self._spawner = spawner
+        self._clock = clock
+        self._killDelay = killDelay
+        self._onEnded = onEnded
+        self._pid: int | None = None
+        self._startTime = 0.0
+        self._peer: Peer | None = None
+        self._connectionDone = False
+        self._processDone = False
+        self._endedCalled = False
+        self._stdinOpen = False
+        self._stdoutOpen = False
+        self._outputRegistered = False
+        self._clientPaused = False
+        self._killCall: IDelayedCall | None = None
+        self._stderrBuffer = b""
+
+    # TCP side
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        peer = self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
+        self._startTime = self._clock.seconds()
+        try:
+            plan = self._makePlan(peer)
+            self._spawner.spawn(_ChildProtocol(self), plan)
+        except SpawnError as e:
+            self._spawnFailed(str(e))
+        except Exception as e:
+            self.log.failure("while starting {service}", service=self.serviceId)
+            self._spawnFailed(f"{type(e).__name__}: {e}")
+
+    def _spawnFailed(self, message: str) -> None:
+        assert self._peer is not None and self.transport is not None
+        logevents.logSpawnFailed(
+            self.serviceId,
+            self._peer.remoteHost,
+            self._peer.remotePort,
+            message,
+            logger=self.log,
+        )
+        self._processDone = True
+        self._closeConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.process is not None and self._stdinOpen:
+            self.process.write(data)
+
+    def readConnectionLost(self) -> None:
+        # The client's end of file is the child's: the connection stays open
+        # for the reply.
+        self._closeStdin()
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._connectionDone = True
+        if self.process is not None and not self._processDone:
+            self._closeStdin()
+            self._unregisterOutput()
+            self.process.loseConnection()
+            self._schedule(self._terminate)
+        self._maybeEnded()
+
+    def _closeConnection(self) -> None:
+        if self.transport is not None and not self._connectionDone:
+            self._unregisterOutput()
+            self.transport.loseConnection()
+
+    def _pauseClient(self) -> None:
+        if not self._connectionDone and not self._clientPaused:
+            self._clientPaused = True
+            assert self.transport is not None
+            IPushProducer(self.transport).pauseProducing()
+
+    def _resumeClient(self) -> None:
+        if not self._connectionDone and self._clientPaused:
+            self._clientPaused = False
+            assert self.transport is not None
+            IPushProducer(self.transport).resumeProducing()
+
+    # child side
+
+    def _childStarted(self, process: IProcessTransport) -> None:
+        self.process = process
+        self._pid = process.pid
+        self._stdinOpen = self._stdoutOpen = True
+        assert self.transport is not None and self._peer is not None
+        IConsumer(self.transport).registerProducer(_ChildOutput(process), True)
+        self._outputRegistered = True
+        cast(Any, process).registerProducer(_ClientInput(self), True)
+        logevents.logStart(
+            self.serviceId,
+            self._pid,
+            self._peer.remoteHost,
+            self._peer.remotePort,
+            logger=self.log,
+        )
+
+    def _childStdout(self, data: bytes) -> None:
+        if not self._connectionDone and self.transport is not None:
+            self.transport.write(data)
+
+    def _childStderr(self, data: bytes) -> None:
+        buffer = self._stderrBuffer + data
+        lines = buffer.split(b"\n")
+        self._stderrBuffer = lines.pop()
+        for line in lines:
+            self._logStderr(line)
+        while len(self._stderrBuffer) >= MAX_STDERR_LINE:
+            line = self._stderrBuffer[:MAX_STDERR_LINE]
+            self._stderrBuffer = self._stderrBuffer[MAX_STDERR_LINE:]
+            self._logStderr(line, truncated=True)
+
+    def _logStderr(self, line: bytes, truncated: bool = False) -> None:
+        if len(line) > MAX_STDERR_LINE:
+            line, truncated = line[:MAX_STDERR_LINE], True
+        text = line.rstrip(b"\r").decode("utf-8", "backslashreplace")
+        logevents.logStderr(self.serviceId, self._pid, text, truncated, logger=self.log)
+
+    def _childFDClosed(self, childFD: int) -> None:
+        if childFD == 0:
+            self._stdinOpen = False
+            # Keep reading the client, to notice its departure.
+            self._resumeClient()
+        elif childFD == 1:
+            self._stdoutOpen = False
+            self._closeConnection()
+        elif childFD == 2 and self._stderrBuffer:
+            self._logStderr(self._stderrBuffer)
+            self._stderrBuffer = b""
+
+    def _childExited(self, reason: Failure) -> None:
+        status: int | None = None
+        signal: int | None = None
+        if isinstance(reason.value, ProcessTerminated):
+            status, signal = reason.value.exitCode, reason.value.signal
+        elif isinstance(reason.value, ProcessDone):
+            status = 0
+        logevents.logExit(
+            self.serviceId,
+            self._pid,
+            status,
+            signal,
+            self._clock.seconds() - self._startTime,
+            logger=self.log,
+        )
+
+    def _childEnded(self) -> None:
+        self._processDone = True
+        self._stdinOpen = self._stdoutOpen = False
+        if self._killCall is not None and self._killCall.active():
+            self._killCall.cancel()
+        self._killCall = None
+        self._closeConnection()
+        self._maybeEnded()
+
+    def _closeStdin(self) -> None:
+        if self.process is not None and self._stdinOpen:
+            self._stdinOpen = False
+            cast(Any, self.process).unregisterProducer()
+            self.process.closeStdin()
+
+    def _unregisterOutput(self) -> None:
+        if self._outputRegistered:
+            self._outputRegistered = False
+            assert self.transport is not None
+            IConsumer(self.transport).unregisterProducer()
+            if self.process is not None and not self._processDone:
+                # A paused child would otherwise never be read again.
+                cast(Any, self.process).resumeProducing()
+
+    # the end
+
+    def _schedule(self, step: Callable[[], None]) -> None:
+        self._killCall = self._clock.callLater(self._killDelay, step)
+
+    def _terminate(self) -> None:
+        self._signal("TERM")
+        self._schedule(self._kill)
+
+    def _kill(self) -> None:
+        self._killCall = None
+        self._signal("KILL")
+
+    def _signal(self, name: str) -> None:
+        if self.process is None or self._processDone:
+            return
+        group = IProcessGroup(self.process, None)
+        try:
+            if group is not None:
+                group.signalProcessGroup(name)
+            else:
+                self.process.signalProcess(name)
+        except ProcessExitedAlready:
+            pass
+
+    def _maybeEnded(self) -> None:
+        if self._connectionDone and self._processDone and not self._endedCalled:
+            self._endedCalled = True
+            if self._onEnded is not None:
+                self._onEnded()
