@@ -7,6 +7,7 @@ L{LaunchPlan} out.
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Mapping
 
 import attrs
@@ -102,15 +103,14 @@ class LaunchPlan:
 def argvFor(config: ServiceConfig) -> tuple[str, ...]:
     """
     The argument vector xinetd builds: without C{NAMEINARGS}, C{argv[0]} is
-    the server path and C{server_args} follow; with it, C{server_args} is the
-    whole vector (its first word becoming C{argv[0]}).
+    the server's file name (xinetd uses the basename) and C{server_args}
+    follow; with it, C{server_args} is the whole vector (its first word
+    becoming C{argv[0]}).
     """
     assert config.server is not None
     if config.nameInArgs and config.serverArgs:
         return config.serverArgs
-    if config.nameInArgs:
-        return (config.server,)
-    return (config.server, *config.serverArgs)
+    return (posixpath.basename(config.server), *config.serverArgs)
 
 
 def environmentFor(

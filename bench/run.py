@@ -1,0 +1,661 @@
+#!/usr/bin/env python3
+"""
+Benchmark twinetd against xinetd, socat and tcpserver on loopback.
+
+Measures, for every server that is available:
+
+  - connections per second with a tiny /bin/sh child that reads one line,
+    echoes it and exits (concurrency 1 and 16);
+  - bridged throughput of a large payload through /bin/cat (the client sends
+    and reads back at the same time);
+  - the same connection rate while many other connections to the same server
+    are held open (each by a waiting /bin/sh child), so that a spawn cost that
+    grows with the daemon's open descriptors shows.
+
+Standard library only. Run with any Python 3.9+; twinetd itself is started
+with --twinetd-python (default /tmp/venv/bin/python) and PYTHONPATH set to
+the repository root. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+HOST = "127.0.0.1"
+# Below the kernel's ephemeral range (32768-60999 here) and inside the
+# range this project reserves for manual experiments.
+BASE_PORT = 31000
+
+ECHO_CHILD = '#!/bin/sh\nread line\necho "$line"\n'
+HOLD_CHILD = "#!/bin/sh\necho ready\nread line\n"
+
+SERVERS = ("xinetd", "twinetd", "socat", "tcpserver")
+
+
+class SetupError(Exception):
+    """A server could not be started; it is skipped with this note."""
+
+
+# ---------------------------------------------------------------- servers
+
+
+class Server:
+    """
+    One server under test: its processes and its three ports.
+
+    @ivar ports: service name (C{echo}, C{cat}, C{hold}) to port.
+    """
+
+    def __init__(self, name: str, workdir: str, basePort: int) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.ports = {"echo": basePort, "cat": basePort + 1, "hold": basePort + 2}
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logPath = os.path.join(workdir, f"{name}.log")
+        self._log = open(self.logPath, "ab")  # noqa: SIM115 (closed in stop)
+
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        # A new session per server: stop() signals the whole group by id.
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.workdir,
+            start_new_session=True,
+        )
+        self.procs.append(proc)
+
+    def start(self, children: dict[str, str]) -> None:
+        raise NotImplementedError
+
+    def mainPid(self) -> int | None:
+        return self.procs[0].pid if self.procs else None
+
+    def waitReady(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(self.ports.values())
+        while pending and time.monotonic() < deadline:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise SetupError(
+                        f"exited with status {proc.returncode} at start-up; "
+                        f"see {self.logPath}: {self.logTail()}"
+                    )
+            for port in list(pending):
+                try:
+                    socket.create_connection((HOST, port), timeout=1).close()
+                    pending.discard(port)
+                except OSError:
+                    pass
+            if pending:
+                time.sleep(0.1)
+        if pending:
+            raise SetupError(
+                f"ports {sorted(pending)} not listening after {timeout:.0f}s; "
+                f"see {self.logPath}: {self.logTail()}"
+            )
+        # The readiness probes spawned children (echo waits for a line that
+        # never came, hold waits for EOF); give them a moment to finish.
+        time.sleep(0.3)
+
+    def logTail(self, lines: int = 3) -> str:
+        try:
+            with open(self.logPath, "rb") as f:
+                text = f.read()[-2000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+    def daemonFds(self) -> int | None:
+        """
+        Open descriptors of the main daemon process (None if unknown).
+        """
+        pid = self.mainPid()
+        if pid is None:
+            return None
+        try:
+            return len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            return None
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.procs = []
+        self._log.close()
+
+
+def xinetdConfig(ports: dict[str, int], children: dict[str, str]) -> str:
+    """
+    One xinetd-language config with the three services (also read by
+    twinetd). cps is raised from xinetd's default of 50/s, which would
+    otherwise shut the service for 10 s in the middle of a run.
+    """
+    user = "\tuser = root\n" if os.geteuid() == 0 else ""
+    out = []
+    for svc, port in ports.items():
+        out.append(
+            f"service bench-{svc}\n{{\n"
+            "\ttype = UNLISTED\n"
+            "\tsocket_type = stream\n"
+            "\tprotocol = tcp\n"
+            "\twait = no\n"
+            f"\tport = {port}\n"
+            f"\tbind = {HOST}\n"
+            f"{user}"
+            f"\tserver = {children[svc]}\n"
+            "\tinstances = UNLIMITED\n"
+            "\tcps = 100000 1\n"
+            "}\n"
+        )
+    return "\n".join(out)
+
+
+class Xinetd(Server):
+    def start(self, children: dict[str, str]) -> None:
+        exe = shutil.which("xinetd") or (
+            "/usr/sbin/xinetd" if os.path.exists("/usr/sbin/xinetd") else None
+        )
+        if exe is None:
+            raise SetupError("xinetd not installed")
+        conf = os.path.join(self.workdir, "xinetd.conf")
+        with open(conf, "w") as f:
+            f.write(xinetdConfig(self.ports, children))
+        pid = os.path.join(self.workdir, "xinetd.pid")
+        self.spawn([exe, "-dontfork", "-f", conf, "-pidfile", pid])
+
+
+class Twinetd(Server):
+    def __init__(self, name: str, workdir: str, basePort: int, python: str) -> None:
+        super().__init__(name, workdir, basePort)
+        self.python = python
+
+    def start(self, children: dict[str, str]) -> None:
+        if not os.path.exists(os.path.join(REPO, "twinetd", "tap.py")):
+            raise SetupError("twinetd/tap.py not found (daemon not built yet)")
+        twistd = os.path.join(os.path.dirname(self.python), "twistd")
+        if not os.path.exists(twistd):
+            raise SetupError(f"{twistd} not found")
+        confdir = os.path.join(self.workdir, "twinetd.d")
+        os.makedirs(confdir, exist_ok=True)
+        with open(os.path.join(confdir, "bench"), "w") as f:
+            f.write(xinetdConfig(self.ports, children))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = REPO + (
+            os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
+        )
+        self.spawn(
+            [twistd, "-n", "--pidfile", "", "-l", "-", "twinetd", "-c", confdir],
+            env=env,
+        )
+
+
+class Socat(Server):
+    def start(self, children: dict[str, str]) -> None:
+        exe = shutil.which("socat")
+        if exe is None:
+            raise SetupError("socat not installed")
+        for svc, port in self.ports.items():
+            self.spawn(
+                [
+                    exe,
+                    f"TCP-LISTEN:{port},bind={HOST},fork,reuseaddr,backlog=1024",
+                    f"EXEC:{children[svc]}",
+                ]
+            )
+
+
+class Tcpserver(Server):
+    def start(self, children: dict[str, str]) -> None:
+        exe = shutil.which("tcpserver")
+        if exe is None:
+            raise SetupError("tcpserver (ucspi-tcp) not installed")
+        for svc, port in self.ports.items():
+            # -H -R -l 0: no DNS, no ident lookups; -c: tcpserver's default
+            # limit of 40 children would cap the held-connections test.
+            self.spawn(
+                [
+                    exe,
+                    "-H",
+                    "-R",
+                    "-l",
+                    "0",
+                    "-c",
+                    "5000",
+                    "-b",
+                    "1024",
+                    HOST,
+                    str(port),
+                    children[svc],
+                ]
+            )
+
+
+# ---------------------------------------------------------------- clients
+
+
+async def echoOnce(port: int, timeout: float) -> float:
+    """
+    One full connection: connect, send a line, read until EOF.
+
+    @return: the latency in seconds.
+    @raise OSError, asyncio.TimeoutError, ValueError: on failure.
+    """
+    t0 = time.perf_counter()
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(HOST, port), timeout
+    )
+    try:
+        writer.write(b"hello\n")
+        data = await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+    if data != b"hello\n":
+        raise ValueError(f"unexpected reply {data[:40]!r}")
+    return time.perf_counter() - t0
+
+
+async def connectionRate(
+    port: int, concurrency: int, duration: float, maxCount: int, timeout: float
+) -> dict[str, Any]:
+    """
+    Run C{concurrency} clients back to back for C{duration} seconds (or
+    C{maxCount} connections, whichever comes first).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + duration
+    started = 0
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def worker() -> None:
+        nonlocal started
+        while loop.time() < deadline and started < maxCount and len(errors) < 50:
+            started += 1
+            try:
+                latencies.append(await echoOnce(port, timeout))
+            except (OSError, asyncio.TimeoutError, ValueError) as e:
+                errors.append(f"{type(e).__name__}: {e}")
+
+    t0 = loop.time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = loop.time() - t0
+    lat = sorted(latencies)
+    return {
+        "concurrency": concurrency,
+        "completed": len(lat),
+        "errors": len(errors),
+        "firstErrors": sorted(set(errors))[:3],
+        "seconds": round(elapsed, 3),
+        "perSecond": round(len(lat) / elapsed, 1) if elapsed > 0 else 0.0,
+        "latencyMedianMs": round(statistics.median(lat) * 1000, 2) if lat else None,
+        "latencyP99Ms": round(lat[int(len(lat) * 0.99)] * 1000, 2) if lat else None,
+    }
+
+
+def throughput(port: int, nbytes: int, timeout: float) -> dict[str, Any]:
+    """
+    Send C{nbytes} through the cat service while reading the echo back
+    concurrently; MiB/s over the whole round trip.
+    """
+    chunk = b"x" * (256 * 1024)
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    sock.settimeout(timeout)
+    sendError: list[BaseException] = []
+
+    def sender() -> None:
+        try:
+            left = nbytes
+            while left > 0:
+                n = min(left, len(chunk))
+                sock.sendall(chunk[:n])
+                left -= n
+            sock.shutdown(socket.SHUT_WR)
+        except BaseException as e:  # reported by the main thread
+            sendError.append(e)
+
+    buf = bytearray(1024 * 1024)
+    received = 0
+    t0 = time.perf_counter()
+    deadline = t0 + timeout
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    try:
+        while received < nbytes and time.perf_counter() < deadline:
+            n = sock.recv_into(buf)
+            if n == 0:
+                break
+            received += n
+        elapsed = time.perf_counter() - t0
+    finally:
+        sock.close()
+        thread.join(timeout=5)
+    if sendError:
+        raise OSError(f"sender failed: {sendError[0]!r}")
+    if received != nbytes:
+        raise OSError(f"received {received} of {nbytes} bytes")
+    return {
+        "bytes": nbytes,
+        "seconds": round(elapsed, 3),
+        "mibPerSecond": round(nbytes / (1 << 20) / elapsed, 1),
+    }
+
+
+async def holdConnections(
+    port: int, count: int, timeout: float
+) -> list[asyncio.StreamWriter]:
+    """
+    Open C{count} connections to the hold service and wait until each
+    child has said C{ready}. Connections are opened a few at a time so the
+    listen backlog never overflows.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    writers: list[asyncio.StreamWriter] = []
+    sem = asyncio.Semaphore(16)
+
+    async def one() -> None:
+        async with sem:
+            left = max(0.1, deadline - loop.time())
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(HOST, port), left
+            )
+            writers.append(writer)
+            line = await asyncio.wait_for(
+                reader.readline(), max(0.1, deadline - loop.time())
+            )
+            if line != b"ready\n":
+                raise ValueError(f"hold child said {line!r}")
+
+    results = await asyncio.gather(
+        *(one() for _ in range(count)), return_exceptions=True
+    )
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        await releaseConnections(writers)
+        raise OSError(
+            f"{len(failures)} of {count} held connections failed: {failures[0]!r}"
+        )
+    return writers
+
+
+async def releaseConnections(writers: list[asyncio.StreamWriter]) -> None:
+    for w in writers:
+        w.close()
+    for w in writers:
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            await asyncio.wait_for(w.wait_closed(), 5)
+
+
+# ---------------------------------------------------------------- driver
+
+
+def profile(quick: bool) -> dict[str, Any]:
+    if quick:
+        return {
+            "duration": 1.5,
+            "maxCount": 3000,
+            "bytes": 64 << 20,
+            "held": 100,
+            "timeout": 10.0,
+        }
+    return {
+        "duration": 5.0,
+        "maxCount": 20000,
+        "bytes": 256 << 20,
+        "held": 500,
+        "timeout": 30.0,
+    }
+
+
+def benchServer(
+    server: Server, prof: dict[str, Any], log: Callable[[str], None]
+) -> dict[str, Any]:
+    res: dict[str, Any] = {}
+    timeout = prof["timeout"]
+
+    def step(key: str, fn: Callable[[], Any]) -> None:
+        try:
+            res[key] = fn()
+        except Exception as e:  # one failed measurement must not stop the run
+            res[key] = {"error": f"{type(e).__name__}: {e}"}
+        log(f"  {key}: {res[key]}")
+
+    # Warm-up (imports, page cache) before measuring.
+    with contextlib.suppress(Exception):
+        asyncio.run(connectionRate(server.ports["echo"], 1, 0.3, 20, timeout))
+
+    def rate(c: int) -> dict[str, Any]:
+        return asyncio.run(
+            connectionRate(
+                server.ports["echo"], c, prof["duration"], prof["maxCount"], timeout
+            )
+        )
+
+    step("rate_c1", lambda: rate(1))
+    step("rate_c16", lambda: rate(16))
+    step(
+        "throughput",
+        lambda: throughput(server.ports["cat"], prof["bytes"], max(timeout, 120)),
+    )
+
+    async def held() -> dict[str, Any]:
+        fdsBefore = server.daemonFds()
+        writers = await holdConnections(
+            server.ports["hold"], prof["held"], max(timeout, 60)
+        )
+        try:
+            fdsHeld = server.daemonFds()
+            out: dict[str, Any] = {
+                "held": len(writers),
+                "daemonFdsIdle": fdsBefore,
+                "daemonFdsHeld": fdsHeld,
+            }
+            for c in (1, 16):
+                out[f"c{c}"] = await connectionRate(
+                    server.ports["echo"], c, prof["duration"], prof["maxCount"], timeout
+                )
+            return out
+        finally:
+            await releaseConnections(writers)
+
+    step("held", lambda: asyncio.run(held()))
+    # Let the released hold children exit before the next server starts.
+    time.sleep(1.0)
+    return res
+
+
+METRICS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
+    ("conn/s  c=1", "rate_c1", lambda r: r.get("perSecond")),
+    ("conn/s  c=16", "rate_c16", lambda r: r.get("perSecond")),
+    ("cat MiB/s", "throughput", lambda r: r.get("mibPerSecond")),
+    ("conn/s  c=1, N held", "held", lambda r: (r.get("c1") or {}).get("perSecond")),
+    ("conn/s  c=16, N held", "held", lambda r: (r.get("c16") or {}).get("perSecond")),
+    ("daemon fds, N held", "held", lambda r: r.get("daemonFdsHeld")),
+]
+
+
+def value(
+    results: dict[str, Any], key: str, get: Callable[[dict[str, Any]], Any]
+) -> Any:
+    r = results.get(key)
+    if not isinstance(r, dict) or "error" in r:
+        return None
+    return get(r)
+
+
+def table(allResults: dict[str, Any], held: int) -> str:
+    names = [n for n in allResults if "skipped" not in allResults[n]]
+    ref = allResults.get("xinetd", {})
+    rows = [["metric", *names]]
+    for label, key, get in METRICS:
+        row = [label.replace("N held", f"{held} held")]
+        base = value(ref, key, get) if "skipped" not in ref else None
+        for n in names:
+            v = value(allResults[n], key, get)
+            if v is None:
+                row.append("error")
+            elif base and not label.startswith("daemon fds"):
+                row.append(f"{v:g} ({v / base:.2f}x)")
+            else:
+                row.append(f"{v:g}")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for n, r in allResults.items():
+        if "skipped" in r:
+            lines.append(f"{n}: skipped: {r['skipped']}")
+        for key, m in r.items():
+            if isinstance(m, dict) and "error" in m:
+                lines.append(f"{n}: {key}: {m['error']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small counts, < 60 s")
+    p.add_argument(
+        "--servers",
+        default=",".join(SERVERS),
+        help="comma-separated subset of " + ",".join(SERVERS),
+    )
+    p.add_argument(
+        "--twinetd-python",
+        default="/tmp/venv/bin/python"
+        if os.path.exists("/tmp/venv/bin/python")
+        else sys.executable,
+    )
+    p.add_argument("--base-port", type=int, default=BASE_PORT)
+    p.add_argument("--startup-timeout", type=float, default=30.0)
+    p.add_argument("--results", default=os.path.join(HERE, "results"))
+    args = p.parse_args(argv)
+
+    prof = profile(args.quick)
+    wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = set(wanted) - set(SERVERS)
+    if unknown:
+        p.error(f"unknown servers: {', '.join(sorted(unknown))}")
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    # SIGTERM behaves like Ctrl-C, so the finally below always runs.
+    def onTerm(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, onTerm)
+
+    workdir = tempfile.mkdtemp(prefix="twinetd-bench-")
+    children = {
+        "echo": os.path.join(workdir, "echo1.sh"),
+        "hold": os.path.join(workdir, "hold.sh"),
+        "cat": shutil.which("cat") or "/bin/cat",
+    }
+    for key, text in (("echo", ECHO_CHILD), ("hold", HOLD_CHILD)):
+        with open(children[key], "w") as f:
+            f.write(text)
+        os.chmod(children[key], 0o755)
+
+    allResults: dict[str, Any] = {}
+    running: list[Server] = []
+    t0 = time.monotonic()
+    try:
+        for i, name in enumerate(wanted):
+            base = args.base_port + 10 * i
+            server: Server
+            if name == "twinetd":
+                server = Twinetd(name, workdir, base, args.twinetd_python)
+            else:
+                server = {"xinetd": Xinetd, "socat": Socat, "tcpserver": Tcpserver}[
+                    name
+                ](name, workdir, base)
+            log(f"{name}: starting on ports {sorted(server.ports.values())}")
+            running.append(server)
+            try:
+                server.start(children)
+                server.waitReady(args.startup_timeout)
+            except SetupError as e:
+                log(f"{name}: skipped: {e}")
+                allResults[name] = {"skipped": str(e)}
+                server.stop()
+                running.remove(server)
+                continue
+            try:
+                allResults[name] = benchServer(server, prof, log)
+            finally:
+                server.stop()
+                running.remove(server)
+    except KeyboardInterrupt:
+        log("interrupted; stopping servers")
+        return 130
+    finally:
+        for server in running:
+            server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    total = time.monotonic() - t0
+    print()
+    print(table(allResults, prof["held"]))
+    print(
+        f"\n({'quick' if args.quick else 'full'} run, {total:.0f} s, "
+        f"{os.cpu_count()} CPUs)"
+    )
+
+    os.makedirs(args.results, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = os.path.join(args.results, f"{stamp}{'-quick' if args.quick else ''}.json")
+    with open(path, "w") as f:
+        json.dump(
+            {
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "mode": "quick" if args.quick else "full",
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+                "profile": prof,
+                "results": allResults,
+            },
+            f,
+            indent=2,
+        )
+    print(f"results: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

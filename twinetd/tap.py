@@ -1,0 +1,117 @@
+"""
+twistd glue: C{twistd -n twinetd -c PATH}.
+
+This is the only module that imports the global reactor, inside
+L{makeService}.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from twinetd.config import LoadResult, Lookups, loadPath
+
+DEFAULT_CONFIG = "/etc/xinetd.conf"
+
+
+def summary(result: LoadResult) -> str:
+    """
+    One line: how many services load, how many are skipped, how many
+    warnings.
+    """
+    services = len(result.services)
+    errors = len(result.errors)
+    warnings = len(result.warnings)
+    return (
+        f"{services} service{'s' if services != 1 else ''} loaded, "
+        f"{result.skipped} skipped, {result.disabled} disabled, "
+        f"{errors} error{'s' if errors != 1 else ''}, "
+        f"{warnings} warning{'s' if warnings != 1 else ''}"
+    )
+
+
+def check(path: str, lookups: Lookups, out: TextIO) -> int:
+    """
+    C{--check}: print every problem and a summary; return the exit code
+    (0 without errors, 1 with).
+    """
+    result = loadPath(path, lookups)
+    for problem in result.problems:
+        out.write(f"{problem}\n")
+    out.write(summary(result) + "\n")
+    return 1 if result.errors else 0
+
+
+class Options(usage.Options):
+    """
+    Command-line options of C{twistd twinetd}.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve the services of an xinetd configuration: PATH is an xinetd.conf "
+        "style file (with defaults and includedir) or a folder of service files "
+        "like /etc/xinetd.d."
+    )
+
+    optFlags = [
+        [
+            "stayalive",
+            None,
+            "Keep running when no service can be served (xinetd's -stayalive); "
+            "without it the daemon exits with status 1, as xinetd does.",
+        ],
+        [
+            "check",
+            None,
+            "Load and validate the configuration, print every "
+            "problem and a summary, and exit: 0 without errors, 1 with.",
+        ],
+    ]
+    optParameters = [
+        [
+            "config",
+            "c",
+            DEFAULT_CONFIG,
+            "Configuration file or folder (xinetd's -f).",
+            str,
+        ],
+        [
+            "kill-delay",
+            None,
+            5.0,
+            "Seconds a child may outlive its client before it gets SIGTERM, "
+            "and again before SIGKILL.",
+            float,
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        if self["kill-delay"] < 0:
+            raise usage.UsageError("--kill-delay must not be negative")
+        if self["check"]:
+            raise SystemExit(check(self["config"], Lookups.system(), sys.stdout))
+
+
+def makeService(options: Options) -> IService:
+    """
+    Build the daemon's service tree from the options.
+    """
+    from twisted.internet import reactor
+
+    from twinetd.service import DaemonSettings, fromPath
+
+    settings = DaemonSettings(killDelay=options["kill-delay"])
+    daemon, result = fromPath(options["config"], reactor, settings)
+    if not daemon.records and not options["stayalive"]:
+        # As xinetd: with nothing to serve the daemon exits.
+        sys.stderr.write(
+            f"twinetd: {options['config']}: no services. Exiting...\n"
+            f"{summary(result)}\n"
+        )
+        raise SystemExit(1)
+    return daemon
