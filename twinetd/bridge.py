@@ -177,6 +177,7 @@ class BridgeProtocol(Protocol):
         self._outputRegistered = False
         self._clientPaused = False
         self._killCall: IDelayedCall | None = None
+        self._abortCall: IDelayedCall | None = None
         self._stderrBuffer = b""
 
     # TCP side
@@ -220,12 +221,36 @@ class BridgeProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._connectionDone = True
+        if self._abortCall is not None and self._abortCall.active():
+            self._abortCall.cancel()
+        self._abortCall = None
         if self.process is not None and not self._processDone:
             self._closeStdin()
             self._unregisterOutput()
             self.process.loseConnection()
-            self._schedule(self._terminate)
+            if self._killCall is None:
+                self._schedule(self._terminate)
         self._maybeEnded()
+
+    def stop(self) -> None:
+        """
+        The daemon is shutting down (xinetd's SIGTERM "terminates all running
+        servers"): the child gets C{SIGTERM} now and C{SIGKILL} after the kill
+        delay; the connection is closed once what the child wrote is sent, or
+        dropped after the kill delay.
+        """
+        if self.process is not None and not self._processDone:
+            if self._killCall is not None and self._killCall.active():
+                self._killCall.cancel()
+            self._terminate()
+        if not self._connectionDone and self.transport is not None:
+            self._closeConnection()
+            self._abortCall = self._clock.callLater(self._killDelay, self._abort)
+
+    def _abort(self) -> None:
+        self._abortCall = None
+        if not self._connectionDone and self.transport is not None:
+            cast(Any, self.transport).abortConnection()
 
     def _closeConnection(self) -> None:
         if self.transport is not None and not self._connectionDone:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory
 
@@ -44,15 +45,33 @@ class StreamFactory(ServerFactory):
         self._daemonUid = daemonUid
         self._killDelay = killDelay
         self.live: set[BridgeProtocol] = set()
+        self._waiters: dict[BridgeProtocol, list[Deferred[None]]] = {}
 
     def _makePlan(self, peer: Peer) -> LaunchPlan:
         return planLaunch(self.config, peer, self._daemonEnv, self._daemonUid)
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop every live connection's child (see L{BridgeProtocol.stop}); the
+        result fires when all of them have ended.
+        """
+        waiting = [self._whenEnded(protocol) for protocol in list(self.live)]
+        for protocol in list(self.live):
+            protocol.stop()
+        return DeferredList(waiting).addCallback(lambda _: None)
+
+    def _whenEnded(self, protocol: BridgeProtocol) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self._waiters.setdefault(protocol, []).append(d)
+        return d
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         protocol: BridgeProtocol
 
         def ended() -> None:
             self.live.discard(protocol)
+            for d in self._waiters.pop(protocol, []):
+                d.callback(None)
 
         protocol = BridgeProtocol(
             self.config.id,

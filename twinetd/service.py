@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -137,12 +138,18 @@ class ListenerService(Service):
             port=port.getHost().port,  # type: ignore[attr-defined]
         )
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop listening, then stop the children of live connections; the
+        result fires when the port is closed and every child has ended.
+        """
         Service.stopService(self)
         port, self.port = self.port, None
+        stopped: Deferred[Any] = succeed(None)
         if port is not None:
-            return port.stopListening()
-        return None
+            stopped = maybeDeferred(port.stopListening)
+        children = self.factory.stop()
+        return gatherResults([stopped, children]).addCallback(lambda _: None)
 
 
 def _applySocketFlags(port: IListeningPort, config: ServiceConfig) -> None:

@@ -454,3 +454,70 @@ class StderrTests(SynchronousTestCase):
         h.process.output(b"bad \xff byte\n", 2)
         [event] = h.of(logevents.STDERR)
         self.assertEqual(event["line"], "bad \\xff byte")
+
+
+class StopTests(SynchronousTestCase):
+    """
+    L{BridgeProtocol.stop}: the daemon's shutdown.
+    """
+
+    def test_termNowKillLater(self) -> None:
+        """
+        The child gets SIGTERM at once and SIGKILL a kill delay later; the
+        connection is closed gracefully.
+        """
+        h = Harness()
+        h.connect()
+        h.protocol.stop()
+        self.assertEqual(h.process.signals, ["TERM"])
+        self.assertTrue(h.transport.disconnecting)
+        h.transportClosed()
+        h.reactor.advance(KILL_DELAY)
+        self.assertEqual(h.process.signals, ["TERM", "KILL"])
+        h.process.end(signal=9)
+        self.assertEqual(h.ended, 1)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+
+    def test_childEndsOnTerm(self) -> None:
+        """
+        A child that ends on SIGTERM gets nothing more, and no timer is left.
+        """
+        h = Harness()
+        h.connect()
+        h.protocol.stop()
+        h.process.end(signal=15)
+        h.transportClosed()
+        h.reactor.advance(10 * KILL_DELAY)
+        self.assertEqual(h.process.signals, ["TERM"])
+        self.assertEqual(h.ended, 1)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+
+    def test_unreadConnectionAborted(self) -> None:
+        """
+        A client that does not read cannot hold the shutdown: its connection
+        is aborted a kill delay later.
+        """
+        h = Harness()
+        h.connect()
+        h.protocol.stop()
+        h.process.end(signal=15)
+        self.assertFalse(h.transport.disconnected)
+        h.reactor.advance(KILL_DELAY)
+        self.assertTrue(h.transport.disconnected)
+
+    def test_afterClientGone(self) -> None:
+        """
+        Stopping while the kill sequence for a vanished client runs restarts
+        it with SIGTERM at once; only one sequence stays scheduled.
+        """
+        h = Harness()
+        h.connect()
+        h.clientGone()
+        h.protocol.stop()
+        self.assertEqual(h.process.signals, ["TERM"])
+        self.assertEqual(len(h.reactor.getDelayedCalls()), 1)
+        h.reactor.advance(KILL_DELAY)
+        self.assertEqual(h.process.signals, ["TERM", "KILL"])
+        h.process.end(signal=9)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+        self.assertEqual(h.ended, 1)
