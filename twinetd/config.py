@@ -71,32 +71,15 @@ from twinetd.parser import Include, Section, parse
 # entries: each is a one-line change.
 UNSUPPORTED_ATTRIBUTES: frozenset[str] = frozenset(
     {
-        "instances",
-        "per_source",
-        "cps",
-        "max_load",
-        "only_from",
-        "no_access",
-        "access_times",
         "log_type",
         "log_on_success",
         "log_on_failure",
-        "banner",
-        "banner_success",
-        "banner_fail",
         "redirect",
-        "rlimit_as",
-        "rlimit_cpu",
-        "rlimit_data",
-        "rlimit_rss",
-        "rlimit_stack",
-        "rlimit_files",
         "deny_time",
         "libwrap",
         "mdns",
         "rpc_version",
         "rpc_number",
-        "v6only",
     }
 )
 UNSUPPORTED_SOCKET_TYPES: frozenset[SocketType] = frozenset(

@@ -2,85 +2,221 @@
 The protocol factory of one stream service: decides what each accepted
 connection gets.
 
-For this milestone every connection is bridged to a new child; access control,
-limits, handoff, internal services and redirect hook in here.
+Each connection first meets a L{Front}: C{banner} is sent, the L{Gate}
+decides (limits, then access control), and a refused client gets
+C{banner_fail} and is closed with a C{FAIL} record; an admitted one gets
+C{banner_success} and is switched to the service's mode: the bridge (a
+child with its stdio relayed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, cast
+from typing import Protocol as TypingProtocol
 
+import attrs
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IAddress, IReactorTime
-from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.interfaces import (
+    IAddress,
+    IPushProducer,
+    IReactorTime,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from twinetd.bridge import BridgeProtocol
+from twinetd.bridge import BridgeProtocol, peerFromTransport
+from twinetd.gate import Gate, Refused
 from twinetd.launch import LaunchPlan, Peer, planLaunch
+from twinetd.limits import Ticket
 from twinetd.model import ServiceConfig
 from twinetd.spawn import Spawner
+
+log = Logger(namespace="twinetd")
+
+
+class Stoppable(TypingProtocol):
+    def stop(self) -> None: ...
+
+
+@attrs.frozen
+class Runtime:
+    """
+    What every service of one daemon shares.
+
+    @ivar spawner: starts children.
+    @ivar clock: the reactor's time.
+    @ivar gate: admission (limits and access control).
+    @ivar environment: the daemon's environment, for C{passenv}.
+    @ivar uid: the daemon's effective user id.
+    @ivar killDelay: seconds before C{SIGTERM}, and again before C{SIGKILL}.
+    """
+
+    spawner: Spawner
+    clock: IReactorTime
+    gate: Gate
+    environment: Mapping[str, str]
+    uid: int
+    killDelay: float = 5.0
+
+
+def readBanner(config: ServiceConfig, path: str | None) -> bytes:
+    """
+    A banner file's bytes, read for each connection as xinetd does (so an
+    edited banner shows at once); a file that cannot be read sends nothing
+    and is logged.
+    """
+    if path is None:
+        return b""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        log.warn(
+            "{service}: cannot read banner {path}: {error}",
+            service=config.id,
+            path=path,
+            error=e.strerror,
+        )
+        return b""
+
+
+def logFail(config: ServiceConfig, reason: str, detail: str, peer: Peer | None) -> None:
+    log.info(
+        "FAIL: {service} {reason} from={host}",
+        service=config.id,
+        reason=reason,
+        detail=detail,
+        host=peer.remoteHost if peer is not None else "<no address>",
+        port=peer.remotePort if peer is not None else None,
+        twinetdEvent="fail",
+    )
+
+
+class Front(Protocol):
+    """
+    The first protocol of every accepted connection: banners and the gate,
+    then the service's own protocol takes the transport over.
+    """
+
+    factory: StreamFactory
+
+    def __init__(self) -> None:
+        self._peer: Peer | None = None
+        self._gone = False
+        self.inner: Protocol | None = None
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        # Nothing is read from the client until the gate has decided.
+        IPushProducer(self.transport).pauseProducing()
+        config = self.factory.config
+        self.transport.write(readBanner(config, config.banner))
+        peer = self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
+        self.factory.runtime.gate.admit(config, peer).addCallback(self._decided)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._gone = True
+        self.factory.ended(self)
+
+    def stop(self) -> None:
+        if self.transport is not None and not self._gone:
+            self.transport.loseConnection()
+
+    def _decided(self, admission: Ticket | Refused) -> None:
+        config = self.factory.config
+        if isinstance(admission, Refused):
+            logFail(config, admission.reason, admission.detail, self._peer)
+            if not self._gone:
+                assert self.transport is not None
+                self.transport.write(readBanner(config, config.bannerFail))
+                self.transport.loseConnection()
+            return
+        if self._gone:
+            admission.release()
+            return
+        assert self.transport is not None and self._peer is not None
+        self.transport.write(readBanner(config, config.bannerSuccess))
+        inner = self.inner = self.factory.serve(admission)
+        # Switch: the transport now feeds the service's protocol, which the
+        # factory tracks from here on.
+        self.factory.live.discard(self)
+        cast(Any, self.transport).protocol = inner
+        IPushProducer(self.transport).resumeProducing()
+        cast(Any, inner).makeConnection(self.transport)
 
 
 class StreamFactory(ServerFactory):
     """
-    Builds a L{BridgeProtocol} for each connection to a C{wait = no} stream
-    service.
+    Builds a L{Front} for each connection to a C{wait = no} stream service.
 
     @ivar config: the service's record.
-    @ivar live: the protocols of connections not yet ended.
+    @ivar runtime: what the daemon's services share.
+    @ivar live: the connections not yet ended (fronts and service
+        protocols), for L{stop}.
     """
 
-    def __init__(
-        self,
-        config: ServiceConfig,
-        spawner: Spawner,
-        clock: IReactorTime,
-        daemonEnv: Mapping[str, str],
-        daemonUid: int,
-        killDelay: float,
-    ) -> None:
+    def __init__(self, config: ServiceConfig, runtime: Runtime) -> None:
         self.config = config
-        self._spawner = spawner
-        self._clock = clock
-        self._daemonEnv = daemonEnv
-        self._daemonUid = daemonUid
-        self._killDelay = killDelay
-        self.live: set[BridgeProtocol] = set()
-        self._waiters: dict[BridgeProtocol, list[Deferred[None]]] = {}
-
-    def _makePlan(self, peer: Peer) -> LaunchPlan:
-        return planLaunch(self.config, peer, self._daemonEnv, self._daemonUid)
-
-    def stop(self) -> Deferred[None]:
-        """
-        Stop every live connection's child (see L{BridgeProtocol.stop}); the
-        result fires when all of them have ended.
-        """
-        waiting = [self._whenEnded(protocol) for protocol in list(self.live)]
-        for protocol in list(self.live):
-            protocol.stop()
-        return DeferredList(waiting).addCallback(lambda _: None)
-
-    def _whenEnded(self, protocol: BridgeProtocol) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
-        self._waiters.setdefault(protocol, []).append(d)
-        return d
+        self.runtime = runtime
+        self.live: set[Stoppable] = set()
+        self._waiters: dict[Stoppable, list[Deferred[None]]] = {}
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        front = Front()
+        front.factory = self
+        self.live.add(front)
+        return front
+
+    def serve(self, ticket: Ticket) -> Protocol:
+        """
+        The protocol of an admitted connection; C{ticket} is released when
+        it ends.
+        """
         protocol: BridgeProtocol
 
         def ended() -> None:
-            self.live.discard(protocol)
-            for d in self._waiters.pop(protocol, []):
-                d.callback(None)
+            ticket.release()
+            self.ended(protocol)
 
         protocol = BridgeProtocol(
             self.config.id,
             self._makePlan,
-            self._spawner,
-            self._clock,
-            killDelay=self._killDelay,
+            self.runtime.spawner,
+            self.runtime.clock,
+            killDelay=self.runtime.killDelay,
             onEnded=ended,
         )
         protocol.factory = self
         self.live.add(protocol)
         return protocol
+
+    def _makePlan(self, peer: Peer) -> LaunchPlan:
+        runtime = self.runtime
+        return planLaunch(self.config, peer, runtime.environment, runtime.uid)
+
+    def ended(self, connection: Stoppable) -> None:
+        """
+        A connection (or its front) has ended.
+        """
+        self.live.discard(connection)
+        for d in self._waiters.pop(connection, []):
+            d.callback(None)
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop every live connection (see L{BridgeProtocol.stop}); the result
+        fires when all of them have ended.
+        """
+        live = list(self.live)
+        waiting = [self._whenEnded(c) for c in live]
+        for connection in live:
+            connection.stop()
+        return DeferredList(waiting).addCallback(lambda _: None)
+
+    def _whenEnded(self, connection: Stoppable) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self._waiters.setdefault(connection, []).append(d)
+        return d

@@ -13,27 +13,33 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
-from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IReactorProcess,
-    IReactorTCP,
+    IReactorSocket,
+    IReactorThreads,
     IReactorTime,
 )
 from twisted.logger import Logger
 
+from twinetd.access import DenyList
 from twinetd.config import LoadResult, Lookups, loadPath, loadText
-from twinetd.factory import StreamFactory
+from twinetd.factory import Runtime, StreamFactory
+from twinetd.gate import Gate, noNames, threadedResolver
+from twinetd.limits import Limits
 from twinetd.model import ServiceConfig, SocketType
 from twinetd.spawn import spawnerFor
 
 log = Logger(namespace="twinetd")
+
+#: Pending connections the kernel queues per listening socket.
+BACKLOG = 128
 
 
 @attrs.frozen
@@ -43,12 +49,15 @@ class DaemonSettings:
 
     @ivar killDelay: seconds a child may outlive its client before SIGTERM
         (and again before SIGKILL).
+    @ivar processLimit: the most children running at once over all services
+        (xinetd's C{-limit}), or C{None}.
     @ivar environment: the daemon's environment, from which C{passenv} takes
         variables.
     @ivar uid: the daemon's effective user id.
     """
 
     killDelay: float = 5.0
+    processLimit: int | None = None
     environment: tuple[tuple[str, str], ...] = attrs.field(
         factory=lambda: tuple(os.environ.items())
     )
@@ -65,39 +74,91 @@ def unsupportedReason(config: ServiceConfig) -> str | None:
         return "wait = yes is not supported yet"
     if config.isInternal:
         return "internal services are not supported yet"
-    if config.redirect is not None and config.server is None:
+    if config.redirect is not None:
         return "redirect is not supported yet"
     if config.server is None:
         return "no server to run"
     return None
 
 
-def _listenAddress(config: ServiceConfig) -> str:
+def _ipv6Available() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+    except OSError:
+        return False
+    return True
+
+
+def listenAddress(config: ServiceConfig) -> str:
+    """
+    The address a service binds, as xinetd chooses it: C{bind} if given,
+    C{0.0.0.0} with C{flags = IPv4}, else the IPv6 wildcard (dual-stack, so
+    IPv4 clients appear as C{::ffff:a.b.c.d}) where IPv6 is available.
+    """
     if config.bind is not None:
         return config.bind
-    if "IPv6" in config.flags:
-        return "::"
-    return "0.0.0.0"
+    if "IPv4" in config.flags or not _ipv6Available():
+        return "0.0.0.0"
+    return "::"
+
+
+def bindSocket(config: ServiceConfig, kind: int = socket.SOCK_STREAM) -> socket.socket:
+    """
+    A bound (and, for streams, listening) non-blocking socket for
+    C{config}, with xinetd's socket options: C{SO_REUSEADDR} always (xinetd's
+    REUSE is implicit), C{IPV6_V6ONLY} from C{v6only} (default off:
+    dual-stack), C{SO_KEEPALIVE} and C{TCP_NODELAY} from C{flags} (Linux
+    copies both from the listening socket to each accepted one).
+
+    @raise OSError: the address cannot be bound.
+    """
+    address = listenAddress(config)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(
+                socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if config.v6only else 0
+            )
+        if kind == socket.SOCK_STREAM:
+            if "KEEPALIVE" in config.flags:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if "NODELAY" in config.flags:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((address, config.port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class ListenerService(Service):
     """
-    Listens on one service's port.  A port that cannot be bound is logged and
-    leaves this service idle; the daemon's other services are unaffected.
+    Listens on one stream service's port.  A port that cannot be bound is
+    logged and leaves this service idle; the daemon's other services are
+    unaffected.  While C{cps} has tripped the port is closed (clients are
+    refused, as under xinetd).
 
-    @ivar port: the listening port once started, else C{None}.
+    @ivar port: the listening port while listening, else C{None}.
     @ivar failure: why listening failed, if it did.
     """
 
     port: IListeningPort | None = None
-    failure: Exception | None = None
+    failure: OSError | None = None
 
     def __init__(
-        self, config: ServiceConfig, factory: StreamFactory, reactor: IReactorTCP
+        self, config: ServiceConfig, factory: StreamFactory, reactor: Any
     ) -> None:
         self.config = config
         self.factory = factory
         self._reactor = reactor
+        self._boundPort: int | None = None
         self.setName(config.id)
 
     def privilegedStartService(self) -> None:
@@ -112,11 +173,13 @@ class ListenerService(Service):
 
     def _listen(self) -> None:
         config = self.config
+        if self._boundPort is not None:
+            # Listening again (after a cps pause): the same port, also when
+            # the configuration asked for an ephemeral one.
+            config = attrs.evolve(config, port=self._boundPort)
         try:
-            port = self._reactor.listenTCP(
-                config.port, self.factory, interface=_listenAddress(config)
-            )
-        except CannotListenError as e:
+            sock = bindSocket(config)
+        except OSError as e:
             self.failure = e
             log.error(
                 "{file}:{line}: {service}: cannot listen on {address} port "
@@ -124,19 +187,56 @@ class ListenerService(Service):
                 file=config.source.file,
                 line=config.source.line,
                 service=config.id,
-                address=_listenAddress(config),
+                address=listenAddress(config),
                 port=config.port,
-                reason=e.socketError,
+                reason=e.strerror,
             )
             return
-        self.port = port
-        _applySocketFlags(port, config)
+        try:
+            self.port = IReactorSocket(self._reactor).adoptStreamPort(
+                sock.fileno(), sock.family, self.factory
+            )
+        finally:
+            sock.close()
+        self._boundPort = self.boundPort
         log.info(
             "{service} listening on {address} port {port}",
             service=config.id,
-            address=_listenAddress(config),
-            port=port.getHost().port,  # type: ignore[attr-defined]
+            address=listenAddress(config),
+            port=self.boundPort,
         )
+
+    @property
+    def boundPort(self) -> int | None:
+        """
+        The port number listened on (useful with C{port = 0}).
+        """
+        if self.port is None:
+            return None
+        port: int = self.port.getHost().port  # type: ignore[attr-defined]
+        return port
+
+    def pause(self, seconds: int) -> None:
+        """
+        C{cps} tripped: stop listening for C{seconds}.
+        """
+        log.warn(
+            "{service}: connections per second exceeded; not listening for "
+            "{seconds} seconds",
+            service=self.config.id,
+            seconds=seconds,
+        )
+        port, self.port = self.port, None
+        if port is not None:
+            port.stopListening()
+
+    def resume(self) -> None:
+        """
+        The C{cps} pause is over: listen again.
+        """
+        if self.running and self.port is None:
+            self.failure = None
+            self._listen()
 
     def stopService(self) -> Deferred[None]:
         """
@@ -152,33 +252,60 @@ class ListenerService(Service):
         return gatherResults([stopped, children]).addCallback(lambda _: None)
 
 
-def _applySocketFlags(port: IListeningPort, config: ServiceConfig) -> None:
-    # Linux copies SO_KEEPALIVE and TCP_NODELAY from the listening socket to
-    # every accepted one, so setting them once here covers all connections.
-    sock = getattr(port, "socket", None)
-    if sock is None:
-        return
-    if "KEEPALIVE" in config.flags:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    if "NODELAY" in config.flags:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class TwinetdService(MultiService):
     """
-    The daemon: one L{ListenerService} child per served record.
+    The daemon: one child service per served record.
 
     @ivar records: the records being served, by id.
+    @ivar runtime: what the services share (spawner, gate, ...).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__()
+        self.runtime = runtime
         self.records: dict[str, ServiceConfig] = {}
 
     def listener(self, serviceId: str) -> ListenerService:
         child = self.getServiceNamed(serviceId)
         assert isinstance(child, ListenerService)
         return child
+
+    def _paused(self, serviceId: str, seconds: int) -> None:
+        if serviceId in self.namedServices:
+            self.listener(serviceId).pause(seconds)
+
+    def _resumed(self, serviceId: str) -> None:
+        if serviceId in self.namedServices:
+            self.listener(serviceId).resume()
+
+    def stopService(self) -> Deferred[None]:
+        d: Deferred[None] = maybeDeferred(MultiService.stopService, self)
+        return d.addBoth(self._stopped)
+
+    def _stopped(self, result: Any) -> Any:
+        self.runtime.gate.limits.stop()
+        return result
+
+
+def _runtime(reactor: Any, settings: DaemonSettings) -> Runtime:
+    clock = IReactorTime(reactor)
+    resolver = (
+        threadedResolver(reactor) if IReactorThreads.providedBy(reactor) else noNames
+    )
+    gate = Gate(
+        clock,
+        Limits(clock, processLimit=settings.processLimit),
+        DenyList(clock),
+        resolveName=resolver,
+    )
+    return Runtime(
+        spawner=spawnerFor(IReactorProcess(reactor)),
+        clock=clock,
+        gate=gate,
+        environment=dict(settings.environment),
+        uid=settings.uid,
+        killDelay=settings.killDelay,
+    )
 
 
 def fromRecords(
@@ -188,16 +315,15 @@ def fromRecords(
 ) -> TwinetdService:
     """
     Build the service tree for C{records} on C{reactor} (which must provide
-    L{IReactorTCP}, L{IReactorProcess} and L{IReactorTime}).
+    L{IReactorSocket}, L{IReactorProcess} and L{IReactorTime}).
 
     Records the runtime cannot serve are logged and left out.
     """
-    settings = settings or DaemonSettings()
-    spawner = spawnerFor(IReactorProcess(reactor))
-    clock = IReactorTime(reactor)
-    tcp = IReactorTCP(reactor)
-    environment: Mapping[str, str] = dict(settings.environment)
-    daemon = TwinetdService()
+    runtime = _runtime(reactor, settings or DaemonSettings())
+    daemon = TwinetdService(runtime)
+    limits = runtime.gate.limits
+    limits.onDisable = daemon._paused
+    limits.onEnable = daemon._resumed
     for config in records:
         reason = unsupportedReason(config)
         if reason is not None:
@@ -209,10 +335,9 @@ def fromRecords(
                 reason=reason,
             )
             continue
-        factory = StreamFactory(
-            config, spawner, clock, environment, settings.uid, settings.killDelay
-        )
-        ListenerService(config, factory, tcp).setServiceParent(daemon)
+        limits.updateConfig(config.id, config)
+        factory = StreamFactory(config, runtime)
+        ListenerService(config, factory, reactor).setServiceParent(daemon)
         daemon.records[config.id] = config
     return daemon
 

@@ -7,6 +7,7 @@ L{makeService}.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TextIO
 
@@ -81,6 +82,14 @@ class Options(usage.Options):
             str,
         ],
         [
+            "limit",
+            None,
+            None,
+            "The most children running at once over all services (xinetd's "
+            "-limit); unlimited by default.",
+            int,
+        ],
+        [
             "kill-delay",
             None,
             5.0,
@@ -91,6 +100,8 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
+        if self["limit"] is not None and self["limit"] < 1:
+            raise usage.UsageError("--limit must be at least 1")
         if self["kill-delay"] < 0:
             raise usage.UsageError("--kill-delay must not be negative")
         if self["check"]:
@@ -105,7 +116,12 @@ def makeService(options: Options) -> IService:
 
     from twinetd.service import DaemonSettings, fromPath
 
-    settings = DaemonSettings(killDelay=options["kill-delay"])
+    # As xinetd: children inherit the daemon's umask with 022 added, unless
+    # a service sets its own umask.
+    os.umask(os.umask(0o077) | 0o022)
+    settings = DaemonSettings(
+        killDelay=options["kill-delay"], processLimit=options["limit"]
+    )
     daemon, result = fromPath(options["config"], reactor, settings)
     if not daemon.records and not options["stayalive"]:
         # As xinetd: with nothing to serve the daemon exits.

@@ -4,24 +4,34 @@ Fakes for tests of twinetd and of applications embedding it.
   - L{MemoryProcessReactor}: C{MemoryReactorClock} that also implements
     C{IReactorProcess}; C{spawnProcess} records the call and returns a
     L{FakeProcess} that a test drives (the child's output, its exit) and
-    inspects (what was written to it, closed, signalled).
+    inspects (what was written to it, closed, signalled).  It implements
+    C{IReactorUDP} too: C{listenUDP} returns a L{FakeUDPPort} that records
+    the datagrams written and lets a test deliver datagrams.
+  - L{runConfig}: serve an xinetd configuration in-process on ephemeral
+    loopback ports, with real children, for integration tests of inetd
+    programs.
 """
 
 from __future__ import annotations
 
 import signal as _signal
 from collections.abc import Iterable, Mapping, Sequence
-from typing import AnyStr
+from typing import Any, AnyStr
 
 import attrs
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import (
     IAddress,
+    IListeningPort,
     IProcessProtocol,
     IProcessTransport,
     IProducer,
     IReactorProcess,
+    IReactorUDP,
 )
+from twisted.internet.protocol import AbstractDatagramProtocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
@@ -217,10 +227,88 @@ class FakeProcess:
         self.end(signal=number)
 
 
-@implementer(IReactorProcess)
+@implementer(IListeningPort)
+class FakeUDPPort:
+    """
+    A UDP port that never touches the network: the test delivers datagrams
+    and reads what the protocol wrote.
+
+    @ivar protocol: the datagram protocol.
+    @ivar written: C{(datagram, address)} pairs written, in order.
+    @ivar listening: whether C{stopListening} has not been called yet.
+    @ivar reading: whether the port reads (C{stopReading} and
+        C{startReading} toggle it; L{deliver} refuses while not reading).
+    @ivar writeErrors: raised (once each, in order) by the next writes.
+    """
+
+    def __init__(
+        self,
+        port: int,
+        protocol: AbstractDatagramProtocol,
+        interface: str,
+        maxPacketSize: int,
+    ) -> None:
+        self.port = port
+        self.protocol = protocol
+        self.interface = interface
+        self.maxPacketSize = maxPacketSize
+        self.written: list[tuple[bytes, Any]] = []
+        self.writeErrors: list[Exception] = []
+        self.listening = True
+        self.reading = True
+
+    def deliver(self, datagram: bytes, addr: Any) -> None:
+        """
+        A datagram from C{addr} arrives.
+        """
+        assert self.listening and self.reading, "the port is not reading"
+        self.protocol.datagramReceived(datagram, addr)
+
+    # IUDPTransport
+
+    def write(self, datagram: bytes, addr: Any = None) -> None:
+        if self.writeErrors:
+            raise self.writeErrors.pop(0)
+        self.written.append((datagram, addr))
+
+    def connect(self, host: str, port: int) -> None:
+        raise NotImplementedError()
+
+    def setBroadcastAllowed(self, enabled: bool) -> None:
+        pass
+
+    def getBroadcastAllowed(self) -> bool:
+        return False
+
+    # IListeningPort
+
+    def startListening(self) -> None:
+        self.protocol.makeConnection(self)  # type: ignore[arg-type]
+
+    def stopListening(self) -> None:
+        if self.listening:
+            self.listening = False
+            self.protocol.doStop()  # type: ignore[no-untyped-call]
+
+    def getHost(self) -> IPv4Address | IPv6Address:
+        if ":" in self.interface:
+            return IPv6Address("UDP", self.interface, self.port)
+        return IPv4Address("UDP", self.interface or "0.0.0.0", self.port)
+
+    def startReading(self) -> None:
+        self.reading = True
+
+    def stopReading(self) -> None:
+        self.reading = False
+
+
+@implementer(IReactorProcess, IReactorUDP)
 class MemoryProcessReactor(MemoryReactorClock):
     """
-    A fake reactor (TCP, time) that also spawns L{FakeProcess}es.
+    A fake reactor (TCP, time) that also spawns L{FakeProcess}es and
+    listens on L{FakeUDPPort}s.
+
+    @ivar udpPortsListened: the UDP ports, in order.
 
     @ivar spawned: the processes, in order.
     @ivar spawnErrors: executables whose spawn raises the given C{OSError}.
@@ -233,6 +321,8 @@ class MemoryProcessReactor(MemoryReactorClock):
         self.spawnErrors: dict[str, OSError] = {}
         self.newSession = newSession
         self._nextPid = 1000
+        self.udpPortsListened: list[FakeUDPPort] = []
+        self._nextUDPPort = 40000
 
     def spawnProcess(
         self,
@@ -264,3 +354,102 @@ class MemoryProcessReactor(MemoryReactorClock):
         self.spawned.append(process)
         processProtocol.makeConnection(process)
         return process
+
+    def listenUDP(
+        self,
+        port: int,
+        protocol: AbstractDatagramProtocol,
+        interface: str = "",
+        maxPacketSize: int = 8192,
+    ) -> FakeUDPPort:
+        """
+        Start a L{FakeUDPPort}; port 0 gets a made-up number.
+        """
+        if port == 0:
+            self._nextUDPPort += 1
+            port = self._nextUDPPort
+        udp = FakeUDPPort(port, protocol, interface, maxPacketSize)
+        self.udpPortsListened.append(udp)
+        udp.startListening()
+        return udp
+
+
+# Running a configuration in-process
+
+
+class RunningDaemon:
+    """
+    A configuration served in-process by L{runConfig}.
+
+    @ivar daemon: the service tree.
+    @ivar result: the configuration load (services and problems).
+    """
+
+    def __init__(self, daemon: Any, result: Any) -> None:
+        self.daemon = daemon
+        self.result = result
+
+    def port(self, serviceId: str) -> int:
+        """
+        The port number the service C{serviceId} listens on.
+        """
+        port = self.daemon.listener(serviceId).boundPort
+        if port is None:
+            raise KeyError(f"{serviceId} is not listening")
+        result: int = port
+        return result
+
+    def stop(self) -> Deferred[None]:
+        """
+        Stop listening and stop every child; fires when all have ended.
+        """
+        d: Deferred[None] = maybeDeferred(self.daemon.stopService)
+        return d
+
+
+def runConfig(
+    reactor: Any,
+    text: str | None = None,
+    *,
+    path: str | None = None,
+    records: Iterable[Any] | None = None,
+    settings: Any = None,
+    lookups: Any = None,
+    bind: str | None = "127.0.0.1",
+    strict: bool = True,
+) -> RunningDaemon:
+    """
+    Serve a configuration in-process on ephemeral ports, for tests: give
+    exactly one of configuration C{text}, a C{path} or C{records}.
+
+    Every service's C{port} is replaced by 0 (the kernel picks a free port;
+    ask L{RunningDaemon.port}) and its C{bind} by C{bind} (loopback by
+    default; C{None} keeps the configured address).  No root is needed: use
+    C{user = -} (the daemon's own user) in the configuration.
+
+    @param strict: raise L{twinetd.errors.ConfigError} when the
+        configuration has errors, rather than serving what is left.
+    @return: the running daemon; call its C{stop} in the test's cleanup.
+    """
+    from twinetd.config import LoadResult, Lookups, loadPath, loadText
+    from twinetd.errors import ConfigError
+    from twinetd.service import fromRecords
+
+    if [text, path, records].count(None) != 2:
+        raise TypeError("give exactly one of text, path and records")
+    lookups = lookups or Lookups.system()
+    if text is not None:
+        result = loadText(text, "<test>", lookups)
+    elif path is not None:
+        result = loadPath(path, lookups)
+    else:
+        result = LoadResult(tuple(records or ()), ())
+    if strict and result.errors:
+        raise ConfigError(result.errors[0])
+    changes: dict[str, Any] = {"port": 0}
+    if bind is not None:
+        changes["bind"] = bind
+    served = [attrs.evolve(config, **changes) for config in result.services]
+    daemon = fromRecords(served, reactor, settings)
+    daemon.startService()
+    return RunningDaemon(daemon, result)

@@ -1,0 +1,257 @@
+"""
+The daemon in-process: configuration text served by L{twinetd.testing.runConfig}
+on loopback, with real clients and real children.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import pytest_twisted
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    connectProtocol,
+)
+from twisted.internet.error import ConnectionRefusedError
+from twisted.logger import globalLogPublisher
+
+from tests.integration.conftest import CHILDREN, Collector, reactor, sleep, within
+from twinetd.config import Lookups, loadText
+from twinetd.service import DaemonSettings, fromRecords
+from twinetd.testing import RunningDaemon, runConfig
+
+pytestmark = pytest.mark.usefixtures("noChildLeft")
+
+SETTINGS = DaemonSettings(killDelay=1.0)
+
+
+def service(name: str, child: str, *args: str, extra: str = "") -> str:
+    argv = " ".join([str(CHILDREN / f"{child}.py"), *args])
+    return (
+        f"service {name}\n{{\n\ttype = UNLISTED\n\tport = 1\n\tsocket_type = stream\n"
+        f"\twait = no\n\tuser = -\n\tserver = {sys.executable}\n"
+        f"\tserver_args = {argv}\n\tcps = 1000 1\n{extra}}}\n"
+    )
+
+
+class Client(Collector):
+    """
+    A L{Collector} that remembers its own address.
+    """
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        assert self.transport is not None
+        self.local = self.transport.getHost()
+
+
+async def fetch(port: int, host: str = "127.0.0.1", bindAddress: Any = None) -> Client:
+    client = Client()
+    if ":" in host:
+        endpoint: Any = TCP6ClientEndpoint(reactor, host, port)
+    else:
+        endpoint = TCP4ClientEndpoint(reactor, host, port, bindAddress=bindAddress)
+    await within(connectProtocol(endpoint, client))
+    await within(client.done)
+    return client
+
+
+@pytest.fixture
+def events() -> Any:
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    yield seen
+    globalLogPublisher.removeObserver(seen.append)
+
+
+@pytest_twisted.async_yield_fixture
+async def daemons() -> Any:
+    running: list[RunningDaemon] = []
+
+    def start(text: str, **kwargs: Any) -> RunningDaemon:
+        d = runConfig(reactor, text, settings=SETTINGS, **kwargs)
+        running.append(d)
+        return d
+
+    yield start
+    for d in running:
+        await within(d.stop())
+
+
+@pytest_twisted.ensureDeferred
+async def test_environment(daemons: Any) -> None:
+    """
+    The child gets only what passenv names and env sets, then the client's
+    address: REMOTE_HOST as xinetd sets it, REMOTE_ADDR/REMOTE_PORT and the
+    UCSPI variables.  argv[0] is the server's file name.
+    """
+    d = daemons(
+        service("env", "env", extra="\tenv = GREETING=hi=there\n\tpassenv = HOME\n")
+    )
+    client = await fetch(d.port("env"))
+    child = json.loads(client.data)
+    env = child["env"]
+    host, port = client.local.host, client.local.port
+    for name in ("PWD", "SHLVL", "_", "LC_CTYPE"):  # added by some interpreters
+        env.pop(name, None)
+    assert env == {
+        "HOME": os.environ["HOME"],
+        "GREETING": "hi=there",
+        "REMOTE_HOST": host,
+        "REMOTE_ADDR": host,
+        "REMOTE_PORT": str(port),
+        "PROTO": "TCP",
+        "TCPREMOTEIP": host,
+        "TCPREMOTEPORT": str(port),
+        "TCPLOCALIP": "127.0.0.1",
+        "TCPLOCALPORT": str(d.port("env")),
+    }
+    assert child["argv"][0] == str(CHILDREN / "env.py")
+
+
+@pytest_twisted.ensureDeferred
+async def test_dualStackPeer(daemons: Any) -> None:
+    """
+    On a dual-stack socket an IPv4 client's REMOTE_HOST is ::ffff:a.b.c.d,
+    as under xinetd, while REMOTE_ADDR and TCPREMOTEIP are the plain
+    address.
+    """
+    d = daemons(service("env", "env"), bind="::ffff:127.0.0.1")
+    env = json.loads((await fetch(d.port("env"))).data)["env"]
+    assert env["REMOTE_HOST"] == "::ffff:127.0.0.1"
+    assert env["REMOTE_ADDR"] == env["TCPREMOTEIP"] == "127.0.0.1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_ipv6Peer(daemons: Any) -> None:
+    """
+    An IPv6 client's address is given as is.
+    """
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    d = daemons(service("env", "env"), bind="::1")
+    env = json.loads((await fetch(d.port("env"), "::1")).data)["env"]
+    assert env["REMOTE_HOST"] == env["REMOTE_ADDR"] == "::1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_umask(daemons: Any) -> None:
+    """
+    C{umask} reaches the child.
+    """
+    d = daemons(service("env", "env", extra="\tumask = 027\n"))
+    assert json.loads((await fetch(d.port("env"))).data)["umask"] == 0o027
+
+
+@pytest_twisted.ensureDeferred
+async def test_onlyFrom(daemons: Any, events: Any) -> None:
+    """
+    C{only_from} admits 127.0.0.1 and refuses 127.0.0.2 (bound client):
+    the refused client gets banner_fail and a close, and nothing is spawned.
+    """
+    banner = CHILDREN.parent / "children" / "env.py"  # any readable file
+    d = daemons(
+        service(
+            "env", "env", extra=f"\tonly_from = 127.0.0.1\n\tbanner_fail = {banner}\n"
+        )
+    )
+    admitted = await fetch(d.port("env"))
+    assert json.loads(admitted.data)["env"]["REMOTE_ADDR"] == "127.0.0.1"
+    refused = await fetch(d.port("env"), bindAddress=("127.0.0.2", 0))
+    assert refused.data == banner.read_bytes()
+    fails = [e for e in events if e.get("twinetdEvent") == "fail"]
+    assert [(e["reason"], e["host"]) for e in fails] == [("address", "127.0.0.2")]
+    starts = [e for e in events if e.get("twinetdEvent") == "start"]
+    assert len(starts) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_instancesNeverExceeded(daemons: Any, tmp_path: Path) -> None:
+    """
+    200 clients connect at once to a service with instances = 4: never more
+    than 4 children run together; the others are refused and closed.
+    """
+    d = daemons(
+        service(
+            "hold",
+            "hold",
+            str(tmp_path),
+            "0.3",
+            extra="\tinstances = 4\n\tper_source = 100\n",
+        )
+    )
+    port = d.port("hold")
+    clients = [Collector() for _ in range(200)]
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    connected = [connectProtocol(endpoint, c) for c in clients]
+    for c in connected:
+        await within(c, 30)
+    outputs = [await within(c.done, 30) for c in clients]
+    counts = [int(o) for o in outputs if o]
+    assert 1 <= len(counts) < 200
+    assert max(counts) <= 4
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_cpsPausesListening(daemons: Any, events: Any) -> None:
+    """
+    cps = 2 1: the third connection within a second trips it; the port is
+    closed (connection refused) for a second, then serves again (on the same
+    port, though it was an ephemeral one).
+    """
+    d = daemons(service("env", "env").replace("cps = 1000 1", "cps = 2 1"))
+    port = d.port("env")
+    await fetch(port)
+    await fetch(port)
+    tripped = await fetch(port)
+    assert tripped.data == b""
+    assert [e["reason"] for e in events if e.get("twinetdEvent") == "fail"] == [
+        "connections per second"
+    ]
+    with pytest.raises(ConnectionRefusedError):
+        await fetch(port)
+    # xinetd's cps window lasts `rate` seconds and a trip does not reset it:
+    # past the pause and the window, the service serves again.
+    await sleep(2.1)
+    assert json.loads((await fetch(port)).data)["env"]["REMOTE_ADDR"] == "127.0.0.1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_portInUse(events: Any) -> None:
+    """
+    A port that cannot be bound fails its service only: the other serves.
+    """
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    busy = taken.getsockname()[1]
+    text = service("busy", "env") + service("free", "env").replace(
+        "port = 1", "port = 2"
+    )
+    records = [
+        attrs.evolve(r, bind="127.0.0.1", port=busy if r.id == "busy" else 0)
+        for r in loadText(text, "<test>", Lookups.system()).services
+    ]
+    daemon = fromRecords(records, reactor, SETTINGS)
+    daemon.startService()
+    try:
+        assert daemon.listener("busy").port is None
+        errors = [e for e in events if "cannot listen" in e.get("log_format", "")]
+        assert [e["service"] for e in errors] == ["busy"]
+        port = daemon.listener("free").boundPort
+        assert port is not None
+        assert b"REMOTE_HOST" in (await fetch(port)).data
+    finally:
+        taken.close()
+        await within(daemon.stopService())

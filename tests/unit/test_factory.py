@@ -1,0 +1,273 @@
+"""
+L{twinetd.factory} and L{twinetd.gate}: what each accepted connection gets,
+with fakes (StringTransport, the fake process reactor, its clock).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import attrs
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from twinetd.access import DenyList
+from twinetd.errors import SourceLocation
+from twinetd.factory import Front, Runtime, StreamFactory
+from twinetd.gate import Gate, Refused
+from twinetd.limits import Limits, Ticket
+from twinetd.model import AddressRule, ServiceConfig, SocketType
+from twinetd.spawn import ReactorSpawner
+from twinetd.testing import MemoryProcessReactor
+
+CONFIG = ServiceConfig(
+    name="svc",
+    source=SourceLocation("/etc/xinetd.d/svc", 1),
+    socketType=SocketType.STREAM,
+    wait=False,
+    port=7000,
+    server="/usr/bin/server",
+    cps=(1000, 1),
+)
+
+
+def rule(text: str) -> AddressRule:
+    return AddressRule(text, network=ipaddress.ip_network(text))
+
+
+class Harness:
+    def __init__(self, config: ServiceConfig = CONFIG, resolveName: Any = None) -> None:
+        self.reactor = MemoryProcessReactor()
+        self.reactor.advance(1_000_000.0)
+        limits = Limits(self.reactor)
+        limits.updateConfig(config.id, config)
+        gate = Gate(self.reactor, limits, DenyList(self.reactor), minutes=lambda _: 600)
+        if resolveName is not None:
+            gate = Gate(
+                self.reactor, limits, DenyList(self.reactor), resolveName, lambda _: 600
+            )
+        self.gate = gate
+        self.runtime = Runtime(
+            spawner=ReactorSpawner(self.reactor),
+            clock=self.reactor,
+            gate=gate,
+            environment={},
+            uid=0,
+            killDelay=5.0,
+        )
+        self.factory = StreamFactory(config, self.runtime)
+
+    def connect(self, host: str = "192.0.2.7", port: int = 40000) -> StringTransport:
+        transport = StringTransport(
+            peerAddress=IPv4Address("TCP", host, port),
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 7000),
+        )
+        protocol = self.factory.buildProtocol(transport.getPeer())
+        # As a real TCP transport, which the front switches to the service's
+        # protocol.
+        transport.protocol = protocol  # type: ignore[attr-defined]
+        protocol.makeConnection(transport)
+        return transport
+
+
+def events(test: SynchronousTestCase) -> list[dict[str, Any]]:
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    test.addCleanup(globalLogPublisher.removeObserver, seen.append)
+    return seen
+
+
+class AdmittedTests(SynchronousTestCase):
+    def test_bridged(self) -> None:
+        """
+        An admitted connection is switched to the bridge, which spawns the
+        server; the client is read again.
+        """
+        h = Harness()
+        transport = h.connect()
+        [process] = h.reactor.spawned
+        self.assertEqual(process.call.executable, "/usr/bin/server")
+        self.assertEqual(transport.producerState, "producing")
+        self.assertNotIsInstance(transport.protocol, Front)
+        transport.protocol.dataReceived(b"hello")
+        self.assertEqual(process.written, [b"hello"])
+
+    def test_bannersInOrder(self) -> None:
+        """
+        C{banner} comes first, then C{banner_success}, before the child
+        writes anything.
+        """
+        banner = self.mktemp()
+        success = self.mktemp()
+        with open(banner, "wb") as f:
+            f.write(b"hello\r\n")
+        with open(success, "wb") as f:
+            f.write(b"welcome\r\n")
+        h = Harness(attrs.evolve(CONFIG, banner=banner, bannerSuccess=success))
+        transport = h.connect()
+        h.reactor.spawned[0].output(b"child\n")
+        self.assertEqual(transport.value(), b"hello\r\nwelcome\r\nchild\n")
+
+    def test_missingBannerSendsNothing(self) -> None:
+        """
+        A banner file that cannot be read is logged; the connection goes on.
+        """
+        seen = events(self)
+        h = Harness(attrs.evolve(CONFIG, banner=self.mktemp()))
+        transport = h.connect()
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(len(h.reactor.spawned), 1)
+        self.assertTrue(
+            any("cannot read banner" in e.get("log_format", "") for e in seen)
+        )
+
+
+class RefusedTests(SynchronousTestCase):
+    def test_addressRefused(self) -> None:
+        """
+        A client outside C{only_from} gets C{banner_fail} and is closed; no
+        process is spawned; a FAIL event names the reason.
+        """
+        fail = self.mktemp()
+        with open(fail, "wb") as f:
+            f.write(b"go away\r\n")
+        seen = events(self)
+        h = Harness(
+            attrs.evolve(CONFIG, onlyFrom=(rule("10.0.0.0/8"),), bannerFail=fail)
+        )
+        transport = h.connect()
+        self.assertEqual(transport.value(), b"go away\r\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(h.reactor.spawned, [])
+        [event] = [e for e in seen if e.get("twinetdEvent") == "fail"]
+        self.assertEqual((event["reason"], event["host"]), ("address", "192.0.2.7"))
+        self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
+
+    def test_instances(self) -> None:
+        """
+        With C{instances = 1} a second connection is refused while the first
+        runs, and admitted again once it ended.
+        """
+        seen = events(self)
+        h = Harness(attrs.evolve(CONFIG, instances=1))
+        first = h.connect()
+        second = h.connect(port=40001)
+        self.assertEqual(len(h.reactor.spawned), 1)
+        self.assertTrue(second.disconnecting)
+        [event] = [e for e in seen if e.get("twinetdEvent") == "fail"]
+        self.assertEqual(event["reason"], "service_limit")
+        h.reactor.spawned[0].end()
+        first.protocol.connectionLost(None)
+        h.connect(port=40002)
+        self.assertEqual(len(h.reactor.spawned), 2)
+
+    def test_perSource(self) -> None:
+        """
+        C{per_source} counts each client address on its own.
+        """
+        h = Harness(attrs.evolve(CONFIG, perSource=1))
+        h.connect("192.0.2.7")
+        refused = h.connect("192.0.2.7", 40001)
+        h.connect("192.0.2.8")
+        self.assertTrue(refused.disconnecting)
+        self.assertEqual(len(h.reactor.spawned), 2)
+
+
+class PendingTests(SynchronousTestCase):
+    def test_clientGoneDuringLookup(self) -> None:
+        """
+        A client that leaves while its name is looked up gets nothing
+        spawned, and its slot is released.
+        """
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
+        transport = h.connect()
+        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual(h.gate.limits.running(CONFIG.id), 1)
+        transport.protocol.connectionLost(None)
+        pending.callback("ok.example")
+        self.assertEqual(h.reactor.spawned, [])
+        self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
+
+    def test_nameAdmits(self) -> None:
+        """
+        A names-based rule admits the client its reverse lookup names.
+        """
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule(".example", hostname=".example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
+        h.connect()
+        self.assertEqual(h.reactor.spawned, [])
+        pending.callback("ok.EXAMPLE")
+        self.assertEqual(len(h.reactor.spawned), 1)
+
+    def test_stopClosesPending(self) -> None:
+        """
+        Stopping the factory closes connections still waiting for the gate;
+        the result fires when they are gone.
+        """
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
+        transport = h.connect()
+        stopped = h.factory.stop()
+        self.assertTrue(transport.disconnecting)
+        self.assertNoResult(stopped)
+        transport.protocol.connectionLost(None)
+        self.successResultOf(stopped)
+
+
+class GateTests(SynchronousTestCase):
+    def test_refusedStillCountsForCps(self) -> None:
+        """
+        Limits come before access control: refused connections count
+        towards C{cps}, as in xinetd.
+        """
+        reactor = MemoryProcessReactor()
+        config = attrs.evolve(CONFIG, cps=(2, 10), onlyFrom=())
+        limits = Limits(reactor)
+        limits.updateConfig(config.id, config)
+        gate = Gate(reactor, limits, minutes=lambda _: 0)
+        results = [self.successResultOf(gate.admit(config, peer())) for _ in range(4)]
+        # The third connection within the second trips cps (3 > 2).
+        self.assertEqual(
+            [r.reason for r in results if isinstance(r, Refused)],
+            ["address", "address", "connections per second", "connections per second"],
+        )
+
+    def test_ticketReleasedOnRefusal(self) -> None:
+        reactor = MemoryProcessReactor()
+        config = attrs.evolve(CONFIG, onlyFrom=())
+        limits = Limits(reactor)
+        limits.updateConfig(config.id, config)
+        result = self.successResultOf(Gate(reactor, limits).admit(config, peer()))
+        self.assertIsInstance(result, Refused)
+        self.assertEqual(limits.running(config.id), 0)
+
+    def test_noPeerAdmitted(self) -> None:
+        """
+        Without a peer (C{wait = yes}) there is no address to check.
+        """
+        reactor = MemoryProcessReactor()
+        config = attrs.evolve(CONFIG, onlyFrom=())
+        limits = Limits(reactor)
+        limits.updateConfig(config.id, config)
+        result = self.successResultOf(Gate(reactor, limits).admit(config, None))
+        self.assertIsInstance(result, Ticket)
+
+
+def peer() -> Any:
+    from twinetd.launch import Peer
+
+    return Peer("tcp", "192.0.2.7", 40000, "127.0.0.1", 7000)
