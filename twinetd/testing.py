@@ -194,11 +194,11 @@ class FakeProcess:
         """
         self.exited = True
         if signal is not None:
-            self._reason = Failure(ProcessTerminated(None, signal, signal))  # type: ignore[no-untyped-call]
+            self._reason = Failure(ProcessTerminated(None, signal, signal))
         elif status:
-            self._reason = Failure(ProcessTerminated(status, None, status << 8))  # type: ignore[no-untyped-call]
+            self._reason = Failure(ProcessTerminated(status, None, status << 8))
         else:
-            self._reason = Failure(ProcessDone(0))  # type: ignore[no-untyped-call]
+            self._reason = Failure(ProcessDone(0))
         self.pid = None
         self.proto.processExited(self._reason)
 
@@ -288,7 +288,7 @@ class FakeUDPPort:
     def stopListening(self) -> None:
         if self.listening:
             self.listening = False
-            self.protocol.doStop()  # type: ignore[no-untyped-call]
+            self.protocol.doStop()
 
     def getHost(self) -> IPv4Address | IPv6Address:
         if ":" in self.interface:
@@ -316,7 +316,7 @@ class MemoryProcessReactor(MemoryReactorClock):
     """
 
     def __init__(self, newSession: bool = False) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
+        super().__init__()
         self.spawned: list[FakeProcess] = []
         self.spawnErrors: dict[str, OSError] = {}
         self.newSession = newSession

@@ -1,0 +1,432 @@
+"""
+Datagram services with real UDP sockets on 127.0.0.1 and real children.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from twinetd.dgram import DatagramService
+from twinetd.errors import SourceLocation
+from twinetd.internal import TIME_OFFSET, InternalService
+from twinetd.launch import LaunchPlan, Peer, planLaunch
+from twinetd.model import ServiceConfig, SocketType
+from twinetd.spawn import spawnerFor
+
+from .conftest import CHILDREN, DEADLINE, reactor, sleep, within
+
+pytestmark = pytest.mark.usefixtures("noChildLeft")
+
+
+def record(
+    name: str = "dg", wait: bool = False, instances: int | None = None, **kw: Any
+) -> ServiceConfig:
+    kw.setdefault("server", sys.executable)
+    return ServiceConfig(
+        name=name,
+        source=SourceLocation("<test>", 1),
+        socketType=SocketType.DGRAM,
+        wait=wait,
+        port=0,
+        protocol="udp",
+        bind="127.0.0.1",
+        instances=instances,
+        **kw,
+    )
+
+
+def planFor(
+    config: ServiceConfig, child: str, *args: str
+) -> Callable[[Peer | None], LaunchPlan]:
+    script = str(CHILDREN / f"{child}.py")
+    withArgs = attrs.evolve(config, serverArgs=(script, *args))
+
+    def make(peer: Peer | None) -> LaunchPlan:
+        return planLaunch(withArgs, peer, {}, os.geteuid())
+
+    return make
+
+
+class Client(DatagramProtocol):
+    """
+    A UDP client collecting the datagrams it receives.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, Any]] = []
+        self._waiting: list[tuple[int, defer.Deferred[None]]] = []
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self.received.append((datagram, addr))
+        for entry in list(self._waiting):
+            if len(self.received) >= entry[0]:
+                self._waiting.remove(entry)
+                entry[1].callback(None)
+
+    def send(self, data: bytes, port: int) -> None:
+        assert self.transport is not None
+        self.transport.write(data, ("127.0.0.1", port))
+
+    async def wait(self, count: int, seconds: float = DEADLINE) -> list[bytes]:
+        if len(self.received) < count:
+            d: defer.Deferred[None] = defer.Deferred()
+            self._waiting.append((count, d))
+            await within(d, seconds)
+        return [data for data, _ in self.received]
+
+
+@pytest.fixture
+def clients() -> Any:
+    ports: list[Any] = []
+
+    def make() -> Client:
+        client = Client()
+        ports.append(
+            reactor.listenUDP(0, client, interface="127.0.0.1", maxPacketSize=65535)
+        )
+        return client
+
+    yield make
+    for port in ports:
+        port.stopListening()
+
+
+@pytest_twisted.async_yield_fixture
+async def services() -> Any:
+    made: list[DatagramService] = []
+
+    def make(config: ServiceConfig, makePlan: Any = None, **kw: Any) -> DatagramService:
+        service = DatagramService(
+            config,
+            makePlan or planFor(config, "dgreply"),
+            spawnerFor(reactor),
+            reactor,
+            **kw,
+        )
+        service.log = Logger(observer=events.append)
+        service.events = events  # type: ignore[attr-defined]
+        service.startService()
+        made.append(service)
+        return service
+
+    events: list[dict[str, Any]] = []
+    yield make
+    for service in made:
+        if service.running:
+            await within(service.stopService())
+
+
+def of(service: DatagramService, kind: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = service.events  # type: ignore[attr-defined]
+    return [
+        e
+        for e in events
+        if e.get("twinetdEvent") == kind and e.get("service") == service.config.id
+    ]
+
+
+async def until(check: Callable[[], bool], seconds: float = DEADLINE) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail("condition not met in time")
+        await sleep(0.02)
+
+
+@pytest_twisted.ensureDeferred
+async def test_requestResponse(services: Any, clients: Any) -> None:
+    """
+    wait = no: each datagram gets a child; its output comes back as one
+    datagram from the service's port; the environment names the sender.
+    """
+    config = record()
+    service = services(config)
+    port = service.boundPort
+    assert port
+    client = clients()
+    client.send(b"hello", port)
+    assert await client.wait(1) == [b"reply:hello"]
+    assert client.received[0][1] == ("127.0.0.1", port)
+
+    envService = services(record("env"), planFor(record("env"), "dgreply", "env"))
+    client2 = clients()
+    client2.send(b"x", envService.boundPort)
+    [reply] = await client2.wait(1)
+    myPort = client2.transport.getHost().port  # type: ignore[union-attr]
+    assert reply.decode().splitlines() == [
+        "REMOTE_HOST=127.0.0.1",
+        "PROTO=UDP",
+        "UDPREMOTEIP=127.0.0.1",
+        f"UDPREMOTEPORT={myPort}",
+    ]
+    await until(lambda: not service.children and not envService.children)
+    assert len(of(service, "exit")) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_binaryAndEmptyDatagrams(services: Any, clients: Any) -> None:
+    """
+    Arbitrary bytes pass unchanged; an empty datagram gives the child an
+    empty standard input; a child that writes nothing sends no reply.
+    """
+    service = services(record())
+    client = clients()
+    garbage = bytes(range(256)) * 4 + b"\x00\xff\r\n"
+    client.send(garbage, service.boundPort)
+    assert await client.wait(1) == [b"reply:" + garbage]
+    client.send(b"", service.boundPort)
+    assert await client.wait(2) == [b"reply:" + garbage, b"reply:"]
+
+    silent = services(record("silent"), planFor(record(), "dgreply", "silent"))
+    client.send(b"anything", silent.boundPort)
+    await until(lambda: len(of(silent, "exit")) == 1)
+    await sleep(0.2)
+    assert len(client.received) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_bigReplyTruncated(services: Any, clients: Any) -> None:
+    """
+    Output beyond 65507 bytes is dropped and logged once; the first 65507
+    bytes arrive as one datagram.
+    """
+    config = record()
+    service = services(config, planFor(config, "dgreply", "big", "200000"))
+    client = clients()
+    client.send(b"go", service.boundPort)
+    [reply] = await client.wait(1)
+    assert reply == b"x" * 65507
+    await until(lambda: not service.children)
+    [event] = of(service, "replyTruncated")
+    assert (event["sent"], event["dropped"]) == (65507, 200000 - 65507)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stderrLogged(services: Any, clients: Any) -> None:
+    config = record()
+    service = services(config, planFor(config, "dgreply", "stderr"))
+    client = clients()
+    client.send(b"e", service.boundPort)
+    assert await client.wait(1) == [b"reply:e"]
+    await until(lambda: not service.children)
+    assert [e["line"] for e in of(service, "stderr")] == ["first line", "second line"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_childTimeout(services: Any, clients: Any) -> None:
+    """
+    A child running longer than the child timeout is terminated.
+    """
+    config = record()
+    service = services(
+        config, planFor(config, "dgreply", "sleep", "30"), childTimeout=0.3
+    )
+    client = clients()
+    client.send(b"slow", service.boundPort)
+    await until(lambda: len(of(service, "exit")) == 1)
+    [event] = of(service, "exit")
+    assert event["signal"] == 15
+    assert client.received == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_flood(services: Any, clients: Any, tmp_path: Path) -> None:
+    """
+    2000 datagrams as fast as possible: at most `instances` children at
+    once, the daemon holds at most that many datagrams, drops are counted
+    and logged at a bounded rate, and the service still answers afterwards.
+    """
+    instances = 3
+    config = record(instances=instances)
+    records = tmp_path / "records"
+    records.mkdir()
+    service: DatagramService = services(
+        config, planFor(config, "dgreply", "record", str(records), "0.05")
+    )
+    spawner = service._spawner
+    peaks: list[int] = []
+
+    class Counting:
+        def spawn(self, protocol: Any, plan: LaunchPlan, childFDs: Any = None) -> Any:
+            peaks.append(len(service.children) + service._pending)
+            return spawner.spawn(protocol, plan, childFDs)
+
+    service._spawner = Counting()
+    client = clients()
+    port = service.boundPort
+    for i in range(2000):
+        client.send(b"%d" % i, port)
+    await until(lambda: bool(peaks))
+    # Quiet: no child running and nothing new for a while.
+    seen = -1
+    for _ in range(200):
+        now = len(peaks) + sum(service.dropped.values())
+        if now == seen and not service.children:
+            break
+        seen = now
+        await sleep(0.3)
+    else:
+        pytest.fail("the flood never ended")
+    spawned = len(peaks)
+    assert 1 <= spawned < 2000
+    assert max(peaks) <= instances
+    dropped = sum(service.dropped.values())
+    assert dropped > 0
+    assert spawned + dropped <= 2000
+    # Bounded logging: one FAIL, then summaries at most once a second.
+    assert len(of(service, "FAIL")) <= 1 + spawned
+    assert len(of(service, "dgramDropped")) <= 2 + 60
+
+    # Real overlap of the children, from their own clocks.
+    await until(lambda: len(list(records.iterdir())) == spawned)
+    spans = [tuple(map(int, p.read_text().split())) for p in records.iterdir()]
+    points = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    live = peak = 0
+    for _, step in points:
+        live += step
+        peak = max(peak, live)
+    assert peak <= instances
+
+    answered = len(client.received)
+    client.send(b"after", port)
+    await client.wait(answered + 1)
+    assert client.received[-1][0] == b"reply:after"
+    await until(lambda: not service.children)
+
+
+@pytest_twisted.ensureDeferred
+async def test_waitYesServer(services: Any, clients: Any) -> None:
+    """
+    wait = yes: the child gets the socket, serves several datagrams from two
+    clients, exits when idle; the next datagram starts a new child.
+    """
+    config = record("tftp", wait=True)
+    service = services(config, planFor(config, "tftpish"))
+    port = service.boundPort
+    a, b = clients(), clients()
+    a.send(b"a1", port)
+    [first] = await a.wait(1)
+    pid, remote, payload = first.split(b":", 2)
+    assert (remote, payload) == (b"127.0.0.1", b"a1")
+    b.send(b"b1", port)
+    a.send(b"a2", port)
+    assert await b.wait(1) == [pid + b":127.0.0.1:b1"]
+    assert (await a.wait(2))[1] == pid + b":127.0.0.1:a2"
+    assert a.received[0][1] == ("127.0.0.1", port)
+    assert len(service.children) == 1
+
+    await until(lambda: not service.children)
+    assert len(of(service, "exit")) == 1
+    b.send(b"b2", port)
+    [_, second] = await b.wait(2)
+    newPid = second.split(b":", 1)[0]
+    assert newPid != pid
+    await until(lambda: not service.children)
+    assert [e["pid"] for e in of(service, "start")] == [int(pid), int(newPid)]
+    assert not of(service, "dgramBackoff")
+
+
+@pytest_twisted.ensureDeferred
+async def test_waitYesRefusedAndUnread(services: Any, clients: Any) -> None:
+    """
+    A refused sender's datagram is consumed (no child, no loop); a child
+    that exits without reading leaves its datagram drained and the service
+    backs off, without a fork storm.
+    """
+
+    @attrs.frozen
+    class No:
+        reason: str = "address"
+
+    config = record("refuse", wait=True)
+    refusing = services(config, planFor(config, "tftpish"), admit=lambda p: No())
+    client = clients()
+    for i in range(3):
+        client.send(b"r%d" % i, refusing.boundPort)
+    await until(lambda: sum(refusing.dropped.values()) == 3)
+    await sleep(0.2)
+    assert sum(refusing.dropped.values()) == 3
+    assert not of(refusing, "start")
+    [fail] = of(refusing, "FAIL")
+    assert (fail["reason"], fail["host"]) == ("address", "127.0.0.1")
+
+    config = record("noread", wait=True)
+    lazy = services(config, planFor(config, "tftpish", "noread"))
+    for i in range(20):
+        client.send(b"n%d" % i, lazy.boundPort)
+        await sleep(0.01)
+    await sleep(1.0)
+    starts = len(of(lazy, "start"))
+    assert 1 <= starts <= 8
+    assert of(lazy, "dgramBackoff")
+    await until(lambda: not lazy.children)
+
+
+@pytest_twisted.ensureDeferred
+async def test_internalServices(services: Any, clients: Any) -> None:
+    """
+    Internal echo and time answer with no process; the admission hook sees
+    every datagram and its ticket is released at once.
+    """
+    released: list[Peer] = []
+
+    class Ticket:
+        def __init__(self, peer: Peer) -> None:
+            self.peer = peer
+
+        def release(self) -> None:
+            released.append(self.peer)
+
+    echoConfig = record("echo", types=frozenset({"INTERNAL"}), server=None)
+    echo = services(
+        echoConfig,
+        internal=InternalService("echo", SocketType.DGRAM),
+        admit=Ticket,
+    )
+    client = clients()
+    client.send(b"ping", echo.boundPort)
+    assert await client.wait(1) == [b"ping"]
+    assert [p.remoteHost for p in released] == ["127.0.0.1"]
+
+    timeConfig = record("time", types=frozenset({"INTERNAL"}), server=None)
+    timeService = services(
+        timeConfig, internal=InternalService("time", SocketType.DGRAM)
+    )
+    client.send(b"", timeService.boundPort)
+    [_, answer] = await client.wait(2)
+    (seconds,) = struct.unpack("!I", answer)
+    assert abs(seconds - TIME_OFFSET - time.time()) < 5
+    assert not echo.children and not timeService.children
+    assert [e["pid"] for e in of(echo, "start")] == [0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopServiceEndsChildren(services: Any, clients: Any) -> None:
+    """
+    Stopping the service stops its running children and fires when they
+    have ended.
+    """
+    config = record()
+    service = services(config, planFor(config, "dgreply", "sleep", "30"), killDelay=0.5)
+    client = clients()
+    client.send(b"1", service.boundPort)
+    client.send(b"2", service.boundPort)
+    await until(lambda: len(service.children) == 2)
+    started = time.monotonic()
+    await within(service.stopService())
+    assert time.monotonic() - started < DEADLINE
+    assert not service.children
+    assert service.boundPort is None

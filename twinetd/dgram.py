@@ -1,0 +1,1012 @@
+"""
+Datagram services (C{socket_type = dgram}): one L{DatagramService} per record.
+
+C{wait = no}: the datagram bridge
+=================================
+
+xinetd 2.3.15.3 busy-loops on a C{wait = no} datagram service and 2.3.15.4
+refuses it; twinetd makes it work as a request/response bridge:
+
+  - the daemon receives every datagram on the service's socket;
+  - each datagram passes the admission hook (access control and limits);
+    a refused one is dropped and logged (C{FAIL}, rate-limited);
+  - an admitted datagram gets its own child: the datagram's bytes are its
+    standard input, followed by end of file;
+  - everything the child writes to standard output until it closes it (or
+    exits) is sent back to the datagram's sender, from the service's socket,
+    as B{one} reply datagram.  Empty output sends nothing.  A reply is at
+    most 65507 bytes (the largest UDP payload over IPv4): output beyond that
+    is dropped, counted and logged once for that child (C{replyTruncated});
+    the child's output keeps being read, so it never blocks on a full pipe.
+    One datagram per write is not supported: a child that needs several
+    replies should be a C{wait = yes} service;
+  - standard error goes to the log, one event per line, as for streams;
+  - the child's environment has C{REMOTE_HOST} and the UCSPI variables
+    (C{PROTO=UDP}, C{UDPREMOTEIP}, C{UDPREMOTEPORT}, ...) of the sender;
+  - a child still running C{childTimeout} seconds (default 10) after it
+    started gets C{SIGTERM}, and C{SIGKILL} C{killDelay} seconds later (its
+    process group when it leads one): no child lives forever.  What it wrote
+    before is still sent when its output closes.
+
+At most C{instances} children run at once (64 when C{instances} is
+UNLIMITED; C{maxChildren} overrides); a datagram arriving when they are all
+busy is dropped, as are datagrams waiting for an admission decision beyond
+the same bound.  The daemon therefore holds at most that many datagrams and
+replies in memory, however fast datagrams arrive; the kernel's socket buffer
+is the only queue.  Drops are counted (L{DatagramService.dropped}) and
+logged at a bounded rate: the first drop as a C{FAIL} event, then at most
+one C{dgramDropped} summary per second while drops continue.
+
+C{wait = yes}: the socket is handed over
+========================================
+
+As in xinetd: the daemon watches the socket; when a datagram is waiting it
+stops watching, peeks at the datagram (C{MSG_PEEK}: the child must receive
+it) to learn the sender, and starts the child with the socket as its
+descriptors 0 and 1 (standard error goes to the log).  The child reads
+(C{recvfrom}) and answers (C{sendto}) as many datagrams as it likes, in the
+style of C{in.tftpd}.  C{REMOTE_HOST} is the sender of the datagram that
+started the child (xinetd peeks the address the same way; it is not
+C{<no address>} as for C{wait = yes} streams).  When the child ends, the
+daemon drains the datagrams left in the socket (read and dropped, as
+xinetd's C{drain()}; twinetd also drains past an empty datagram, where
+xinetd stops) and then watches the socket again.
+
+The socket is in blocking mode for every child: the daemon never sets
+C{O_NONBLOCK} (the flag belongs to the file description it shares with the
+child), uses C{MSG_DONTWAIT} for its own peeks and drains, and clears
+C{O_NONBLOCK} before each spawn in case a previous child set it.
+
+A refused sender's datagram is read and dropped so it cannot trigger again.
+A child that fails (cannot start, exits non-zero or by a signal) or exits
+within a second leaving datagrams unread makes the daemon wait before
+watching again: 0.1 s, doubling with each such child in a row, at most 10 s
+(logged, C{dgramBackoff}); one good child resets it.  The child timeout does
+not apply to C{wait = yes} children (long-lived servers are normal there).
+
+Internal datagram services
+==========================
+
+echo, discard, chargen, daytime and time (L{twinetd.internal}) answer on a
+Twisted UDP port with no process; the admission hook applies to each
+datagram and its ticket is released at once (xinetd applies no instance
+limit to them).
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IProcessTransport,
+    IReactorFDSet,
+    IReactorTime,
+    IReactorUDP,
+    IReadDescriptor,
+)
+from twisted.internet.protocol import DatagramProtocol, ProcessProtocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twinetd import logevents
+from twinetd.bridge import MAX_STDERR_LINE
+from twinetd.errors import SpawnError
+from twinetd.internal import InternalService, LocalTime
+from twinetd.launch import LaunchPlan, Peer
+from twinetd.model import ServiceConfig
+from twinetd.spawn import IProcessGroup, Spawner
+
+#: The largest reply: the largest UDP payload over IPv4.
+MAX_REPLY = 65507
+#: The largest datagram read (the largest UDP payload over IPv6).
+MAX_DATAGRAM = 65535
+#: Seconds a C{wait = no} child may run before C{SIGTERM}.
+DEFAULT_CHILD_TIMEOUT = 10.0
+#: Children (and pending admissions) at once when C{instances} is UNLIMITED.
+DEFAULT_MAX_CHILDREN = 64
+#: Seconds between two drop summaries.
+DROP_LOG_INTERVAL = 1.0
+#: The most datagrams one drain reads (the loop is bounded; the rest
+#: trigger a new child).
+DRAIN_LIMIT = 1024
+#: C{wait = yes} back-off: first delay, longest delay, and the lifetime
+#: under which a child that left datagrams unread counts as a failure.
+BACKOFF_FIRST = 0.1
+BACKOFF_MAX = 10.0
+QUICK_EXIT = 1.0
+
+#: xinetd's FAIL reason when every instance is busy.
+REASON_SERVICE_LIMIT = "service_limit"
+#: The FAIL reason when the server cannot be started.
+REASON_SPAWN = "spawn"
+#: The reason for datagrams arriving while the service stops.
+REASON_STOPPING = "stopping"
+
+
+@runtime_checkable
+class AdmissionTicket(Protocol):
+    """
+    An admitted datagram's slot (L{twinetd.limits.Ticket}): held while its
+    server runs; C{release} is idempotent.
+    """
+
+    def release(self) -> None: ...
+
+
+class AdmissionRefusal(Protocol):
+    """
+    A refusal (L{twinetd.gate.Refused}, L{twinetd.limits.Refusal}).
+    """
+
+    @property
+    def reason(self) -> str: ...
+
+
+#: The admission hook: a peer gives a ticket or a refusal, at once or later.
+Admit = Callable[[Peer], "AdmissionTicket | AdmissionRefusal | Deferred[Any]"]
+
+
+class _FreeTicket:
+    def release(self) -> None:
+        pass
+
+
+def admitAll(peer: Peer) -> AdmissionTicket:
+    """
+    The default admission hook: everyone is admitted.
+    """
+    return _FreeTicket()
+
+
+def listenAddress(config: ServiceConfig) -> str:
+    """
+    The address a datagram service binds, as xinetd chooses it: C{bind}, or
+    C{0.0.0.0} with C{flags = IPv4}, else the dual-stack IPv6 wildcard.
+    """
+    if config.bind is not None:
+        return config.bind
+    if "IPv4" in config.flags or not socket.has_ipv6:
+        return "0.0.0.0"
+    return "::"
+
+
+def bindDatagramSocket(config: ServiceConfig) -> socket.socket:
+    """
+    A bound, blocking UDP socket for a C{wait = yes} service (close-on-exec,
+    as every Python socket): C{SO_REUSEADDR}, and C{IPV6_V6ONLY} from
+    C{v6only} (off by default: dual-stack, as xinetd).
+
+    @raise OSError: the address cannot be bound.
+    """
+    address = listenAddress(config)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(
+                socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if config.v6only else 0
+            )
+        sock.bind((address, config.port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class DatagramSocket(Protocol):
+    """
+    The part of C{socket.socket} a C{wait = yes} service uses.
+    """
+
+    def fileno(self) -> int: ...
+
+    def recvfrom(self, bufsize: int, flags: int = ..., /) -> tuple[bytes, Any]: ...
+
+    def getsockname(self) -> Any: ...
+
+    def setblocking(self, flag: bool, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _peerOf(addr: Any, local: tuple[str, int]) -> Peer:
+    return Peer("udp", str(addr[0]), int(addr[1]), local[0], local[1])
+
+
+class _Drops:
+    """
+    Counts dropped datagrams and logs them at a bounded rate: the first drop
+    after a quiet period as a C{FAIL} event, then one summary per
+    L{DROP_LOG_INTERVAL} while drops continue.
+    """
+
+    def __init__(self, service: DatagramService) -> None:
+        self._service = service
+        self.counts: Counter[str] = Counter()
+        self._pending: Counter[str] = Counter()
+        self._window: IDelayedCall | None = None
+
+    def drop(self, reason: str, peer: Peer | None, detail: str = "") -> None:
+        self.counts[reason] += 1
+        if self._window is None:
+            service = self._service
+            logevents.logFail(
+                service.config.id,
+                reason,
+                peer.remoteHost if peer is not None else "<no address>",
+                peer.remotePort if peer is not None else None,
+                detail,
+                logger=service.log,
+            )
+            self._open()
+        else:
+            self._pending[reason] += 1
+
+    def _open(self) -> None:
+        self._window = self._service._clock.callLater(DROP_LOG_INTERVAL, self._flush)
+
+    def _flush(self) -> None:
+        self._window = None
+        if self._pending:
+            logevents.logDatagramsDropped(
+                self._service.config.id,
+                dict(self._pending),
+                DROP_LOG_INTERVAL,
+                logger=self._service.log,
+            )
+            self._pending.clear()
+            self._open()
+
+    def stop(self) -> None:
+        if self._window is not None and self._window.active():
+            self._window.cancel()
+        self._window = None
+        if self._pending:
+            logevents.logDatagramsDropped(
+                self._service.config.id,
+                dict(self._pending),
+                DROP_LOG_INTERVAL,
+                logger=self._service.log,
+            )
+            self._pending.clear()
+
+
+class _StderrLines:
+    """
+    A child's standard error as log events, one per line (cut at
+    L{MAX_STDERR_LINE}), as the stream bridge does.
+    """
+
+    def __init__(self, child: _Child) -> None:
+        self._child = child
+        self._buffer = b""
+
+    def data(self, data: bytes) -> None:
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()
+        for line in lines:
+            self._log(line)
+        while len(self._buffer) >= MAX_STDERR_LINE:
+            line, self._buffer = (
+                self._buffer[:MAX_STDERR_LINE],
+                self._buffer[MAX_STDERR_LINE:],
+            )
+            self._log(line, truncated=True)
+
+    def closed(self) -> None:
+        if self._buffer:
+            self._log(self._buffer)
+            self._buffer = b""
+
+    def _log(self, line: bytes, truncated: bool = False) -> None:
+        if len(line) > MAX_STDERR_LINE:
+            line, truncated = line[:MAX_STDERR_LINE], True
+        text = line.rstrip(b"\r").decode("utf-8", "backslashreplace")
+        child = self._child
+        logevents.logStderr(
+            child.service.config.id,
+            child.pid,
+            text,
+            truncated,
+            logger=child.service.log,
+        )
+
+
+class _Child(ProcessProtocol):
+    """
+    One child of a datagram service: start/exit logs, stderr, TERM/KILL,
+    its ticket, and the end.
+    """
+
+    def __init__(
+        self, service: DatagramService, peer: Peer, ticket: AdmissionTicket
+    ) -> None:
+        self.service = service
+        self.peer = peer
+        self.ticket = ticket
+        self.pid: int | None = None
+        self.process: IProcessTransport | None = None
+        self.startTime = service._clock.seconds()
+        self.ended = False
+        self.exitedWell = False
+        self._stderr = _StderrLines(self)
+        self._timer: IDelayedCall | None = None
+        self._waiters: list[Deferred[None]] = []
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.process = self.transport
+        self.pid = self.transport.pid
+        logevents.logStart(
+            self.service.config.id,
+            self.pid,
+            self.peer.remoteHost,
+            self.peer.remotePort,
+            logger=self.service.log,
+        )
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 2:
+            self._stderr.data(data)
+
+    def childConnectionLost(self, childFD: int) -> None:
+        if childFD == 2:
+            self._stderr.closed()
+
+    def processExited(self, reason: Failure) -> None:
+        status: int | None = None
+        signal: int | None = None
+        if isinstance(reason.value, ProcessTerminated):
+            status, signal = reason.value.exitCode, reason.value.signal
+        elif isinstance(reason.value, ProcessDone):
+            status = 0
+        self.exitedWell = status == 0
+        logevents.logExit(
+            self.service.config.id,
+            self.pid,
+            status,
+            signal,
+            self.service._clock.seconds() - self.startTime,
+            logger=self.service.log,
+        )
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended = True
+        self._cancelTimer()
+        self._stderr.closed()
+        self.ticket.release()
+        self.service._childEnded(self)
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def whenEnded(self) -> Deferred[None]:
+        if self.ended:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.append(d)
+        return d
+
+    # the end
+
+    def scheduleTimeout(self, seconds: float) -> None:
+        self._timer = self.service._clock.callLater(seconds, self.terminate)
+
+    def terminate(self) -> None:
+        """
+        C{SIGTERM} now, C{SIGKILL} after the kill delay.
+        """
+        self._cancelTimer()
+        self._signal("TERM")
+        self._timer = self.service._clock.callLater(self.service.killDelay, self._kill)
+
+    def _kill(self) -> None:
+        self._timer = None
+        self._signal("KILL")
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _signal(self, name: str) -> None:
+        if self.process is None or self.ended:
+            return
+        group = IProcessGroup(self.process, None)
+        try:
+            if group is not None:
+                group.signalProcessGroup(name)
+            else:
+                self.process.signalProcess(name)
+        except ProcessExitedAlready:
+            pass
+
+
+class _ReplyingChild(_Child):
+    """
+    A C{wait = no} child: the datagram on its standard input, its standard
+    output back to the sender as one datagram.
+    """
+
+    def __init__(
+        self,
+        service: DatagramService,
+        peer: Peer,
+        ticket: AdmissionTicket,
+        datagram: bytes,
+        addr: Any,
+    ) -> None:
+        super().__init__(service, peer, ticket)
+        self._datagram = datagram
+        self._addr = addr
+        self._reply: list[bytes] = []
+        self._replySize = 0
+        self.overflow = 0
+        self._replied = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        assert self.transport is not None
+        if self._datagram:
+            self.transport.write(self._datagram)
+        self._datagram = b""
+        self.transport.closeStdin()
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD != 1:
+            super().childDataReceived(childFD, data)
+            return
+        room = self.service.maxReply - self._replySize
+        if room > 0:
+            kept = data[:room]
+            self._reply.append(kept)
+            self._replySize += len(kept)
+        self.overflow += max(0, len(data) - max(room, 0))
+
+    def childConnectionLost(self, childFD: int) -> None:
+        if childFD == 1:
+            self._sendReply()
+        else:
+            super().childConnectionLost(childFD)
+
+    def processEnded(self, reason: Failure) -> None:
+        self._sendReply()
+        super().processEnded(reason)
+
+    def _sendReply(self) -> None:
+        if self._replied:
+            return
+        self._replied = True
+        reply = b"".join(self._reply)
+        self._reply = []
+        service = self.service
+        if self.overflow:
+            logevents.logReplyTruncated(
+                service.config.id,
+                self.pid,
+                len(reply),
+                self.overflow,
+                logger=service.log,
+            )
+        if reply:
+            service._sendReply(self, reply, self._addr)
+
+
+@implementer(IReadDescriptor)
+class _SocketWatcher:
+    """
+    The C{wait = yes} socket as a reactor reader.
+    """
+
+    def __init__(self, service: DatagramService, sock: DatagramSocket) -> None:
+        self._service = service
+        self._fileno = sock.fileno()
+
+    def fileno(self) -> int:
+        return self._fileno
+
+    def doRead(self) -> None:
+        self._service._socketReadable()
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+    def logPrefix(self) -> str:
+        return self._service.config.id
+
+
+class _GatedDatagram(DatagramProtocol):
+    """
+    The protocol on the UDP port of C{wait = no} and internal services: every
+    datagram goes to the service.
+    """
+
+    def __init__(self, service: DatagramService) -> None:
+        self._service = service
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self._service._datagramReceived(datagram, addr)
+
+
+class DatagramService(Service):
+    """
+    Serves one C{socket_type = dgram} record; see the module's docstring.
+
+    @ivar config: the record.
+    @ivar port: the Twisted UDP port (C{wait = no} and internal services)
+        while listening.
+    @ivar socket: the socket of a C{wait = yes} service while listening.
+    @ivar children: the children not yet ended.
+    @ivar dropped: datagrams dropped so far, by reason.
+    @ivar failure: why binding failed, if it did.
+    @ivar maxChildren: the most children (and pending admissions) at once.
+    @ivar log: where events go (L{twinetd.logevents}).
+    """
+
+    log = logevents.log
+    port: IListeningPort | None = None
+    socket: DatagramSocket | None = None
+    failure: OSError | None = None
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        makePlan: Callable[[Peer | None], LaunchPlan],
+        spawner: Spawner,
+        reactor: IReactorUDP,
+        admit: Admit = admitAll,
+        killDelay: float = 5.0,
+        internal: InternalService | None = None,
+        *,
+        childTimeout: float = DEFAULT_CHILD_TIMEOUT,
+        maxChildren: int | None = None,
+        maxReply: int = MAX_REPLY,
+        makeSocket: Callable[[], DatagramSocket] | None = None,
+        localtime: LocalTime = time.localtime,
+    ) -> None:
+        """
+        @param config: a C{socket_type = dgram} record.
+        @param makePlan: what to run for a sender (L{twinetd.launch.planLaunch}
+            with the record, daemon environment and uid).
+        @param spawner: starts children.
+        @param reactor: a reactor providing C{IReactorUDP} and
+            C{IReactorTime}, and C{IReactorFDSet} for C{wait = yes}.
+        @param admit: decides on each datagram (C{wait = no}, internal) or
+            each child (C{wait = yes}); may return a Deferred.
+        @param killDelay: seconds from C{SIGTERM} to C{SIGKILL}.
+        @param internal: for C{type = INTERNAL} records, the builtin to serve.
+        @param childTimeout: seconds a C{wait = no} child may run.
+        @param maxChildren: overrides the bound on children (default
+            C{instances}, or L{DEFAULT_MAX_CHILDREN} when UNLIMITED).
+        @param maxReply: the largest reply datagram.
+        @param makeSocket: binds the C{wait = yes} socket (default
+            L{bindDatagramSocket}).
+        @param localtime: for the daytime builtin.
+        """
+        self.config = config
+        self._makePlan = makePlan
+        self._spawner = spawner
+        self._reactor = reactor
+        self._clock = IReactorTime(reactor)
+        self._admit = admit
+        self.killDelay = killDelay
+        self.internal = internal
+        self.childTimeout = childTimeout
+        if maxChildren is None:
+            maxChildren = (
+                config.instances
+                if config.instances is not None
+                else DEFAULT_MAX_CHILDREN
+            )
+        self.maxChildren = maxChildren
+        self.maxReply = maxReply
+        self._makeSocket = makeSocket
+        self._localtime = localtime
+        self.children: set[_Child] = set()
+        self._pending = 0
+        self._drops = _Drops(self)
+        self._inner: DatagramProtocol | None = None
+        self._watcher: _SocketWatcher | None = None
+        self._watching = False
+        self._busy = False
+        self._failures = 0
+        self._backoff: IDelayedCall | None = None
+        self._suspended = False
+        self.setName(config.id)  # type: ignore[no-untyped-call]
+
+    @property
+    def dropped(self) -> Counter[str]:
+        return self._drops.counts
+
+    @property
+    def boundPort(self) -> int | None:
+        """
+        The port number bound (useful with C{port = 0}).
+        """
+        if self.port is not None:
+            port: int = self.port.getHost().port  # type: ignore[attr-defined]
+            return port
+        if self.socket is not None:
+            return int(self.socket.getsockname()[1])
+        return None
+
+    def _local(self) -> tuple[str, int]:
+        if self.port is not None:
+            host = self.port.getHost()
+            return str(getattr(host, "host", "")), int(getattr(host, "port", 0))
+        if self.socket is not None:
+            name = self.socket.getsockname()
+            return str(name[0]), int(name[1])
+        return "", 0
+
+    # starting and stopping
+
+    def privilegedStartService(self) -> None:
+        # Before twistd drops privileges: ports below 1024 need root.
+        Service.privilegedStartService(self)  # type: ignore[no-untyped-call]
+        self._listen()
+
+    def startService(self) -> None:
+        Service.startService(self)  # type: ignore[no-untyped-call]
+        if self.port is None and self.socket is None and self.failure is None:
+            self._listen()
+
+    def _listen(self) -> None:
+        config = self.config
+        try:
+            if config.wait and self.internal is None:
+                make = self._makeSocket or (lambda: bindDatagramSocket(config))
+                self.socket = make()
+                self._watcher = _SocketWatcher(self, self.socket)
+                self._watch()
+            else:
+                protocol = _GatedDatagram(self)
+                if self.internal is not None:
+                    self._inner = self.internal.datagramProtocol(
+                        self._clock, self._localtime
+                    )
+                self.port = self._reactor.listenUDP(
+                    config.port,
+                    protocol,
+                    interface=listenAddress(config),
+                    maxPacketSize=MAX_DATAGRAM,
+                )
+                if self._inner is not None:
+                    self._inner.makeConnection(self.port)  # type: ignore[arg-type]
+        except OSError as e:
+            self.failure = e
+            self.log.error(
+                "{file}:{line}: {service}: cannot listen on {address} port "
+                "{port}: {reason}",
+                file=config.source.file,
+                line=config.source.line,
+                service=config.id,
+                address=listenAddress(config),
+                port=config.port,
+                reason=e.strerror or str(e),
+            )
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop listening (close the socket), then stop the running children:
+        C{SIGTERM} now, C{SIGKILL} after the kill delay.  The result fires
+        when the port is closed and every child has ended.
+        """
+        Service.stopService(self)  # type: ignore[no-untyped-call]
+        waits: list[Deferred[Any]] = []
+        port, self.port = self.port, None
+        if port is not None:
+            waits.append(maybeDeferred(port.stopListening))
+        if self._inner is not None:
+            self._inner.doStop()  # type: ignore[no-untyped-call]
+            self._inner = None
+        self._unwatch()
+        if self._backoff is not None and self._backoff.active():
+            self._backoff.cancel()
+        self._backoff = None
+        sock, self.socket = self.socket, None
+        if sock is not None:
+            # The child keeps its own copy until it ends.
+            sock.close()
+        for child in list(self.children):
+            waits.append(child.whenEnded())
+            child.terminate()
+        self._drops.stop()
+        return DeferredList(waits).addCallback(lambda _: None)
+
+    def suspend(self) -> None:
+        """
+        Stop reading datagrams (C{cps} tripped); they wait in the kernel.
+        """
+        self._suspended = True
+        if self.port is not None:
+            self.port.stopReading()  # type: ignore[attr-defined]
+        self._unwatch()
+
+    def resume(self) -> None:
+        """
+        Read datagrams again after L{suspend}.
+        """
+        self._suspended = False
+        if self.port is not None:
+            self.port.startReading()  # type: ignore[attr-defined]
+        if self.socket is not None and not self._busy and self._backoff is None:
+            self._watch()
+
+    # admission, shared by the modes
+
+    def _decide(self, peer: Peer, then: Callable[[Any], None]) -> None:
+        """
+        Run the admission hook for C{peer}; C{then} gets a ticket or a
+        refusal (or, if the hook failed, a refusal-like failure reason).
+        """
+        try:
+            result = self._admit(peer)
+        except Exception:
+            self.log.failure("admission of {host}", host=peer.remoteHost)
+            then(_HookFailed())
+            return
+        if isinstance(result, Deferred):
+
+            def failed(f: Failure) -> _HookFailed:
+                self.log.failure("admission of {host}", f, host=peer.remoteHost)
+                return _HookFailed()
+
+            result.addErrback(failed).addCallback(then)
+        else:
+            then(result)
+
+    # wait = no and internal
+
+    def _datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        peer = _peerOf(addr, self._local())
+        if not self.running:
+            self._drops.drop(REASON_STOPPING, peer)
+            return
+        if self.internal is None and (
+            len(self.children) + self._pending >= self.maxChildren
+        ):
+            self._drops.drop(REASON_SERVICE_LIMIT, peer)
+            return
+        if self.internal is not None and self._pending >= self.maxChildren:
+            self._drops.drop(REASON_SERVICE_LIMIT, peer)
+            return
+        self._pending += 1
+
+        def decided(admission: Any) -> None:
+            self._pending -= 1
+            if not isinstance(admission, AdmissionTicket):
+                self._drops.drop(
+                    admission.reason, peer, str(getattr(admission, "detail", ""))
+                )
+                return
+            if not self.running:
+                admission.release()
+                self._drops.drop(REASON_STOPPING, peer)
+                return
+            if self.internal is not None:
+                self._answerInternal(admission, peer, datagram, addr)
+            else:
+                self._spawnForDatagram(admission, peer, datagram, addr)
+
+        self._decide(peer, decided)
+
+    def _answerInternal(
+        self, ticket: AdmissionTicket, peer: Peer, datagram: bytes, addr: Any
+    ) -> None:
+        try:
+            # xinetd logs internal services that do not fork with pid 0.
+            logevents.logStart(
+                self.config.id, 0, peer.remoteHost, peer.remotePort, logger=self.log
+            )
+            if self._inner is not None:
+                self._inner.datagramReceived(datagram, addr)
+        except OSError as e:
+            logevents.logReplyFailed(
+                self.config.id,
+                0,
+                peer.remoteHost,
+                peer.remotePort,
+                e.strerror or str(e),
+                logger=self.log,
+            )
+        finally:
+            ticket.release()
+
+    def _spawnForDatagram(
+        self, ticket: AdmissionTicket, peer: Peer, datagram: bytes, addr: Any
+    ) -> None:
+        child = _ReplyingChild(self, peer, ticket, datagram, addr)
+        if not self._spawn(child, None):
+            return
+        if not child.ended:
+            child.scheduleTimeout(self.childTimeout)
+
+    def _spawn(self, child: _Child, childFDs: dict[int, int | str] | None) -> bool:
+        """
+        Start C{child}'s process; on failure log it, release its ticket and
+        return C{False}.
+        """
+        self.children.add(child)
+        try:
+            plan = self._makePlan(child.peer)
+            self._spawner.spawn(child, plan, childFDs)
+        except Exception as e:
+            self.children.discard(child)
+            child.ended = True
+            child.ticket.release()
+            if isinstance(e, SpawnError):
+                message = str(e)
+            else:
+                self.log.failure("while starting {service}", service=self.config.id)
+                message = f"{type(e).__name__}: {e}"
+            logevents.logSpawnFailed(
+                self.config.id,
+                child.peer.remoteHost,
+                child.peer.remotePort,
+                message,
+                logger=self.log,
+            )
+            return False
+        return True
+
+    def _sendReply(self, child: _Child, reply: bytes, addr: Any) -> None:
+        if self.port is None:
+            return
+        try:
+            self.port.write(reply, addr)  # type: ignore[attr-defined]
+        except Exception as e:
+            message = getattr(e, "strerror", None) or str(e) or type(e).__name__
+            logevents.logReplyFailed(
+                self.config.id,
+                child.pid,
+                child.peer.remoteHost,
+                child.peer.remotePort,
+                message,
+                logger=self.log,
+            )
+
+    def _childEnded(self, child: _Child) -> None:
+        self.children.discard(child)
+        if isinstance(child, _HandedChild):
+            self._handedChildEnded(child)
+
+    # wait = yes
+
+    def _watch(self) -> None:
+        if (
+            self._watcher is not None
+            and not self._watching
+            and not self._suspended
+            and self.running
+        ):
+            self._watching = True
+            IReactorFDSet(self._reactor).addReader(self._watcher)
+
+    def _unwatch(self) -> None:
+        if self._watcher is not None and self._watching:
+            self._watching = False
+            IReactorFDSet(self._reactor).removeReader(self._watcher)
+
+    def _socketReadable(self) -> None:
+        self._unwatch()
+        sock = self.socket
+        if sock is None or self._busy:
+            return
+        try:
+            # xinetd's trick: peek one byte to learn the sender; the child
+            # must still receive the datagram.
+            _, addr = sock.recvfrom(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            self._watch()
+            return
+        except OSError as e:
+            # An error queued on the socket (ICMP); reading it clears it.
+            self.log.warn(
+                "{service}: receive error: {reason}",
+                service=self.config.id,
+                reason=e.strerror or str(e),
+            )
+            self._watch()
+            return
+        peer = _peerOf(addr, self._local())
+        self._busy = True
+
+        def decided(admission: Any) -> None:
+            if self.socket is not sock:
+                # Stopped meanwhile.
+                if isinstance(admission, AdmissionTicket):
+                    admission.release()
+                self._busy = False
+                return
+            if not isinstance(admission, AdmissionTicket):
+                # Consume the refused datagram, or it triggers forever.
+                self._drain(1)
+                self._drops.drop(
+                    admission.reason, peer, str(getattr(admission, "detail", ""))
+                )
+                self._busy = False
+                self._watch()
+                return
+            child = _HandedChild(self, peer, admission)
+            fd = sock.fileno()
+            # A previous child may have left O_NONBLOCK on the shared file
+            # description (Python's settimeout does): every child starts
+            # with a blocking socket, as under xinetd.
+            sock.setblocking(True)
+            if not self._spawn(child, {0: fd, 1: fd, 2: "r"}):
+                self._drain(1)
+                self._busy = False
+                self._failed(None)
+
+        self._decide(peer, decided)
+
+    def _drain(self, limit: int = DRAIN_LIMIT) -> int:
+        """
+        Read and drop up to C{limit} waiting datagrams, without blocking;
+        return how many.
+        """
+        sock = self.socket
+        count = 0
+        while sock is not None and count < limit:
+            try:
+                sock.recvfrom(1, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                    break
+                # A queued error (ICMP) is consumed by reading it.
+                continue
+            count += 1
+        return count
+
+    def _handedChildEnded(self, child: _HandedChild) -> None:
+        self._busy = False
+        if self.socket is None:
+            return
+        left = self._drain()
+        lived = self._clock.seconds() - child.startTime
+        if not child.exitedWell or (left and lived < QUICK_EXIT):
+            self._failed(child.pid)
+        else:
+            self._failures = 0
+            self._watch()
+
+    def _failed(self, pid: int | None) -> None:
+        self._failures += 1
+        delay = min(BACKOFF_FIRST * 2 ** (self._failures - 1), BACKOFF_MAX)
+        logevents.logDatagramBackoff(
+            self.config.id, pid, delay, self._failures, logger=self.log
+        )
+        self._backoff = self._clock.callLater(delay, self._backoffOver)
+
+    def _backoffOver(self) -> None:
+        self._backoff = None
+        self._watch()
+
+
+class _HandedChild(_Child):
+    """
+    A C{wait = yes} child: it has the socket; its standard error is logged.
+    """
+
+
+class _HookFailed:
+    """
+    The admission hook raised: the datagram is refused.
+    """
+
+    reason = "error"
+    detail = "admission failed"
