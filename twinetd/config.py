@@ -37,7 +37,7 @@ Where twinetd differs:
 Attributes this milestone's runtime does not implement are still parsed,
 validated and stored, with one warning per place they are written (see
 L{UNSUPPORTED_ATTRIBUTES}); services of a kind it cannot run are errors (see
-L{UNSUPPORTED_SOCKET_TYPES}, L{UNSUPPORTED_TYPES}, L{WAIT_YES_SUPPORTED},
+L{UNSUPPORTED_SOCKET_TYPES}, L{UNSUPPORTED_TYPES}, L{STREAM_WAIT_SUPPORTED},
 L{REDIRECT_SUPPORTED}).
 """
 
@@ -58,6 +58,7 @@ import attrs
 
 from twinetd.errors import Problem, SourceLocation
 from twinetd.model import (
+    INTERNAL_SERVICES,
     AddressRule,
     FileTarget,
     LogTarget,
@@ -83,15 +84,13 @@ UNSUPPORTED_ATTRIBUTES: frozenset[str] = frozenset(
     }
 )
 UNSUPPORTED_SOCKET_TYPES: frozenset[SocketType] = frozenset(
-    {SocketType.DGRAM, SocketType.RAW, SocketType.SEQPACKET}
+    {SocketType.RAW, SocketType.SEQPACKET}
 )
-UNSUPPORTED_TYPES: frozenset[str] = frozenset(
-    {"INTERNAL", "RPC", "TCPMUX", "TCPMUXPLUS"}
-)
+UNSUPPORTED_TYPES: frozenset[str] = frozenset({"RPC", "TCPMUX", "TCPMUXPLUS"})
 UNSUPPORTED_FLAGS: frozenset[str] = frozenset(
     {"INTERCEPT", "NORETRY", "IDONLY", "NOLIBWRAP", "SENSOR", "LABELED"}
 )
-WAIT_YES_SUPPORTED = False
+STREAM_WAIT_SUPPORTED = False
 REDIRECT_SUPPORTED = False
 
 SERVICE_TYPES = ("RPC", "INTERNAL", "TCPMUX", "TCPMUXPLUS", "UNLISTED")
@@ -1361,8 +1360,30 @@ class _ServiceBuilder:
                 f"socket_type {socketType.value} is not supported yet",
                 "socket_type",
             )
-        if values.get("wait") is True and not WAIT_YES_SUPPORTED:
-            self.report(self.lines["wait"], "wait = yes is not supported yet", "wait")
+        if (
+            values.get("wait") is True
+            and socketType is SocketType.STREAM
+            and not STREAM_WAIT_SUPPORTED
+        ):
+            self.report(
+                self.lines["wait"],
+                "wait = yes is not supported yet for stream services",
+                "wait",
+            )
+        # xinetd picks the builtin by service name and socket type (SENSOR
+        # services are always its sensor).
+        if (
+            "INTERNAL" in types
+            and socketType in (SocketType.STREAM, SocketType.DGRAM)
+            and "SENSOR" not in flags
+            and self.section.name not in INTERNAL_SERVICES
+        ):
+            assert socketType is not None
+            self.report(
+                self.lines["types"],
+                f"no such internal service: {self.section.name}/{socketType.value}",
+                "type",
+            )
         for kind in sorted(types & UNSUPPORTED_TYPES):
             self.report(
                 self.lines["types"], f"type {kind} is not supported yet", "type"

@@ -6,12 +6,12 @@ Each connection first meets a L{Front}: C{banner} is sent, the L{Gate}
 decides (limits, then access control), and a refused client gets
 C{banner_fail} and is closed with a C{FAIL} record; an admitted one gets
 C{banner_success} and is switched to the service's mode: the bridge (a
-child with its stdio relayed).
+child with its stdio relayed) or an internal service.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 
 from twinetd.bridge import BridgeProtocol, peerFromTransport
 from twinetd.gate import Gate, Refused
+from twinetd.internal import ChargenRing, internalFor
 from twinetd.launch import LaunchPlan, Peer, planLaunch
 from twinetd.limits import Ticket
 from twinetd.model import ServiceConfig
@@ -52,6 +53,8 @@ class Runtime:
     @ivar environment: the daemon's environment, for C{passenv}.
     @ivar uid: the daemon's effective user id.
     @ivar killDelay: seconds before C{SIGTERM}, and again before C{SIGKILL}.
+    @ivar chargenRing: chargen's position, shared by every chargen service
+        as xinetd's one ring per daemon.
     """
 
     spawner: Spawner
@@ -60,6 +63,7 @@ class Runtime:
     environment: Mapping[str, str]
     uid: int
     killDelay: float = 5.0
+    chargenRing: ChargenRing = attrs.field(factory=ChargenRing)
 
 
 def readBanner(config: ServiceConfig, path: str | None) -> bytes:
@@ -175,6 +179,24 @@ class StreamFactory(ServerFactory):
         The protocol of an admitted connection; C{ticket} is released when
         it ends.
         """
+        if self.config.isInternal:
+            return self._serveInternal(ticket)
+        return self._serveBridge(ticket)
+
+    def _serveInternal(self, ticket: Ticket) -> Protocol:
+        builtin = internalFor(self.config, self.runtime.chargenRing)
+        protocol = builtin.buildStream(self.runtime.clock)
+        connection = _Closing(protocol)
+
+        def ended() -> None:
+            ticket.release()
+            self.ended(connection)
+
+        _whenLost(protocol, ended)
+        self.live.add(connection)
+        return protocol
+
+    def _serveBridge(self, ticket: Ticket) -> Protocol:
         protocol: BridgeProtocol
 
         def ended() -> None:
@@ -220,3 +242,30 @@ class StreamFactory(ServerFactory):
         d: Deferred[None] = Deferred()
         self._waiters.setdefault(connection, []).append(d)
         return d
+
+
+class _Closing:
+    """
+    A connection served inside the daemon: stopping it closes it.
+    """
+
+    def __init__(self, protocol: Protocol) -> None:
+        self.protocol = protocol
+
+    def stop(self) -> None:
+        if self.protocol.transport is not None:
+            self.protocol.transport.loseConnection()
+
+
+def _whenLost(protocol: Protocol, callback: Callable[[], None]) -> None:
+    # Chain onto this instance's connectionLost (the transport calls it),
+    # whatever the protocol's class does there.
+    original = protocol.connectionLost
+
+    def connectionLost(reason: Failure = connectionDone) -> None:
+        try:
+            original(reason)
+        finally:
+            callback()
+
+    protocol.connectionLost = connectionLost  # type: ignore[method-assign]

@@ -54,7 +54,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twinetd.errors import ConfigError
-from twinetd.model import ServiceConfig, SocketType
+from twinetd.model import INTERNAL_SERVICES, ServiceConfig, SocketType
 
 LocalTime = Callable[[float], time.struct_time]
 
@@ -389,7 +389,7 @@ class InternalFactory(ServerFactory):
         return proto
 
 
-BUILTINS = frozenset({"echo", "discard", "chargen", "daytime", "time"})
+BUILTINS = INTERNAL_SERVICES
 
 
 @attrs.frozen

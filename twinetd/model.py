@@ -19,6 +19,10 @@ from twinetd.errors import SourceLocation
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+#: xinetd's builtin services (C{type = INTERNAL}), by service name.
+INTERNAL_SERVICES = frozenset({"echo", "discard", "chargen", "daytime", "time"})
+
+
 class SocketType(enum.Enum):
     """
     xinetd's C{socket_type} values.

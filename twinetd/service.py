@@ -30,9 +30,13 @@ from twisted.logger import Logger
 
 from twinetd.access import DenyList
 from twinetd.config import LoadResult, Lookups, loadPath, loadText
+from twinetd.dgram import DatagramService
+from twinetd.errors import ConfigError
 from twinetd.factory import Runtime, StreamFactory
-from twinetd.gate import Gate, noNames, threadedResolver
-from twinetd.limits import Limits
+from twinetd.gate import Gate, Refused, noNames, threadedResolver
+from twinetd.internal import ChargenRing, internalFor
+from twinetd.launch import LaunchPlan, Peer, planLaunch
+from twinetd.limits import Limits, Ticket
 from twinetd.model import ServiceConfig, SocketType
 from twinetd.spawn import spawnerFor
 
@@ -68,12 +72,16 @@ def unsupportedReason(config: ServiceConfig) -> str | None:
     """
     Why the runtime cannot serve C{config} yet, or C{None} if it can.
     """
-    if config.socketType is not SocketType.STREAM:
-        return f"socket_type {config.socketType.value} is not supported yet"
-    if config.wait:
-        return "wait = yes is not supported yet"
+    if config.socketType not in (SocketType.STREAM, SocketType.DGRAM):
+        return f"socket_type {config.socketType.value} is not supported"
     if config.isInternal:
-        return "internal services are not supported yet"
+        try:
+            internalFor(config)
+        except ConfigError as e:
+            return e.problem.message
+        return None
+    if config.socketType is SocketType.STREAM and config.wait:
+        return "wait = yes is not supported yet for stream services"
     if config.redirect is not None:
         return "redirect is not supported yet"
     if config.server is None:
@@ -271,12 +279,16 @@ class TwinetdService(MultiService):
         return child
 
     def _paused(self, serviceId: str, seconds: int) -> None:
-        if serviceId in self.namedServices:
-            self.listener(serviceId).pause(seconds)
+        child = self.namedServices.get(serviceId)
+        if isinstance(child, ListenerService):
+            child.pause(seconds)
+        elif isinstance(child, DatagramService):
+            child.suspend()
 
     def _resumed(self, serviceId: str) -> None:
-        if serviceId in self.namedServices:
-            self.listener(serviceId).resume()
+        child = self.namedServices.get(serviceId)
+        if isinstance(child, (ListenerService, DatagramService)):
+            child.resume()
 
     def stopService(self) -> Deferred[None]:
         d: Deferred[None] = maybeDeferred(MultiService.stopService, self)
@@ -300,6 +312,7 @@ def _runtime(reactor: Any, settings: DaemonSettings) -> Runtime:
     )
     return Runtime(
         spawner=spawnerFor(IReactorProcess(reactor)),
+        chargenRing=ChargenRing(),
         clock=clock,
         gate=gate,
         environment=dict(settings.environment),
@@ -336,10 +349,33 @@ def fromRecords(
             )
             continue
         limits.updateConfig(config.id, config)
-        factory = StreamFactory(config, runtime)
-        ListenerService(config, factory, reactor).setServiceParent(daemon)
+        _serviceFor(config, runtime, reactor).setServiceParent(daemon)
         daemon.records[config.id] = config
     return daemon
+
+
+def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Service:
+    if config.socketType is SocketType.DGRAM:
+        gate = runtime.gate
+
+        def makePlan(peer: Peer | None) -> LaunchPlan:
+            return planLaunch(config, peer, runtime.environment, runtime.uid)
+
+        def admit(peer: Peer) -> Deferred[Ticket | Refused]:
+            return gate.admit(config, peer)
+
+        return DatagramService(
+            config,
+            makePlan,
+            runtime.spawner,
+            reactor,
+            admit=admit,
+            killDelay=runtime.killDelay,
+            internal=internalFor(config, runtime.chargenRing)
+            if config.isInternal
+            else None,
+        )
+    return ListenerService(config, StreamFactory(config, runtime), reactor)
 
 
 def logProblems(result: LoadResult) -> None:

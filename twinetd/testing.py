@@ -393,7 +393,7 @@ class RunningDaemon:
         """
         The port number the service C{serviceId} listens on.
         """
-        port = self.daemon.listener(serviceId).boundPort
+        port = self.daemon.getServiceNamed(serviceId).boundPort
         if port is None:
             raise KeyError(f"{serviceId} is not listening")
         result: int = port

@@ -5,6 +5,7 @@ on loopback, with real clients and real children.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -33,10 +34,15 @@ pytestmark = pytest.mark.usefixtures("noChildLeft")
 SETTINGS = DaemonSettings(killDelay=1.0)
 
 
+# Placeholder ports (runConfig replaces them), distinct within a config.
+PORTS = itertools.count(1)
+
+
 def service(name: str, child: str, *args: str, extra: str = "") -> str:
     argv = " ".join([str(CHILDREN / f"{child}.py"), *args])
     return (
-        f"service {name}\n{{\n\ttype = UNLISTED\n\tport = 1\n\tsocket_type = stream\n"
+        f"service {name}\n{{\n\ttype = UNLISTED\n\tport = {next(PORTS)}\n"
+        "\tsocket_type = stream\n"
         f"\twait = no\n\tuser = -\n\tserver = {sys.executable}\n"
         f"\tserver_args = {argv}\n\tcps = 1000 1\n{extra}}}\n"
     )
@@ -255,3 +261,77 @@ async def test_portInUse(events: Any) -> None:
     finally:
         taken.close()
         await within(daemon.stopService())
+
+
+def internal(name: str, socketType: str = "stream", extra: str = "") -> str:
+    wait = "yes" if socketType == "dgram" else "no"
+    return (
+        f"service {name}\n{{\n\ttype = INTERNAL UNLISTED\n\tport = {next(PORTS)}\n"
+        f"\tsocket_type = {socketType}\n\twait = {wait}\n{extra}}}\n"
+    )
+
+
+class Datagrams:
+    """
+    A UDP client: send one datagram, collect the replies.
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+
+    async def ask(self, port: int, data: bytes) -> bytes:
+        self.sock.sendto(data, ("127.0.0.1", port))
+        for _ in range(200):
+            try:
+                return self.sock.recv(65535)
+            except BlockingIOError:
+                await sleep(0.025)
+        raise AssertionError("no reply")
+
+
+@pytest_twisted.ensureDeferred
+async def test_internalStream(daemons: Any) -> None:
+    """
+    Internal stream services run inside the daemon, behind the gate.
+    """
+    d = daemons(internal("echo") + internal("time"))
+    client = Client()
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", d.port("echo"))
+    await within(connectProtocol(endpoint, client))
+    client.transport.write(b"ping\r\n")
+    client.transport.loseWriteConnection()
+    assert await within(client.done) == b"ping\r\n"
+    assert len((await fetch(d.port("time"))).data) == 4
+
+
+@pytest_twisted.ensureDeferred
+async def test_datagramServices(daemons: Any) -> None:
+    """
+    dgram services: the wait = no bridge answers each datagram with its
+    child's output; internal echo answers in the daemon.
+    """
+    bridged = (
+        service("reply", "dgreply", "reply")
+        .replace("socket_type = stream", "socket_type = dgram")
+        .replace("cps = 1000 1", "cps = 1000 1\n\tprotocol = udp")
+    )
+    d = daemons(bridged + internal("echo", "dgram"))
+    client = Datagrams()
+    try:
+        reply = await client.ask(d.port("reply"), b"hello")
+        assert b"hello" in reply
+        assert await client.ask(d.port("echo"), b"ping") == b"ping"
+    finally:
+        client.sock.close()
+
+
+def test_unknownInternal() -> None:
+    """
+    An internal service xinetd does not have is a configuration error.
+    """
+    from twinetd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no such internal service: nosuch/stream"):
+        runConfig(reactor, internal("nosuch"))

@@ -532,9 +532,10 @@ class ServiceCheckTests(SynchronousTestCase):
 
     def test_unsupportedKinds(self) -> None:
         cases = [
-            (" socket_type = dgram\n", "socket_type dgram is not supported yet"),
-            (" wait = yes\n", "wait = yes is not supported yet"),
-            (" type = INTERNAL UNLISTED\n", "type INTERNAL is not supported yet"),
+            (" socket_type = raw\n", "socket_type raw is not supported yet"),
+            (" wait = yes\n", "wait = yes is not supported yet for stream services"),
+            (" type = RPC UNLISTED\n", "type RPC is not supported yet"),
+            (" type = INTERNAL UNLISTED\n", "no such internal service: s/stream"),
             (" redirect = 10.0.0.1 80\n", "redirect is not supported yet"),
         ]
         for line, message in cases:
