@@ -75,7 +75,6 @@ UNSUPPORTED_ATTRIBUTES: frozenset[str] = frozenset(
         "log_type",
         "log_on_success",
         "log_on_failure",
-        "redirect",
         "deny_time",
         "libwrap",
         "mdns",
@@ -91,7 +90,7 @@ UNSUPPORTED_FLAGS: frozenset[str] = frozenset(
     {"INTERCEPT", "NORETRY", "IDONLY", "NOLIBWRAP", "SENSOR", "LABELED"}
 )
 STREAM_WAIT_SUPPORTED = False
-REDIRECT_SUPPORTED = False
+REDIRECT_SUPPORTED = True
 
 SERVICE_TYPES = ("RPC", "INTERNAL", "TCPMUX", "TCPMUXPLUS", "UNLISTED")
 SERVICE_FLAGS = (

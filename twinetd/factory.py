@@ -6,7 +6,7 @@ Each connection first meets a L{Front}: C{banner} is sent, the L{Gate}
 decides (limits, then access control), and a refused client gets
 C{banner_fail} and is closed with a C{FAIL} record; an admitted one gets
 C{banner_success} and is switched to the service's mode: the bridge (a
-child with its stdio relayed) or an internal service.
+child with its stdio relayed), an internal service, or C{redirect}.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import (
     IAddress,
     IPushProducer,
+    IReactorTCP,
     IReactorTime,
     ITCPTransport,
 )
@@ -27,12 +28,14 @@ from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twinetd import logevents
 from twinetd.bridge import BridgeProtocol, peerFromTransport
 from twinetd.gate import Gate, Refused
 from twinetd.internal import ChargenRing, internalFor
 from twinetd.launch import LaunchPlan, Peer, planLaunch
 from twinetd.limits import Ticket
 from twinetd.model import ServiceConfig
+from twinetd.redirect import RedirectProtocol, Traffic
 from twinetd.spawn import Spawner
 
 log = Logger(namespace="twinetd")
@@ -49,6 +52,8 @@ class Runtime:
 
     @ivar spawner: starts children.
     @ivar clock: the reactor's time.
+    @ivar tcp: the reactor's TCP client side (for C{redirect}; it must
+        provide L{IReactorTime} too).
     @ivar gate: admission (limits and access control).
     @ivar environment: the daemon's environment, for C{passenv}.
     @ivar uid: the daemon's effective user id.
@@ -59,6 +64,7 @@ class Runtime:
 
     spawner: Spawner
     clock: IReactorTime
+    tcp: IReactorTCP
     gate: Gate
     environment: Mapping[str, str]
     uid: int
@@ -181,7 +187,29 @@ class StreamFactory(ServerFactory):
         """
         if self.config.isInternal:
             return self._serveInternal(ticket)
+        if self.config.redirect is not None:
+            # As in xinetd, redirect wins over server.
+            return self._serveRedirect(ticket, self.config.redirect)
         return self._serveBridge(ticket)
+
+    def _serveRedirect(self, ticket: Ticket, target: tuple[str, int]) -> Protocol:
+        protocol: RedirectProtocol
+
+        def ended(traffic: Traffic) -> None:
+            ticket.release()
+            if traffic.connected:
+                logevents.logTraffic(self.config.id, traffic.bytesIn, traffic.bytesOut)
+            self.ended(protocol)
+
+        protocol = RedirectProtocol(
+            self.config.id,
+            target,
+            self.runtime.tcp,
+            onEnded=ended,
+            keepAlive="KEEPALIVE" in self.config.flags,
+        )
+        self.live.add(protocol)
+        return protocol
 
     def _serveInternal(self, ticket: Ticket) -> Protocol:
         builtin = internalFor(self.config, self.runtime.chargenRing)

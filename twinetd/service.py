@@ -23,6 +23,7 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IReactorProcess,
     IReactorSocket,
+    IReactorTCP,
     IReactorThreads,
     IReactorTime,
 )
@@ -83,7 +84,7 @@ def unsupportedReason(config: ServiceConfig) -> str | None:
     if config.socketType is SocketType.STREAM and config.wait:
         return "wait = yes is not supported yet for stream services"
     if config.redirect is not None:
-        return "redirect is not supported yet"
+        return None
     if config.server is None:
         return "no server to run"
     return None
@@ -314,6 +315,7 @@ def _runtime(reactor: Any, settings: DaemonSettings) -> Runtime:
         spawner=spawnerFor(IReactorProcess(reactor)),
         chargenRing=ChargenRing(),
         clock=clock,
+        tcp=IReactorTCP(reactor),
         gate=gate,
         environment=dict(settings.environment),
         uid=settings.uid,

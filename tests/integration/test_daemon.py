@@ -335,3 +335,27 @@ def test_unknownInternal() -> None:
 
     with pytest.raises(ConfigError, match="no such internal service: nosuch/stream"):
         runConfig(reactor, internal("nosuch"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_redirect(daemons: Any, events: Any) -> None:
+    """
+    C{redirect} forwards inside the daemon, with half-close: the client's
+    end of file reaches the target and the reply still comes back.
+    """
+    target = daemons(internal("echo"))
+    fwd = (
+        f"service fwd\n{{\n\ttype = UNLISTED\n\tport = {next(PORTS)}\n"
+        "\tsocket_type = stream\n\twait = no\n\tuser = -\n"
+        f"\tredirect = 127.0.0.1 {target.port('echo')}\n}}\n"
+    )
+    d = daemons(fwd)
+    client = Client()
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", d.port("fwd"))
+    await within(connectProtocol(endpoint, client))
+    client.transport.write(b"through\r\n")
+    client.transport.loseWriteConnection()
+    assert await within(client.done) == b"through\r\n"
+    await sleep(0.1)
+    [traffic] = [e for e in events if e.get("twinetdEvent") == "traffic"]
+    assert (traffic["bytesIn"], traffic["bytesOut"]) == (9, 9)

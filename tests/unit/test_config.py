@@ -536,7 +536,6 @@ class ServiceCheckTests(SynchronousTestCase):
             (" wait = yes\n", "wait = yes is not supported yet for stream services"),
             (" type = RPC UNLISTED\n", "type RPC is not supported yet"),
             (" type = INTERNAL UNLISTED\n", "no such internal service: s/stream"),
-            (" redirect = 10.0.0.1 80\n", "redirect is not supported yet"),
         ]
         for line, message in cases:
             base = BASE.replace(" " + line.split()[0], " #", 1)

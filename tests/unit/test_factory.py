@@ -54,6 +54,7 @@ class Harness:
         self.runtime = Runtime(
             spawner=ReactorSpawner(self.reactor),
             clock=self.reactor,
+            tcp=self.reactor,
             gate=gate,
             environment={},
             uid=0,
