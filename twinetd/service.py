@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from twisted.application.service import MultiService, Service
@@ -247,16 +247,24 @@ class ListenerService(Service):
             self.failure = None
             self._listen()
 
+    def stopListening(self) -> Deferred[None]:
+        """
+        Close the port; connections already accepted go on.
+        """
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        d: Deferred[Any] = maybeDeferred(cast(Any, port.stopListening))
+        return d.addCallback(lambda _: None)
+
     def stopService(self) -> Deferred[None]:
         """
         Stop listening, then stop the children of live connections; the
         result fires when the port is closed and every child has ended.
         """
-        Service.stopService(self)
-        port, self.port = self.port, None
-        stopped: Deferred[Any] = succeed(None)
-        if port is not None:
-            stopped = maybeDeferred(port.stopListening)
+        if self.running:
+            Service.stopService(self)
+        stopped = self.stopListening()
         children = self.factory.stop()
         return gatherResults([stopped, children]).addCallback(lambda _: None)
 
@@ -269,10 +277,13 @@ class TwinetdService(MultiService):
     @ivar runtime: what the services share (spawner, gate, ...).
     """
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, reactor: Any) -> None:
         super().__init__()
         self.runtime = runtime
+        self._reactor = reactor
         self.records: dict[str, ServiceConfig] = {}
+        # Listeners replaced by a reload, whose connections still run.
+        self._retired: set[ListenerService] = set()
 
     def listener(self, serviceId: str) -> ListenerService:
         child = self.getServiceNamed(serviceId)
@@ -291,13 +302,77 @@ class TwinetdService(MultiService):
         if isinstance(child, (ListenerService, DatagramService)):
             child.resume()
 
-    def stopService(self) -> Deferred[None]:
-        d: Deferred[None] = maybeDeferred(MultiService.stopService, self)
-        return d.addBoth(self._stopped)
+    def reload(self, records: Iterable[ServiceConfig]) -> Deferred[None]:
+        """
+        Serve C{records} instead of the current set, changing only what
+        differs (xinetd's SIGHUP): a removed service stops listening and its
+        running servers are stopped (as xinetd terminates them); a new one
+        starts; a changed stream service stops listening and the new
+        configuration listens, while connections already running go on to
+        their end; a changed datagram service is restarted.  Live counts
+        (C{instances}, C{per_source}, C{cps}) carry over by service id.
 
-    def _stopped(self, result: Any) -> Any:
+        @return: fires when every stopped service has stopped.
+        """
+        wanted: dict[str, ServiceConfig] = {}
+        for config in records:
+            reason = unsupportedReason(config)
+            if reason is None:
+                wanted[config.id] = config
+            else:
+                _logSkipped(config, reason)
+        stopping: list[Deferred[Any]] = []
+        for serviceId, old in list(self.records.items()):
+            new = wanted.get(serviceId)
+            if new is not None and _sameService(old, new):
+                self.records[serviceId] = new
+                continue
+            child = self.getServiceNamed(serviceId)
+            child.disownServiceParent()
+            del self.records[serviceId]
+            if new is not None and isinstance(child, ListenerService):
+                # Its running connections keep their servers.
+                self._retired.add(child)
+                stopping.append(child.stopListening())
+            else:
+                self.runtime.gate.limits.removeService(serviceId)
+                stopping.append(maybeDeferred(child.stopService))
+            log.info("{service}: {what}", service=serviceId, what="reconfigured")
+        done = gatherResults(stopping) if stopping else succeed([])
+        return done.addCallback(lambda _: self._startNew(wanted))
+
+    def _startNew(self, wanted: dict[str, ServiceConfig]) -> None:
+        limits = self.runtime.gate.limits
+        for serviceId, config in wanted.items():
+            if serviceId in self.records:
+                continue
+            limits.updateConfig(serviceId, config)
+            _serviceFor(config, self.runtime, self._reactor).setServiceParent(self)
+            self.records[serviceId] = config
+
+    def stopService(self) -> Deferred[None]:
+        retired = [maybeDeferred(child.stopService) for child in self._retired]
+        self._retired.clear()
+        d: Deferred[Any] = maybeDeferred(MultiService.stopService, self)
+        return gatherResults([d, *retired]).addBoth(self._stopped)
+
+    def _stopped(self, result: Any) -> None:
         self.runtime.gate.limits.stop()
-        return result
+
+
+def _sameService(old: ServiceConfig, new: ServiceConfig) -> bool:
+    # Moving a service within its file is no change.
+    return attrs.evolve(old, source=new.source) == new
+
+
+def _logSkipped(config: ServiceConfig, reason: str) -> None:
+    log.error(
+        "{file}:{line}: {service}: {reason}; service skipped",
+        file=config.source.file,
+        line=config.source.line,
+        service=config.id,
+        reason=reason,
+    )
 
 
 def _runtime(reactor: Any, settings: DaemonSettings) -> Runtime:
@@ -335,20 +410,14 @@ def fromRecords(
     Records the runtime cannot serve are logged and left out.
     """
     runtime = _runtime(reactor, settings or DaemonSettings())
-    daemon = TwinetdService(runtime)
+    daemon = TwinetdService(runtime, reactor)
     limits = runtime.gate.limits
     limits.onDisable = daemon._paused
     limits.onEnable = daemon._resumed
     for config in records:
         reason = unsupportedReason(config)
         if reason is not None:
-            log.error(
-                "{file}:{line}: {service}: {reason}; service skipped",
-                file=config.source.file,
-                line=config.source.line,
-                service=config.id,
-                reason=reason,
-            )
+            _logSkipped(config, reason)
             continue
         limits.updateConfig(config.id, config)
         _serviceFor(config, runtime, reactor).setServiceParent(daemon)

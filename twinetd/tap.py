@@ -8,15 +8,19 @@ L{makeService}.
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 from twisted.application.service import IService
+from twisted.logger import Logger
 from twisted.python import usage
 
 from twinetd.config import LoadResult, Lookups, loadPath
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
+
+log = Logger(namespace="twinetd")
 
 
 def summary(result: LoadResult) -> str:
@@ -114,7 +118,7 @@ def makeService(options: Options) -> IService:
     """
     from twisted.internet import reactor
 
-    from twinetd.service import DaemonSettings, fromPath
+    from twinetd.service import DaemonSettings, fromPath, logProblems
 
     # As xinetd: children inherit the daemon's umask with 022 added, unless
     # a service sets its own umask.
@@ -123,6 +127,17 @@ def makeService(options: Options) -> IService:
         killDelay=options["kill-delay"], processLimit=options["limit"]
     )
     daemon, result = fromPath(options["config"], reactor, settings)
+    path = options["config"]
+
+    def reload() -> None:
+        # xinetd's SIGHUP: read the configuration again, change what differs.
+        log.info("SIGHUP: reloading {path}", path=path)
+        reloaded = loadPath(path, Lookups.system())
+        logProblems(reloaded)
+        log.info("{summary}", summary=summary(reloaded))
+        daemon.reload(reloaded.services)
+
+    signal.signal(signal.SIGHUP, lambda *_: cast(Any, reactor).callFromThread(reload))
     if not daemon.records and not options["stayalive"]:
         # As xinetd: with nothing to serve the daemon exits.
         sys.stderr.write(
