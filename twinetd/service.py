@@ -322,21 +322,26 @@ class TwinetdService(MultiService):
             else:
                 _logSkipped(config, reason)
         stopping: list[Deferred[Any]] = []
+        self._retired = {child for child in self._retired if child.factory.live}
         for serviceId, old in list(self.records.items()):
             new = wanted.get(serviceId)
             if new is not None and _sameService(old, new):
                 self.records[serviceId] = new
                 continue
             child = self.getServiceNamed(serviceId)
-            child.disownServiceParent()
             del self.records[serviceId]
             if new is not None and isinstance(child, ListenerService):
-                # Its running connections keep their servers.
+                # Detached without stopService: its running connections keep
+                # their servers (stopped with the daemon at the latest).
+                del self.namedServices[serviceId]
+                self.services.remove(child)
+                child.parent = None
                 self._retired.add(child)
                 stopping.append(child.stopListening())
             else:
                 self.runtime.gate.limits.removeService(serviceId)
-                stopping.append(maybeDeferred(child.stopService))
+                # Stops it (and its servers) when the daemon runs.
+                stopping.append(maybeDeferred(child.disownServiceParent))
             log.info("{service}: {what}", service=serviceId, what="reconfigured")
         done = gatherResults(stopping) if stopping else succeed([])
         return done.addCallback(lambda _: self._startNew(wanted))

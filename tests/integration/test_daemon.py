@@ -359,3 +359,38 @@ async def test_redirect(daemons: Any, events: Any) -> None:
     await sleep(0.1)
     [traffic] = [e for e in events if e.get("twinetdEvent") == "traffic"]
     assert (traffic["bytesIn"], traffic["bytesOut"]) == (9, 9)
+
+
+def records(text: str) -> list[Any]:
+    return [
+        attrs.evolve(r, port=0, bind="127.0.0.1")
+        for r in loadText(text, "<test>", Lookups.system()).services
+    ]
+
+
+@pytest_twisted.ensureDeferred
+async def test_reload(daemons: Any, tmp_path: Path) -> None:
+    """
+    A reload changes only what differs: a removed service stops listening,
+    a new one listens, a changed one listens with its new configuration
+    while its running connection goes on; an unchanged one keeps its port.
+    """
+    keep = service("keep", "env")
+    change = service("change", "hold", str(tmp_path), "0.5")
+    d = daemons(keep + change + service("drop", "env"))
+    keepPort, dropPort = d.port("keep"), d.port("drop")
+    running = Client()
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", d.port("change"))
+    await within(connectProtocol(endpoint, running))
+
+    changed = change.replace("cps = 1000 1", "cps = 1000 1\n\tenv = NEW=1")
+    await within(d.daemon.reload(records(keep + changed + service("add", "env"))))
+
+    assert d.port("keep") == keepPort
+    with pytest.raises(ConnectionRefusedError):
+        await fetch(dropPort)
+    assert b"REMOTE_HOST" in (await fetch(d.port("add"))).data
+    assert sorted(d.daemon.records) == ["add", "change", "keep"]
+    assert d.daemon.records["change"].env == (("NEW", "1"),)
+    # The connection accepted before the reload still gets its reply.
+    assert await within(running.done) == b"1\n"

@@ -222,3 +222,29 @@ def test_checkErrors(tmp_path: Path) -> None:
         result.stdout
     )
     assert b"0 services loaded, 1 skipped" in result.stdout
+
+
+def test_sighupReloads(
+    daemon: tuple[subprocess.Popen[bytes], int], configDir: tuple[Path, int]
+) -> None:
+    """
+    SIGHUP reads the configuration again: a removed service stops
+    listening, an added one serves.
+    """
+    proc, oldPort = daemon
+    folder, _ = configDir
+    with connect(oldPort) as sock:
+        assert readUntil(sock, b"> ").startswith(b"Please")
+    newPort = freePort()
+    text = (ETC / "enter").read_text().replace("51424", str(newPort))
+    (folder / "enter").write_text(
+        text.replace("\twait", "\tbind\t\t= 127.0.0.1\n\twait")
+    )
+    (folder / "stamp").unlink()
+    proc.send_signal(signal.SIGHUP)
+    with connect(newPort) as sock:
+        sock.sendall(b"abc\n")
+        assert readToEnd(sock).endswith(b"You enterd 3 characters\n")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", oldPort), timeout=DEADLINE)
+    assert proc.poll() is None
