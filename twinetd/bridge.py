@@ -41,9 +41,6 @@ from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan, Peer
 from twinetd.spawn import IProcessGroup, Spawner
 
-#: The longest stderr line logged as one event; longer lines are cut.
-MAX_STDERR_LINE = 4096
-
 
 def _hostAndPort(address: IAddress) -> tuple[str, int]:
     host = getattr(address, "host", None)
@@ -138,12 +135,11 @@ class BridgeProtocol(Protocol):
     @ivar log: where events go (L{twinetd.logevents}).
     """
 
-    log = logevents.log
     process: IProcessTransport | None = None
 
     def __init__(
         self,
-        serviceId: str,
+        serviceLog: logevents.ServiceLog,
         makePlan: Callable[[Peer], LaunchPlan],
         spawner: Spawner,
         clock: IReactorTime,
@@ -151,7 +147,8 @@ class BridgeProtocol(Protocol):
         onEnded: Callable[[], None] | None = None,
     ) -> None:
         """
-        @param serviceId: the service's id, for logs.
+        @param serviceLog: the service's log (events, and xinetd's lines
+            where C{log_type} asks for them).
         @param makePlan: what to run for a peer.
         @param spawner: starts the child.
         @param clock: for the kill timers and durations.
@@ -160,7 +157,10 @@ class BridgeProtocol(Protocol):
         @param onEnded: called once, when both the connection is closed and
             the child has ended (or could not be started).
         """
-        self.serviceId = serviceId
+        self.serviceLog = serviceLog
+        self.serviceId = serviceLog.service
+        self.log = serviceLog.logger
+        self._stderr = logevents.StderrLines(self.serviceId, None, self.log)
         self._makePlan = makePlan
         self._spawner = spawner
         self._clock = clock
@@ -178,7 +178,6 @@ class BridgeProtocol(Protocol):
         self._clientPaused = False
         self._killCall: IDelayedCall | None = None
         self._abortCall: IDelayedCall | None = None
-        self._stderrBuffer = b""
 
     # TCP side
 
@@ -197,13 +196,7 @@ class BridgeProtocol(Protocol):
 
     def _spawnFailed(self, message: str) -> None:
         assert self._peer is not None and self.transport is not None
-        logevents.logSpawnFailed(
-            self.serviceId,
-            self._peer.remoteHost,
-            self._peer.remotePort,
-            message,
-            logger=self.log,
-        )
+        self.serviceLog.spawnFailed(self._peer, message)
         self._processDone = True
         self._closeConnection()
 
@@ -279,34 +272,15 @@ class BridgeProtocol(Protocol):
         IConsumer(self.transport).registerProducer(_ChildOutput(process), True)
         self._outputRegistered = True
         cast(Any, process).registerProducer(_ClientInput(self), True)
-        logevents.logStart(
-            self.serviceId,
-            self._pid,
-            self._peer.remoteHost,
-            self._peer.remotePort,
-            logger=self.log,
-        )
+        self._stderr.pid = self._pid
+        self.serviceLog.start(self._pid, self._peer)
 
     def _childStdout(self, data: bytes) -> None:
         if not self._connectionDone and self.transport is not None:
             self.transport.write(data)
 
     def _childStderr(self, data: bytes) -> None:
-        buffer = self._stderrBuffer + data
-        lines = buffer.split(b"\n")
-        self._stderrBuffer = lines.pop()
-        for line in lines:
-            self._logStderr(line)
-        while len(self._stderrBuffer) >= MAX_STDERR_LINE:
-            line = self._stderrBuffer[:MAX_STDERR_LINE]
-            self._stderrBuffer = self._stderrBuffer[MAX_STDERR_LINE:]
-            self._logStderr(line, truncated=True)
-
-    def _logStderr(self, line: bytes, truncated: bool = False) -> None:
-        if len(line) > MAX_STDERR_LINE:
-            line, truncated = line[:MAX_STDERR_LINE], True
-        text = line.rstrip(b"\r").decode("utf-8", "backslashreplace")
-        logevents.logStderr(self.serviceId, self._pid, text, truncated, logger=self.log)
+        self._stderr.feed(data)
 
     def _childFDClosed(self, childFD: int) -> None:
         if childFD == 0:
@@ -316,9 +290,8 @@ class BridgeProtocol(Protocol):
         elif childFD == 1:
             self._stdoutOpen = False
             self._closeConnection()
-        elif childFD == 2 and self._stderrBuffer:
-            self._logStderr(self._stderrBuffer)
-            self._stderrBuffer = b""
+        elif childFD == 2:
+            self._stderr.flush()
 
     def _childExited(self, reason: Failure) -> None:
         status: int | None = None
@@ -327,13 +300,8 @@ class BridgeProtocol(Protocol):
             status, signal = reason.value.exitCode, reason.value.signal
         elif isinstance(reason.value, ProcessDone):
             status = 0
-        logevents.logExit(
-            self.serviceId,
-            self._pid,
-            status,
-            signal,
-            self._clock.seconds() - self._startTime,
-            logger=self.log,
+        self.serviceLog.exit(
+            self._pid, status, signal, self._clock.seconds() - self._startTime
         )
 
     def _childEnded(self) -> None:

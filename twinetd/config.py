@@ -72,9 +72,6 @@ from twinetd.parser import Include, Section, parse
 # entries: each is a one-line change.
 UNSUPPORTED_ATTRIBUTES: frozenset[str] = frozenset(
     {
-        "log_type",
-        "log_on_success",
-        "log_on_failure",
         "deny_time",
         "libwrap",
         "mdns",

@@ -99,7 +99,6 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twinetd import logevents
-from twinetd.bridge import MAX_STDERR_LINE
 from twinetd.errors import SpawnError
 from twinetd.internal import InternalService, LocalTime
 from twinetd.launch import LaunchPlan, Peer
@@ -240,15 +239,7 @@ class _Drops:
     def drop(self, reason: str, peer: Peer | None, detail: str = "") -> None:
         self.counts[reason] += 1
         if self._window is None:
-            service = self._service
-            logevents.logFail(
-                service.config.id,
-                reason,
-                peer.remoteHost if peer is not None else "<no address>",
-                peer.remotePort if peer is not None else None,
-                detail,
-                logger=service.log,
-            )
+            self._service.serviceLog.fail(reason, peer, detail)
             self._open()
         else:
             self._pending[reason] += 1
@@ -282,47 +273,6 @@ class _Drops:
             self._pending.clear()
 
 
-class _StderrLines:
-    """
-    A child's standard error as log events, one per line (cut at
-    L{MAX_STDERR_LINE}), as the stream bridge does.
-    """
-
-    def __init__(self, child: _Child) -> None:
-        self._child = child
-        self._buffer = b""
-
-    def data(self, data: bytes) -> None:
-        lines = (self._buffer + data).split(b"\n")
-        self._buffer = lines.pop()
-        for line in lines:
-            self._log(line)
-        while len(self._buffer) >= MAX_STDERR_LINE:
-            line, self._buffer = (
-                self._buffer[:MAX_STDERR_LINE],
-                self._buffer[MAX_STDERR_LINE:],
-            )
-            self._log(line, truncated=True)
-
-    def closed(self) -> None:
-        if self._buffer:
-            self._log(self._buffer)
-            self._buffer = b""
-
-    def _log(self, line: bytes, truncated: bool = False) -> None:
-        if len(line) > MAX_STDERR_LINE:
-            line, truncated = line[:MAX_STDERR_LINE], True
-        text = line.rstrip(b"\r").decode("utf-8", "backslashreplace")
-        child = self._child
-        logevents.logStderr(
-            child.service.config.id,
-            child.pid,
-            text,
-            truncated,
-            logger=child.service.log,
-        )
-
-
 class _Child(ProcessProtocol):
     """
     One child of a datagram service: start/exit logs, stderr, TERM/KILL,
@@ -340,7 +290,7 @@ class _Child(ProcessProtocol):
         self.startTime = service._clock.seconds()
         self.ended = False
         self.exitedWell = False
-        self._stderr = _StderrLines(self)
+        self._stderr = logevents.StderrLines(service.config.id, None, service.log)
         self._timer: IDelayedCall | None = None
         self._waiters: list[Deferred[None]] = []
 
@@ -348,21 +298,16 @@ class _Child(ProcessProtocol):
         assert self.transport is not None
         self.process = self.transport
         self.pid = self.transport.pid
-        logevents.logStart(
-            self.service.config.id,
-            self.pid,
-            self.peer.remoteHost,
-            self.peer.remotePort,
-            logger=self.service.log,
-        )
+        self._stderr.pid = self.pid
+        self.service.serviceLog.start(self.pid, self.peer)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == 2:
-            self._stderr.data(data)
+            self._stderr.feed(data)
 
     def childConnectionLost(self, childFD: int) -> None:
         if childFD == 2:
-            self._stderr.closed()
+            self._stderr.flush()
 
     def processExited(self, reason: Failure) -> None:
         status: int | None = None
@@ -372,19 +317,14 @@ class _Child(ProcessProtocol):
         elif isinstance(reason.value, ProcessDone):
             status = 0
         self.exitedWell = status == 0
-        logevents.logExit(
-            self.service.config.id,
-            self.pid,
-            status,
-            signal,
-            self.service._clock.seconds() - self.startTime,
-            logger=self.service.log,
+        self.service.serviceLog.exit(
+            self.pid, status, signal, self.service._clock.seconds() - self.startTime
         )
 
     def processEnded(self, reason: Failure) -> None:
         self.ended = True
         self._cancelTimer()
-        self._stderr.closed()
+        self._stderr.flush()
         self.ticket.release()
         self.service._childEnded(self)
         waiters, self._waiters = self._waiters, []
@@ -574,6 +514,7 @@ class DatagramService(Service):
         maxReply: int = MAX_REPLY,
         makeSocket: Callable[[], DatagramSocket] | None = None,
         localtime: LocalTime = time.localtime,
+        serviceLog: logevents.ServiceLog | None = None,
     ) -> None:
         """
         @param config: a C{socket_type = dgram} record.
@@ -593,7 +534,12 @@ class DatagramService(Service):
         @param makeSocket: binds the C{wait = yes} socket (default
             L{bindDatagramSocket}).
         @param localtime: for the daytime builtin.
+        @param serviceLog: the service's log (events, and xinetd's lines where
+            C{log_type} asks); by default events only, to L{log}.
         """
+        self._serviceLog = serviceLog
+        if serviceLog is not None:
+            self.log = serviceLog.logger
         self.config = config
         self._makePlan = makePlan
         self._spawner = spawner
@@ -651,6 +597,12 @@ class DatagramService(Service):
         return "", 0
 
     # starting and stopping
+
+    @property
+    def serviceLog(self) -> logevents.ServiceLog:
+        if self._serviceLog is not None:
+            return self._serviceLog
+        return logevents.ServiceLog.fromConfig(self.config, None, self.log)
 
     def privilegedStartService(self) -> None:
         # Before twistd drops privileges: ports below 1024 need root.
@@ -807,9 +759,7 @@ class DatagramService(Service):
     ) -> None:
         try:
             # xinetd logs internal services that do not fork with pid 0.
-            logevents.logStart(
-                self.config.id, 0, peer.remoteHost, peer.remotePort, logger=self.log
-            )
+            self.serviceLog.start(0, peer)
             if self._inner is not None:
                 self._inner.datagramReceived(datagram, addr)
         except OSError as e:
@@ -851,13 +801,7 @@ class DatagramService(Service):
             else:
                 self.log.failure("while starting {service}", service=self.config.id)
                 message = f"{type(e).__name__}: {e}"
-            logevents.logSpawnFailed(
-                self.config.id,
-                child.peer.remoteHost,
-                child.peer.remotePort,
-                message,
-                logger=self.log,
-            )
+            self.serviceLog.spawnFailed(child.peer, message)
             return False
         return True
 

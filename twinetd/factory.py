@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from twinetd import logevents
 from twinetd.bridge import BridgeProtocol, peerFromTransport
 from twinetd.gate import Gate, Refused
+from twinetd.ident import queryIdent
 from twinetd.internal import ChargenRing, internalFor
 from twinetd.launch import LaunchPlan, Peer, planLaunch
 from twinetd.limits import Ticket
@@ -60,6 +61,7 @@ class Runtime:
     @ivar killDelay: seconds before C{SIGTERM}, and again before C{SIGKILL}.
     @ivar chargenRing: chargen's position, shared by every chargen service
         as xinetd's one ring per daemon.
+    @ivar sinks: the daemon's open log files and syslog sockets.
     """
 
     spawner: Spawner
@@ -70,6 +72,11 @@ class Runtime:
     uid: int
     killDelay: float = 5.0
     chargenRing: ChargenRing = attrs.field(factory=ChargenRing)
+    sinks: logevents.LogSinks = attrs.field(
+        default=attrs.Factory(
+            lambda self: logevents.LogSinks(self.clock), takes_self=True
+        )
+    )
 
 
 def readBanner(config: ServiceConfig, path: str | None) -> bytes:
@@ -91,18 +98,6 @@ def readBanner(config: ServiceConfig, path: str | None) -> bytes:
             error=e.strerror,
         )
         return b""
-
-
-def logFail(config: ServiceConfig, reason: str, detail: str, peer: Peer | None) -> None:
-    log.info(
-        "FAIL: {service} {reason} from={host}",
-        service=config.id,
-        reason=reason,
-        detail=detail,
-        host=peer.remoteHost if peer is not None else "<no address>",
-        port=peer.remotePort if peer is not None else None,
-        twinetdEvent="fail",
-    )
 
 
 class Front(Protocol):
@@ -127,6 +122,24 @@ class Front(Protocol):
         peer = self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
         self.factory.runtime.gate.admit(config, peer).addCallback(self._decided)
 
+    def _queryIdent(self) -> None:
+        # USERID (RFC 1413), asked in the background: it never delays the
+        # connection, and logs only if an answer comes.
+        peer, serviceLog = self._peer, self.factory.serviceLog
+        assert peer is not None
+
+        def answered(text: str | None) -> None:
+            if text is not None:
+                serviceLog.userid(text)
+
+        queryIdent(
+            self.factory.runtime.tcp,
+            peer.remoteAddress,
+            peer.remotePort,
+            peer.localAddress,
+            peer.localPort,
+        ).addCallback(answered)
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._gone = True
         self.factory.ended(self)
@@ -137,8 +150,11 @@ class Front(Protocol):
 
     def _decided(self, admission: Ticket | Refused) -> None:
         config = self.factory.config
+        serviceLog = self.factory.serviceLog
         if isinstance(admission, Refused):
-            logFail(config, admission.reason, admission.detail, self._peer)
+            serviceLog.fail(admission.reason, self._peer, admission.detail)
+            if serviceLog.wantsUseridOnFailure:
+                self._queryIdent()
             if not self._gone:
                 assert self.transport is not None
                 self.transport.write(readBanner(config, config.bannerFail))
@@ -149,7 +165,9 @@ class Front(Protocol):
             return
         assert self.transport is not None and self._peer is not None
         self.transport.write(readBanner(config, config.bannerSuccess))
-        inner = self.inner = self.factory.serve(admission)
+        if serviceLog.wantsUseridOnSuccess:
+            self._queryIdent()
+        inner = self.inner = self.factory.serve(admission, self._peer)
         # Switch: the transport now feeds the service's protocol, which the
         # factory tracks from here on.
         self.factory.live.discard(self)
@@ -164,13 +182,20 @@ class StreamFactory(ServerFactory):
 
     @ivar config: the service's record.
     @ivar runtime: what the daemon's services share.
+    @ivar serviceLog: the service's log.
     @ivar live: the connections not yet ended (fronts and service
         protocols), for L{stop}.
     """
 
-    def __init__(self, config: ServiceConfig, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        runtime: Runtime,
+        serviceLog: logevents.ServiceLog | None = None,
+    ) -> None:
         self.config = config
         self.runtime = runtime
+        self.serviceLog = serviceLog or logevents.ServiceLog.fromConfig(config, None)
         self.live: set[Stoppable] = set()
         self._waiters: dict[Stoppable, list[Deferred[None]]] = {}
 
@@ -180,13 +205,13 @@ class StreamFactory(ServerFactory):
         self.live.add(front)
         return front
 
-    def serve(self, ticket: Ticket) -> Protocol:
+    def serve(self, ticket: Ticket, peer: Peer) -> Protocol:
         """
         The protocol of an admitted connection; C{ticket} is released when
         it ends.
         """
         if self.config.isInternal:
-            return self._serveInternal(ticket)
+            return self._serveInternal(ticket, peer)
         if self.config.redirect is not None:
             # As in xinetd, redirect wins over server.
             return self._serveRedirect(ticket, self.config.redirect)
@@ -198,7 +223,7 @@ class StreamFactory(ServerFactory):
         def ended(traffic: Traffic) -> None:
             ticket.release()
             if traffic.connected:
-                logevents.logTraffic(self.config.id, traffic.bytesIn, traffic.bytesOut)
+                self.serviceLog.traffic(traffic.bytesIn, traffic.bytesOut)
             self.ended(protocol)
 
         protocol = RedirectProtocol(
@@ -211,10 +236,12 @@ class StreamFactory(ServerFactory):
         self.live.add(protocol)
         return protocol
 
-    def _serveInternal(self, ticket: Ticket) -> Protocol:
+    def _serveInternal(self, ticket: Ticket, peer: Peer) -> Protocol:
         builtin = internalFor(self.config, self.runtime.chargenRing)
         protocol = builtin.buildStream(self.runtime.clock)
         connection = _Closing(protocol)
+        # xinetd logs its builtins with pid 0.
+        self.serviceLog.start(0, peer)
 
         def ended() -> None:
             ticket.release()
@@ -232,7 +259,7 @@ class StreamFactory(ServerFactory):
             self.ended(protocol)
 
         protocol = BridgeProtocol(
-            self.config.id,
+            self.serviceLog,
             self._makePlan,
             self.runtime.spawner,
             self.runtime.clock,

@@ -182,7 +182,7 @@ def logRedirectFailed(
 #: A connection or datagram was refused (xinetd's C{FAIL} line).  Fields:
 #: C{service}, C{reason} (xinetd's reason: C{address}, C{service_limit},
 #: ...), C{detail}, C{host}, C{port}.
-FAIL = "FAIL"
+FAIL = "fail"
 #: Datagrams were dropped since the last such event (at most one per
 #: second per service).  Fields: C{service}, C{count}, C{reasons} (a dict
 #: of reason to count), C{interval} (seconds covered).

@@ -38,6 +38,7 @@ from twinetd.gate import Gate, Refused, noNames, threadedResolver
 from twinetd.internal import ChargenRing, internalFor
 from twinetd.launch import LaunchPlan, Peer, planLaunch
 from twinetd.limits import Limits, Ticket
+from twinetd.logevents import LogSinks
 from twinetd.model import ServiceConfig, SocketType
 from twinetd.spawn import spawnerFor
 
@@ -347,13 +348,21 @@ class TwinetdService(MultiService):
         return done.addCallback(lambda _: self._startNew(wanted))
 
     def _startNew(self, wanted: dict[str, ServiceConfig]) -> None:
-        limits = self.runtime.gate.limits
         for serviceId, config in wanted.items():
             if serviceId in self.records:
                 continue
-            limits.updateConfig(serviceId, config)
-            _serviceFor(config, self.runtime, self._reactor).setServiceParent(self)
-            self.records[serviceId] = config
+            self._add(config)
+        self.runtime.sinks.keepOnly(c.logType for c in self.records.values())
+
+    def _add(self, config: ServiceConfig) -> None:
+        try:
+            child = _serviceFor(config, self.runtime, self._reactor)
+        except OSError as e:
+            _logSkipped(config, f"cannot open its log: {e.strerror}")
+            return
+        self.runtime.gate.limits.updateConfig(config.id, config)
+        child.setServiceParent(self)
+        self.records[config.id] = config
 
     def stopService(self) -> Deferred[None]:
         retired = [maybeDeferred(child.stopService) for child in self._retired]
@@ -363,6 +372,7 @@ class TwinetdService(MultiService):
 
     def _stopped(self, result: Any) -> None:
         self.runtime.gate.limits.stop()
+        self.runtime.sinks.close()
 
 
 def _sameService(old: ServiceConfig, new: ServiceConfig) -> bool:
@@ -396,6 +406,7 @@ def _runtime(reactor: Any, settings: DaemonSettings) -> Runtime:
         chargenRing=ChargenRing(),
         clock=clock,
         tcp=IReactorTCP(reactor),
+        sinks=LogSinks(clock),
         gate=gate,
         environment=dict(settings.environment),
         uid=settings.uid,
@@ -424,13 +435,18 @@ def fromRecords(
         if reason is not None:
             _logSkipped(config, reason)
             continue
-        limits.updateConfig(config.id, config)
-        _serviceFor(config, runtime, reactor).setServiceParent(daemon)
-        daemon.records[config.id] = config
+        daemon._add(config)
     return daemon
 
 
 def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Service:
+    """
+    The service serving C{config}.
+
+    @raise OSError: its log file cannot be opened (xinetd disables such a
+        service).
+    """
+    serviceLog = runtime.sinks.serviceLog(config)
     if config.socketType is SocketType.DGRAM:
         gate = runtime.gate
 
@@ -450,8 +466,9 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
             internal=internalFor(config, runtime.chargenRing)
             if config.isInternal
             else None,
+            serviceLog=serviceLog,
         )
-    return ListenerService(config, StreamFactory(config, runtime), reactor)
+    return ListenerService(config, StreamFactory(config, runtime, serviceLog), reactor)
 
 
 def logProblems(result: LoadResult) -> None:

@@ -132,6 +132,7 @@ def makeService(options: Options) -> IService:
     def reload() -> None:
         # xinetd's SIGHUP: read the configuration again, change what differs.
         log.info("SIGHUP: reloading {path}", path=path)
+        daemon.runtime.sinks.reopenAll()
         reloaded = loadPath(path, Lookups.system())
         logProblems(reloaded)
         log.info("{summary}", summary=summary(reloaded))

@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 
 from twinetd.bridge import BridgeProtocol
 from twinetd.launch import LaunchPlan, Peer
+from twinetd.logevents import ServiceLog
 from twinetd.spawn import spawnerFor
 
 reactor: Any = _reactor
@@ -85,14 +86,13 @@ class BridgeServer:
             done.callback(None)
 
         protocol = BridgeProtocol(
-            "test",
+            ServiceLog("test", logger=Logger(observer=self.events.append)),
             self.makePlan,
             self.spawner,
             reactor,
             killDelay=self.killDelay,
             onEnded=onEnded,
         )
-        protocol.log = Logger(observer=self.events.append)
         self.protocols.append(protocol)
         return protocol
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import socket
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.logger import globalLogPublisher
 
 from tests.integration.conftest import CHILDREN, Collector, reactor, sleep, within
+from twinetd import logevents
 from twinetd.config import Lookups, loadText
 from twinetd.service import DaemonSettings, fromRecords
 from twinetd.testing import RunningDaemon, runConfig
@@ -175,9 +177,9 @@ async def test_onlyFrom(daemons: Any, events: Any) -> None:
     assert json.loads(admitted.data)["env"]["REMOTE_ADDR"] == "127.0.0.1"
     refused = await fetch(d.port("env"), bindAddress=("127.0.0.2", 0))
     assert refused.data == banner.read_bytes()
-    fails = [e for e in events if e.get("twinetdEvent") == "fail"]
+    fails = [e for e in events if e.get("twinetdEvent") == logevents.FAIL]
     assert [(e["reason"], e["host"]) for e in fails] == [("address", "127.0.0.2")]
-    starts = [e for e in events if e.get("twinetdEvent") == "start"]
+    starts = [e for e in events if e.get("twinetdEvent") == logevents.START]
     assert len(starts) == 1
 
 
@@ -212,24 +214,24 @@ async def test_instancesNeverExceeded(daemons: Any, tmp_path: Path) -> None:
 @pytest_twisted.ensureDeferred
 async def test_cpsPausesListening(daemons: Any, events: Any) -> None:
     """
-    cps = 2 1: the third connection within a second trips it; the port is
-    closed (connection refused) for a second, then serves again (on the same
-    port, though it was an ephemeral one).
+    cps = 2 3: the third connection within a second trips it; the port is
+    closed (connection refused) for three seconds, then serves again (on the
+    same port, though it was an ephemeral one).
     """
-    d = daemons(service("env", "env").replace("cps = 1000 1", "cps = 2 1"))
+    d = daemons(service("env", "env").replace("cps = 1000 1", "cps = 2 3"))
     port = d.port("env")
     await fetch(port)
     await fetch(port)
     tripped = await fetch(port)
     assert tripped.data == b""
-    assert [e["reason"] for e in events if e.get("twinetdEvent") == "fail"] == [
+    assert [e["reason"] for e in events if e.get("twinetdEvent") == logevents.FAIL] == [
         "connections per second"
     ]
     with pytest.raises(ConnectionRefusedError):
         await fetch(port)
     # xinetd's cps window lasts `rate` seconds and a trip does not reset it:
-    # past the pause and the window, the service serves again.
-    await sleep(2.1)
+    # past the pause (and so the window), the service serves again.
+    await sleep(3.1)
     assert json.loads((await fetch(port)).data)["env"]["REMOTE_ADDR"] == "127.0.0.1"
 
 
@@ -357,7 +359,7 @@ async def test_redirect(daemons: Any, events: Any) -> None:
     client.transport.loseWriteConnection()
     assert await within(client.done) == b"through\r\n"
     await sleep(0.1)
-    [traffic] = [e for e in events if e.get("twinetdEvent") == "traffic"]
+    [traffic] = [e for e in events if e.get("twinetdEvent") == logevents.TRAFFIC]
     assert (traffic["bytesIn"], traffic["bytesOut"]) == (9, 9)
 
 
@@ -394,3 +396,42 @@ async def test_reload(daemons: Any, tmp_path: Path) -> None:
     assert d.daemon.records["change"].env == (("NEW", "1"),)
     # The connection accepted before the reload still gets its reply.
     assert await within(running.done) == b"1\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_fileLog(daemons: Any, tmp_path: Path) -> None:
+    """
+    log_type = FILE writes xinetd's lines: START and EXIT for a served
+    client, FAIL for a refused one, with xinetd's time stamps.
+    """
+    path = tmp_path / "service.log"
+    d = daemons(
+        service(
+            "env",
+            "env",
+            extra=(
+                f"\tlog_type = FILE {path}\n"
+                "\tlog_on_success = PID HOST EXIT DURATION\n"
+                "\tlog_on_failure = HOST\n\tonly_from = 127.0.0.1\n"
+            ),
+        )
+    )
+    await fetch(d.port("env"))
+    await fetch(d.port("env"), bindAddress=("127.0.0.2", 0))
+    stamp = r"\d\d/\d{1,2}/\d{1,2}@\d\d:\d\d:\d\d"
+    expected = [
+        rf"{stamp}: START: env pid=\d+ from=127\.0\.0\.1",
+        rf"{stamp}: EXIT: env status=0 pid=\d+ duration=\d+\(sec\)",
+        rf"{stamp}: FAIL: env address from=127\.0\.0\.2",
+    ]
+    for _ in range(100):
+        lines = path.read_text().splitlines()
+        if len(lines) == 3:
+            break
+        await sleep(0.05)
+    assert len(lines) == 3, lines
+    for pattern in expected:
+        assert len([line for line in lines if re.fullmatch(pattern, line)]) == 1, (
+            pattern,
+            lines,
+        )

@@ -19,6 +19,7 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from twinetd import logevents
 from twinetd.dgram import DatagramService
 from twinetd.errors import SourceLocation
 from twinetd.internal import TIME_OFFSET, InternalService
@@ -287,7 +288,7 @@ async def test_flood(services: Any, clients: Any, tmp_path: Path) -> None:
     assert dropped > 0
     assert spawned + dropped <= 2000
     # Bounded logging: one FAIL, then summaries at most once a second.
-    assert len(of(service, "FAIL")) <= 1 + spawned
+    assert len(of(service, logevents.FAIL)) <= 1 + spawned
     assert len(of(service, "dgramDropped")) <= 2 + 60
 
     # Real overlap of the children, from their own clocks.
@@ -360,7 +361,7 @@ async def test_waitYesRefusedAndUnread(services: Any, clients: Any) -> None:
     await sleep(0.2)
     assert sum(refusing.dropped.values()) == 3
     assert not of(refusing, "start")
-    [fail] = of(refusing, "FAIL")
+    [fail] = of(refusing, logevents.FAIL)
     assert (fail["reason"], fail["host"]) == ("address", "127.0.0.1")
 
     config = record("noread", wait=True)

@@ -17,8 +17,9 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logevents
-from twinetd.bridge import MAX_STDERR_LINE, BridgeProtocol
+from twinetd.bridge import BridgeProtocol
 from twinetd.launch import LaunchPlan, Peer
+from twinetd.logevents import MAX_STDERR_LINE, ServiceLog
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, MemoryProcessReactor
 
@@ -56,14 +57,13 @@ class Harness:
             self.ended += 1
 
         self.protocol = BridgeProtocol(
-            "svc",
+            ServiceLog("svc", logger=Logger(observer=self.events.append)),
             makePlan or plan,
             ReactorSpawner(self.reactor),
             self.reactor,
             killDelay=KILL_DELAY,
             onEnded=onEnded,
         )
-        self.protocol.log = Logger(observer=self.events.append)
         self.transport = StringTransport(
             peerAddress=peer or IPv4Address("TCP", "192.0.2.7", 40000),
             hostAddress=host or IPv4Address("TCP", "127.0.0.1", 7000),
@@ -435,7 +435,7 @@ class StderrTests(SynchronousTestCase):
             [(len(e["line"]), e["truncated"]) for e in events],
             [(MAX_STDERR_LINE, True)] * 2,
         )
-        self.assertLess(len(h.protocol._stderrBuffer), MAX_STDERR_LINE)
+        self.assertLess(len(h.protocol._stderr._buffer), MAX_STDERR_LINE)
 
     def test_partialLineAtEnd(self) -> None:
         """

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
+from twinetd import logevents
 from twinetd.dgram import (
     BACKOFF_FIRST,
     DEFAULT_CHILD_TIMEOUT,
@@ -258,7 +259,7 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.setUpService(record(), admit=lambda peer: No("address", "only_from"))
         self.port.deliver(b"q", CLIENT)
         self.assertEqual(self.spawned, [])
-        [fail] = self.of("FAIL")
+        [fail] = self.of(logevents.FAIL)
         self.assertEqual(
             (fail["reason"], fail["detail"], fail["host"], fail["port"]),
             ("address", "only_from", "127.0.0.1", 5555),
@@ -273,7 +274,7 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.setUpService(record(), admit=lambda peer: No("address"))
         for i in range(100):
             self.port.deliver(b"%d" % i, CLIENT)
-        self.assertEqual(len(self.of("FAIL")), 1)
+        self.assertEqual(len(self.of(logevents.FAIL)), 1)
         self.assertEqual(self.of("dgramDropped"), [])
         self.reactor.advance(0.5)
         for i in range(50):
@@ -288,9 +289,9 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.assertEqual([e["count"] for e in self.of("dgramDropped")], [149, 1])
         self.reactor.advance(5)
         self.assertEqual(len(self.of("dgramDropped")), 2)
-        self.assertEqual(len(self.of("FAIL")), 1)
+        self.assertEqual(len(self.of(logevents.FAIL)), 1)
         self.port.deliver(b"y", CLIENT)
-        self.assertEqual(len(self.of("FAIL")), 2)
+        self.assertEqual(len(self.of(logevents.FAIL)), 2)
         self.assertEqual(self.service.dropped["address"], 152)
 
     def test_ticketHeldWhileChildRuns(self) -> None:

@@ -15,6 +15,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from twinetd import logevents
 from twinetd.access import DenyList
 from twinetd.errors import SourceLocation
 from twinetd.factory import Front, Runtime, StreamFactory
@@ -144,7 +145,7 @@ class RefusedTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"go away\r\n")
         self.assertTrue(transport.disconnecting)
         self.assertEqual(h.reactor.spawned, [])
-        [event] = [e for e in seen if e.get("twinetdEvent") == "fail"]
+        [event] = [e for e in seen if e.get("twinetdEvent") == logevents.FAIL]
         self.assertEqual((event["reason"], event["host"]), ("address", "192.0.2.7"))
         self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
 
@@ -159,7 +160,7 @@ class RefusedTests(SynchronousTestCase):
         second = h.connect(port=40001)
         self.assertEqual(len(h.reactor.spawned), 1)
         self.assertTrue(second.disconnecting)
-        [event] = [e for e in seen if e.get("twinetdEvent") == "fail"]
+        [event] = [e for e in seen if e.get("twinetdEvent") == logevents.FAIL]
         self.assertEqual(event["reason"], "service_limit")
         h.reactor.spawned[0].end()
         first.protocol.connectionLost(None)
