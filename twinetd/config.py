@@ -86,7 +86,7 @@ UNSUPPORTED_TYPES: frozenset[str] = frozenset({"RPC", "TCPMUX", "TCPMUXPLUS"})
 UNSUPPORTED_FLAGS: frozenset[str] = frozenset(
     {"INTERCEPT", "NORETRY", "IDONLY", "NOLIBWRAP", "SENSOR", "LABELED"}
 )
-STREAM_WAIT_SUPPORTED = False
+STREAM_WAIT_SUPPORTED = True
 REDIRECT_SUPPORTED = True
 
 SERVICE_TYPES = ("RPC", "INTERNAL", "TCPMUX", "TCPMUXPLUS", "UNLISTED")
@@ -361,6 +361,26 @@ def _yesNo(name: str) -> Callable[[_Context, tuple[str, ...]], bool]:
         raise _BadValue(f"bad value for {name}: {values[0]!r} (expected yes or no)")
 
     return convert
+
+
+def _convertMode(context: _Context, values: tuple[str, ...]) -> bool:
+    # twinetd extension: how a stream wait = no service meets its program.
+    value = values[0].lower()
+    if value not in ("bridge", "handoff"):
+        raise _BadValue(
+            f"bad value for twinetd_mode: {values[0]!r} (expected bridge or handoff)"
+        )
+    return value == "handoff"
+
+
+def _convertStderr(context: _Context, values: tuple[str, ...]) -> bool:
+    # twinetd extension: where a handed-off program's standard error goes.
+    value = values[0].lower()
+    if value not in ("log", "socket"):
+        raise _BadValue(
+            f"bad value for twinetd_stderr: {values[0]!r} (expected log or socket)"
+        )
+    return value == "socket"
 
 
 def _integer(
@@ -812,6 +832,9 @@ ATTRIBUTES: dict[str, AttributeSpec] = {
         _spec("banner_fail", "bannerFail", 1, _convertBanner, inDefaults=True),
         _spec("mdns", "mdns", 1, _yesNo("mdns")),
         _spec("v6only", "v6only", 1, _yesNo("v6only"), inDefaults=True),
+        # twinetd's own attributes.
+        _spec("twinetd_mode", "handoff", 1, _convertMode, inDefaults=True),
+        _spec("twinetd_stderr", "stderrToSocket", 1, _convertStderr, inDefaults=True),
         _spec("deny_time", "denyTime", 1, _convertDenyTime),
         _spec("rlimit_as", _rlimitField("as"), 1, _rlimit("rlimit_as")),
         _spec("rlimit_cpu", _rlimitField("cpu"), 1, _rlimit("rlimit_cpu", False)),
@@ -1475,6 +1498,8 @@ class _ServiceBuilder:
             rlimits=rlimits,
             denyTime=values.get("denyTime"),
             v6only=values.get("v6only"),
+            handoff=values.get("handoff"),
+            stderrToSocket=values.get("stderrToSocket"),
             rpcVersion=values.get("rpcVersion"),
             rpcNumber=values.get("rpcNumber"),
             libwrap=values.get("libwrap"),

@@ -102,6 +102,7 @@ from twinetd import logevents
 from twinetd.errors import SpawnError
 from twinetd.internal import InternalService, LocalTime
 from twinetd.launch import LaunchPlan, Peer
+from twinetd.listen import bindSocket, listenAddress
 from twinetd.model import ServiceConfig
 from twinetd.spawn import IProcessGroup, Spawner
 
@@ -167,40 +168,14 @@ def admitAll(peer: Peer) -> AdmissionTicket:
     return _FreeTicket()
 
 
-def listenAddress(config: ServiceConfig) -> str:
-    """
-    The address a datagram service binds, as xinetd chooses it: C{bind}, or
-    C{0.0.0.0} with C{flags = IPv4}, else the dual-stack IPv6 wildcard.
-    """
-    if config.bind is not None:
-        return config.bind
-    if "IPv4" in config.flags or not socket.has_ipv6:
-        return "0.0.0.0"
-    return "::"
-
-
 def bindDatagramSocket(config: ServiceConfig) -> socket.socket:
     """
-    A bound, blocking UDP socket for a C{wait = yes} service (close-on-exec,
-    as every Python socket): C{SO_REUSEADDR}, and C{IPV6_V6ONLY} from
-    C{v6only} (off by default: dual-stack, as xinetd).
+    A bound, blocking UDP socket for a C{wait = yes} service (see
+    L{twinetd.listen.bindSocket}).
 
     @raise OSError: the address cannot be bound.
     """
-    address = listenAddress(config)
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(
-                socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if config.v6only else 0
-            )
-        sock.bind((address, config.port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+    return bindSocket(config, socket.SOCK_DGRAM, blocking=True)
 
 
 class DatagramSocket(Protocol):

@@ -6,7 +6,8 @@ Each connection first meets a L{Front}: C{banner} is sent, the L{Gate}
 decides (limits, then access control), and a refused client gets
 C{banner_fail} and is closed with a C{FAIL} record; an admitted one gets
 C{banner_success} and is switched to the service's mode: the bridge (a
-child with its stdio relayed), an internal service, or C{redirect}.
+child with its stdio relayed), the handoff (the child gets the socket
+itself), an internal service, or C{redirect}.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from twisted.python.failure import Failure
 from twinetd import logevents
 from twinetd.bridge import BridgeProtocol, peerFromTransport
 from twinetd.gate import Gate, Refused
+from twinetd.handoff import HandoffProtocol
 from twinetd.ident import queryIdent
 from twinetd.internal import ChargenRing, internalFor
 from twinetd.launch import LaunchPlan, Peer, planLaunch
@@ -62,7 +64,24 @@ class Runtime:
     @ivar chargenRing: chargen's position, shared by every chargen service
         as xinetd's one ring per daemon.
     @ivar sinks: the daemon's open log files and syslog sockets.
+    @ivar handoff: the default of C{twinetd_mode} (C{twistd twinetd
+        --handoff}): hand every stream service's socket to its program, with
+        standard error on the socket too, as xinetd does.
     """
+
+    def handsOff(self, config: ServiceConfig) -> bool:
+        """
+        Whether C{config}'s program gets the socket itself.
+        """
+        return self.handoff if config.handoff is None else config.handoff
+
+    def stderrToSocket(self, config: ServiceConfig) -> bool:
+        """
+        Whether a handed-off program's standard error is the socket.
+        """
+        if config.stderrToSocket is None:
+            return self.handoff
+        return config.stderrToSocket
 
     spawner: Spawner
     clock: IReactorTime
@@ -72,6 +91,7 @@ class Runtime:
     uid: int
     killDelay: float = 5.0
     chargenRing: ChargenRing = attrs.field(factory=ChargenRing)
+    handoff: bool = False
     sinks: logevents.LogSinks = attrs.field(
         default=attrs.Factory(
             lambda self: logevents.LogSinks(self.clock), takes_self=True
@@ -215,7 +235,7 @@ class StreamFactory(ServerFactory):
         if self.config.redirect is not None:
             # As in xinetd, redirect wins over server.
             return self._serveRedirect(ticket, self.config.redirect)
-        return self._serveBridge(ticket)
+        return self._serveChild(ticket)
 
     def _serveRedirect(self, ticket: Ticket, target: tuple[str, int]) -> Protocol:
         protocol: RedirectProtocol
@@ -251,21 +271,33 @@ class StreamFactory(ServerFactory):
         self.live.add(connection)
         return protocol
 
-    def _serveBridge(self, ticket: Ticket) -> Protocol:
-        protocol: BridgeProtocol
+    def _serveChild(self, ticket: Ticket) -> Protocol:
+        protocol: BridgeProtocol | HandoffProtocol
 
         def ended() -> None:
             ticket.release()
             self.ended(protocol)
 
-        protocol = BridgeProtocol(
-            self.serviceLog,
-            self._makePlan,
-            self.runtime.spawner,
-            self.runtime.clock,
-            killDelay=self.runtime.killDelay,
-            onEnded=ended,
-        )
+        runtime = self.runtime
+        if self.runtime.handsOff(self.config):
+            protocol = HandoffProtocol(
+                self.serviceLog,
+                self._makePlan,
+                runtime.spawner,
+                runtime.clock,
+                killDelay=runtime.killDelay,
+                onEnded=ended,
+                stderrToSocket=runtime.stderrToSocket(self.config),
+            )
+        else:
+            protocol = BridgeProtocol(
+                self.serviceLog,
+                self._makePlan,
+                runtime.spawner,
+                runtime.clock,
+                killDelay=runtime.killDelay,
+                onEnded=ended,
+            )
         protocol.factory = self
         self.live.add(protocol)
         return protocol

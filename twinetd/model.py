@@ -137,6 +137,14 @@ class ServiceConfig:
     @ivar denyTime: C{deny_time} in seconds; C{None} when not set, C{0} for
         NEVER, C{float("inf")} for FOREVER.
     @ivar v6only: C{v6only}, or C{None} when not set.
+    @ivar handoff: twinetd's C{twinetd_mode}: C{True} (C{handoff}) gives the
+        accepted socket itself to the program, as xinetd does; C{False}
+        (C{bridge}) relays its stdio; C{None} when not set (the daemon's
+        default, C{bridge} unless C{twistd twinetd --handoff}).
+    @ivar stderrToSocket: twinetd's C{twinetd_stderr}: C{True} (C{socket},
+        xinetd's behaviour) makes a handed-off program's standard error the
+        socket too; C{False} (C{log}) sends it to the daemon's log; C{None}
+        when not set (C{log}, or C{socket} with C{--handoff}).
     @ivar rpcVersion: C{rpc_version} as (lowest, highest), or C{None}.
     @ivar rpcNumber: C{rpc_number}, or C{None}.
     @ivar libwrap: C{libwrap}: the service name given to libwrap, or C{None}.
@@ -180,6 +188,8 @@ class ServiceConfig:
     rlimits: tuple[tuple[str, int | None], ...] = ()
     denyTime: float | None = None
     v6only: bool | None = None
+    handoff: bool | None = None
+    stderrToSocket: bool | None = None
     rpcVersion: tuple[int, int] | None = None
     rpcNumber: int | None = None
     libwrap: str | None = None

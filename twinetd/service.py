@@ -11,8 +11,8 @@ Embedders build the same tree as C{twistd twinetd} does::
 
 from __future__ import annotations
 
+import errno
 import os
-import socket
 from collections.abc import Iterable
 from typing import Any, cast
 
@@ -20,6 +20,7 @@ import attrs
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IListeningPort,
     IReactorProcess,
     IReactorSocket,
@@ -35,17 +36,21 @@ from twinetd.dgram import DatagramService
 from twinetd.errors import ConfigError
 from twinetd.factory import Runtime, StreamFactory
 from twinetd.gate import Gate, Refused, noNames, threadedResolver
+from twinetd.handoff import WaitStreamService
 from twinetd.internal import ChargenRing, internalFor
 from twinetd.launch import LaunchPlan, Peer, planLaunch
 from twinetd.limits import Limits, Ticket
+from twinetd.listen import bindSocket, listenAddress
 from twinetd.logevents import LogSinks
 from twinetd.model import ServiceConfig, SocketType
 from twinetd.spawn import spawnerFor
 
 log = Logger(namespace="twinetd")
 
-#: Pending connections the kernel queues per listening socket.
-BACKLOG = 128
+#: How often, and how far apart in seconds, a port in use is tried again
+#: before the service gives up (xinetd tries 10 times).
+BIND_RETRIES = 10
+BIND_RETRY_DELAY = 0.2
 
 
 @attrs.frozen
@@ -57,6 +62,9 @@ class DaemonSettings:
         (and again before SIGKILL).
     @ivar processLimit: the most children running at once over all services
         (xinetd's C{-limit}), or C{None}.
+    @ivar handoff: hand every stream service's socket to its program (with
+        standard error on the socket), as xinetd does, unless the service
+        sets C{twinetd_mode} / C{twinetd_stderr}.
     @ivar environment: the daemon's environment, from which C{passenv} takes
         variables.
     @ivar uid: the daemon's effective user id.
@@ -64,6 +72,7 @@ class DaemonSettings:
 
     killDelay: float = 5.0
     processLimit: int | None = None
+    handoff: bool = False
     environment: tuple[tuple[str, str], ...] = attrs.field(
         factory=lambda: tuple(os.environ.items())
     )
@@ -82,70 +91,11 @@ def unsupportedReason(config: ServiceConfig) -> str | None:
         except ConfigError as e:
             return e.problem.message
         return None
-    if config.socketType is SocketType.STREAM and config.wait:
-        return "wait = yes is not supported yet for stream services"
     if config.redirect is not None:
         return None
     if config.server is None:
         return "no server to run"
     return None
-
-
-def _ipv6Available() -> bool:
-    if not socket.has_ipv6:
-        return False
-    try:
-        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
-    except OSError:
-        return False
-    return True
-
-
-def listenAddress(config: ServiceConfig) -> str:
-    """
-    The address a service binds, as xinetd chooses it: C{bind} if given,
-    C{0.0.0.0} with C{flags = IPv4}, else the IPv6 wildcard (dual-stack, so
-    IPv4 clients appear as C{::ffff:a.b.c.d}) where IPv6 is available.
-    """
-    if config.bind is not None:
-        return config.bind
-    if "IPv4" in config.flags or not _ipv6Available():
-        return "0.0.0.0"
-    return "::"
-
-
-def bindSocket(config: ServiceConfig, kind: int = socket.SOCK_STREAM) -> socket.socket:
-    """
-    A bound (and, for streams, listening) non-blocking socket for
-    C{config}, with xinetd's socket options: C{SO_REUSEADDR} always (xinetd's
-    REUSE is implicit), C{IPV6_V6ONLY} from C{v6only} (default off:
-    dual-stack), C{SO_KEEPALIVE} and C{TCP_NODELAY} from C{flags} (Linux
-    copies both from the listening socket to each accepted one).
-
-    @raise OSError: the address cannot be bound.
-    """
-    address = listenAddress(config)
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, kind)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(
-                socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1 if config.v6only else 0
-            )
-        if kind == socket.SOCK_STREAM:
-            if "KEEPALIVE" in config.flags:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            if "NODELAY" in config.flags:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((address, config.port))
-        if kind == socket.SOCK_STREAM:
-            sock.listen(BACKLOG)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
 
 
 class ListenerService(Service):
@@ -169,6 +119,8 @@ class ListenerService(Service):
         self.factory = factory
         self._reactor = reactor
         self._boundPort: int | None = None
+        self._attempts = 0
+        self._retry: IDelayedCall | None = None
         self.setName(config.id)
 
     def privilegedStartService(self) -> None:
@@ -178,7 +130,7 @@ class ListenerService(Service):
 
     def startService(self) -> None:
         Service.startService(self)
-        if self.port is None and self.failure is None:
+        if self.port is None and self.failure is None and self._retry is None:
             self._listen()
 
     def _listen(self) -> None:
@@ -187,9 +139,19 @@ class ListenerService(Service):
             # Listening again (after a cps pause): the same port, also when
             # the configuration asked for an ephemeral one.
             config = attrs.evolve(config, port=self._boundPort)
+        self._retry = None
         try:
             sock = bindSocket(config)
         except OSError as e:
+            if e.errno == errno.EADDRINUSE and self._attempts < BIND_RETRIES:
+                # As xinetd ("bind retry attempt N"): the port may be held a
+                # moment longer (a child still in exec holds the old socket
+                # until its close-on-exec pass, a reload's old listener).
+                self._attempts += 1
+                self._retry = self.factory.runtime.clock.callLater(
+                    BIND_RETRY_DELAY, self._listen
+                )
+                return
             self.failure = e
             log.error(
                 "{file}:{line}: {service}: cannot listen on {address} port "
@@ -209,6 +171,7 @@ class ListenerService(Service):
         finally:
             sock.close()
         self._boundPort = self.boundPort
+        self._attempts = 0
         log.info(
             "{service} listening on {address} port {port}",
             service=config.id,
@@ -252,6 +215,9 @@ class ListenerService(Service):
         """
         Close the port; connections already accepted go on.
         """
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
         port, self.port = self.port, None
         if port is None:
             return succeed(None)
@@ -411,6 +377,7 @@ def _runtime(reactor: Any, settings: DaemonSettings) -> Runtime:
         environment=dict(settings.environment),
         uid=settings.uid,
         killDelay=settings.killDelay,
+        handoff=settings.handoff,
     )
 
 
@@ -467,6 +434,16 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
             if config.isInternal
             else None,
             serviceLog=serviceLog,
+        )
+    if config.wait:
+        return WaitStreamService(
+            config,
+            lambda: planLaunch(config, None, runtime.environment, runtime.uid),
+            runtime.spawner,
+            reactor,
+            serviceLog=serviceLog,
+            stderrToSocket=runtime.stderrToSocket(config),
+            killDelay=runtime.killDelay,
         )
     return ListenerService(config, StreamFactory(config, runtime, serviceLog), reactor)
 

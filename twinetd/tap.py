@@ -71,6 +71,13 @@ class Options(usage.Options):
             "without it the daemon exits with status 1, as xinetd does.",
         ],
         [
+            "handoff",
+            None,
+            "Drop-in mode: give every stream service's program the socket "
+            "itself, with standard error on the socket too, as xinetd does "
+            "(a service's twinetd_mode / twinetd_stderr still wins).",
+        ],
+        [
             "check",
             None,
             "Load and validate the configuration, print every "
@@ -124,7 +131,9 @@ def makeService(options: Options) -> IService:
     # a service sets its own umask.
     os.umask(os.umask(0o077) | 0o022)
     settings = DaemonSettings(
-        killDelay=options["kill-delay"], processLimit=options["limit"]
+        killDelay=options["kill-delay"],
+        processLimit=options["limit"],
+        handoff=bool(options["handoff"]),
     )
     daemon, result = fromPath(options["config"], reactor, settings)
     path = options["config"]

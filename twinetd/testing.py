@@ -416,6 +416,7 @@ def runConfig(
     settings: Any = None,
     lookups: Any = None,
     bind: str | None = "127.0.0.1",
+    ephemeral: bool = True,
     strict: bool = True,
 ) -> RunningDaemon:
     """
@@ -423,9 +424,10 @@ def runConfig(
     exactly one of configuration C{text}, a C{path} or C{records}.
 
     Every service's C{port} is replaced by 0 (the kernel picks a free port;
-    ask L{RunningDaemon.port}) and its C{bind} by C{bind} (loopback by
-    default; C{None} keeps the configured address).  No root is needed: use
-    C{user = -} (the daemon's own user) in the configuration.
+    ask L{RunningDaemon.port}) unless C{ephemeral} is false, and its C{bind}
+    by C{bind} (loopback by default; C{None} keeps the configured address).
+    No root is needed: use C{user = -} (the daemon's own user) in the
+    configuration.
 
     @param strict: raise L{twinetd.errors.ConfigError} when the
         configuration has errors, rather than serving what is left.
@@ -446,7 +448,7 @@ def runConfig(
         result = LoadResult(tuple(records or ()), ())
     if strict and result.errors:
         raise ConfigError(result.errors[0])
-    changes: dict[str, Any] = {"port": 0}
+    changes: dict[str, Any] = {"port": 0} if ephemeral else {}
     if bind is not None:
         changes["bind"] = bind
     served = [attrs.evolve(config, **changes) for config in result.services]

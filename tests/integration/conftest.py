@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -200,3 +202,23 @@ async def noChildLeft() -> AsyncIterator[None]:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
     pytest.fail(f"child processes left behind: {sorted(left)}")
+
+
+def fixedPort() -> int:
+    """
+    A free TCP port on 127.0.0.1 below the kernel's ephemeral range: tests
+    that expect "connection refused" on a closed port must not use an
+    ephemeral one, which a client socket may take as its own source port (a
+    TCP self-connect then succeeds).
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 12000), low), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")

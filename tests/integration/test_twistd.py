@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.conftest import fixedPort
+
 ROOT = Path(__file__).resolve().parents[2]
 ETC = ROOT / "etc"
 DEADLINE = 20.0
@@ -26,10 +28,9 @@ TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
 def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    # Not an ephemeral port: a closed one must refuse connections (see
+    # fixedPort).
+    return fixedPort()
 
 
 def environment() -> dict[str, str]:
@@ -91,7 +92,7 @@ def configDir(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     target = tmp_path / "etc"
     shutil.copytree(ETC, target)
     port = freePort()
-    for name in ("enter", "pyserv", "prompt"):
+    for name in ("enter", "pyserv", "prompt", "fromfd", "fromfdpeer"):
         (target / name).unlink()
     stamp = target / "stamp"
     text = stamp.read_text().replace("51423", str(port))
@@ -201,7 +202,7 @@ def test_checkClean() -> None:
     """
     result = runCheck(ETC)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(rb"^4 services loaded, 0 skipped", result.stdout, re.M), (
+    assert re.search(rb"^6 services loaded, 0 skipped", result.stdout, re.M), (
         result.stdout
     )
 

@@ -533,7 +533,6 @@ class ServiceCheckTests(SynchronousTestCase):
     def test_unsupportedKinds(self) -> None:
         cases = [
             (" socket_type = raw\n", "socket_type raw is not supported yet"),
-            (" wait = yes\n", "wait = yes is not supported yet for stream services"),
             (" type = RPC UNLISTED\n", "type RPC is not supported yet"),
             (" type = INTERNAL UNLISTED\n", "no such internal service: s/stream"),
         ]
@@ -544,6 +543,25 @@ class ServiceCheckTests(SynchronousTestCase):
             self.assertEqual(
                 [str(p) for p in result.errors], [f"/etc/t/f.conf:9: s: {message}"]
             )
+
+    def test_twinetdExtensions(self) -> None:
+        """
+        twinetd_mode and twinetd_stderr choose handoff and where its stderr
+        goes; unset, they are None (the daemon's default).
+        """
+        [plain, handed] = load(
+            service("", port=1)
+            + service(" twinetd_mode = handoff\n twinetd_stderr = socket\n", "t", 2)
+        ).services
+        self.assertEqual((plain.handoff, plain.stderrToSocket), (None, None))
+        self.assertEqual((handed.handoff, handed.stderrToSocket), (True, True))
+        self.assertEqual(
+            problems(service(" twinetd_mode = fork\n")),
+            [
+                "/etc/t/f.conf:9: s: bad value for twinetd_mode: 'fork' (expected "
+                "bridge or handoff)"
+            ],
+        )
 
     def test_nameInArgsNeedsArgs(self) -> None:
         self.assertEqual(

@@ -21,6 +21,7 @@ ORDER = [
     "access",
     "limits",
     "launch",
+    "listen",
     "logevents",
     "ident",
     "gate",
@@ -37,7 +38,7 @@ ORDER = [
 ]
 
 # Modules that must stay free of Twisted's reactor machinery.
-PURE = {"errors", "model", "parser", "config", "access", "limits", "launch"}
+PURE = {"errors", "model", "parser", "config", "access", "limits", "launch", "listen"}
 
 
 def importsOf(path: Path) -> set[str]:

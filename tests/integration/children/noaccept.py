@@ -1,0 +1,1 @@
+"""A wait = yes stream server that exits at once without accepting."""

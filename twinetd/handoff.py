@@ -1,0 +1,811 @@
+"""
+Giving the real socket to the child, as xinetd does for every program.
+
+Two cases:
+
+  - L{handOff} (and L{HandoffProtocol} around it): a C{wait = no} stream
+    connection accepted by Twisted becomes the child's descriptors 0 and 1
+    (and 2, or a pipe to the log), in blocking mode.  The daemon then forgets
+    the socket: it stops watching it, closes its own descriptor I{without}
+    C{shutdown()} (which would end the child's connection too; Twisted's
+    orderly close calls it, and its abort sends a reset) and the transport's
+    protocol gets C{connectionLost} with L{SocketHandedOff}.  The client sees
+    end of file the moment the child (and whatever it passed the socket on
+    to) exits: the daemon keeps no copy, unlike Twisted's old inetd.
+  - L{WaitStreamService}: a C{wait = yes} stream service.  The daemon only
+    watches a listening socket; when a connection is pending it starts the
+    child with the I{listening} socket as descriptors 0 and 1 (the child
+    accepts), and watches again when the child has exited.  A child that
+    exits at once without accepting would be restarted in a loop; after a
+    few such exits in a row L{LoopGuard} delays the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import (
+    CannotListenError,
+    ConnectionDone,
+    ProcessDone,
+    ProcessExitedAlready,
+    ProcessTerminated,
+)
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IProcessTransport,
+    IReactorFDSet,
+    IReactorTime,
+    IReadDescriptor,
+    ITCPTransport,
+    ITransport,
+)
+from twisted.internet.protocol import ProcessProtocol, connectionDone
+from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twinetd import logevents
+from twinetd.bridge import peerFromTransport
+from twinetd.errors import SpawnError
+from twinetd.launch import LaunchPlan, Peer
+from twinetd.listen import bindSocket, listenAddress
+from twinetd.model import ServiceConfig
+from twinetd.spawn import ChildFDs, IProcessGroup, Spawner
+
+#: How long output the daemon wrote before the handoff (banners) may take to
+#: reach the socket's send buffer.
+PENDING_SEND_TIMEOUT = 2.0
+
+
+#: Linux's C{IPV6_ADDRFORM} (C{<linux/in6.h>}); Python does not export it.
+_IPV6_ADDRFORM = 1
+
+
+class SocketHandedOff(ConnectionDone):
+    """
+    The connection's socket now belongs to a child: the daemon's part of
+    the connection is over, the client's is not.
+    """
+
+
+class _SocketTransport(Protocol):
+    """
+    What L{handOff} needs of a transport: Twisted's C{tcp.Server}.
+    """
+
+    def getHandle(self) -> socket.socket: ...
+
+    def stopReading(self) -> None: ...
+
+    def stopWriting(self) -> None: ...
+
+    def connectionLost(self, reason: Failure) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+
+def _signal(process: IProcessTransport, name: str) -> None:
+    group = IProcessGroup(process, None)
+    try:
+        if group is not None:
+            group.signalProcessGroup(name)
+        else:
+            process.signalProcess(name)
+    except ProcessExitedAlready:
+        pass
+
+
+def _exitFields(reason: Failure) -> tuple[int | None, int | None]:
+    if isinstance(reason.value, ProcessTerminated):
+        return reason.value.exitCode, reason.value.signal
+    if isinstance(reason.value, ProcessDone):
+        return 0, None
+    return None, None
+
+
+class HandoffChild(ProcessProtocol):
+    """
+    Tracks a child that was given a socket: logs C{START} and C{EXIT}, logs
+    its standard error when that is a pipe, reaps it, and calls C{onEnded}
+    once when it has ended.
+
+    @ivar pid: the child's pid, once started.
+    @ivar process: the child's process transport, once started.
+    @ivar ended: whether the child has ended.
+    @ivar exitStatus: its exit status once it exited (C{None} if killed).
+    @ivar exitSignal: the signal that killed it, if one did.
+    @ivar duration: seconds from start to exit, once it exited.
+    """
+
+    pid: int | None = None
+    process: IProcessTransport | None = None
+    ended = False
+    exitStatus: int | None = None
+    exitSignal: int | None = None
+    duration: float | None = None
+
+    def __init__(
+        self,
+        serviceLog: logevents.ServiceLog,
+        peer: Peer | None,
+        clock: IReactorTime,
+        killDelay: float = 5.0,
+        onEnded: Callable[[], None] | None = None,
+    ) -> None:
+        """
+        @param serviceLog: the service's log (events, and xinetd's lines).
+        @param peer: the client, or C{None} for C{wait = yes} services (the
+            logs then say C{<no address>}, as xinetd's do).
+        @param killDelay: seconds from C{SIGTERM} to C{SIGKILL} in L{stop}.
+        @param onEnded: called once, when the child has ended.
+        """
+        self.serviceLog = serviceLog
+        self._peer = peer
+        self._clock = clock
+        self._killDelay = killDelay
+        self._onEnded = onEnded
+        self._startTime = clock.seconds()
+        self._stderr = logevents.StderrLines(
+            serviceLog.service, None, serviceLog.logger
+        )
+        self._killCall: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.process = self.transport
+        self.pid = self._stderr.pid = self.transport.pid
+        self._startTime = self._clock.seconds()
+        self.serviceLog.start(self.pid, self._peer)
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 2:
+            self._stderr.feed(data)
+
+    def childConnectionLost(self, childFD: int) -> None:
+        if childFD == 2:
+            self._stderr.flush()
+
+    def processExited(self, reason: Failure) -> None:
+        self.exitStatus, self.exitSignal = _exitFields(reason)
+        self.duration = self._clock.seconds() - self._startTime
+        self.serviceLog.exit(self.pid, self.exitStatus, self.exitSignal, self.duration)
+
+    def processEnded(self, reason: Failure) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._stderr.flush()
+        if self._killCall is not None and self._killCall.active():
+            self._killCall.cancel()
+        self._killCall = None
+        if self._onEnded is not None:
+            self._onEnded()
+
+    def stop(self) -> None:
+        """
+        C{SIGTERM} to the child (its process group when it leads one) now,
+        C{SIGKILL} after the kill delay if it is still there.
+        """
+        if self.process is None or self.ended or self._killCall is not None:
+            return
+        _signal(self.process, "TERM")
+        self._killCall = self._clock.callLater(self._killDelay, self._kill)
+
+    def _kill(self) -> None:
+        self._killCall = None
+        if self.process is not None and not self.ended:
+            _signal(self.process, "KILL")
+
+
+def _takePendingOutput(transport: object) -> bytes:
+    """
+    Take what the daemon wrote to a Twisted transport and is not sent yet
+    (banners written just before the handoff) out of its buffers.
+    """
+    buffer = getattr(transport, "dataBuffer", b"")
+    offset = getattr(transport, "offset", 0)
+    later = getattr(transport, "_tempDataBuffer", [])
+    pending = bytes(buffer[offset:]) + b"".join(later)
+    if pending:
+        # Twisted's own buffers (abstract.FileDescriptor): emptied, so that
+        # the ordinary close after a failed start does not send it twice.
+        t = cast(Any, transport)
+        t.dataBuffer, t.offset, t._tempDataBuffer, t._tempDataLen = b"", 0, [], 0
+    return pending
+
+
+def _isMapped(peer: Peer) -> bool:
+    host = peer.remoteHost.lower()
+    return host.startswith("::ffff:") and "." in host
+
+
+def _toIPv4(sock: socket.socket, peer: Peer) -> None:
+    """
+    An IPv4 client of a dual-stack IPv6 socket: make the socket an IPv4 one
+    before the child sees it, as xinetd does (C{IPV6_ADDRFORM} in
+    connection.c), so that a program calling
+    C{socket.fromfd(0, AF_INET, ...).getpeername()} gets C{('a.b.c.d',
+    port)}.  C{REMOTE_HOST} keeps the C{::ffff:} form, as in xinetd.
+    """
+    if (
+        sys.platform.startswith("linux")
+        and sock.family == socket.AF_INET6
+        and _isMapped(peer)
+    ):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_ADDRFORM, socket.AF_INET)
+
+
+def handOff(
+    transport: ITransport,
+    plan: LaunchPlan,
+    spawner: Spawner,
+    clock: IReactorTime,
+    serviceLog: logevents.ServiceLog,
+    *,
+    peer: Peer | None = None,
+    stderrToSocket: bool = False,
+    killDelay: float = 5.0,
+    onEnded: Callable[[], None] | None = None,
+) -> HandoffChild | None:
+    """
+    Give an accepted connection's socket to a new child.
+
+    The child gets the socket, in blocking mode, as descriptors 0 and 1; its
+    descriptor 2 is a pipe whose lines are logged (L{logevents.STDERR}) or,
+    with C{stderrToSocket}, the socket too (xinetd's behaviour).  Output the
+    daemon wrote and Twisted has not sent yet (banners) is sent first.
+
+    On success the daemon keeps nothing of the socket: before this returns,
+    its descriptor is closed (never shut down) and the transport's protocol
+    has had C{connectionLost} with L{SocketHandedOff}.  Call this before
+    the transport has read anything (data Twisted read is not passed on):
+    in C{connectionMade}, or with the transport paused until then.
+
+    If the child cannot be started, the failure is logged
+    (L{logevents.SPAWN_FAILED}), the connection is closed the ordinary way
+    and C{onEnded} runs before this returns.
+
+    @param transport: the connection; Twisted's C{tcp.Server} (anything
+        with C{getHandle}, C{stopReading}, C{stopWriting}, C{connectionLost}
+        and C{loseConnection}).
+    @param plan: what to run.
+    @param serviceLog: the service's log (events, and xinetd's lines).
+    @param peer: the client; taken from the transport if not given.
+    @param killDelay: for L{HandoffChild.stop}.
+    @param onEnded: called once, when the child has ended (or could not be
+        started).
+    @return: the child's tracker, or C{None} if it could not be started.
+    """
+    tcp = cast(_SocketTransport, transport)
+    if peer is None:
+        peer = peerFromTransport(cast(ITCPTransport, transport))
+    sock = tcp.getHandle()
+    child = HandoffChild(serviceLog, peer, clock, killDelay, onEnded)
+    fd = sock.fileno()
+    childFDs: ChildFDs = {0: fd, 1: fd, 2: fd if stderrToSocket else "r"}
+    try:
+        pending = _takePendingOutput(transport)
+        if pending:
+            sock.settimeout(PENDING_SEND_TIMEOUT)
+            try:
+                sock.sendall(pending)
+            except OSError as e:
+                raise SpawnError(f"cannot send pending output: {e}") from e
+        # O_NONBLOCK belongs to the open file, which the child shares: the
+        # child expects a blocking socket, the daemon no longer uses it.
+        sock.setblocking(True)
+        _toIPv4(sock, peer)
+        spawner.spawn(child, plan, childFDs)
+    except Exception as e:
+        if isinstance(e, SpawnError):
+            message = str(e)
+        else:
+            serviceLog.logger.failure(
+                "while starting {service}", service=serviceLog.service
+            )
+            message = f"{type(e).__name__}: {e}"
+        serviceLog.spawnFailed(peer, message)
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+        # Nothing was handed over: an ordinary close.
+        tcp.loseConnection()
+        if onEnded is not None:
+            onEnded()
+        return None
+    _release(tcp, sock)
+    return child
+
+
+def _release(tcp: _SocketTransport, sock: socket.socket) -> None:
+    """
+    Forget a handed-over socket: out of the reactor first (epoll keys its
+    registrations on the open file, which the child keeps open: closing the
+    descriptor alone would leave the daemon woken up by the child's
+    traffic), then close the daemon's descriptor, then let Twisted tear the
+    transport down.  The socket object is closed, so Twisted's own
+    C{shutdown()} and C{close()} in C{connectionLost} act on no descriptor
+    (Python's closed socket has descriptor -1 and fails with C{EBADF}), and
+    a descriptor number reused meanwhile is never touched.
+    """
+    tcp.stopReading()
+    tcp.stopWriting()
+    sock.close()
+    reason = Failure(SocketHandedOff("socket handed to the child"))  # type: ignore[no-untyped-call]
+    tcp.connectionLost(reason)
+
+
+class HandoffProtocol(TwistedProtocol):
+    """
+    A connection whose socket is handed to a child as soon as it is made;
+    a drop-in for L{twinetd.bridge.BridgeProtocol} (same constructor, plus
+    C{stderrToSocket}; L{stop} likewise).
+
+    @ivar child: the child's tracker, once started.
+    @ivar log: where events go.
+    """
+
+    child: HandoffChild | None = None
+
+    def __init__(
+        self,
+        serviceLog: logevents.ServiceLog,
+        makePlan: Callable[[Peer], LaunchPlan],
+        spawner: Spawner,
+        clock: IReactorTime,
+        killDelay: float = 5.0,
+        onEnded: Callable[[], None] | None = None,
+        stderrToSocket: bool = False,
+    ) -> None:
+        """
+        @param onEnded: called once, when both the connection is over (right
+            after the handoff) and the child has ended (or could not be
+            started).
+        """
+        self.serviceLog = serviceLog
+        self.serviceId = serviceLog.service
+        self.log = serviceLog.logger
+        self._makePlan = makePlan
+        self._spawner = spawner
+        self._clock = clock
+        self._killDelay = killDelay
+        self._onEnded = onEnded
+        self._stderrToSocket = stderrToSocket
+        self._connectionDone = False
+        self._childDone = False
+        self._endedCalled = False
+        self.lostReason: Failure | None = None
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        peer = peerFromTransport(cast(ITCPTransport, self.transport))
+        try:
+            plan = self._makePlan(peer)
+        except Exception as e:
+            self.log.failure("while planning {service}", service=self.serviceId)
+            self.serviceLog.spawnFailed(peer, f"{type(e).__name__}: {e}")
+            self._childEnded()
+            self.transport.loseConnection()
+            return
+        self.child = handOff(
+            self.transport,
+            plan,
+            self._spawner,
+            self._clock,
+            self.serviceLog,
+            peer=peer,
+            stderrToSocket=self._stderrToSocket,
+            killDelay=self._killDelay,
+            onEnded=self._childEnded,
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        # Only possible when the child could not be started and the
+        # connection is closing: the data has nowhere to go.
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lostReason = reason
+        self._connectionDone = True
+        self._maybeEnded()
+
+    def stop(self) -> None:
+        """
+        The daemon is shutting down: the child gets C{SIGTERM} now and
+        C{SIGKILL} after the kill delay (see L{HandoffChild.stop}).
+        """
+        if self.child is not None:
+            self.child.stop()
+
+    def _childEnded(self) -> None:
+        self._childDone = True
+        self._maybeEnded()
+
+    def _maybeEnded(self) -> None:
+        if self._connectionDone and self._childDone and not self._endedCalled:
+            self._endedCalled = True
+            if self._onEnded is not None:
+                self._onEnded()
+
+
+# wait = yes
+
+
+class LoopGuard:
+    """
+    Keeps a C{wait = yes} stream server that never accepts from being
+    restarted in a loop.
+
+    xinetd restarts such a server as long as a connection is pending, up to
+    its C{cps} limit (50 starts a second by default), then closes the
+    listening socket for 10 seconds (resetting the pending connections).
+    Here a child that exits within C{quickExit} seconds while a connection
+    is still pending is a quick exit; after C{burst} quick exits in a row
+    each next start waits C{firstDelay} seconds, doubling up to
+    C{maxDelay}.  Any other exit starts the count again.
+
+    @ivar quickExits: quick exits in a row so far.
+    """
+
+    def __init__(
+        self,
+        quickExit: float = 1.0,
+        burst: int = 5,
+        firstDelay: float = 1.0,
+        maxDelay: float = 10.0,
+    ) -> None:
+        self.quickExit = quickExit
+        self.burst = burst
+        self.firstDelay = firstDelay
+        self.maxDelay = maxDelay
+        self.quickExits = 0
+
+    def childEnded(self, duration: float, pending: bool) -> float:
+        """
+        A child ended after C{duration} seconds, with (C{pending}) or
+        without a connection waiting to be accepted; return how many seconds
+        to wait before watching the socket again.
+        """
+        if pending and duration < self.quickExit:
+            self.quickExits += 1
+        else:
+            self.quickExits = 0
+        over = self.quickExits - self.burst
+        if over <= 0:
+            return 0.0
+        return float(min(self.maxDelay, self.firstDelay * 2 ** min(over - 1, 62)))
+
+
+class Listener(Protocol):
+    """
+    A listening socket for L{WaitStreamService}.
+    """
+
+    port: int
+
+    def fileno(self) -> int: ...
+
+    def pending(self) -> bool:
+        """
+        Whether a connection is waiting to be accepted.
+        """
+
+    def close(self) -> None: ...
+
+
+class SocketListener:
+    """
+    A real listening socket, in blocking mode (the child accepts on it; the
+    daemon only polls it).
+
+    @ivar port: the port it is bound to.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+        self.port: int = sock.getsockname()[1]
+
+    def fileno(self) -> int:
+        return self.socket.fileno()
+
+    def pending(self) -> bool:
+        if self.socket.fileno() < 0:
+            return False
+        poller = select.poll()
+        poller.register(self.socket.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def bindStream(config: ServiceConfig, interface: str) -> Listener:
+    """
+    Bind and listen on C{interface} and C{config.port} as xinetd does (see
+    L{twinetd.listen.bindSocket}); the socket stays blocking, as xinetd
+    leaves it for the child that accepts on it.
+
+    @raise CannotListenError: the address cannot be bound.
+    """
+    try:
+        sock = bindSocket(attrs.evolve(config, bind=interface), blocking=True)
+    except OSError as e:
+        raise CannotListenError(interface, config.port, e) from e  # type: ignore[no-untyped-call]
+    return SocketListener(sock)
+
+
+@implementer(IReadDescriptor)
+class _Watcher:
+    """
+    The listening socket as the reactor sees it: readable means a
+    connection is pending.
+    """
+
+    def __init__(self, service: WaitStreamService, listener: Listener) -> None:
+        self._service = service
+        self._listener = listener
+
+    def fileno(self) -> int:
+        return self._listener.fileno()
+
+    def doRead(self) -> None:
+        self._service._connectionPending()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._service._watchFailed(reason)
+
+    def logPrefix(self) -> str:
+        return self._service.config.id
+
+
+class WaitStreamService(Service):
+    """
+    A C{wait = yes} stream service: one child at a time, given the
+    listening socket; the daemon never accepts.
+
+    @ivar config: the service's record.
+    @ivar listener: the listening socket while the service runs.
+    @ivar port: the bound port number once listening, else C{None}.
+    @ivar failure: why listening failed, if it did.
+    @ivar child: the running child's tracker, if one runs.
+    @ivar guard: the L{LoopGuard}.
+    @ivar serviceLog: the service's log (events, and xinetd's lines).
+    @ivar log: where events go.
+    """
+
+    listener: Listener | None = None
+    failure: Exception | None = None
+    child: HandoffChild | None = None
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        makePlan: Callable[[], LaunchPlan],
+        spawner: Spawner,
+        reactor: IReactorFDSet,
+        *,
+        serviceLog: logevents.ServiceLog | None = None,
+        interface: str | None = None,
+        stderrToSocket: bool = False,
+        killDelay: float = 5.0,
+        guard: LoopGuard | None = None,
+        bind: Callable[[ServiceConfig, str], Listener] = bindStream,
+        backoffLogInterval: float = 60.0,
+    ) -> None:
+        """
+        @param makePlan: what to run (the plan of a peer-less launch:
+            C{planLaunch(config, None, ...)}).
+        @param reactor: watches the socket; must provide L{IReactorTime}
+            too.
+        @param serviceLog: the service's log; by default events only.
+        @param interface: the address to bind; by default from C{config}
+            (L{listenAddress}).
+        @param stderrToSocket: the child's descriptor 2 is the listening
+            socket too (xinetd) instead of a pipe to the log.
+        @param killDelay: seconds from C{SIGTERM} to C{SIGKILL} when stopping.
+        @param bind: makes the listening socket (for tests).
+        @param backoffLogInterval: the same back-off delay is logged at most
+            once per this many seconds.
+        """
+        self.config = config
+        self.setName(config.id)  # type: ignore[no-untyped-call]
+        self.serviceLog = serviceLog or logevents.ServiceLog.fromConfig(config, None)
+        self.log = self.serviceLog.logger
+        self._makePlan = makePlan
+        self._spawner = spawner
+        self._fdset = reactor
+        self._clock = IReactorTime(reactor)
+        self._interface = interface if interface is not None else listenAddress(config)
+        self._stderrToSocket = stderrToSocket
+        self._killDelay = killDelay
+        self.guard = guard if guard is not None else LoopGuard()
+        self._bind = bind
+        self._backoffLogInterval = backoffLogInterval
+        self._watcher: _Watcher | None = None
+        self._watching = False
+        self._resumeCall: IDelayedCall | None = None
+        self._stopping: list[Deferred[None]] = []
+        self._lastBackoff: tuple[float, float] | None = None
+
+    @property
+    def port(self) -> int | None:
+        return self.listener.port if self.listener is not None else None
+
+    @property
+    def boundPort(self) -> int | None:
+        """
+        The port number listened on (as for the daemon's other services).
+        """
+        return self.port
+
+    # starting and stopping
+
+    def privilegedStartService(self) -> None:
+        # Before twistd drops privileges: ports below 1024 need root.
+        Service.privilegedStartService(self)  # type: ignore[no-untyped-call]
+        self._listen()
+
+    def startService(self) -> None:
+        Service.startService(self)  # type: ignore[no-untyped-call]
+        if self.listener is None and self.failure is None:
+            self._listen()
+        if self.listener is not None and self.child is None:
+            self._watch()
+
+    def _listen(self) -> None:
+        config = self.config
+        try:
+            listener = self._bind(config, self._interface)
+        except CannotListenError as e:
+            self.failure = e
+            self.log.error(
+                "{file}:{line}: {service}: cannot listen on {address} port "
+                "{port}: {reason}",
+                file=config.source.file,
+                line=config.source.line,
+                service=config.id,
+                address=self._interface,
+                port=config.port,
+                reason=e.socketError,
+            )
+            return
+        self.listener = listener
+        self._watcher = _Watcher(self, listener)
+        self.log.info(
+            "{service} listening on {address} port {port} (wait = yes)",
+            service=config.id,
+            address=self._interface,
+            port=listener.port,
+        )
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Close the listening socket and stop a running child (C{SIGTERM}, then
+        C{SIGKILL} after the kill delay); the result fires when the child has
+        ended.
+        """
+        Service.stopService(self)  # type: ignore[no-untyped-call]
+        self._unwatch()
+        if self._resumeCall is not None and self._resumeCall.active():
+            self._resumeCall.cancel()
+        self._resumeCall = None
+        listener, self.listener = self.listener, None
+        self._watcher = None
+        if listener is not None:
+            listener.close()
+        if self.child is None or self.child.ended:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._stopping.append(d)
+        self.child.stop()
+        return d
+
+    # watching
+
+    def _watch(self) -> None:
+        if self.running and self._watcher is not None and not self._watching:
+            self._watching = True
+            self._fdset.addReader(self._watcher)
+
+    def _unwatch(self) -> None:
+        if self._watching and self._watcher is not None:
+            self._watching = False
+            self._fdset.removeReader(self._watcher)
+
+    def _watchFailed(self, reason: Failure) -> None:
+        self._watching = False
+        self.log.error(
+            "{service}: the listening socket failed: {reason}",
+            service=self.config.id,
+            reason=reason.getErrorMessage(),
+        )
+
+    def _connectionPending(self) -> None:
+        # xinetd's svc_suspend: the socket is the child's until it exits.
+        self._unwatch()
+        if self.listener is None or self.child is not None:
+            return
+        fd = self.listener.fileno()
+        childFDs: ChildFDs = {0: fd, 1: fd, 2: fd if self._stderrToSocket else "r"}
+        child = HandoffChild(
+            self.serviceLog,
+            None,
+            self._clock,
+            self._killDelay,
+            lambda: self._childEnded(child),
+        )
+        try:
+            self._spawner.spawn(child, self._makePlan(), childFDs)
+        except Exception as e:
+            if isinstance(e, SpawnError):
+                message = str(e)
+            else:
+                self.log.failure("while starting {service}", service=self.config.id)
+                message = f"{type(e).__name__}: {e}"
+            self.serviceLog.spawnFailed(None, message)
+            # As a child that exited at once: the guard decides when to
+            # try again.
+            self._resume(None, 0.0)
+            return
+        self.child = child
+
+    def _childEnded(self, child: HandoffChild) -> None:
+        if self.child is child:
+            self.child = None
+        if self._stopping or not self.running:
+            stopping, self._stopping = self._stopping, []
+            for d in stopping:
+                d.callback(None)
+            return
+        duration = child.duration
+        if duration is None:
+            duration = 0.0
+        self._resume(child.pid, duration)
+
+    def _resume(self, pid: int | None, duration: float) -> None:
+        if not self.running or self.listener is None:
+            return
+        delay = self.guard.childEnded(duration, self.listener.pending())
+        if delay <= 0:
+            self._watch()
+            return
+        self._logBackoff(pid, delay)
+        self._resumeCall = self._clock.callLater(delay, self._resumeLater)
+
+    def _resumeLater(self) -> None:
+        self._resumeCall = None
+        self._watch()
+
+    def _logBackoff(self, pid: int | None, delay: float) -> None:
+        now = self._clock.seconds()
+        if self._lastBackoff is not None:
+            lastDelay, lastTime = self._lastBackoff
+            if lastDelay == delay and now - lastTime < self._backoffLogInterval:
+                return
+        self._lastBackoff = (delay, now)
+        logevents.logStreamBackoff(
+            self.config.id, pid, delay, self.guard.quickExits, logger=self.log
+        )
+
+
+__all__ = [
+    "HandoffChild",
+    "HandoffProtocol",
+    "Listener",
+    "LoopGuard",
+    "SocketHandedOff",
+    "SocketListener",
+    "WaitStreamService",
+    "bindStream",
+    "handOff",
+    "listenAddress",
+]
