@@ -72,7 +72,6 @@ from twinetd.parser import Include, Section, parse
 # entries: each is a one-line change.
 UNSUPPORTED_ATTRIBUTES: frozenset[str] = frozenset(
     {
-        "deny_time",
         "libwrap",
         "mdns",
         "rpc_version",
@@ -84,7 +83,7 @@ UNSUPPORTED_SOCKET_TYPES: frozenset[SocketType] = frozenset(
 )
 UNSUPPORTED_TYPES: frozenset[str] = frozenset({"RPC", "TCPMUX", "TCPMUXPLUS"})
 UNSUPPORTED_FLAGS: frozenset[str] = frozenset(
-    {"INTERCEPT", "NORETRY", "IDONLY", "NOLIBWRAP", "SENSOR", "LABELED"}
+    {"INTERCEPT", "NORETRY", "IDONLY", "NOLIBWRAP", "LABELED"}
 )
 STREAM_WAIT_SUPPORTED = True
 REDIRECT_SUPPORTED = True

@@ -201,7 +201,9 @@ class ServiceConfig:
 
     @property
     def isInternal(self) -> bool:
-        return "INTERNAL" in self.types
+        # xinetd: "The SENSOR flag will also cause xinetd to consider the
+        # server attribute to be INTERNAL".
+        return "INTERNAL" in self.types or "SENSOR" in self.flags
 
     @property
     def nameInArgs(self) -> bool:

@@ -65,6 +65,7 @@ class DaemonSettings:
     @ivar handoff: hand every stream service's socket to its program (with
         standard error on the socket), as xinetd does, unless the service
         sets C{twinetd_mode} / C{twinetd_stderr}.
+    @ivar syslogPath: the local syslog socket for C{log_type = SYSLOG}.
     @ivar environment: the daemon's environment, from which C{passenv} takes
         variables.
     @ivar uid: the daemon's effective user id.
@@ -73,6 +74,7 @@ class DaemonSettings:
     killDelay: float = 5.0
     processLimit: int | None = None
     handoff: bool = False
+    syslogPath: str = "/dev/log"
     environment: tuple[tuple[str, str], ...] = attrs.field(
         factory=lambda: tuple(os.environ.items())
     )
@@ -372,7 +374,7 @@ def _runtime(reactor: Any, settings: DaemonSettings) -> Runtime:
         chargenRing=ChargenRing(),
         clock=clock,
         tcp=IReactorTCP(reactor),
-        sinks=LogSinks(clock),
+        sinks=LogSinks(clock, syslogPath=settings.syslogPath),
         gate=gate,
         environment=dict(settings.environment),
         uid=settings.uid,

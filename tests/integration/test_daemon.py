@@ -468,3 +468,26 @@ async def test_fileLog(daemons: Any, tmp_path: Path) -> None:
             pattern,
             lines,
         )
+
+
+@pytest_twisted.ensureDeferred
+async def test_sensor(daemons: Any, events: Any) -> None:
+    """
+    A client that touches a SENSOR service is refused by every service for
+    deny_time minutes; other clients are not.
+    """
+    sensor = (
+        f"service trap\n{{\n\ttype = UNLISTED\n\tport = {next(PORTS)}\n"
+        "\tsocket_type = stream\n\twait = no\n\tflags = SENSOR\n\tdeny_time = 10\n}\n"
+    )
+    d = daemons(sensor + service("env", "env"))
+    assert (await fetch(d.port("env"), bindAddress=("127.0.0.2", 0))).data
+    assert (await fetch(d.port("trap"), bindAddress=("127.0.0.2", 0))).data == b""
+    assert (await fetch(d.port("env"), bindAddress=("127.0.0.2", 0))).data == b""
+    assert (await fetch(d.port("env"))).data
+    fails = [
+        (e["service"], e["host"])
+        for e in events
+        if e.get("twinetdEvent") == logevents.FAIL
+    ]
+    assert fails == [("trap", "127.0.0.2"), ("env", "127.0.0.2")]
