@@ -5,6 +5,7 @@ on loopback, with real clients and real children.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -491,3 +492,65 @@ async def test_sensor(daemons: Any, events: Any) -> None:
         if e.get("twinetdEvent") == logevents.FAIL
     ]
     assert fails == [("trap", "127.0.0.2"), ("env", "127.0.0.2")]
+
+
+REDHAT_DEFAULTS = """\
+defaults
+{
+	log_type	= SYSLOG daemon info
+	log_on_failure	= HOST
+	log_on_success	= PID HOST DURATION EXIT
+	cps		= 50 10
+	instances	= 50
+	per_source	= 10
+	v6only		= no
+	groups		= yes
+	umask		= 002
+}
+
+includedir {folder}
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_redHatDefaults(tmp_path: Path) -> None:
+    """
+    The defaults block Red Hat and openSUSE ship loads as it is, and the
+    service behaves as there: umask 002 reaches the child, START and EXIT
+    go to syslog (daemon.info) with xinetd's shapes.
+    """
+    folder = tmp_path / "xinetd.d"
+    folder.mkdir()
+    (folder / "env").write_text(service("env", "env").replace("\tcps = 1000 1\n", ""))
+    main = tmp_path / "xinetd.conf"
+    main.write_text(REDHAT_DEFAULTS.replace("{folder}", str(folder)))
+    syslog = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    syslog.bind(str(tmp_path / "log"))
+    syslog.setblocking(False)
+    settings = attrs.evolve(SETTINGS, syslogPath=str(tmp_path / "log"))
+    d = runConfig(reactor, path=str(main), settings=settings)
+    try:
+        assert d.result.problems == ()
+        [config] = d.result.services
+        assert (config.instances, config.perSource, config.cps) == (50, 10, (50, 10))
+        child = json.loads((await fetch(d.port("env"))).data)
+        assert child["umask"] == 0o002
+        packets: list[bytes] = []
+        for _ in range(100):
+            with contextlib.suppress(BlockingIOError):
+                packets.append(syslog.recv(4096))
+            if len(packets) == 2:
+                break
+            await sleep(0.05)
+        # <daemon(3)*8 + info(6)> = <30>
+        assert re.fullmatch(
+            rb"<30>\w{3} [ \d]\d \d\d:\d\d:\d\d twinetd\[\d+\]: START: env pid=\d+ "
+            rb"from=127\.0\.0\.1",
+            packets[0],
+        ), packets
+        assert re.search(
+            rb"EXIT: env status=0 pid=\d+ duration=\d+\(sec\)$", packets[1]
+        )
+    finally:
+        syslog.close()
+        await within(d.stop())
