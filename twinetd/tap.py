@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO, cast
 
 from twisted.application.service import IService
@@ -148,6 +149,9 @@ def makeService(options: Options) -> IService:
         daemon.reload(reloaded.services)
 
     signal.signal(signal.SIGHUP, lambda *_: cast(Any, reactor).callFromThread(reload))
+    cast(Any, reactor).addSystemEventTrigger(
+        "after", "startup", _chainRotation, reactor, daemon.runtime.sinks.reopenAll
+    )
     if not daemon.records and not options["stayalive"]:
         # As xinetd: with nothing to serve the daemon exits.
         sys.stderr.write(
@@ -156,3 +160,18 @@ def makeService(options: Options) -> IService:
         )
         raise SystemExit(1)
     return daemon
+
+
+def _chainRotation(reactor: Any, reopen: Callable[[], None]) -> None:
+    """
+    twistd rotates its own log on SIGUSR1; reopen the services' log files
+    then too (after twistd's handler, which is installed by then).
+    """
+    previous = signal.getsignal(signal.SIGUSR1)
+
+    def rotate(signum: int, frame: Any) -> None:
+        if callable(previous):
+            previous(signum, frame)
+        reactor.callFromThread(reopen)
+
+    signal.signal(signal.SIGUSR1, rotate)

@@ -249,3 +249,53 @@ def test_sighupReloads(
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", oldPort), timeout=DEADLINE)
     assert proc.poll() is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGHUP])
+def test_logRotation(tmp_path: Path, signum: int) -> None:
+    """
+    After the log file is moved away, SIGUSR1 (twistd's log rotation) and
+    SIGHUP reopen it: the next lines go to a new file at the same path.
+    """
+    port = freePort()
+    log = tmp_path / "service.log"
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "chars").write_text(
+        (ETC / "pyserv")
+        .read_text()
+        .replace("51425", str(port))
+        .replace("programs.d/", str(ETC / "programs.d") + "/")
+        .replace(
+            "\twait",
+            f"\tbind\t\t= 127.0.0.1\n\tlog_type\t= FILE {log}\n"
+            "\tlog_on_success\t= PID\n\twait",
+        )
+    )
+    proc = twistd(
+        "-n", "--pidfile=", "-l", str(tmp_path / "twistd.log"),
+        "twinetd", "-c", str(tmp_path / "etc"),
+    )  # fmt: skip
+    try:
+        for name in ("first", "second"):
+            with connect(port) as sock:
+                sock.sendall(b"abc\n")
+                readToEnd(sock)
+            deadline = time.monotonic() + DEADLINE
+            while not (log.exists() and b"START" in log.read_bytes()):
+                assert time.monotonic() < deadline, name
+                time.sleep(0.05)
+            if name == "first":
+                log.rename(tmp_path / "service.log.1")
+                proc.send_signal(signum)
+                # Reopening creates the file again.
+                deadline = time.monotonic() + DEADLINE
+                while not log.exists():
+                    assert time.monotonic() < deadline, "not reopened"
+                    time.sleep(0.05)
+        assert b"START: pyserv pid=" in (tmp_path / "service.log.1").read_bytes()
+        assert b"START: pyserv" in log.read_bytes()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(DEADLINE)
+        assert proc.stdout is not None
+        proc.stdout.close()
