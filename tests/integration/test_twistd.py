@@ -5,6 +5,7 @@ socket, as an administrator would use it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -15,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -299,3 +301,24 @@ def test_logRotation(tmp_path: Path, signum: int) -> None:
         proc.wait(DEADLINE)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_installedPlugin(tmp_path: Path) -> None:
+    """
+    After a normal install (as dev.py and CI do), twistd finds the plugin
+    without the checkout on PYTHONPATH.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run: Any = functools.partial(
+        subprocess.run,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    found = run([sys.executable, "-c", "import twinetd; print(twinetd.__file__)"])
+    if found.returncode != 0 or str(ROOT) in found.stdout.decode():
+        pytest.skip("twinetd is not installed in this interpreter (pip install .)")
+    out = run([*TWISTD, "--help"]).stdout
+    assert re.search(rb"^\s+twinetd\s", out, re.M), out
