@@ -151,6 +151,7 @@ class Lookups:
     @ivar euid: the daemon's effective user id.
     @ivar environ: the daemon's environment.
     @ivar isExecutable: whether a path names an executable file.
+    @ivar isReadable: whether a path names a readable file (banners).
     """
 
     user: Callable[[str], UserEntry | None]
@@ -159,6 +160,7 @@ class Lookups:
     euid: int
     environ: Mapping[str, str]
     isExecutable: Callable[[str], bool]
+    isReadable: Callable[[str], bool] = lambda path: True
 
     @classmethod
     def system(cls) -> Lookups:
@@ -173,6 +175,7 @@ class Lookups:
             euid=os.geteuid(),
             environ=dict(os.environ),
             isExecutable=_systemIsExecutable,
+            isReadable=_systemIsReadable,
         )
 
     @classmethod
@@ -227,6 +230,10 @@ class Lookups:
             environ=dict(environ or {}),
             isExecutable=isExecutable,
         )
+
+
+def _systemIsReadable(path: str) -> bool:
+    return os.path.isfile(path) and os.access(path, os.R_OK)
 
 
 def _systemUser(text: str) -> UserEntry | None:
@@ -1450,6 +1457,20 @@ class _ServiceBuilder:
                 "server",
                 "warning",
             )
+        for field, attribute in (
+            ("banner", "banner"),
+            ("bannerSuccess", "banner_success"),
+            ("bannerFail", "banner_fail"),
+        ):
+            path = values.get(field)
+            if path is not None and not lookups.isReadable(path):
+                # Read again for each connection: it may appear later.
+                self.report(
+                    self.lines.get(field, header),
+                    f"{attribute} {path} cannot be read; nothing is sent until it can",
+                    attribute,
+                    "warning",
+                )
         if self.broken or socketType is None or port is None:
             return None
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import os
 
+import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import config
@@ -543,6 +544,22 @@ class ServiceCheckTests(SynchronousTestCase):
             self.assertEqual(
                 [str(p) for p in result.errors], [f"/etc/t/f.conf:9: s: {message}"]
             )
+
+    def test_unreadableBanner(self) -> None:
+        """
+        A banner that cannot be read is a warning (it is read again for each
+        connection), not an error.
+        """
+        lookups = attrs.evolve(LOOKUPS, isReadable=lambda path: False)
+        result = load(service(" banner = /srv/hello\n"), lookups)
+        self.assertEqual(len(result.services), 1)
+        self.assertEqual(
+            [str(p) for p in result.problems],
+            [
+                "/etc/t/f.conf:9: s: warning: banner /srv/hello cannot be read; "
+                "nothing is sent until it can"
+            ],
+        )
 
     def test_twinetdExtensions(self) -> None:
         """
