@@ -18,10 +18,8 @@ one, see L{twinetd.spawn.IProcessGroup}).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, cast
 
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -29,17 +27,15 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IProcessTransport,
     IPushProducer,
-    IReactorTime,
     ITCPTransport,
 )
-from twisted.internet.protocol import ProcessProtocol, Protocol, connectionDone
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twinetd import logevents
+from twinetd.child import ChildConnection, ChildProcess
 from twinetd.errors import SpawnError
-from twinetd.launch import LaunchPlan, Peer
-from twinetd.spawn import IProcessGroup, Spawner
+from twinetd.launch import Peer
 
 
 def _hostAndPort(address: IAddress) -> tuple[str, int]:
@@ -102,92 +98,68 @@ class _ClientInput:
         self._bridge._resumeClient()
 
 
-class _ChildProtocol(ProcessProtocol):
-    def __init__(self, bridge: BridgeProtocol) -> None:
+class _BridgeChild(ChildProcess):
+    """
+    The bridge's child: its standard output goes to the client.
+    """
+
+    def __init__(self, bridge: BridgeProtocol, peer: Peer) -> None:
+        super().__init__(
+            bridge.serviceLog,
+            peer,
+            bridge._clock,
+            bridge._killDelay,
+            bridge._childEnded,
+        )
         self._bridge = bridge
 
     def connectionMade(self) -> None:
+        super().connectionMade()
         assert self.transport is not None
         self._bridge._childStarted(self.transport)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == 1:
             self._bridge._childStdout(data)
-        elif childFD == 2:
-            self._bridge._childStderr(data)
+        else:
+            super().childDataReceived(childFD, data)
 
     def childConnectionLost(self, childFD: int) -> None:
+        super().childConnectionLost(childFD)
         self._bridge._childFDClosed(childFD)
-
-    def processExited(self, reason: Failure) -> None:
-        self._bridge._childExited(reason)
-
-    def processEnded(self, reason: Failure) -> None:
-        self._bridge._childEnded()
 
 
 @implementer(IHalfCloseableProtocol)
-class BridgeProtocol(Protocol):
+class BridgeProtocol(ChildConnection):
     """
     Relays one TCP connection to a child process started for it.
 
+    The constructor is L{ChildConnection}'s; C{killDelay} is also the time
+    from the client's departure to C{SIGTERM}.
+
     @ivar process: the child's transport, once started.
-    @ivar log: where events go (L{twinetd.logevents}).
+    @ivar child: the child's process protocol, once its start was
+        attempted.
     """
 
     process: IProcessTransport | None = None
-
-    def __init__(
-        self,
-        serviceLog: logevents.ServiceLog,
-        makePlan: Callable[[Peer], LaunchPlan],
-        spawner: Spawner,
-        clock: IReactorTime,
-        killDelay: float = 5.0,
-        onEnded: Callable[[], None] | None = None,
-    ) -> None:
-        """
-        @param serviceLog: the service's log (events, and xinetd's lines
-            where C{log_type} asks for them).
-        @param makePlan: what to run for a peer.
-        @param spawner: starts the child.
-        @param clock: for the kill timers and durations.
-        @param killDelay: seconds from the client's departure to C{SIGTERM},
-            and from C{SIGTERM} to C{SIGKILL}.
-        @param onEnded: called once, when both the connection is closed and
-            the child has ended (or could not be started).
-        """
-        self.serviceLog = serviceLog
-        self.serviceId = serviceLog.service
-        self.log = serviceLog.logger
-        self._stderr = logevents.StderrLines(self.serviceId, None, self.log)
-        self._makePlan = makePlan
-        self._spawner = spawner
-        self._clock = clock
-        self._killDelay = killDelay
-        self._onEnded = onEnded
-        self._pid: int | None = None
-        self._startTime = 0.0
-        self._peer: Peer | None = None
-        self._connectionDone = False
-        self._processDone = False
-        self._endedCalled = False
-        self._stdinOpen = False
-        self._stdoutOpen = False
-        self._outputRegistered = False
-        self._clientPaused = False
-        self._killCall: IDelayedCall | None = None
-        self._abortCall: IDelayedCall | None = None
+    child: ChildProcess | None = None
+    _peer: Peer | None = None
+    _stdinOpen = False
+    _stdoutOpen = False
+    _outputRegistered = False
+    _clientPaused = False
+    _abortCall: IDelayedCall | None = None
 
     # TCP side
 
     def connectionMade(self) -> None:
         assert self.transport is not None
         peer = self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
-        self._startTime = self._clock.seconds()
         try:
             plan = self._makePlan(peer)
-            self._spawner.spawn(_ChildProtocol(self), plan)
+            self.child = _BridgeChild(self, peer)
+            self._spawner.spawn(self.child, plan)
         except SpawnError as e:
             self._spawnFailed(str(e))
         except Exception as e:
@@ -197,7 +169,7 @@ class BridgeProtocol(Protocol):
     def _spawnFailed(self, message: str) -> None:
         assert self._peer is not None and self.transport is not None
         self.serviceLog.spawnFailed(self._peer, message)
-        self._processDone = True
+        self._childDone = True
         self._closeConnection()
 
     def dataReceived(self, data: bytes) -> None:
@@ -217,12 +189,12 @@ class BridgeProtocol(Protocol):
         if self._abortCall is not None and self._abortCall.active():
             self._abortCall.cancel()
         self._abortCall = None
-        if self.process is not None and not self._processDone:
+        if self.process is not None and not self._childDone:
             self._closeStdin()
             self._unregisterOutput()
             self.process.loseConnection()
-            if self._killCall is None:
-                self._schedule(self._terminate)
+            assert self.child is not None
+            self.child.terminateLater(self._killDelay)
         self._maybeEnded()
 
     def stop(self) -> None:
@@ -232,10 +204,8 @@ class BridgeProtocol(Protocol):
         delay; the connection is closed once what the child wrote is sent, or
         dropped after the kill delay.
         """
-        if self.process is not None and not self._processDone:
-            if self._killCall is not None and self._killCall.active():
-                self._killCall.cancel()
-            self._terminate()
+        if self.child is not None:
+            self.child.terminate()
         if not self._connectionDone and self.transport is not None:
             self._closeConnection()
             self._abortCall = self._clock.callLater(self._killDelay, self._abort)
@@ -266,21 +236,15 @@ class BridgeProtocol(Protocol):
 
     def _childStarted(self, process: IProcessTransport) -> None:
         self.process = process
-        self._pid = process.pid
         self._stdinOpen = self._stdoutOpen = True
-        assert self.transport is not None and self._peer is not None
+        assert self.transport is not None
         IConsumer(self.transport).registerProducer(_ChildOutput(process), True)
         self._outputRegistered = True
         cast(Any, process).registerProducer(_ClientInput(self), True)
-        self._stderr.pid = self._pid
-        self.serviceLog.start(self._pid, self._peer)
 
     def _childStdout(self, data: bytes) -> None:
         if not self._connectionDone and self.transport is not None:
             self.transport.write(data)
-
-    def _childStderr(self, data: bytes) -> None:
-        self._stderr.feed(data)
 
     def _childFDClosed(self, childFD: int) -> None:
         if childFD == 0:
@@ -290,26 +254,10 @@ class BridgeProtocol(Protocol):
         elif childFD == 1:
             self._stdoutOpen = False
             self._closeConnection()
-        elif childFD == 2:
-            self._stderr.flush()
-
-    def _childExited(self, reason: Failure) -> None:
-        status: int | None = None
-        signal: int | None = None
-        if isinstance(reason.value, ProcessTerminated):
-            status, signal = reason.value.exitCode, reason.value.signal
-        elif isinstance(reason.value, ProcessDone):
-            status = 0
-        self.serviceLog.exit(
-            self._pid, status, signal, self._clock.seconds() - self._startTime
-        )
 
     def _childEnded(self) -> None:
-        self._processDone = True
+        self._childDone = True
         self._stdinOpen = self._stdoutOpen = False
-        if self._killCall is not None and self._killCall.active():
-            self._killCall.cancel()
-        self._killCall = None
         self._closeConnection()
         self._maybeEnded()
 
@@ -324,37 +272,6 @@ class BridgeProtocol(Protocol):
             self._outputRegistered = False
             assert self.transport is not None
             IConsumer(self.transport).unregisterProducer()
-            if self.process is not None and not self._processDone:
+            if self.process is not None and not self._childDone:
                 # A paused child would otherwise never be read again.
                 cast(Any, self.process).resumeProducing()
-
-    # the end
-
-    def _schedule(self, step: Callable[[], None]) -> None:
-        self._killCall = self._clock.callLater(self._killDelay, step)
-
-    def _terminate(self) -> None:
-        self._signal("TERM")
-        self._schedule(self._kill)
-
-    def _kill(self) -> None:
-        self._killCall = None
-        self._signal("KILL")
-
-    def _signal(self, name: str) -> None:
-        if self.process is None or self._processDone:
-            return
-        group = IProcessGroup(self.process, None)
-        try:
-            if group is not None:
-                group.signalProcessGroup(name)
-            else:
-                self.process.signalProcess(name)
-        except ProcessExitedAlready:
-            pass
-
-    def _maybeEnded(self) -> None:
-        if self._connectionDone and self._processDone and not self._endedCalled:
-            self._endedCalled = True
-            if self._onEnded is not None:
-                self._onEnded()

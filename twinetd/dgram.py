@@ -84,27 +84,26 @@ from typing import Any, Protocol, runtime_checkable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import (
     IDelayedCall,
     IListeningPort,
-    IProcessTransport,
     IReactorFDSet,
     IReactorTime,
     IReactorUDP,
     IReadDescriptor,
 )
-from twisted.internet.protocol import DatagramProtocol, ProcessProtocol
+from twisted.internet.protocol import DatagramProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twinetd import logevents
+from twinetd.child import ChildProcess
 from twinetd.errors import SpawnError
 from twinetd.internal import InternalService, LocalTime
 from twinetd.launch import LaunchPlan, Peer
 from twinetd.listen import bindSocket, listenAddress
 from twinetd.model import ServiceConfig
-from twinetd.spawn import IProcessGroup, Spawner
+from twinetd.spawn import Spawner
 
 #: The largest reply: the largest UDP payload over IPv4.
 MAX_REPLY = 65507
@@ -248,58 +247,33 @@ class _Drops:
             self._pending.clear()
 
 
-class _Child(ProcessProtocol):
+class _Child(ChildProcess):
     """
-    One child of a datagram service: start/exit logs, stderr, TERM/KILL,
-    its ticket, and the end.
+    One child of a datagram service (L{ChildProcess}), with its ticket.
+
+    @ivar exitedWell: whether it exited with status 0.
     """
 
     def __init__(
         self, service: DatagramService, peer: Peer, ticket: AdmissionTicket
     ) -> None:
+        super().__init__(
+            service.serviceLog,
+            peer,
+            service._clock,
+            service.killDelay,
+            self._ended,
+        )
         self.service = service
-        self.peer = peer
+        self.peer: Peer = peer
         self.ticket = ticket
-        self.pid: int | None = None
-        self.process: IProcessTransport | None = None
-        self.startTime = service._clock.seconds()
-        self.ended = False
-        self.exitedWell = False
-        self._stderr = logevents.StderrLines(service.config.id, None, service.log)
-        self._timer: IDelayedCall | None = None
         self._waiters: list[Deferred[None]] = []
 
-    def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.process = self.transport
-        self.pid = self.transport.pid
-        self._stderr.pid = self.pid
-        self.service.serviceLog.start(self.pid, self.peer)
+    @property
+    def exitedWell(self) -> bool:
+        return self.exitStatus == 0
 
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD == 2:
-            self._stderr.feed(data)
-
-    def childConnectionLost(self, childFD: int) -> None:
-        if childFD == 2:
-            self._stderr.flush()
-
-    def processExited(self, reason: Failure) -> None:
-        status: int | None = None
-        signal: int | None = None
-        if isinstance(reason.value, ProcessTerminated):
-            status, signal = reason.value.exitCode, reason.value.signal
-        elif isinstance(reason.value, ProcessDone):
-            status = 0
-        self.exitedWell = status == 0
-        self.service.serviceLog.exit(
-            self.pid, status, signal, self.service._clock.seconds() - self.startTime
-        )
-
-    def processEnded(self, reason: Failure) -> None:
-        self.ended = True
-        self._cancelTimer()
-        self._stderr.flush()
+    def _ended(self) -> None:
         self.ticket.release()
         self.service._childEnded(self)
         waiters, self._waiters = self._waiters, []
@@ -312,40 +286,6 @@ class _Child(ProcessProtocol):
         d: Deferred[None] = Deferred()
         self._waiters.append(d)
         return d
-
-    # the end
-
-    def scheduleTimeout(self, seconds: float) -> None:
-        self._timer = self.service._clock.callLater(seconds, self.terminate)
-
-    def terminate(self) -> None:
-        """
-        C{SIGTERM} now, C{SIGKILL} after the kill delay.
-        """
-        self._cancelTimer()
-        self._signal("TERM")
-        self._timer = self.service._clock.callLater(self.service.killDelay, self._kill)
-
-    def _kill(self) -> None:
-        self._timer = None
-        self._signal("KILL")
-
-    def _cancelTimer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def _signal(self, name: str) -> None:
-        if self.process is None or self.ended:
-            return
-        group = IProcessGroup(self.process, None)
-        try:
-            if group is not None:
-                group.signalProcessGroup(name)
-            else:
-                self.process.signalProcess(name)
-        except ProcessExitedAlready:
-            pass
 
 
 class _ReplyingChild(_Child):
@@ -756,7 +696,7 @@ class DatagramService(Service):
         if not self._spawn(child, None):
             return
         if not child.ended:
-            child.scheduleTimeout(self.childTimeout)
+            child.terminateLater(self.childTimeout)
 
     def _spawn(self, child: _Child, childFDs: dict[int, int | str] | None) -> bool:
         """

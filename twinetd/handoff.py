@@ -35,31 +35,27 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import (
     CannotListenError,
     ConnectionDone,
-    ProcessDone,
-    ProcessExitedAlready,
-    ProcessTerminated,
 )
 from twisted.internet.interfaces import (
     IDelayedCall,
-    IProcessTransport,
     IReactorFDSet,
     IReactorTime,
     IReadDescriptor,
     ITCPTransport,
     ITransport,
 )
-from twisted.internet.protocol import ProcessProtocol, connectionDone
-from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twinetd import logevents
 from twinetd.bridge import peerFromTransport
+from twinetd.child import ChildConnection, ChildProcess
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan, Peer
 from twinetd.listen import bindSocket, listenAddress
 from twinetd.model import ServiceConfig
-from twinetd.spawn import ChildFDs, IProcessGroup, Spawner
+from twinetd.spawn import ChildFDs, Spawner
 
 #: How long output the daemon wrote before the handoff (banners) may take to
 #: reach the socket's send buffer.
@@ -93,117 +89,14 @@ class _SocketTransport(Protocol):
     def loseConnection(self) -> None: ...
 
 
-def _signal(process: IProcessTransport, name: str) -> None:
-    group = IProcessGroup(process, None)
-    try:
-        if group is not None:
-            group.signalProcessGroup(name)
-        else:
-            process.signalProcess(name)
-    except ProcessExitedAlready:
-        pass
-
-
-def _exitFields(reason: Failure) -> tuple[int | None, int | None]:
-    if isinstance(reason.value, ProcessTerminated):
-        return reason.value.exitCode, reason.value.signal
-    if isinstance(reason.value, ProcessDone):
-        return 0, None
-    return None, None
-
-
-class HandoffChild(ProcessProtocol):
+class HandoffChild(ChildProcess):
     """
-    Tracks a child that was given a socket: logs C{START} and C{EXIT}, logs
-    its standard error when that is a pipe, reaps it, and calls C{onEnded}
-    once when it has ended.
-
-    @ivar pid: the child's pid, once started.
-    @ivar process: the child's process transport, once started.
-    @ivar ended: whether the child has ended.
-    @ivar exitStatus: its exit status once it exited (C{None} if killed).
-    @ivar exitSignal: the signal that killed it, if one did.
-    @ivar duration: seconds from start to exit, once it exited.
+    Tracks a child that was given a socket (L{ChildProcess}): logs C{START}
+    and C{EXIT}, logs its standard error when that is a pipe, reaps it,
+    and calls C{onEnded} once when it has ended; L{stop} sends C{SIGTERM}
+    (to its process group when it leads one), then C{SIGKILL} after the
+    kill delay.
     """
-
-    pid: int | None = None
-    process: IProcessTransport | None = None
-    ended = False
-    exitStatus: int | None = None
-    exitSignal: int | None = None
-    duration: float | None = None
-
-    def __init__(
-        self,
-        serviceLog: logevents.ServiceLog,
-        peer: Peer | None,
-        clock: IReactorTime,
-        killDelay: float = 5.0,
-        onEnded: Callable[[], None] | None = None,
-    ) -> None:
-        """
-        @param serviceLog: the service's log (events, and xinetd's lines).
-        @param peer: the client, or C{None} for C{wait = yes} services (the
-            logs then say C{<no address>}, as xinetd's do).
-        @param killDelay: seconds from C{SIGTERM} to C{SIGKILL} in L{stop}.
-        @param onEnded: called once, when the child has ended.
-        """
-        self.serviceLog = serviceLog
-        self._peer = peer
-        self._clock = clock
-        self._killDelay = killDelay
-        self._onEnded = onEnded
-        self._startTime = clock.seconds()
-        self._stderr = logevents.StderrLines(
-            serviceLog.service, None, serviceLog.logger
-        )
-        self._killCall: IDelayedCall | None = None
-
-    def connectionMade(self) -> None:
-        assert self.transport is not None
-        self.process = self.transport
-        self.pid = self._stderr.pid = self.transport.pid
-        self._startTime = self._clock.seconds()
-        self.serviceLog.start(self.pid, self._peer)
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD == 2:
-            self._stderr.feed(data)
-
-    def childConnectionLost(self, childFD: int) -> None:
-        if childFD == 2:
-            self._stderr.flush()
-
-    def processExited(self, reason: Failure) -> None:
-        self.exitStatus, self.exitSignal = _exitFields(reason)
-        self.duration = self._clock.seconds() - self._startTime
-        self.serviceLog.exit(self.pid, self.exitStatus, self.exitSignal, self.duration)
-
-    def processEnded(self, reason: Failure) -> None:
-        if self.ended:
-            return
-        self.ended = True
-        self._stderr.flush()
-        if self._killCall is not None and self._killCall.active():
-            self._killCall.cancel()
-        self._killCall = None
-        if self._onEnded is not None:
-            self._onEnded()
-
-    def stop(self) -> None:
-        """
-        C{SIGTERM} to the child (its process group when it leads one) now,
-        C{SIGKILL} after the kill delay if it is still there.
-        """
-        if self.process is None or self.ended or self._killCall is not None:
-            return
-        _signal(self.process, "TERM")
-        self._killCall = self._clock.callLater(self._killDelay, self._kill)
-
-    def _kill(self) -> None:
-        self._killCall = None
-        if self.process is not None and not self.ended:
-            _signal(self.process, "KILL")
 
 
 def _takePendingOutput(transport: object) -> bytes:
@@ -344,17 +237,18 @@ def _release(tcp: _SocketTransport, sock: socket.socket) -> None:
     tcp.connectionLost(reason)
 
 
-class HandoffProtocol(TwistedProtocol):
+class HandoffProtocol(ChildConnection):
     """
     A connection whose socket is handed to a child as soon as it is made;
     a drop-in for L{twinetd.bridge.BridgeProtocol} (same constructor, plus
     C{stderrToSocket}; L{stop} likewise).
 
     @ivar child: the child's tracker, once started.
-    @ivar log: where events go.
+    @ivar lostReason: why the connection was lost, once it was.
     """
 
     child: HandoffChild | None = None
+    lostReason: Failure | None = None
 
     def __init__(
         self,
@@ -367,23 +261,15 @@ class HandoffProtocol(TwistedProtocol):
         stderrToSocket: bool = False,
     ) -> None:
         """
-        @param onEnded: called once, when both the connection is over (right
-            after the handoff) and the child has ended (or could not be
-            started).
+        As L{ChildConnection}; C{onEnded} runs once the connection is over
+        (right after the handoff) and the child has ended (or could not be
+        started).
+
+        @param stderrToSocket: the child's descriptor 2 is the socket too
+            (xinetd) instead of a pipe to the log.
         """
-        self.serviceLog = serviceLog
-        self.serviceId = serviceLog.service
-        self.log = serviceLog.logger
-        self._makePlan = makePlan
-        self._spawner = spawner
-        self._clock = clock
-        self._killDelay = killDelay
-        self._onEnded = onEnded
+        super().__init__(serviceLog, makePlan, spawner, clock, killDelay, onEnded)
         self._stderrToSocket = stderrToSocket
-        self._connectionDone = False
-        self._childDone = False
-        self._endedCalled = False
-        self.lostReason: Failure | None = None
 
     def connectionMade(self) -> None:
         assert self.transport is not None
@@ -429,12 +315,6 @@ class HandoffProtocol(TwistedProtocol):
     def _childEnded(self) -> None:
         self._childDone = True
         self._maybeEnded()
-
-    def _maybeEnded(self) -> None:
-        if self._connectionDone and self._childDone and not self._endedCalled:
-            self._endedCalled = True
-            if self._onEnded is not None:
-                self._onEnded()
 
 
 # wait = yes

@@ -435,7 +435,8 @@ class StderrTests(SynchronousTestCase):
             [(len(e["line"]), e["truncated"]) for e in events],
             [(MAX_STDERR_LINE, True)] * 2,
         )
-        self.assertLess(len(h.protocol._stderr._buffer), MAX_STDERR_LINE)
+        assert h.protocol.child is not None
+        self.assertLess(len(h.protocol.child._stderr._buffer), MAX_STDERR_LINE)
 
     def test_partialLineAtEnd(self) -> None:
         """

@@ -26,6 +26,7 @@ ORDER = [
     "ident",
     "gate",
     "spawn",
+    "child",
     "bridge",
     "handoff",
     "internal",

@@ -1,0 +1,224 @@
+"""
+What every service does with the children it starts (L{twinetd.bridge},
+L{twinetd.handoff}, L{twinetd.dgram}):
+
+  - L{ChildProcess}: a process protocol that logs C{START} and C{EXIT}
+    through the service's L{logevents.ServiceLog}, logs the lines of the
+    child's standard error (when descriptor 2 is a pipe), sends C{SIGTERM}
+    then C{SIGKILL} after a kill delay (to the child's process group when
+    it leads one, L{IProcessGroup}), and calls C{onEnded} once;
+  - L{ChildConnection}: the start of a connection protocol served by one
+    child, whose C{onEnded} runs once when both the connection and the
+    child are over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorTime
+from twisted.internet.protocol import ProcessProtocol, Protocol
+from twisted.python.failure import Failure
+
+from twinetd import logevents
+from twinetd.launch import LaunchPlan, Peer
+from twinetd.spawn import IProcessGroup, Spawner
+
+
+def exitFields(reason: Failure) -> tuple[int | None, int | None]:
+    """
+    The exit status and the killing signal in a C{processExited} or
+    C{processEnded} reason: C{(status, None)} for an exit, C{(None,
+    signal)} for a death by signal, C{(None, None)} for anything else.
+    """
+    if isinstance(reason.value, ProcessTerminated):
+        return reason.value.exitCode, reason.value.signal
+    if isinstance(reason.value, ProcessDone):
+        return 0, None
+    return None, None
+
+
+def signalChild(process: IProcessTransport, signalID: str | int) -> None:
+    """
+    Send a signal to a child's whole process group when it leads one (its
+    own children go too), else to the child alone; a child already gone
+    is not an error.
+    """
+    group = IProcessGroup(process, None)
+    try:
+        if group is not None:
+            group.signalProcessGroup(signalID)
+        else:
+            process.signalProcess(signalID)
+    except ProcessExitedAlready:
+        pass
+
+
+class ChildProcess(ProcessProtocol):
+    """
+    A child started for a service.  Subclasses that override the
+    C{ProcessProtocol} methods call these too.
+
+    @ivar serviceLog: the service's log.
+    @ivar peer: the client, or C{None} (logged as C{<no address>}).
+    @ivar killDelay: seconds from C{SIGTERM} to C{SIGKILL}.
+    @ivar pid: the child's pid, once started.
+    @ivar process: the child's process transport, once started.
+    @ivar startTime: when it started (the clock's time).
+    @ivar ended: whether the child has ended (exited, every pipe closed).
+    @ivar exitStatus: its exit status once it exited (C{None} if killed).
+    @ivar exitSignal: the signal that killed it, if one did.
+    @ivar duration: seconds from start to exit, once it exited.
+    """
+
+    pid: int | None = None
+    process: IProcessTransport | None = None
+    ended = False
+    exitStatus: int | None = None
+    exitSignal: int | None = None
+    duration: float | None = None
+
+    def __init__(
+        self,
+        serviceLog: logevents.ServiceLog,
+        peer: Peer | None,
+        clock: IReactorTime,
+        killDelay: float = 5.0,
+        onEnded: Callable[[], None] | None = None,
+    ) -> None:
+        """
+        @param clock: for the duration and the C{SIGKILL} timer.
+        @param onEnded: called once, when the child has ended.
+        """
+        self.serviceLog = serviceLog
+        self.peer = peer
+        self.killDelay = killDelay
+        self._clock = clock
+        self._onEnded = onEnded
+        self.startTime = clock.seconds()
+        self._stderr = logevents.StderrLines(
+            serviceLog.service, None, serviceLog.logger
+        )
+        self._termCall: IDelayedCall | None = None
+        self._killCall: IDelayedCall | None = None
+
+    # ProcessProtocol
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.process = self.transport
+        self.pid = self._stderr.pid = self.transport.pid
+        self.startTime = self._clock.seconds()
+        self.serviceLog.start(self.pid, self.peer)
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 2:
+            self._stderr.feed(data)
+
+    def childConnectionLost(self, childFD: int) -> None:
+        if childFD == 2:
+            self._stderr.flush()
+
+    def processExited(self, reason: Failure) -> None:
+        self.exitStatus, self.exitSignal = exitFields(reason)
+        self.duration = self._clock.seconds() - self.startTime
+        self.serviceLog.exit(self.pid, self.exitStatus, self.exitSignal, self.duration)
+
+    def processEnded(self, reason: Failure) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._cancel()
+        self._stderr.flush()
+        if self._onEnded is not None:
+            self._onEnded()
+
+    # the end
+
+    def terminateLater(self, delay: float) -> None:
+        """
+        L{terminate} in C{delay} seconds, unless a signal is already on its
+        way.
+        """
+        if self._termCall is None and self._killCall is None:
+            self._termCall = self._clock.callLater(delay, self.terminate)
+
+    def terminate(self) -> None:
+        """
+        C{SIGTERM} now, C{SIGKILL} after the kill delay if the child is
+        still there; replaces whatever was scheduled.
+        """
+        self._cancel()
+        if self.process is None or self.ended:
+            return
+        signalChild(self.process, "TERM")
+        self._killCall = self._clock.callLater(self.killDelay, self._kill)
+
+    def stop(self) -> None:
+        """
+        L{terminate}, unless C{SIGTERM} was sent already and C{SIGKILL} is
+        pending.
+        """
+        if self._killCall is None:
+            self.terminate()
+
+    def _kill(self) -> None:
+        self._killCall = None
+        if self.process is not None and not self.ended:
+            signalChild(self.process, "KILL")
+
+    def _cancel(self) -> None:
+        for call in (self._termCall, self._killCall):
+            if call is not None and call.active():
+                call.cancel()
+        self._termCall = self._killCall = None
+
+
+class ChildConnection(Protocol):
+    """
+    A connection served by one child (started by the subclass): C{onEnded}
+    runs once, when both the connection and the child are over (or the
+    child could not be started).
+
+    @ivar serviceLog: the service's log.
+    @ivar serviceId: the service's id.
+    @ivar log: where events go (L{twinetd.logevents}).
+    """
+
+    def __init__(
+        self,
+        serviceLog: logevents.ServiceLog,
+        makePlan: Callable[[Peer], LaunchPlan],
+        spawner: Spawner,
+        clock: IReactorTime,
+        killDelay: float = 5.0,
+        onEnded: Callable[[], None] | None = None,
+    ) -> None:
+        """
+        @param serviceLog: the service's log (events, and xinetd's lines
+            where C{log_type} asks for them).
+        @param makePlan: what to run for a peer.
+        @param spawner: starts the child.
+        @param clock: for the kill timers and durations.
+        @param killDelay: seconds from C{SIGTERM} to C{SIGKILL}.
+        @param onEnded: called once, when both the connection is closed and
+            the child has ended (or could not be started).
+        """
+        self.serviceLog = serviceLog
+        self.serviceId = serviceLog.service
+        self.log = serviceLog.logger
+        self._makePlan = makePlan
+        self._spawner = spawner
+        self._clock = clock
+        self._killDelay = killDelay
+        self._onEnded = onEnded
+        self._connectionDone = False
+        self._childDone = False
+        self._endedCalled = False
+
+    def _maybeEnded(self) -> None:
+        if self._connectionDone and self._childDone and not self._endedCalled:
+            self._endedCalled = True
+            if self._onEnded is not None:
+                self._onEnded()
