@@ -553,15 +553,8 @@ class DatagramService(Service):
                     self._inner.makeConnection(self.port)  # type: ignore[arg-type]
         except OSError as e:
             self.failure = e
-            self.log.error(
-                "{file}:{line}: {service}: cannot listen on {address} port "
-                "{port}: {reason}",
-                file=config.source.file,
-                line=config.source.line,
-                service=config.id,
-                address=listenAddress(config),
-                port=config.port,
-                reason=e.strerror or str(e),
+            logevents.logCannotListen(
+                config, listenAddress(config), e.strerror or str(e), self.log
             )
 
     def stopService(self) -> Deferred[None]:

@@ -547,16 +547,7 @@ class WaitStreamService(Service):
             listener = self._bind(config, self._interface)
         except CannotListenError as e:
             self.failure = e
-            self.log.error(
-                "{file}:{line}: {service}: cannot listen on {address} port "
-                "{port}: {reason}",
-                file=config.source.file,
-                line=config.source.line,
-                service=config.id,
-                address=self._interface,
-                port=config.port,
-                reason=e.socketError,
-            )
+            logevents.logCannotListen(config, self._interface, e.socketError, self.log)
             return
         self.listener = listener
         self._watcher = _Watcher(self, listener)

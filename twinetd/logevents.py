@@ -1085,3 +1085,27 @@ def logStreamBackoff(
         delay=delay,
         quickExits=quickExits,
     )
+
+
+#: A service could not bind its address.  Fields: C{file}, C{line},
+#: C{service}, C{address}, C{port}, C{reason}.
+CANNOT_LISTEN = "cannotListen"
+
+
+def logCannotListen(
+    config: ServiceConfig, address: str, reason: object, logger: Logger = log
+) -> None:
+    """
+    Log, as C{file:line: service: message}, that C{config} cannot listen on
+    C{address}; the daemon's other services go on.
+    """
+    logger.error(
+        "{file}:{line}: {service}: cannot listen on {address} port {port}: {reason}",
+        twinetdEvent=CANNOT_LISTEN,
+        file=config.source.file,
+        line=config.source.line,
+        service=config.id,
+        address=address,
+        port=config.port,
+        reason=reason,
+    )

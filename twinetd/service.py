@@ -30,6 +30,7 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
+from twinetd import logevents
 from twinetd.access import DenyList
 from twinetd.config import LoadResult, Lookups, loadPath, loadText
 from twinetd.dgram import DatagramService
@@ -155,16 +156,7 @@ class ListenerService(Service):
                 )
                 return
             self.failure = e
-            log.error(
-                "{file}:{line}: {service}: cannot listen on {address} port "
-                "{port}: {reason}",
-                file=config.source.file,
-                line=config.source.line,
-                service=config.id,
-                address=listenAddress(config),
-                port=config.port,
-                reason=e.strerror,
-            )
+            logevents.logCannotListen(config, listenAddress(config), e.strerror, log)
             return
         try:
             self.port = IReactorSocket(self._reactor).adoptStreamPort(
