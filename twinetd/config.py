@@ -359,34 +359,29 @@ def _word(choices: Sequence[str], what: str) -> Callable[[str], str]:
     return convert
 
 
-def _yesNo(name: str) -> Callable[[_Context, tuple[str, ...]], bool]:
+def _twoWay(
+    name: str, first: str, second: str, true: str
+) -> Callable[[_Context, tuple[str, ...]], bool]:
+    # A two-valued attribute, True for `true`; messages list `first` first.
     def convert(context: _Context, values: tuple[str, ...]) -> bool:
         value = values[0].lower()
-        if value in ("yes", "no"):
-            return value == "yes"
-        raise _BadValue(f"bad value for {name}: {values[0]!r} (expected yes or no)")
+        if value in (first, second):
+            return value == true
+        raise _BadValue(
+            f"bad value for {name}: {values[0]!r} (expected {first} or {second})"
+        )
 
     return convert
 
 
-def _convertMode(context: _Context, values: tuple[str, ...]) -> bool:
-    # twinetd extension: how a stream wait = no service meets its program.
-    value = values[0].lower()
-    if value not in ("bridge", "handoff"):
-        raise _BadValue(
-            f"bad value for twinetd_mode: {values[0]!r} (expected bridge or handoff)"
-        )
-    return value == "handoff"
+def _yesNo(name: str) -> Callable[[_Context, tuple[str, ...]], bool]:
+    return _twoWay(name, "yes", "no", "yes")
 
 
-def _convertStderr(context: _Context, values: tuple[str, ...]) -> bool:
-    # twinetd extension: where a handed-off program's standard error goes.
-    value = values[0].lower()
-    if value not in ("log", "socket"):
-        raise _BadValue(
-            f"bad value for twinetd_stderr: {values[0]!r} (expected log or socket)"
-        )
-    return value == "socket"
+# twinetd extensions: how a stream wait = no service meets its program, and
+# where a handed-off program's standard error goes.
+_convertMode = _twoWay("twinetd_mode", "bridge", "handoff", "handoff")
+_convertStderr = _twoWay("twinetd_stderr", "log", "socket", "socket")
 
 
 def _integer(

@@ -25,6 +25,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from tests.processes import childProcesses
 from twinetd.bridge import BridgeProtocol
 from twinetd.launch import LaunchPlan, Peer
 from twinetd.logevents import ServiceLog
@@ -164,21 +165,7 @@ def childPids() -> set[int]:
     """
     This process's children, zombies included.
     """
-    me = os.getpid()
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        # The command name may contain spaces and parentheses: fields after
-        # the last ")" are fixed.
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == me:
-            pids.add(int(entry))
-    return pids
+    return set(childProcesses())
 
 
 @pytest_twisted.async_yield_fixture
