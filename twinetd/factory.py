@@ -60,6 +60,8 @@ class Runtime:
     @ivar gate: admission (limits and access control).
     @ivar environment: the daemon's environment, for C{passenv}.
     @ivar uid: the daemon's effective user id.
+    @ivar gid: the daemon's group id when its real, effective and saved
+        group ids agree, else C{None}.
     @ivar killDelay: seconds before C{SIGTERM}, and again before C{SIGKILL}.
     @ivar chargenRing: chargen's position, shared by every chargen service
         as xinetd's one ring per daemon.
@@ -89,6 +91,7 @@ class Runtime:
     gate: Gate
     environment: Mapping[str, str]
     uid: int
+    gid: int | None = None
     killDelay: float = 5.0
     chargenRing: ChargenRing = attrs.field(factory=ChargenRing)
     handoff: bool = False
@@ -304,7 +307,9 @@ class StreamFactory(ServerFactory):
 
     def _makePlan(self, peer: Peer) -> LaunchPlan:
         runtime = self.runtime
-        return planLaunch(self.config, peer, runtime.environment, runtime.uid)
+        return planLaunch(
+            self.config, peer, runtime.environment, runtime.uid, runtime.gid
+        )
 
     def ended(self, connection: Stoppable) -> None:
         """

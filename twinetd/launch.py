@@ -153,16 +153,25 @@ def planLaunch(
     peer: Peer | None,
     daemonEnv: Mapping[str, str],
     daemonUid: int,
+    daemonGid: int | None = None,
 ) -> LaunchPlan:
     """
     Build the L{LaunchPlan} for one child of C{config}.
 
-    @param daemonUid: the daemon's effective user id; credentials are only
-        switched when they differ from the daemon's.
+    Credentials are only switched where they differ from the daemon's: a
+    child that would run with the daemon's own ids takes the spawn path that
+    costs nothing extra (C{user = root} under a root daemon is the common
+    case in /etc/xinetd.d).  Such a child keeps the daemon's supplementary
+    groups, where xinetd would drop them (it calls C{setgroups(0, NULL)} even
+    then).
+
+    @param daemonUid: the daemon's effective user id.
+    @param daemonGid: the daemon's group id when its real, effective and
+        saved group ids are all that one, else C{None}.
     """
     assert config.server is not None
     uid = config.uid if config.uid is not None and config.uid != daemonUid else None
-    changeGroup = daemonUid == 0 and config.gid is not None
+    changeGroup = daemonUid == 0 and config.gid is not None and config.gid != daemonGid
     gid = config.gid if changeGroup else None
     groups: str | tuple[int, ...] | None = None
     if uid is not None:

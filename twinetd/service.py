@@ -70,6 +70,8 @@ class DaemonSettings:
     @ivar environment: the daemon's environment, from which C{passenv} takes
         variables.
     @ivar uid: the daemon's effective user id.
+    @ivar gid: the daemon's group id if its real, effective and saved group
+        ids agree, else C{None}.
     """
 
     killDelay: float = 5.0
@@ -80,6 +82,12 @@ class DaemonSettings:
         factory=lambda: tuple(os.environ.items())
     )
     uid: int = attrs.field(factory=os.geteuid)
+    gid: int | None = attrs.field(factory=lambda: _soleGid())
+
+
+def _soleGid() -> int | None:
+    gids = set(os.getresgid())
+    return gids.pop() if len(gids) == 1 else None
 
 
 def unsupportedReason(config: ServiceConfig) -> str | None:
@@ -370,6 +378,7 @@ def _runtime(reactor: Any, settings: DaemonSettings) -> Runtime:
         gate=gate,
         environment=dict(settings.environment),
         uid=settings.uid,
+        gid=settings.gid,
         killDelay=settings.killDelay,
         handoff=settings.handoff,
     )
@@ -412,7 +421,9 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
         gate = runtime.gate
 
         def makePlan(peer: Peer | None) -> LaunchPlan:
-            return planLaunch(config, peer, runtime.environment, runtime.uid)
+            return planLaunch(
+                config, peer, runtime.environment, runtime.uid, runtime.gid
+            )
 
         def admit(peer: Peer) -> Deferred[Ticket | Refused]:
             return gate.admit(config, peer)
@@ -432,7 +443,9 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
     if config.wait:
         return WaitStreamService(
             config,
-            lambda: planLaunch(config, None, runtime.environment, runtime.uid),
+            lambda: planLaunch(
+                config, None, runtime.environment, runtime.uid, runtime.gid
+            ),
             runtime.spawner,
             reactor,
             serviceLog=serviceLog,

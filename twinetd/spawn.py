@@ -181,18 +181,10 @@ def _sweepInheritable() -> None:
                 pass  # the directory's own descriptor, now closed
 
 
-def _ignoredSignals() -> list[int]:
-    # Python ignores SIGPIPE and SIGXFSZ, and the daemon may have inherited
-    # other ignored signals: children get the default dispositions, as
-    # Twisted's own spawn does.
-    ignored = []
-    for number in range(1, signal.NSIG):
-        try:
-            if signal.getsignal(number) == signal.SIG_IGN:
-                ignored.append(number)
-        except ValueError:
-            pass
-    return ignored
+# Every signal to its default disposition in the child (Python ignores
+# SIGPIPE and SIGXFSZ, and the daemon may have inherited other ignored
+# signals), as Twisted's own spawn does; computed once, not per spawn.
+_DEFAULT_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
 
 
 def _supplementaryGroups(plan: LaunchPlan) -> list[int] | None:
@@ -333,7 +325,7 @@ class SpawnedProcess(_process.Process):
                 args,
                 environment,
                 file_actions=fastFileActions(fdmap),
-                setsigdef=_ignoredSignals(),
+                setsigdef=_DEFAULT_SIGNALS,
                 setsigmask=(),
                 setsid=True,
             )
@@ -417,3 +409,42 @@ def spawnerFor(reactor: IReactorProcess) -> Spawner:
     if isinstance(reactor, PosixReactorBase) and hasattr(os, "posix_spawn"):
         return PosixSpawner(reactor)
     return ReactorSpawner(reactor)
+
+
+def installExitedReaper() -> None:
+    """
+    Make Twisted reap only the children that exited.
+
+    On every C{SIGCHLD}, Twisted calls C{waitpid(pid, WNOHANG)} for every
+    child it knows (C{process.reapAllProcesses}): with hundreds of live
+    children (a busy daemon's held connections) that scan costs more than
+    the spawns themselves.  This asks the kernel which children exited
+    (C{waitid(P_ALL, ..., WNOWAIT)}) and reaps just those, through Twisted's
+    own handlers; a child Twisted does not know (one started by other code,
+    which reaps it itself) falls back to Twisted's scan.  Global: the twistd
+    plugin installs it; an embedding application may.
+    """
+    original = _process.reapAllProcesses
+    if getattr(original, "twinetdExitedReaper", False):
+        return
+
+    def reapExited() -> None:
+        handlers = _process.reapProcessHandlers
+        for _ in range(len(handlers) + 1):
+            try:
+                info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if info is None:
+                return
+            handler = handlers.get(info.si_pid)
+            if handler is None:
+                original()
+                return
+            handler.reapProcess()  # type: ignore[no-untyped-call]
+            if info.si_pid in handlers:
+                original()
+                return
+
+    reapExited.twinetdExitedReaper = True  # type: ignore[attr-defined]
+    _process.reapAllProcesses = reapExited

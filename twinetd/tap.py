@@ -127,6 +127,9 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     from twinetd.service import DaemonSettings, fromPath, logProblems
+    from twinetd.spawn import installExitedReaper
+
+    installExitedReaper()
 
     # As xinetd: children inherit the daemon's umask with 022 added, unless
     # a service sets its own umask.

@@ -1,0 +1,132 @@
+"""
+L{twinetd.launch}: what to run for one connection, as xinetd builds it.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.trial.unittest import SynchronousTestCase
+
+from twinetd.errors import SourceLocation
+from twinetd.launch import Peer, argvFor, environmentFor, planLaunch
+from twinetd.model import ServiceConfig, SocketType
+
+CONFIG = ServiceConfig(
+    name="svc",
+    source=SourceLocation("/etc/xinetd.d/svc", 1),
+    socketType=SocketType.STREAM,
+    wait=False,
+    port=7000,
+    server="/usr/sbin/in.svcd",
+    serverArgs=("-l", "-v"),
+)
+PEER = Peer("tcp", "::ffff:192.0.2.7", 40000, "::ffff:127.0.0.1", 7000)
+
+
+class ArgvTests(SynchronousTestCase):
+    def test_basenameThenArgs(self) -> None:
+        """
+        Without NAMEINARGS, argv[0] is the server's file name (xinetd uses
+        the basename) and server_args follow.
+        """
+        self.assertEqual(argvFor(CONFIG), ("in.svcd", "-l", "-v"))
+
+    def test_nameInArgs(self) -> None:
+        """
+        With NAMEINARGS, server_args is the whole vector.
+        """
+        config = attrs.evolve(
+            CONFIG, flags=frozenset({"NAMEINARGS"}), serverArgs=("tcpd", "in.svcd")
+        )
+        self.assertEqual(argvFor(config), ("tcpd", "in.svcd"))
+
+
+class EnvironmentTests(SynchronousTestCase):
+    def test_onlyPassenvThenEnvThenPeer(self) -> None:
+        """
+        Nothing of the daemon's environment but what passenv names; env
+        overrides; then the peer, REMOTE_HOST as xinetd forms it and the
+        plain addresses for REMOTE_ADDR and the UCSPI variables.
+        """
+        config = attrs.evolve(
+            CONFIG, passenv=("PATH", "MISSING"), env=(("PATH", "/x"), ("A", "1"))
+        )
+        env = dict(environmentFor(config, PEER, {"PATH": "/bin", "HOME": "/root"}))
+        self.assertEqual(
+            env,
+            {
+                "PATH": "/x",
+                "A": "1",
+                "REMOTE_HOST": "::ffff:192.0.2.7",
+                "REMOTE_ADDR": "192.0.2.7",
+                "REMOTE_PORT": "40000",
+                "PROTO": "TCP",
+                "TCPREMOTEIP": "192.0.2.7",
+                "TCPREMOTEPORT": "40000",
+                "TCPLOCALIP": "127.0.0.1",
+                "TCPLOCALPORT": "7000",
+            },
+        )
+
+    def test_noPeer(self) -> None:
+        """
+        wait = yes streams have no peer: REMOTE_HOST is <no address>.
+        """
+        self.assertEqual(
+            dict(environmentFor(CONFIG, None, {"PATH": "/bin"})),
+            {"REMOTE_HOST": "<no address>"},
+        )
+
+    def test_udp(self) -> None:
+        peer = Peer("udp", "192.0.2.7", 53, "127.0.0.1", 5353)
+        env = dict(environmentFor(CONFIG, peer, {}))
+        self.assertEqual((env["PROTO"], env["UDPREMOTEIP"]), ("UDP", "192.0.2.7"))
+
+
+class CredentialsTests(SynchronousTestCase):
+    def test_sameAsDaemonChangesNothing(self) -> None:
+        """
+        A child that would run with the daemon's own ids switches nothing,
+        so it takes the cheap spawn path (user = root under a root daemon).
+        """
+        config = attrs.evolve(CONFIG, user="root", uid=0, gid=0)
+        plan = planLaunch(config, PEER, {}, daemonUid=0, daemonGid=0)
+        self.assertEqual((plan.uid, plan.gid, plan.supplementaryGroups), (None,) * 3)
+        self.assertFalse(plan.needsCredentials)
+
+    def test_otherUser(self) -> None:
+        """
+        Another user: uid and gid switch; groups = no gives no supplementary
+        groups, groups = yes the user's own.
+        """
+        config = attrs.evolve(CONFIG, user="nobody", uid=65534, gid=65534)
+        plan = planLaunch(config, PEER, {}, daemonUid=0, daemonGid=0)
+        self.assertEqual(
+            (plan.uid, plan.gid, plan.supplementaryGroups, plan.userName),
+            (65534, 65534, (), "nobody"),
+        )
+        grouped = planLaunch(attrs.evolve(config, groups=True), PEER, {}, 0, 0)
+        self.assertEqual(grouped.supplementaryGroups, "user")
+
+    def test_otherGroupOnly(self) -> None:
+        """
+        A root daemon switches the group alone when only it differs.
+        """
+        config = attrs.evolve(CONFIG, user="root", uid=0, gid=4)
+        plan = planLaunch(config, PEER, {}, daemonUid=0, daemonGid=0)
+        self.assertEqual((plan.uid, plan.gid), (None, 4))
+
+    def test_notRoot(self) -> None:
+        """
+        A daemon that is not root switches nothing.
+        """
+        config = attrs.evolve(CONFIG, user="me", uid=1000, gid=1000)
+        plan = planLaunch(config, PEER, {}, daemonUid=1000, daemonGid=1000)
+        self.assertFalse(plan.needsCredentials)
+
+    def test_processAttributes(self) -> None:
+        config = attrs.evolve(CONFIG, umask=0o027, nice=5, rlimits=(("cpu", 10),))
+        plan = planLaunch(config, PEER, {}, 0, 0)
+        self.assertEqual(
+            (plan.umask, plan.nice, plan.rlimits), (0o027, 5, (("cpu", 10),))
+        )
