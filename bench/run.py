@@ -10,7 +10,14 @@ Measures, for every server that is available:
     and reads back at the same time);
   - the same connection rate while many other connections to the same server
     are held open (each by a waiting /bin/sh child), so that a spawn cost that
-    grows with the daemon's open descriptors shows.
+    grows with the daemon's open descriptors (or children) shows;
+  - UDP request rates: the internal dgram echo service (xinetd and twinetd)
+    and a dgram wait = no service spawning /bin/cat per datagram (twinetd
+    only: xinetd 2.3.15.3 busy-loops on those).
+
+twinetd runs twice: bridging (the default) and in handoff mode
+(twistd twinetd --handoff, the socket given to the child as xinetd and
+tcpserver do).
 
 Standard library only. Run with any Python 3.9+; twinetd itself is started
 with --twinetd-python (default /tmp/venv/bin/python) and PYTHONPATH set to
@@ -47,7 +54,12 @@ BASE_PORT = 31000
 ECHO_CHILD = '#!/bin/sh\nread line\necho "$line"\n'
 HOLD_CHILD = "#!/bin/sh\necho ready\nread line\n"
 
-SERVERS = ("xinetd", "twinetd", "socat", "tcpserver")
+SERVERS = ("xinetd", "twinetd", "twinetd-handoff", "socat", "tcpserver")
+STREAM_SERVICES = ("echo", "cat", "hold")
+#: Port offsets of the datagram services (after the three stream ones).
+UDP_SERVICES = {"udpecho": 3, "udpspawn": 4}
+#: Why a server has no number for a datagram service (shown in the table).
+XINETD_DGRAM_NOWAIT = "n/a: xinetd 2.3.15.3 busy-loops on dgram wait = no"
 
 
 class SetupError(Exception):
@@ -59,15 +71,22 @@ class SetupError(Exception):
 
 class Server:
     """
-    One server under test: its processes and its three ports.
+    One server under test: its processes and its ports.
 
-    @ivar ports: service name (C{echo}, C{cat}, C{hold}) to port.
+    @cvar udpServices: the datagram services it serves (keys of
+        L{UDP_SERVICES}); the others are reported with C{udpMissing}.
+    @ivar ports: stream service name (C{echo}, C{cat}, C{hold}) to port.
+    @ivar udpPorts: datagram service name to port.
     """
+
+    udpServices: tuple[str, ...] = ()
+    udpMissing = "n/a"
 
     def __init__(self, name: str, workdir: str, basePort: int) -> None:
         self.name = name
         self.workdir = workdir
-        self.ports = {"echo": basePort, "cat": basePort + 1, "hold": basePort + 2}
+        self.ports = {svc: basePort + i for i, svc in enumerate(STREAM_SERVICES)}
+        self.udpPorts = {svc: basePort + UDP_SERVICES[svc] for svc in self.udpServices}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logPath = os.path.join(workdir, f"{name}.log")
         self._log = open(self.logPath, "ab")  # noqa: SIM115 (closed in stop)
@@ -155,13 +174,25 @@ class Server:
         self._log.close()
 
 
-def xinetdConfig(ports: dict[str, int], children: dict[str, str]) -> str:
+def xinetdConfig(
+    ports: dict[str, int],
+    children: dict[str, str],
+    udpPorts: dict[str, int] | None = None,
+    user: str | None = None,
+) -> str:
     """
-    One xinetd-language config with the three services (also read by
-    twinetd). cps is raised from xinetd's default of 50/s, which would
-    otherwise shut the service for 10 s in the middle of a run.
+    One xinetd-language config with the stream services and the given
+    datagram services (also read by twinetd). cps is raised from xinetd's
+    default of 50/s, which would otherwise shut the service for 10 s in the
+    middle of a run.
+
+    @param user: the C{user} line; by default C{root} when running as root
+        (xinetd requires one then) and none otherwise.
     """
-    user = "\tuser = root\n" if os.geteuid() == 0 else ""
+    if user is None and os.geteuid() == 0:
+        user = "root"
+    userLine = f"\tuser = {user}\n" if user else ""
+    common = f"\tbind = {HOST}\n{userLine}\tinstances = UNLIMITED\n\tcps = 100000 1\n"
     out = []
     for svc, port in ports.items():
         out.append(
@@ -171,17 +202,42 @@ def xinetdConfig(ports: dict[str, int], children: dict[str, str]) -> str:
             "\tprotocol = tcp\n"
             "\twait = no\n"
             f"\tport = {port}\n"
-            f"\tbind = {HOST}\n"
-            f"{user}"
             f"\tserver = {children[svc]}\n"
-            "\tinstances = UNLIMITED\n"
-            "\tcps = 100000 1\n"
-            "}\n"
+            f"{common}}}\n"
+        )
+    udpPorts = udpPorts or {}
+    if "udpecho" in udpPorts:
+        # xinetd's built-in echo answers in the daemon, as twinetd's does.
+        out.append(
+            "service echo\n{\n"
+            "\tid = bench-udpecho\n"
+            "\ttype = INTERNAL UNLISTED\n"
+            "\tsocket_type = dgram\n"
+            "\tprotocol = udp\n"
+            "\twait = yes\n"
+            f"\tport = {udpPorts['udpecho']}\n"
+            f"{common}}}\n"
+        )
+    if "udpspawn" in udpPorts:
+        # One /bin/cat per datagram: the datagram is its stdin, its stdout
+        # the reply (twinetd's dgram wait = no bridge).
+        out.append(
+            "service bench-udpspawn\n{\n"
+            "\ttype = UNLISTED\n"
+            "\tsocket_type = dgram\n"
+            "\tprotocol = udp\n"
+            "\twait = no\n"
+            f"\tport = {udpPorts['udpspawn']}\n"
+            f"\tserver = {children['cat']}\n"
+            f"{common}}}\n"
         )
     return "\n".join(out)
 
 
 class Xinetd(Server):
+    udpServices: tuple[str, ...] = ("udpecho",)
+    udpMissing = XINETD_DGRAM_NOWAIT
+
     def start(self, children: dict[str, str]) -> None:
         exe = shutil.which("xinetd") or (
             "/usr/sbin/xinetd" if os.path.exists("/usr/sbin/xinetd") else None
@@ -190,15 +246,37 @@ class Xinetd(Server):
             raise SetupError("xinetd not installed")
         conf = os.path.join(self.workdir, "xinetd.conf")
         with open(conf, "w") as f:
-            f.write(xinetdConfig(self.ports, children))
+            f.write(xinetdConfig(self.ports, children, self.udpPorts))
         pid = os.path.join(self.workdir, "xinetd.pid")
         self.spawn([exe, "-dontfork", "-f", conf, "-pidfile", pid])
 
 
 class Twinetd(Server):
-    def __init__(self, name: str, workdir: str, basePort: int, python: str) -> None:
+    """
+    twinetd bridging every stream (or, with C{handoff}, giving the socket
+    to the child: C{--handoff}).
+    """
+
+    udpServices: tuple[str, ...] = ("udpecho", "udpspawn")
+
+    def __init__(
+        self,
+        name: str,
+        workdir: str,
+        basePort: int,
+        python: str,
+        user: str,
+        handoff: bool = False,
+    ) -> None:
+        if handoff:
+            # The datagram services do not depend on the stream mode: they
+            # are measured once, in the bridging column.
+            self.udpServices = ()
+            self.udpMissing = "(as twinetd)"
         super().__init__(name, workdir, basePort)
         self.python = python
+        self.user = user
+        self.handoff = handoff
 
     def start(self, children: dict[str, str]) -> None:
         if not os.path.exists(os.path.join(REPO, "twinetd", "tap.py")):
@@ -206,18 +284,19 @@ class Twinetd(Server):
         twistd = os.path.join(os.path.dirname(self.python), "twistd")
         if not os.path.exists(twistd):
             raise SetupError(f"{twistd} not found")
-        confdir = os.path.join(self.workdir, "twinetd.d")
+        confdir = os.path.join(self.workdir, f"{self.name}.d")
         os.makedirs(confdir, exist_ok=True)
         with open(os.path.join(confdir, "bench"), "w") as f:
-            f.write(xinetdConfig(self.ports, children))
+            f.write(xinetdConfig(self.ports, children, self.udpPorts, self.user))
         env = dict(os.environ)
         env["PYTHONPATH"] = REPO + (
             os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
         )
-        self.spawn(
-            [twistd, "-n", "--pidfile", "", "-l", "-", "twinetd", "-c", confdir],
-            env=env,
-        )
+        argv = [twistd, "-n", "--pidfile", "", "-l", "-", "twinetd"]
+        argv += ["--kill-delay", "2", "-c", confdir]
+        if self.handoff:
+            argv.append("--handoff")
+        self.spawn(argv, env=env)
 
 
 class Socat(Server):
@@ -371,6 +450,82 @@ def throughput(port: int, nbytes: int, timeout: float) -> dict[str, Any]:
     }
 
 
+def udpRate(
+    port: int, concurrency: int, duration: float, maxCount: int, timeout: float
+) -> dict[str, Any]:
+    """
+    C{concurrency} clients (threads), each sending one datagram and waiting
+    for its reply before the next, for C{duration} seconds or C{maxCount}
+    requests in all. Every receive has C{timeout}; a lost datagram counts as
+    an error (at most 50, then the client stops). Each request carries a
+    sequence number so a late reply is never counted for a later request.
+    """
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    started = 0
+    deadline = time.perf_counter() + duration
+
+    def client(index: int) -> None:
+        nonlocal started
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.connect((HOST, port))
+            sock.settimeout(timeout)
+            seq = 0
+            while time.perf_counter() < deadline:
+                with lock:
+                    if started >= maxCount or len(errors) >= 50:
+                        return
+                    started += 1
+                seq += 1
+                payload = f"bench {index} {seq}\n".encode()
+                t0 = time.perf_counter()
+                try:
+                    sock.send(payload)
+                    # Skip late replies to earlier (timed out) requests.
+                    for _ in range(64):
+                        reply = sock.recv(65536)
+                        if reply == payload:
+                            break
+                    else:
+                        raise ValueError("no matching reply in 64 datagrams")
+                except (OSError, ValueError) as e:
+                    with lock:
+                        errors.append(f"{type(e).__name__}: {e}")
+                    continue
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+        finally:
+            sock.close()
+
+    t0 = time.perf_counter()
+    threads = [
+        threading.Thread(target=client, args=(i,), daemon=True)
+        for i in range(concurrency)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        # A client ends by the deadline plus at most one receive timeout
+        # per remaining matching attempt; bound the join anyway.
+        t.join(timeout=duration + 2 * timeout + 5)
+    elapsed = time.perf_counter() - t0
+    if any(t.is_alive() for t in threads):
+        errors.append("client thread still running")
+    lat = sorted(latencies)
+    return {
+        "concurrency": concurrency,
+        "completed": len(lat),
+        "errors": len(errors),
+        "firstErrors": sorted(set(errors))[:3],
+        "seconds": round(elapsed, 3),
+        "perSecond": round(len(lat) / elapsed, 1) if elapsed > 0 else 0.0,
+        "latencyMedianMs": round(statistics.median(lat) * 1000, 2) if lat else None,
+        "latencyP99Ms": round(lat[int(len(lat) * 0.99)] * 1000, 2) if lat else None,
+    }
+
+
 async def holdConnections(
     port: int, count: int, timeout: float
 ) -> list[asyncio.StreamWriter]:
@@ -428,6 +583,9 @@ def profile(quick: bool) -> dict[str, Any]:
             "bytes": 64 << 20,
             "held": 100,
             "timeout": 10.0,
+            "udpDuration": 1.0,
+            "udpMaxCount": 20000,
+            "udpTimeout": 0.5,
         }
     return {
         "duration": 5.0,
@@ -435,6 +593,9 @@ def profile(quick: bool) -> dict[str, Any]:
         "bytes": 256 << 20,
         "held": 500,
         "timeout": 30.0,
+        "udpDuration": 4.0,
+        "udpMaxCount": 100000,
+        "udpTimeout": 0.5,
     }
 
 
@@ -490,8 +651,29 @@ def benchServer(
             await releaseConnections(writers)
 
     step("held", lambda: asyncio.run(held()))
-    # Let the released hold children exit before the next server starts.
+    # Let the released hold children exit before the UDP runs.
     time.sleep(1.0)
+
+    for svc in UDP_SERVICES:
+        if svc not in server.udpPorts:
+            for c in (1, 16):
+                res[f"{svc}_c{c}"] = {"missing": server.udpMissing}
+            continue
+        port = server.udpPorts[svc]
+        # Warm-up, which also waits (bounded) for the service to answer.
+        with contextlib.suppress(Exception):
+            udpRate(port, 1, 0.3, 20, prof["udpTimeout"])
+        for c in (1, 16):
+            step(
+                f"{svc}_c{c}",
+                lambda port=port, c=c: udpRate(  # type: ignore[misc]
+                    port,
+                    c,
+                    prof["udpDuration"],
+                    prof["udpMaxCount"],
+                    prof["udpTimeout"],
+                ),
+            )
     return res
 
 
@@ -502,6 +684,10 @@ METRICS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ("conn/s  c=1, N held", "held", lambda r: (r.get("c1") or {}).get("perSecond")),
     ("conn/s  c=16, N held", "held", lambda r: (r.get("c16") or {}).get("perSecond")),
     ("daemon fds, N held", "held", lambda r: r.get("daemonFdsHeld")),
+    ("udp echo req/s  c=1", "udpecho_c1", lambda r: r.get("perSecond")),
+    ("udp echo req/s  c=16", "udpecho_c16", lambda r: r.get("perSecond")),
+    ("udp spawn req/s  c=1", "udpspawn_c1", lambda r: r.get("perSecond")),
+    ("udp spawn req/s  c=16", "udpspawn_c16", lambda r: r.get("perSecond")),
 ]
 
 
@@ -509,7 +695,7 @@ def value(
     results: dict[str, Any], key: str, get: Callable[[dict[str, Any]], Any]
 ) -> Any:
     r = results.get(key)
-    if not isinstance(r, dict) or "error" in r:
+    if not isinstance(r, dict) or "error" in r or "missing" in r:
         return None
     return get(r)
 
@@ -523,24 +709,50 @@ def table(allResults: dict[str, Any], held: int) -> str:
         base = value(ref, key, get) if "skipped" not in ref else None
         for n in names:
             v = value(allResults[n], key, get)
-            if v is None:
+            missing = (allResults[n].get(key) or {}).get("missing")
+            if missing:
+                row.append("n/a" if missing.startswith("n/a") else missing)
+            elif v is None:
                 row.append("error")
             elif base and not label.startswith("daemon fds"):
                 row.append(f"{v:g} ({v / base:.2f}x)")
             else:
                 row.append(f"{v:g}")
+            if v is not None and key.startswith("udp"):
+                lost = allResults[n][key].get("errors")
+                if lost:
+                    row[-1] += f" [{lost} lost]"
         rows.append(row)
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    notes = sorted(
+        {
+            m["missing"]
+            for r in allResults.values()
+            for m in r.values()
+            if isinstance(m, dict) and m.get("missing", "").startswith("n/a:")
+        }
+    )
+    lines.extend(notes)
+    lines.append(
+        "[N lost]: requests without a reply within the receive timeout "
+        "(each costs the timeout)"
+    )
+    lines.append(
+        "n/a: socat and tcpserver: no datagram services configured; "
+        "twinetd-handoff: datagram services are the same as twinetd's"
+    )
     for n, r in allResults.items():
         if "skipped" in r:
             lines.append(f"{n}: skipped: {r['skipped']}")
         for key, m in r.items():
             if isinstance(m, dict) and "error" in m:
                 lines.append(f"{n}: {key}: {m['error']}")
+            elif isinstance(m, dict) and m.get("errors") and not key.startswith("udp"):
+                lines.append(f"{n}: {key}: {m['errors']} failed: {m['firstErrors']}")
     return "\n".join(lines)
 
 
@@ -557,6 +769,12 @@ def main(argv: list[str] | None = None) -> int:
         default="/tmp/venv/bin/python"
         if os.path.exists("/tmp/venv/bin/python")
         else sys.executable,
+    )
+    p.add_argument(
+        "--twinetd-user",
+        default="-",
+        help="the user line of twinetd's services (default -: the daemon's "
+        "user, no switch; root takes twinetd's credentials spawn path)",
     )
     p.add_argument("--base-port", type=int, default=BASE_PORT)
     p.add_argument("--startup-timeout", type=float, default=30.0)
@@ -596,13 +814,21 @@ def main(argv: list[str] | None = None) -> int:
         for i, name in enumerate(wanted):
             base = args.base_port + 10 * i
             server: Server
-            if name == "twinetd":
-                server = Twinetd(name, workdir, base, args.twinetd_python)
+            if name.startswith("twinetd"):
+                server = Twinetd(
+                    name,
+                    workdir,
+                    base,
+                    args.twinetd_python,
+                    args.twinetd_user,
+                    handoff=name == "twinetd-handoff",
+                )
             else:
                 server = {"xinetd": Xinetd, "socat": Socat, "tcpserver": Tcpserver}[
                     name
                 ](name, workdir, base)
-            log(f"{name}: starting on ports {sorted(server.ports.values())}")
+            ports = sorted([*server.ports.values(), *server.udpPorts.values()])
+            log(f"{name}: starting on ports {ports}")
             running.append(server)
             try:
                 server.start(children)
