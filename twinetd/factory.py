@@ -143,7 +143,18 @@ class Front(Protocol):
         config = self.factory.config
         self.transport.write(readBanner(config, config.banner))
         peer = self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
-        self.factory.runtime.gate.admit(config, peer).addCallback(self._decided)
+        d = self.factory.runtime.gate.admit(config, peer)
+        d.addCallback(self._decided).addErrback(self._broken)
+
+    def _broken(self, failure: Failure) -> None:
+        # A bug must not leave the client hanging, paused, forever.
+        log.failure(
+            "{service}: while deciding on a connection",
+            failure,
+            service=self.factory.config.id,
+        )
+        if self.transport is not None and not self._gone:
+            self.transport.loseConnection()
 
     def _queryIdent(self) -> None:
         # USERID (RFC 1413), asked in the background: it never delays the

@@ -273,3 +273,27 @@ def peer() -> Any:
     from twinetd.launch import Peer
 
     return Peer("tcp", "192.0.2.7", 40000, "127.0.0.1", 7000)
+
+
+class BrokenGateTests(SynchronousTestCase):
+    def test_errorClosesConnection(self) -> None:
+        """
+        An unexpected error while deciding is logged and the client closed,
+        never left waiting.
+        """
+        seen = events(self)
+        h = Harness()
+
+        def broken(config: Any, peer: Any) -> Deferred[Any]:
+            return Deferred.fromCoroutine(_raise())
+
+        h.gate.admit = broken  # type: ignore[method-assign]
+        transport = h.connect()
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(h.reactor.spawned, [])
+        self.assertTrue(any(e.get("log_failure") for e in seen))
+        self.flushLoggedErrors(ZeroDivisionError)
+
+
+async def _raise() -> None:
+    raise ZeroDivisionError()
