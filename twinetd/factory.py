@@ -221,6 +221,10 @@ class StreamFactory(ServerFactory):
         protocols), for L{stop}.
     """
 
+    # The daemon logs its own "listening" line; Twisted's per-factory
+    # start/stop lines would repeat it for every service.
+    noisy = False
+
     def __init__(
         self,
         config: ServiceConfig,
