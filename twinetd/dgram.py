@@ -71,11 +71,16 @@ echo, discard, chargen, daytime and time (L{twinetd.internal}) answer on a
 Twisted UDP port with no process; the admission hook applies to each
 datagram and its ticket is released at once (xinetd applies no instance
 limit to them).
+
+Every socket is bound by L{twinetd.listen.bindSocket} (C{SO_REUSEADDR},
+C{IPV6_V6ONLY} from C{v6only}); C{wait = no} and internal services hand
+theirs to the reactor (L{listenDatagram}), which reads it as a UDP port.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import socket
 import time
 from collections import Counter
@@ -88,8 +93,8 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IListeningPort,
     IReactorFDSet,
+    IReactorSocket,
     IReactorTime,
-    IReactorUDP,
     IReadDescriptor,
 )
 from twisted.internet.protocol import DatagramProtocol
@@ -175,6 +180,31 @@ def bindDatagramSocket(config: ServiceConfig) -> socket.socket:
     @raise OSError: the address cannot be bound.
     """
     return bindSocket(config, socket.SOCK_DGRAM, blocking=True)
+
+
+def listenDatagram(
+    reactor: IReactorSocket, config: ServiceConfig, protocol: DatagramProtocol
+) -> IListeningPort:
+    """
+    Listen for C{config}'s datagrams on a non-blocking socket bound by
+    L{twinetd.listen.bindSocket} (so C{v6only} and C{SO_REUSEADDR} apply),
+    adopted by C{reactor} as a UDP port for C{protocol}.
+
+    @raise OSError: the address cannot be bound.
+    """
+    sock = bindSocket(config, socket.SOCK_DGRAM)
+    try:
+        return reactor.adoptDatagramPort(
+            sock.fileno(), sock.family, protocol, MAX_DATAGRAM
+        )
+    finally:
+        # The reactor's port holds its own duplicate of the descriptor.
+        sock.close()
+
+
+#: How a C{wait = no} or internal service listens: its record and its
+#: protocol give a listening UDP port (L{listenDatagram} with the reactor).
+BindPort = Callable[[ServiceConfig, DatagramProtocol], IListeningPort]
 
 
 class DatagramSocket(Protocol):
@@ -419,7 +449,7 @@ class DatagramService(Service):
         config: ServiceConfig,
         makePlan: Callable[[Peer | None], LaunchPlan],
         spawner: Spawner,
-        reactor: IReactorUDP,
+        reactor: IReactorSocket,
         admit: Admit = admitAll,
         killDelay: float = 5.0,
         internal: InternalService | None = None,
@@ -428,6 +458,7 @@ class DatagramService(Service):
         maxChildren: int | None = None,
         maxReply: int = MAX_REPLY,
         makeSocket: Callable[[], DatagramSocket] | None = None,
+        bindPort: BindPort | None = None,
         localtime: LocalTime = time.localtime,
         serviceLog: logevents.ServiceLog | None = None,
     ) -> None:
@@ -436,7 +467,7 @@ class DatagramService(Service):
         @param makePlan: what to run for a sender (L{twinetd.launch.planLaunch}
             with the record, daemon environment and uid).
         @param spawner: starts children.
-        @param reactor: a reactor providing C{IReactorUDP} and
+        @param reactor: a reactor providing C{IReactorSocket} and
             C{IReactorTime}, and C{IReactorFDSet} for C{wait = yes}.
         @param admit: decides on each datagram (C{wait = no}, internal) or
             each child (C{wait = yes}); may return a Deferred.
@@ -448,6 +479,8 @@ class DatagramService(Service):
         @param maxReply: the largest reply datagram.
         @param makeSocket: binds the C{wait = yes} socket (default
             L{bindDatagramSocket}).
+        @param bindPort: listens for C{wait = no} and internal services
+            (default L{listenDatagram} with C{reactor}).
         @param localtime: for the daytime builtin.
         @param serviceLog: the service's log (events, and xinetd's lines where
             C{log_type} asks); by default events only, to L{log}.
@@ -473,6 +506,7 @@ class DatagramService(Service):
         self.maxChildren = maxChildren
         self.maxReply = maxReply
         self._makeSocket = makeSocket
+        self._bindPort = bindPort
         self._localtime = localtime
         self.children: set[_Child] = set()
         self._pending = 0
@@ -543,12 +577,10 @@ class DatagramService(Service):
                     self._inner = self.internal.datagramProtocol(
                         self._clock, self._localtime
                     )
-                self.port = self._reactor.listenUDP(
-                    config.port,
-                    protocol,
-                    interface=listenAddress(config),
-                    maxPacketSize=MAX_DATAGRAM,
+                bindPort = self._bindPort or functools.partial(
+                    listenDatagram, self._reactor
                 )
+                self.port = bindPort(config, protocol)
                 if self._inner is not None:
                     self._inner.makeConnection(self.port)  # type: ignore[arg-type]
         except OSError as e:

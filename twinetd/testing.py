@@ -6,7 +6,9 @@ Fakes for tests of twinetd and of applications embedding it.
     L{FakeProcess} that a test drives (the child's output, its exit) and
     inspects (what was written to it, closed, signalled).  It implements
     C{IReactorUDP} too: C{listenUDP} returns a L{FakeUDPPort} that records
-    the datagrams written and lets a test deliver datagrams.
+    the datagrams written and lets a test deliver datagrams;
+    L{MemoryProcessReactor.bindDatagramPort} does the same for a
+    L{twinetd.dgram.DatagramService} (its C{bindPort}), binding no socket.
   - L{runConfig}: serve an xinetd configuration in-process on ephemeral
     loopback ports, with real children, for integration tests of inetd
     programs.
@@ -36,6 +38,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
+from twinetd.dgram import MAX_DATAGRAM
+from twinetd.listen import listenAddress
+from twinetd.model import ServiceConfig
 from twinetd.spawn import IProcessGroup
 
 # Processes
@@ -372,6 +377,20 @@ class MemoryProcessReactor(MemoryReactorClock):
         self.udpPortsListened.append(udp)
         udp.startListening()
         return udp
+
+    def bindDatagramPort(
+        self, config: ServiceConfig, protocol: AbstractDatagramProtocol
+    ) -> FakeUDPPort:
+        """
+        A L{twinetd.dgram.BindPort}: L{listenUDP} on C{config}'s port and
+        address (with no socket, so C{v6only} has no effect).
+        """
+        return self.listenUDP(
+            config.port,
+            protocol,
+            interface=listenAddress(config),
+            maxPacketSize=MAX_DATAGRAM,
+        )
 
 
 # Running a configuration in-process

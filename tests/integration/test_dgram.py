@@ -5,6 +5,7 @@ Datagram services with real UDP sockets on 127.0.0.1 and real children.
 from __future__ import annotations
 
 import os
+import socket
 import struct
 import sys
 import time
@@ -77,9 +78,9 @@ class Client(DatagramProtocol):
                 self._waiting.remove(entry)
                 entry[1].callback(None)
 
-    def send(self, data: bytes, port: int) -> None:
+    def send(self, data: bytes, port: int, host: str = "127.0.0.1") -> None:
         assert self.transport is not None
-        self.transport.write(data, ("127.0.0.1", port))
+        self.transport.write(data, (host, port))
 
     async def wait(self, count: int, seconds: float = DEADLINE) -> list[bytes]:
         if len(self.received) < count:
@@ -93,10 +94,10 @@ class Client(DatagramProtocol):
 def clients() -> Any:
     ports: list[Any] = []
 
-    def make() -> Client:
+    def make(interface: str = "127.0.0.1") -> Client:
         client = Client()
         ports.append(
-            reactor.listenUDP(0, client, interface="127.0.0.1", maxPacketSize=65535)
+            reactor.listenUDP(0, client, interface=interface, maxPacketSize=65535)
         )
         return client
 
@@ -431,3 +432,84 @@ async def test_stopServiceEndsChildren(services: Any, clients: Any) -> None:
     assert time.monotonic() - started < DEADLINE
     assert not service.children
     assert service.boundPort is None
+
+
+def ipv6Loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def refusedOverIPv4(port: int) -> None:
+    """
+    Send a datagram from 127.0.0.1 to 127.0.0.1:C{port} and check that it
+    is refused (the kernel's ICMP port unreachable, reported on a connected
+    socket as C{ECONNREFUSED}) and not answered.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as four:
+        four.setblocking(False)
+        four.connect(("127.0.0.1", port))
+        four.send(b"four")
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            try:
+                data = four.recv(65535)
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail("no refusal in time")
+                await sleep(0.02)
+                continue
+            except ConnectionRefusedError:
+                return
+            pytest.fail(f"the IPv4 client was answered: {data!r}")
+
+
+@pytest.mark.skipif(not ipv6Loopback(), reason="no IPv6 loopback")
+@pytest_twisted.ensureDeferred
+async def test_v6only(services: Any, clients: Any) -> None:
+    """
+    C{v6only = yes} on C{wait = no} and internal services bound to C{::}:
+    an IPv6 client (C{::1}) is answered; an IPv4 client's datagram reaches
+    no socket (the kernel answers port unreachable) and gets no reply.  The
+    same IPv4 client is answered by a C{v6only = no} (dual-stack) service.
+    """
+
+    def wildcard(name: str, v6only: bool, **kw: Any) -> ServiceConfig:
+        return attrs.evolve(record(name, **kw), bind="::", v6only=v6only)
+
+    internal = {"types": frozenset({"INTERNAL"}), "server": None}
+    only6 = services(
+        wildcard("echo6", True, **internal),
+        internal=InternalService("echo", SocketType.DGRAM),
+    )
+    dual = services(
+        wildcard("echo46", False, **internal),
+        internal=InternalService("echo", SocketType.DGRAM),
+    )
+    bridgeConfig = wildcard("bridge6", True)
+    bridge = services(bridgeConfig, planFor(bridgeConfig, "dgreply"))
+    assert only6.boundPort and dual.boundPort and bridge.boundPort
+
+    six = clients(interface="::1")
+    six.send(b"echo6", only6.boundPort, "::1")
+    assert await six.wait(1) == [b"echo6"]
+    six.send(b"bridge6", bridge.boundPort, "::1")
+    assert await six.wait(2) == [b"echo6", b"reply:bridge6"]
+    assert six.received[1][1][:2] == ("::1", bridge.boundPort)
+
+    await refusedOverIPv4(only6.boundPort)
+    await refusedOverIPv4(bridge.boundPort)
+
+    dualClient = clients()
+    dualClient.send(b"dual", dual.boundPort)
+    assert await dualClient.wait(1) == [b"dual"]
+
+    # The IPv4 datagrams never reached the daemon.
+    assert [e["host"] for e in of(only6, "start")] == ["::1"]
+    assert [e["host"] for e in of(dual, "start")] == ["::ffff:127.0.0.1"]
+    await until(lambda: len(of(bridge, "exit")) == 1)
+    assert [e["host"] for e in of(bridge, "start")] == ["::1"]
+    assert not of(only6, logevents.FAIL) and not of(bridge, logevents.FAIL)

@@ -17,6 +17,7 @@ from twinetd import logevents
 from twinetd.dgram import (
     BACKOFF_FIRST,
     DEFAULT_CHILD_TIMEOUT,
+    MAX_DATAGRAM,
     DatagramService,
 )
 from twinetd.errors import SourceLocation
@@ -107,6 +108,7 @@ class DatagramTestsMixin:
             self.peers.append(peer)
             return planLaunch(config, peer, {}, 1000)
 
+        kw.setdefault("bindPort", self.reactor.bindDatagramPort)
         service = DatagramService(
             config, makePlan, ReactorSpawner(self.reactor), self.reactor, **kw
         )
@@ -135,8 +137,48 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
     def test_listens(self) -> None:
         service = self.setUpService(record())
         self.assertEqual(self.port.interface, "127.0.0.1")
+        self.assertEqual(self.port.maxPacketSize, MAX_DATAGRAM)
         self.assertEqual(service.boundPort, self.port.port)
         self.assertTrue(service.boundPort)
+
+    def test_bindPort(self) -> None:
+        """
+        The service listens through its C{bindPort} with its record and its
+        protocol, once, and serves on the port it returns.
+        """
+        calls: list[ServiceConfig] = []
+        config = record()
+
+        def bindPort(config: ServiceConfig, protocol: Any) -> FakeUDPPort:
+            calls.append(config)
+            return self.reactor.bindDatagramPort(config, protocol)
+
+        service = self.setUpService(config, bindPort=bindPort)
+        self.assertEqual(calls, [config])
+        self.assertIs(service.port, self.port)
+        self.port.deliver(b"hi", CLIENT)
+        self.assertEqual(len(self.spawned), 1)
+
+    def test_cannotListen(self) -> None:
+        """
+        A port that cannot be bound is logged as C{file:line: service:
+        message} and kept as the service's failure; nothing listens.
+        """
+        error = OSError(98, "Address already in use")
+
+        def bindPort(config: ServiceConfig, protocol: Any) -> FakeUDPPort:
+            raise error
+
+        service = self.setUpService(record(), bindPort=bindPort)
+        self.assertIs(service.failure, error)
+        self.assertIsNone(service.port)
+        self.assertIsNone(service.boundPort)
+        [event] = self.of(logevents.CANNOT_LISTEN)
+        self.assertEqual(
+            (event["address"], event["reason"]),
+            ("127.0.0.1", "Address already in use"),
+        )
+        self.assertEqual(self.reactor.udpPortsListened, [])
 
     def test_requestResponse(self) -> None:
         """
