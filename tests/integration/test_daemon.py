@@ -554,3 +554,41 @@ async def test_redHatDefaults(tmp_path: Path) -> None:
     finally:
         syslog.close()
         await within(d.stop())
+
+
+def openDescriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_noDescriptorLeak(daemons: Any) -> None:
+    """
+    After many connections ended every way (served, refused, client gone at
+    once, client gone mid-session), the daemon holds no more descriptors
+    than before.
+    """
+    d = daemons(
+        service("env", "env")
+        + service("hold", "stubborn", extra="\tonly_from = 127.0.0.1\n")
+    )
+    # Warm up (lazily opened descriptors: resolver, logs, ...).
+    await fetch(d.port("env"))
+    await sleep(0.2)
+    before = openDescriptors()
+    for _ in range(40):
+        await fetch(d.port("env"))
+        with contextlib.suppress(Exception):
+            await fetch(d.port("hold"), bindAddress=("127.0.0.2", 0))
+        vanishing = socket.create_connection(("127.0.0.1", d.port("env")))
+        vanishing.close()
+        client = Client()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", d.port("hold"))
+        await within(connectProtocol(endpoint, client))
+        client.transport.abortConnection()
+    # Children that outlived their clients are TERMed, then KILLed, within
+    # two kill delays.
+    for _ in range(100):
+        if openDescriptors() <= before:
+            break
+        await sleep(0.05)
+    assert openDescriptors() <= before
