@@ -592,3 +592,21 @@ async def test_noDescriptorLeak(daemons: Any) -> None:
             break
         await sleep(0.05)
     assert openDescriptors() <= before
+
+
+@pytest_twisted.ensureDeferred
+async def test_ipv4RuleOnDualStack(daemons: Any, events: Any) -> None:
+    """
+    On the default dual-stack socket, an IPv4 rule admits the IPv4 client
+    (seen as ::ffff:127.0.0.1) and refuses ::1, a different source.
+    """
+    try:
+        socket.socket(socket.AF_INET6).bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    d = daemons(service("env", "env", extra="\tonly_from = 127.0.0.1\n"), bind="::")
+    env = json.loads((await fetch(d.port("env"))).data)["env"]
+    assert env["REMOTE_HOST"] == "::ffff:127.0.0.1"
+    assert (await fetch(d.port("env"), "::1")).data == b""
+    fails = [e["host"] for e in events if e.get("twinetdEvent") == logevents.FAIL]
+    assert fails == ["::1"]
