@@ -447,6 +447,11 @@ class _Watcher:
         return self._service.config.id
 
 
+#: Seconds a C{wait = yes} stream service waits after a refusal before it
+#: asks again (the client meanwhile waits in the listening socket's queue).
+REFUSED_RETRY = 1.0
+
+
 class WaitStreamService(Service):
     """
     A C{wait = yes} stream service: one child at a time, given the
@@ -480,6 +485,7 @@ class WaitStreamService(Service):
         guard: LoopGuard | None = None,
         bind: Callable[[ServiceConfig, str], Listener] = bindStream,
         backoffLogInterval: float = 60.0,
+        admit: Callable[[], Deferred[Any]] | None = None,
     ) -> None:
         """
         @param makePlan: what to run (the plan of a peer-less launch:
@@ -495,6 +501,11 @@ class WaitStreamService(Service):
         @param bind: makes the listening socket (for tests).
         @param backoffLogInterval: the same back-off delay is logged at most
             once per this many seconds.
+        @param admit: asked before each child (C{cps}, C{max_load},
+            C{access_times}, the daemon's C{--limit}: there is no peer yet);
+            fires with a ticket (with C{release}, held while the child runs)
+            or a refusal (with C{reason}), after which the pending client
+            waits and the service asks again L{REFUSED_RETRY} seconds later.
         """
         self.config = config
         self.setName(config.id)  # type: ignore[no-untyped-call]
@@ -515,6 +526,8 @@ class WaitStreamService(Service):
         self._resumeCall: IDelayedCall | None = None
         self._stopping: list[Deferred[None]] = []
         self._lastBackoff: tuple[float, float] | None = None
+        self._admit = admit
+        self._ticket: Any = None
 
     @property
     def port(self) -> int | None:
@@ -605,6 +618,39 @@ class WaitStreamService(Service):
         self._unwatch()
         if self.listener is None or self.child is not None:
             return
+        if self._admit is None:
+            self._start()
+            return
+        self._admit().addCallback(self._admitted).addErrback(self._admitFailed)
+
+    def _admitted(self, admission: Any) -> None:
+        if not hasattr(admission, "release"):
+            self.serviceLog.fail(
+                admission.reason, None, getattr(admission, "detail", "")
+            )
+            self._retryLater()
+            return
+        if not self.running or self.listener is None:
+            admission.release()
+            return
+        self._ticket = admission
+        self._start()
+
+    def _admitFailed(self, failure: Failure) -> None:
+        self.log.failure("{service}: while admitting", failure, service=self.config.id)
+        self._retryLater()
+
+    def _retryLater(self) -> None:
+        if self.running and self.listener is not None:
+            self._resumeCall = self._clock.callLater(REFUSED_RETRY, self._resumeLater)
+
+    def _releaseTicket(self) -> None:
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None:
+            ticket.release()
+
+    def _start(self) -> None:
+        assert self.listener is not None
         fd = self.listener.fileno()
         childFDs: ChildFDs = {0: fd, 1: fd, 2: fd if self._stderrToSocket else "r"}
         child = HandoffChild(
@@ -623,6 +669,7 @@ class WaitStreamService(Service):
                 self.log.failure("while starting {service}", service=self.config.id)
                 message = f"{type(e).__name__}: {e}"
             self.serviceLog.spawnFailed(None, message)
+            self._releaseTicket()
             # As a child that exited at once: the guard decides when to
             # try again.
             self._resume(None, 0.0)
@@ -632,6 +679,7 @@ class WaitStreamService(Service):
     def _childEnded(self, child: HandoffChild) -> None:
         if self.child is child:
             self.child = None
+            self._releaseTicket()
         if self._stopping or not self.running:
             stopping, self._stopping = self._stopping, []
             for d in stopping:

@@ -451,6 +451,7 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
             serviceLog=serviceLog,
             stderrToSocket=runtime.stderrToSocket(config),
             killDelay=runtime.killDelay,
+            admit=lambda: runtime.gate.admit(config, None),
         )
     return ListenerService(config, StreamFactory(config, runtime, serviceLog), reactor)
 

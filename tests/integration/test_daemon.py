@@ -610,3 +610,31 @@ async def test_ipv4RuleOnDualStack(daemons: Any, events: Any) -> None:
     assert (await fetch(d.port("env"), "::1")).data == b""
     fails = [e["host"] for e in events if e.get("twinetdEvent") == logevents.FAIL]
     assert fails == ["::1"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_waitStreamBehindTheGate(daemons: Any, events: Any) -> None:
+    """
+    A wait = yes stream service asks the gate before each child: with
+    instances = 0 nothing starts and FAIL service_limit is logged, while the
+    client waits queued.
+    """
+    text = service("acceptor", "acceptn", "1", extra="\tinstances = 0\n").replace(
+        "wait = no", "wait = yes"
+    )
+    d = daemons(text)
+    client = Client()
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", d.port("acceptor"))
+    await within(connectProtocol(endpoint, client))
+    for _ in range(40):
+        if any(e.get("twinetdEvent") == logevents.FAIL for e in events):
+            break
+        await sleep(0.05)
+    fails = [e for e in events if e.get("twinetdEvent") == logevents.FAIL]
+    assert [(e["reason"], e["host"]) for e in fails][:1] == [
+        ("service_limit", "<no address>")
+    ]
+    assert not [e for e in events if e.get("twinetdEvent") == logevents.START]
+    assert not client.done.called
+    client.transport.loseConnection()
+    await within(client.done)

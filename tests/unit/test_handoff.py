@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -19,7 +20,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logevents
 from twinetd.errors import SourceLocation
+from twinetd.gate import Refused
 from twinetd.handoff import (
+    REFUSED_RETRY,
     HandoffChild,
     HandoffProtocol,
     LoopGuard,
@@ -878,3 +881,60 @@ class ListenAddressTests(SynchronousTestCase):
     def test_ipv4Flag(self) -> None:
         config = waitConfig(bind=None, flags=frozenset({"IPv4"}))
         self.assertEqual(listenAddress(config), "0.0.0.0")
+
+
+class WaitStreamAdmissionTests(SynchronousTestCase):
+    """
+    C{wait = yes} streams ask the daemon's gate before each child.
+    """
+
+    def test_ticketHeldWhileChildRuns(self) -> None:
+        tickets: list[Any] = []
+
+        class Ticket:
+            released = False
+
+            def release(self) -> None:
+                self.released = True
+
+        def admit() -> Deferred[Any]:
+            tickets.append(Ticket())
+            return succeed(tickets[-1])
+
+        h = WaitStreamHarness(admit=admit)
+        h.service.startService()
+        h.readable()
+        [process] = h.reactor.spawned
+        self.assertFalse(tickets[0].released)
+        process.end(0)
+        self.assertTrue(tickets[0].released)
+
+    def test_refusedWaitsAndAsksAgain(self) -> None:
+        """
+        A refusal logs FAIL (from <no address>), starts nothing, and the
+        service asks again after REFUSED_RETRY seconds.
+        """
+        answers: list[Any] = [Refused("connections per second")]
+
+        def admit() -> Deferred[Any]:
+            answer = answers.pop(0) if answers else _FreeTicket()
+            return succeed(answer)
+
+        h = WaitStreamHarness(admit=admit)
+        h.service.startService()
+        h.readable()
+        self.assertEqual(h.reactor.spawned, [])
+        [fail] = h.of(logevents.FAIL)
+        self.assertEqual(
+            (fail["reason"], fail["host"]), ("connections per second", "<no address>")
+        )
+        self.assertFalse(h.watching)
+        h.reactor.advance(REFUSED_RETRY)
+        self.assertTrue(h.watching)
+        h.readable()
+        self.assertEqual(len(h.reactor.spawned), 1)
+
+
+class _FreeTicket:
+    def release(self) -> None:
+        pass
