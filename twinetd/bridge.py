@@ -146,7 +146,6 @@ class BridgeProtocol(ChildConnection):
     child: ChildProcess | None = None
     _peer: Peer | None = None
     _stdinOpen = False
-    _stdoutOpen = False
     _outputRegistered = False
     _clientPaused = False
     _abortCall: IDelayedCall | None = None
@@ -236,7 +235,7 @@ class BridgeProtocol(ChildConnection):
 
     def _childStarted(self, process: IProcessTransport) -> None:
         self.process = process
-        self._stdinOpen = self._stdoutOpen = True
+        self._stdinOpen = True
         assert self.transport is not None
         IConsumer(self.transport).registerProducer(_ChildOutput(process), True)
         self._outputRegistered = True
@@ -252,12 +251,11 @@ class BridgeProtocol(ChildConnection):
             # Keep reading the client, to notice its departure.
             self._resumeClient()
         elif childFD == 1:
-            self._stdoutOpen = False
             self._closeConnection()
 
     def _childEnded(self) -> None:
         self._childDone = True
-        self._stdinOpen = self._stdoutOpen = False
+        self._stdinOpen = False
         self._closeConnection()
         self._maybeEnded()
 

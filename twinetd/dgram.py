@@ -131,8 +131,6 @@ QUICK_EXIT = 1.0
 
 #: xinetd's FAIL reason when every instance is busy.
 REASON_SERVICE_LIMIT = "service_limit"
-#: The FAIL reason when the server cannot be started.
-REASON_SPAWN = "spawn"
 #: The reason for datagrams arriving while the service stops.
 REASON_STOPPING = "stopping"
 
@@ -253,28 +251,27 @@ class _Drops:
 
     def _flush(self) -> None:
         self._window = None
-        if self._pending:
-            logevents.logDatagramsDropped(
-                self._service.config.id,
-                dict(self._pending),
-                DROP_LOG_INTERVAL,
-                logger=self._service.log,
-            )
-            self._pending.clear()
+        if self._logPending():
             self._open()
 
     def stop(self) -> None:
         if self._window is not None and self._window.active():
             self._window.cancel()
         self._window = None
-        if self._pending:
-            logevents.logDatagramsDropped(
-                self._service.config.id,
-                dict(self._pending),
-                DROP_LOG_INTERVAL,
-                logger=self._service.log,
-            )
-            self._pending.clear()
+        self._logPending()
+
+    def _logPending(self) -> bool:
+        # One summary of the drops not logged yet; whether there were any.
+        if not self._pending:
+            return False
+        logevents.logDatagramsDropped(
+            self._service.config.id,
+            dict(self._pending),
+            DROP_LOG_INTERVAL,
+            logger=self._service.log,
+        )
+        self._pending.clear()
+        return True
 
 
 class _Child(ChildProcess):
