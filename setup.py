@@ -10,7 +10,15 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=["twinetd", "twisted.plugins"],
+    packages=[
+        "twinetd",
+        "twinetd.config",
+        "twinetd.policy",
+        "twinetd.logs",
+        "twinetd.modes",
+        "twinetd.listeners",
+        "twisted.plugins",
+    ],
     package_data={"twinetd": ["py.typed"]},
     install_requires=[
         "twisted>=24.3",

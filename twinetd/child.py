@@ -1,9 +1,9 @@
 """
-What every service does with the children it starts (L{twinetd.bridge},
-L{twinetd.handoff}, L{twinetd.dgram}):
+What every service does with the children it starts (L{twinetd.modes.bridge},
+L{twinetd.modes.handoff}, L{twinetd.listeners.datagram}):
 
   - L{ChildProcess}: a process protocol that logs C{START} and C{EXIT}
-    through the service's L{logevents.ServiceLog}, logs the lines of the
+    through the service's L{logs.ServiceLog}, logs the lines of the
     child's standard error (when descriptor 2 is a pipe), sends C{SIGTERM}
     then C{SIGKILL} after a kill delay (to the child's process group when
     it leads one, L{IProcessGroup}), and calls C{onEnded} once;
@@ -17,13 +17,38 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
-from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorTime
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IProcessTransport,
+    IReactorTime,
+    ITCPTransport,
+)
 from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 
-from twinetd import logevents
-from twinetd.launch import LaunchPlan, Peer
+from twinetd import logs
+from twinetd.launch import LaunchPlan
+from twinetd.model import Peer
 from twinetd.spawn import IProcessGroup, Spawner
+
+
+def _hostAndPort(address: IAddress) -> tuple[str, int]:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None or port is None:
+        return str(address), 0
+    return str(host), int(port)
+
+
+def peerFromTransport(transport: ITCPTransport, protocol: str = "tcp") -> Peer:
+    """
+    The L{Peer} of a connected transport.  An IPv4 client of a dual-stack
+    IPv6 socket keeps its C{::ffff:a.b.c.d} form, as xinetd reports it.
+    """
+    remoteHost, remotePort = _hostAndPort(transport.getPeer())
+    localHost, localPort = _hostAndPort(transport.getHost())
+    return Peer(protocol, remoteHost, remotePort, localHost, localPort)
 
 
 def exitFields(reason: Failure) -> tuple[int | None, int | None]:
@@ -81,7 +106,7 @@ class ChildProcess(ProcessProtocol):
 
     def __init__(
         self,
-        serviceLog: logevents.ServiceLog,
+        serviceLog: logs.ServiceLog,
         peer: Peer | None,
         clock: IReactorTime,
         killDelay: float = 5.0,
@@ -97,9 +122,7 @@ class ChildProcess(ProcessProtocol):
         self._clock = clock
         self._onEnded = onEnded
         self.startTime = clock.seconds()
-        self._stderr = logevents.StderrLines(
-            serviceLog.service, None, serviceLog.logger
-        )
+        self._stderr = logs.StderrLines(serviceLog.service, None, serviceLog.logger)
         self._termCall: IDelayedCall | None = None
         self._killCall: IDelayedCall | None = None
 
@@ -183,12 +206,12 @@ class ChildConnection(Protocol):
 
     @ivar serviceLog: the service's log.
     @ivar serviceId: the service's id.
-    @ivar log: where events go (L{twinetd.logevents}).
+    @ivar log: where events go (L{twinetd.logs}).
     """
 
     def __init__(
         self,
-        serviceLog: logevents.ServiceLog,
+        serviceLog: logs.ServiceLog,
         makePlan: Callable[[Peer], LaunchPlan],
         spawner: Spawner,
         clock: IReactorTime,

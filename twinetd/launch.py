@@ -12,45 +12,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from twinetd.model import ServiceConfig
-
-
-@attrs.frozen
-class Peer:
-    """
-    The two ends of a connection (or the sender of a datagram), as plain text.
-
-    @ivar protocol: C{"tcp"} or C{"udp"}.
-    @ivar remoteHost: the client's address as xinetd puts it in
-        C{REMOTE_HOST} (on a dual-stack socket an IPv4 client is
-        C{::ffff:a.b.c.d}).
-    @ivar remotePort: the client's port.
-    @ivar localHost: the address the client reached.
-    @ivar localPort: the port the client reached.
-    """
-
-    protocol: str
-    remoteHost: str
-    remotePort: int
-    localHost: str
-    localPort: int
-
-    @property
-    def remoteAddress(self) -> str:
-        """
-        The client's plain address: IPv4-mapped IPv6 addresses as dotted quads.
-        """
-        return _plainAddress(self.remoteHost)
-
-    @property
-    def localAddress(self) -> str:
-        return _plainAddress(self.localHost)
-
-
-def _plainAddress(host: str) -> str:
-    if host.lower().startswith("::ffff:") and "." in host:
-        return host[len("::ffff:") :]
-    return host
+from twinetd.model import Peer, ServiceConfig
 
 
 @attrs.frozen

@@ -208,3 +208,44 @@ class ServiceConfig:
     @property
     def nameInArgs(self) -> bool:
         return "NAMEINARGS" in self.flags
+
+
+@attrs.frozen
+class Peer:
+    """
+    The two ends of a connection (or the sender of a datagram), as plain text.
+
+    @ivar protocol: C{"tcp"} or C{"udp"}.
+    @ivar remoteHost: the client's address as xinetd puts it in
+        C{REMOTE_HOST} (on a dual-stack socket an IPv4 client is
+        C{::ffff:a.b.c.d}).
+    @ivar remotePort: the client's port.
+    @ivar localHost: the address the client reached.
+    @ivar localPort: the port the client reached.
+    """
+
+    protocol: str
+    remoteHost: str
+    remotePort: int
+    localHost: str
+    localPort: int
+
+    @property
+    def remoteAddress(self) -> str:
+        """
+        The client's plain address: IPv4-mapped IPv6 addresses as dotted quads.
+        """
+        return unmapped(self.remoteHost)
+
+    @property
+    def localAddress(self) -> str:
+        return unmapped(self.localHost)
+
+
+def unmapped(host: str) -> str:
+    """
+    C{host} without the C{::ffff:} of an IPv4-mapped IPv6 address.
+    """
+    if host.lower().startswith("::ffff:") and "." in host:
+        return host[len("::ffff:") :]
+    return host

@@ -11,47 +11,36 @@ Embedders build the same tree as C{twistd twinetd} does::
 
 from __future__ import annotations
 
-import errno
 import os
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import attrs
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import (
-    IDelayedCall,
-    IListeningPort,
     IReactorProcess,
-    IReactorSocket,
     IReactorTCP,
     IReactorThreads,
     IReactorTime,
 )
 from twisted.logger import Logger
 
-from twinetd import logevents
-from twinetd.access import DenyList
 from twinetd.config import LoadResult, Lookups, loadPath, loadText
-from twinetd.dgram import DatagramService
 from twinetd.errors import ConfigError
-from twinetd.factory import Runtime, StreamFactory
-from twinetd.gate import Gate, Refused, noNames, threadedResolver
-from twinetd.handoff import WaitStreamService
-from twinetd.internal import ChargenRing, internalFor
-from twinetd.launch import LaunchPlan, Peer, planLaunch
-from twinetd.limits import Limits, Ticket
-from twinetd.listen import bindSocket, listenAddress
-from twinetd.logevents import LogSinks
-from twinetd.model import ServiceConfig, SocketType
+from twinetd.launch import LaunchPlan, planLaunch
+from twinetd.listeners.datagram import DatagramService
+from twinetd.listeners.stream import ListenerService, Runtime, StreamFactory
+from twinetd.listeners.waitstream import WaitStreamService
+from twinetd.logs import LogSinks
+from twinetd.model import Peer, ServiceConfig, SocketType
+from twinetd.modes.internal import ChargenRing, internalFor
+from twinetd.policy.access import DenyList
+from twinetd.policy.gate import Gate, Refused, noNames, threadedResolver
+from twinetd.policy.limits import Limits, Ticket
 from twinetd.spawn import spawnerFor
 
 log = Logger(namespace="twinetd")
-
-#: How often, and how far apart in seconds, a port in use is tried again
-#: before the service gives up (xinetd tries 10 times).
-BIND_RETRIES = 10
-BIND_RETRY_DELAY = 0.2
 
 
 @attrs.frozen
@@ -107,135 +96,6 @@ def unsupportedReason(config: ServiceConfig) -> str | None:
     if config.server is None:
         return "no server to run"
     return None
-
-
-class ListenerService(Service):
-    """
-    Listens on one stream service's port.  A port that cannot be bound is
-    logged and leaves this service idle; the daemon's other services are
-    unaffected.  While C{cps} has tripped the port is closed (clients are
-    refused, as under xinetd).
-
-    @ivar port: the listening port while listening, else C{None}.
-    @ivar failure: why listening failed, if it did.
-    """
-
-    port: IListeningPort | None = None
-    failure: OSError | None = None
-
-    def __init__(
-        self, config: ServiceConfig, factory: StreamFactory, reactor: Any
-    ) -> None:
-        self.config = config
-        self.factory = factory
-        self._reactor = reactor
-        self._boundPort: int | None = None
-        self._attempts = 0
-        self._retry: IDelayedCall | None = None
-        self.setName(config.id)
-
-    def privilegedStartService(self) -> None:
-        # Before twistd drops privileges: ports below 1024 need root.
-        Service.privilegedStartService(self)
-        self._listen()
-
-    def startService(self) -> None:
-        Service.startService(self)
-        if self.port is None and self.failure is None and self._retry is None:
-            self._listen()
-
-    def _listen(self) -> None:
-        config = self.config
-        if self._boundPort is not None:
-            # Listening again (after a cps pause): the same port, also when
-            # the configuration asked for an ephemeral one.
-            config = attrs.evolve(config, port=self._boundPort)
-        self._retry = None
-        try:
-            sock = bindSocket(config)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE and self._attempts < BIND_RETRIES:
-                # As xinetd ("bind retry attempt N"): the port may be held a
-                # moment longer (a child still in exec holds the old socket
-                # until its close-on-exec pass, a reload's old listener).
-                self._attempts += 1
-                self._retry = self.factory.runtime.clock.callLater(
-                    BIND_RETRY_DELAY, self._listen
-                )
-                return
-            self.failure = e
-            logevents.logCannotListen(config, listenAddress(config), e.strerror, log)
-            return
-        try:
-            self.port = IReactorSocket(self._reactor).adoptStreamPort(
-                sock.fileno(), sock.family, self.factory
-            )
-        finally:
-            sock.close()
-        self._boundPort = self.boundPort
-        self._attempts = 0
-        log.info(
-            "{service} listening on {address} port {port}",
-            service=config.id,
-            address=listenAddress(config),
-            port=self.boundPort,
-        )
-
-    @property
-    def boundPort(self) -> int | None:
-        """
-        The port number listened on (useful with C{port = 0}).
-        """
-        if self.port is None:
-            return None
-        port: int = self.port.getHost().port  # type: ignore[attr-defined]
-        return port
-
-    def pause(self, seconds: int) -> None:
-        """
-        C{cps} tripped: stop listening for C{seconds}.
-        """
-        log.warn(
-            "{service}: connections per second exceeded; not listening for "
-            "{seconds} seconds",
-            service=self.config.id,
-            seconds=seconds,
-        )
-        port, self.port = self.port, None
-        if port is not None:
-            port.stopListening()
-
-    def resume(self) -> None:
-        """
-        The C{cps} pause is over: listen again.
-        """
-        if self.running and self.port is None:
-            self.failure = None
-            self._listen()
-
-    def stopListening(self) -> Deferred[None]:
-        """
-        Close the port; connections already accepted go on.
-        """
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        port, self.port = self.port, None
-        if port is None:
-            return succeed(None)
-        d: Deferred[Any] = maybeDeferred(cast(Any, port.stopListening))
-        return d.addCallback(lambda _: None)
-
-    def stopService(self) -> Deferred[None]:
-        """
-        Stop listening, then stop the children of live connections; the
-        result fires when the port is closed and every child has ended.
-        """
-        if self.running:
-            Service.stopService(self)
-        stopped = self.stopListening()
-        children = self.factory.stop()
-        return gatherResults([stopped, children]).addCallback(lambda _: None)
 
 
 class TwinetdService(MultiService):

@@ -8,7 +8,7 @@ Fakes for tests of twinetd and of applications embedding it.
     C{IReactorUDP} too: C{listenUDP} returns a L{FakeUDPPort} that records
     the datagrams written and lets a test deliver datagrams;
     L{MemoryProcessReactor.bindDatagramPort} does the same for a
-    L{twinetd.dgram.DatagramService} (its C{bindPort}), binding no socket.
+    L{twinetd.listeners.datagram.DatagramService} (its C{bindPort}), binding no socket.
   - L{runConfig}: serve an xinetd configuration in-process on ephemeral
     loopback ports, with real children, for integration tests of inetd
     programs.
@@ -38,8 +38,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
-from twinetd.dgram import MAX_DATAGRAM
-from twinetd.listen import listenAddress
+from twinetd.listeners.datagram import MAX_DATAGRAM
+from twinetd.listeners.sockets import listenAddress
 from twinetd.model import ServiceConfig
 from twinetd.spawn import IProcessGroup
 
@@ -382,7 +382,7 @@ class MemoryProcessReactor(MemoryReactorClock):
         self, config: ServiceConfig, protocol: AbstractDatagramProtocol
     ) -> FakeUDPPort:
         """
-        A L{twinetd.dgram.BindPort}: L{listenUDP} on C{config}'s port and
+        A L{twinetd.listeners.datagram.BindPort}: L{listenUDP} on C{config}'s port and
         address (with no socket, so C{v6only} has no effect).
         """
         return self.listenUDP(

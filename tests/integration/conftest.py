@@ -26,9 +26,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from tests.processes import childProcesses
-from twinetd.bridge import BridgeProtocol
-from twinetd.launch import LaunchPlan, Peer
-from twinetd.logevents import ServiceLog
+from twinetd.launch import LaunchPlan
+from twinetd.logs import ServiceLog
+from twinetd.model import Peer
+from twinetd.modes.bridge import BridgeProtocol
 from twinetd.spawn import spawnerFor
 
 reactor: Any = _reactor

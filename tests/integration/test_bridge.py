@@ -16,7 +16,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import process as twistedProcess
 
-from twinetd import logevents, spawn
+from twinetd import logs, spawn
 from twinetd.launch import LaunchPlan
 from twinetd.spawn import PosixSpawner, SpawnedProcess, spawnerFor
 
@@ -71,8 +71,8 @@ async def test_echoRoundTrip(server: Any) -> None:
     assert await within(client.done) == b"hello, child\n"
     await within(s.ended[0])
     assert s.endedCounts == [1]
-    [start] = s.of(logevents.START)
-    [end] = s.of(logevents.EXIT)
+    [start] = s.of(logs.START)
+    [end] = s.of(logs.EXIT)
     assert start["pid"] == end["pid"] and start["host"] == "127.0.0.1"
     assert (end["status"], end["signal"]) == (0, None)
     # Every child leads its own session.
@@ -106,9 +106,9 @@ async def test_childClosesStdout(server: Any) -> None:
     client = await s.connect(Collector())
     assert await within(client.done) == b"bye\n"
     # The connection closed before the child exited (it lingers a second).
-    assert s.of(logevents.EXIT) == []
+    assert s.of(logs.EXIT) == []
     await within(s.ended[0])
-    assert s.of(logevents.EXIT)[0]["status"] == 0
+    assert s.of(logs.EXIT)[0]["status"] == 0
 
 
 @pytest_twisted.ensureDeferred
@@ -142,10 +142,10 @@ async def test_floodAgainstNonReadingClient(server: Any) -> None:
         await sleep(0.02)
         highest = max(highest, bufferedBytes(bridge.transport))
     assert 0 < highest < BUFFER_BOUND
-    assert s.of(logevents.EXIT) == []  # held back, not finished
+    assert s.of(logs.EXIT) == []  # held back, not finished
     client.transport.abortConnection()
     await within(s.ended[0])
-    [end] = s.of(logevents.EXIT)
+    [end] = s.of(logs.EXIT)
     # SIGPIPE (Python's ignoring it is undone for children) or EPIPE's exit.
     assert end["signal"] == signal.SIGPIPE or end["status"] not in (0, None)
     assert s.endedCounts == [1]
@@ -177,7 +177,7 @@ async def test_clientFloodingChildThatDoesNotRead(server: Any) -> None:
     assert bufferedBytes(client.transport) > 32 * 1024 * 1024
     client.transport.abortConnection()
     await within(s.ended[0])
-    assert s.of(logevents.EXIT)[0]["status"] == 0
+    assert s.of(logs.EXIT)[0]["status"] == 0
     assert s.endedCounts == [1]
 
 
@@ -193,7 +193,7 @@ async def test_vanishedClientTermThenKill(server: Any) -> None:
     client.transport.abortConnection()
     await within(s.ended[0])
     assert time.monotonic() - started >= 0.55
-    [end] = s.of(logevents.EXIT)
+    [end] = s.of(logs.EXIT)
     assert end["signal"] == signal.SIGKILL
     assert s.endedCounts == [1]
 
@@ -208,7 +208,7 @@ async def test_vanishedClientTerm(server: Any) -> None:
     await within(client.got)
     client.transport.abortConnection()
     await within(s.ended[0])
-    assert s.of(logevents.EXIT)[0]["signal"] == signal.SIGTERM
+    assert s.of(logs.EXIT)[0]["signal"] == signal.SIGTERM
 
 
 @pytest_twisted.ensureDeferred
@@ -230,7 +230,7 @@ async def test_badServerFailsOnlyItsConnection(server: Any, tmp_path: Any) -> No
     for expected in ("No such file or directory", "Permission denied"):
         client = await s.connect(Collector())
         assert await within(client.done) == b""
-        [*_, failed] = s.of(logevents.SPAWN_FAILED)
+        [*_, failed] = s.of(logs.SPAWN_FAILED)
         assert expected in failed["message"]
     await within(s.ended[0])
     await within(s.ended[1])
@@ -395,6 +395,6 @@ async def test_stderrLogged(server: Any) -> None:
     client = await s.connect(Collector())
     assert await within(client.done) == b"out\n"
     await within(s.ended[0])
-    lines = s.of(logevents.STDERR)
+    lines = s.of(logs.STDERR)
     assert [e["line"] for e in lines] == ["first problem", "second problem"]
-    assert {e["pid"] for e in lines} == {s.of(logevents.START)[0]["pid"]}
+    assert {e["pid"] for e in lines} == {s.of(logs.START)[0]["pid"]}

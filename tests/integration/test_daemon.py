@@ -34,7 +34,7 @@ from tests.integration.conftest import (
     sleep,
     within,
 )
-from twinetd import logevents
+from twinetd import logs
 from twinetd.config import Lookups, loadText
 from twinetd.service import DaemonSettings, fromRecords
 from twinetd.testing import RunningDaemon, runConfig
@@ -185,9 +185,9 @@ async def test_onlyFrom(daemons: Any, events: Any) -> None:
     assert json.loads(admitted.data)["env"]["REMOTE_ADDR"] == "127.0.0.1"
     refused = await fetch(d.port("env"), bindAddress=("127.0.0.2", 0))
     assert refused.data == banner.read_bytes()
-    fails = [e for e in events if e.get("twinetdEvent") == logevents.FAIL]
+    fails = [e for e in events if e.get("twinetdEvent") == logs.FAIL]
     assert [(e["reason"], e["host"]) for e in fails] == [("address", "127.0.0.2")]
-    starts = [e for e in events if e.get("twinetdEvent") == logevents.START]
+    starts = [e for e in events if e.get("twinetdEvent") == logs.START]
     assert len(starts) == 1
 
 
@@ -234,7 +234,7 @@ async def test_cpsPausesListening(daemons: Any, events: Any) -> None:
     await fetch(port)
     tripped = await fetch(port)
     assert tripped.data == b""
-    assert [e["reason"] for e in events if e.get("twinetdEvent") == logevents.FAIL] == [
+    assert [e["reason"] for e in events if e.get("twinetdEvent") == logs.FAIL] == [
         "connections per second"
     ]
     with pytest.raises(ConnectionRefusedError):
@@ -375,7 +375,7 @@ async def test_redirect(daemons: Any, events: Any) -> None:
     client.transport.loseWriteConnection()
     assert await within(client.done) == b"through\r\n"
     await sleep(0.1)
-    [traffic] = [e for e in events if e.get("twinetdEvent") == logevents.TRAFFIC]
+    [traffic] = [e for e in events if e.get("twinetdEvent") == logs.TRAFFIC]
     assert (traffic["bytesIn"], traffic["bytesOut"]) == (9, 9)
 
 
@@ -487,9 +487,7 @@ async def test_sensor(daemons: Any, events: Any) -> None:
     assert (await fetch(d.port("env"), bindAddress=("127.0.0.2", 0))).data == b""
     assert (await fetch(d.port("env"))).data
     fails = [
-        (e["service"], e["host"])
-        for e in events
-        if e.get("twinetdEvent") == logevents.FAIL
+        (e["service"], e["host"]) for e in events if e.get("twinetdEvent") == logs.FAIL
     ]
     assert fails == [("trap", "127.0.0.2"), ("env", "127.0.0.2")]
 
@@ -608,7 +606,7 @@ async def test_ipv4RuleOnDualStack(daemons: Any, events: Any) -> None:
     env = json.loads((await fetch(d.port("env"))).data)["env"]
     assert env["REMOTE_HOST"] == "::ffff:127.0.0.1"
     assert (await fetch(d.port("env"), "::1")).data == b""
-    fails = [e["host"] for e in events if e.get("twinetdEvent") == logevents.FAIL]
+    fails = [e["host"] for e in events if e.get("twinetdEvent") == logs.FAIL]
     assert fails == ["::1"]
 
 
@@ -627,14 +625,14 @@ async def test_waitStreamBehindTheGate(daemons: Any, events: Any) -> None:
     endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", d.port("acceptor"))
     await within(connectProtocol(endpoint, client))
     for _ in range(40):
-        if any(e.get("twinetdEvent") == logevents.FAIL for e in events):
+        if any(e.get("twinetdEvent") == logs.FAIL for e in events):
             break
         await sleep(0.05)
-    fails = [e for e in events if e.get("twinetdEvent") == logevents.FAIL]
+    fails = [e for e in events if e.get("twinetdEvent") == logs.FAIL]
     assert [(e["reason"], e["host"]) for e in fails][:1] == [
         ("service_limit", "<no address>")
     ]
-    assert not [e for e in events if e.get("twinetdEvent") == logevents.START]
+    assert not [e for e in events if e.get("twinetdEvent") == logs.START]
     assert not client.done.called
     client.transport.loseConnection()
     await within(client.done)

@@ -20,12 +20,12 @@ from twisted.internet import defer
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from twinetd import logevents
-from twinetd.dgram import DatagramService
+from twinetd import logs
 from twinetd.errors import SourceLocation
-from twinetd.internal import TIME_OFFSET, InternalService
-from twinetd.launch import LaunchPlan, Peer, planLaunch
-from twinetd.model import ServiceConfig, SocketType
+from twinetd.launch import LaunchPlan, planLaunch
+from twinetd.listeners.datagram import DatagramService
+from twinetd.model import Peer, ServiceConfig, SocketType
+from twinetd.modes.internal import TIME_OFFSET, InternalService
 from twinetd.spawn import spawnerFor
 
 from .conftest import CHILDREN, DEADLINE, reactor, sleep, within
@@ -289,7 +289,7 @@ async def test_flood(services: Any, clients: Any, tmp_path: Path) -> None:
     assert dropped > 0
     assert spawned + dropped <= 2000
     # Bounded logging: one FAIL, then summaries at most once a second.
-    assert len(of(service, logevents.FAIL)) <= 1 + spawned
+    assert len(of(service, logs.FAIL)) <= 1 + spawned
     assert len(of(service, "dgramDropped")) <= 2 + 60
 
     # Real overlap of the children, from their own clocks.
@@ -362,7 +362,7 @@ async def test_waitYesRefusedAndUnread(services: Any, clients: Any) -> None:
     await sleep(0.2)
     assert sum(refusing.dropped.values()) == 3
     assert not of(refusing, "start")
-    [fail] = of(refusing, logevents.FAIL)
+    [fail] = of(refusing, logs.FAIL)
     assert (fail["reason"], fail["host"]) == ("address", "127.0.0.1")
 
     config = record("noread", wait=True)
@@ -512,4 +512,4 @@ async def test_v6only(services: Any, clients: Any) -> None:
     assert [e["host"] for e in of(dual, "start")] == ["::ffff:127.0.0.1"]
     await until(lambda: len(of(bridge, "exit")) == 1)
     assert [e["host"] for e in of(bridge, "start")] == ["::1"]
-    assert not of(only6, logevents.FAIL) and not of(bridge, logevents.FAIL)
+    assert not of(only6, logs.FAIL) and not of(bridge, logs.FAIL)

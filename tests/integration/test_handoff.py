@@ -20,16 +20,12 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
-from twinetd import logevents
+from twinetd import logs
 from twinetd.errors import SourceLocation
-from twinetd.handoff import (
-    HandoffProtocol,
-    LoopGuard,
-    SocketHandedOff,
-    WaitStreamService,
-)
-from twinetd.launch import LaunchPlan, Peer
-from twinetd.model import ServiceConfig, SocketType
+from twinetd.launch import LaunchPlan
+from twinetd.listeners.waitstream import LoopGuard, WaitStreamService
+from twinetd.model import Peer, ServiceConfig, SocketType
+from twinetd.modes.handoff import HandoffProtocol, SocketHandedOff
 from twinetd.spawn import spawnerFor
 
 from .conftest import Collector, childPlan, reactor, sleep, within
@@ -146,7 +142,7 @@ class HandoffServer:
             done.callback(None)
 
         protocol = self.protocolClass(
-            logevents.ServiceLog("test", logger=Logger(observer=self.events.append)),
+            logs.ServiceLog("test", logger=Logger(observer=self.events.append)),
             self.makePlan,
             self.spawner,
             reactor,
@@ -158,7 +154,7 @@ class HandoffServer:
         return protocol
 
     def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get(logevents.EVENT_FIELD) == kind]
+        return [e for e in self.events if e.get(logs.EVENT_FIELD) == kind]
 
     async def connect(self, client: Collector) -> Collector:
         number = self.port.getHost().port
@@ -206,7 +202,7 @@ async def test_fromfdLoopSeed(handoffServer: Any) -> None:
     await within(client.done)
     await within(s.ended[0])
     assert s.endedCounts == [1]
-    [end] = s.of(logevents.EXIT)
+    [end] = s.of(logs.EXIT)
     assert end["status"] == 0
 
 
@@ -231,7 +227,7 @@ async def test_fromfdPeerSeed(handoffServer: Any, interface: str) -> None:
     assert re.fullmatch(r"Now: \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}", lines[2])
     assert len(lines) == 3
     await within(s.ended[0])
-    [start] = s.of(logevents.START)
+    [start] = s.of(logs.START)
     expected = "127.0.0.1" if interface == "127.0.0.1" else "::ffff:127.0.0.1"
     assert (start["host"], start["port"]) == (expected, clientPort)
 
@@ -255,10 +251,10 @@ async def test_childGetsTheSocket(handoffServer: Any) -> None:
     assert info["peer"] == repr(("127.0.0.1", client.localPort))
     assert b"to-stderr" not in data
     await within(s.ended[0])
-    [line] = s.of(logevents.STDERR)
+    [line] = s.of(logs.STDERR)
     assert line["line"] == "to-stderr"
-    [start] = s.of(logevents.START)
-    [end] = s.of(logevents.EXIT)
+    [start] = s.of(logs.START)
+    [end] = s.of(logs.EXIT)
     assert start["pid"] == end["pid"] and end["status"] == 0
 
 
@@ -274,7 +270,7 @@ async def test_stderrToSocket(handoffServer: Any) -> None:
     assert info["fd2"] == s.protocols[0].inode
     assert data.startswith(b"to-stderr\n")
     await within(s.ended[0])
-    assert s.of(logevents.STDERR) == []
+    assert s.of(logs.STDERR) == []
 
 
 @pytest_twisted.ensureDeferred
@@ -344,9 +340,9 @@ async def test_spawnFailureClosesConnection(handoffServer: Any) -> None:
     client = await s.connect(Collector())
     assert await within(client.done) == b""
     await within(s.ended[0])
-    [failed] = s.of(logevents.SPAWN_FAILED)
+    [failed] = s.of(logs.SPAWN_FAILED)
     assert "/nonexistent/server" in failed["message"]
-    assert s.of(logevents.START) == []
+    assert s.of(logs.START) == []
 
 
 # wait = yes
@@ -375,7 +371,7 @@ class WaitHarness:
             lambda: self.plan,
             spawnerFor(reactor),
             reactor,
-            serviceLog=logevents.ServiceLog(
+            serviceLog=logs.ServiceLog(
                 "waitstream", logger=Logger(observer=self.events.append)
             ),
             killDelay=killDelay,
@@ -383,7 +379,7 @@ class WaitHarness:
         )
 
     def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get(logevents.EVENT_FIELD) == kind]
+        return [e for e in self.events if e.get(logs.EVENT_FIELD) == kind]
 
     async def connect(self, client: Collector) -> Collector:
         port = self.service.port
@@ -432,17 +428,17 @@ async def test_waitChildAcceptsSeveral(waitHarness: Any) -> None:
     assert len(pids) == 1
     [pid] = pids
     assert replies == [b"hello %d pid=%s blocking=True\n" % (n, pid) for n in range(3)]
-    await h.waitFor(logevents.EXIT, 1)
-    [start] = h.of(logevents.START)
+    await h.waitFor(logs.EXIT, 1)
+    [start] = h.of(logs.START)
     assert (start["host"], start["pid"]) == ("<no address>", int(pid))
-    assert h.of(logevents.EXIT)[0]["status"] == 0
+    assert h.of(logs.EXIT)[0]["status"] == 0
     client = await h.connect(Collector())
     reply = await within(client.done)
     assert reply.startswith(b"hello 0 pid=") and pid not in reply
-    assert len(h.of(logevents.START)) == 2
+    assert len(h.of(logs.START)) == 2
     # The second child waits for more clients: stopping ends it.
     await within(h.service.stopService())
-    [_, second] = h.of(logevents.EXIT)
+    [_, second] = h.of(logs.EXIT)
     assert second["signal"] == 15
 
 
@@ -459,11 +455,11 @@ async def test_waitNoForkStorm(waitHarness: Any) -> None:
     )
     client = await h.connect(Collector())
     await sleep(2.0)
-    starts = len(h.of(logevents.START))
+    starts = len(h.of(logs.START))
     # 3 at once, then one after 0.3 s and one per 0.6 s: about 6 in 2 s
     # (without the guard: hundreds).
     assert 4 <= starts <= 10, starts
-    backoffs = h.of(logevents.STREAM_BACKOFF)
+    backoffs = h.of(logs.STREAM_BACKOFF)
     assert [b["delay"] for b in backoffs][:2] == [0.3, 0.6]
     assert len(backoffs) == 2  # the same delay is not logged again
     await within(h.service.stopService())
@@ -480,12 +476,12 @@ async def test_waitStopKillsChild(waitHarness: Any) -> None:
     """
     h: WaitHarness = waitHarness(childPlan("holdlisten", "stubborn"), killDelay=0.5)
     client = await h.connect(Collector())
-    await h.waitFor(logevents.START, 1)
+    await h.waitFor(logs.START, 1)
     await sleep(0.3)  # let the child install its SIGTERM handler
     started = time.monotonic()
     await within(h.service.stopService())
     assert time.monotonic() - started >= 0.4
-    [end] = h.of(logevents.EXIT)
+    [end] = h.of(logs.EXIT)
     assert end["signal"] == 9
     assert h.service.port is None
     client.transport.abortConnection()

@@ -16,7 +16,8 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 
 from twinetd.errors import SourceLocation
-from twinetd.internal import (
+from twinetd.model import ServiceConfig, SocketType
+from twinetd.modes.internal import (
     CHARGEN_CHUNK_LINES,
     ChargenRing,
     ChargenStream,
@@ -26,7 +27,6 @@ from twinetd.internal import (
     daytimeText,
     internalFor,
 )
-from twinetd.model import ServiceConfig, SocketType
 
 reactor: Any = _reactor
 DEADLINE = 10.0

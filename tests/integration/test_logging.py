@@ -17,10 +17,10 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol, ServerFactory
 from twisted.protocols.basic import LineOnlyReceiver
 
-from twinetd.bridge import peerFromTransport
+from twinetd.child import peerFromTransport
 from twinetd.errors import SourceLocation
-from twinetd.ident import queryIdent
-from twinetd.logevents import LogSinks, ServiceLog
+from twinetd.logs import LogSinks, ServiceLog
+from twinetd.logs.ident import queryIdent
 from twinetd.model import FileTarget, ServiceConfig, SocketType
 
 reactor: Any = _reactor
@@ -217,7 +217,7 @@ async def test_sharedFileAndRotation(tmp_path: Path) -> None:
         two = sinks.serviceLog(
             config("two", target, logOnFailure=frozenset({"HOST", "ATTEMPT"}))
         )
-        from twinetd.launch import Peer
+        from twinetd.model import Peer
 
         peer = Peer("tcp", "::ffff:127.0.0.1", 40000, "::ffff:127.0.0.1", 1)
         one.start(10, peer)

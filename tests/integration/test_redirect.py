@@ -21,8 +21,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twinetd import logevents
-from twinetd.redirect import RedirectProtocol, Traffic
+from twinetd import logs
+from twinetd.modes.redirect import RedirectProtocol, Traffic
 
 from .conftest import reactor, sleep, within
 
@@ -387,7 +387,7 @@ async def test_deadTarget(targets: Any) -> None:
     assert time.monotonic() - started < 2
     traffic = await within(relay.ended[0])
     assert (traffic.bytesIn, traffic.bytesOut, traffic.connected) == (0, 0, False)
-    [event] = relay.of(logevents.REDIRECT_FAILED)
+    [event] = relay.of(logs.REDIRECT_FAILED)
     assert (event["targetHost"], event["targetPort"]) == ("127.0.0.1", deadPort)
     assert event["host"] == "127.0.0.1"
     assert "refused" in event["reason"]
@@ -415,7 +415,7 @@ async def test_connectTimeout(targets: Any) -> None:
         await within(client.eof, 5)
         elapsed = time.monotonic() - started
         assert 0.4 < elapsed < 3
-        [event] = relay.of(logevents.REDIRECT_FAILED)
+        [event] = relay.of(logs.REDIRECT_FAILED)
         assert "timeout" in event["reason"]
         traffic = await within(relay.ended[0])
         assert (traffic.bytesIn, traffic.connected) == (0, False)

@@ -1,5 +1,5 @@
 """
-Tests for L{twinetd.access}.
+Tests for L{twinetd.policy.access}.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from twisted.internet.task import Clock
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd.access import (
+from twinetd.errors import SourceLocation
+from twinetd.model import AddressRule, ServiceConfig, SocketType
+from twinetd.policy.access import (
     FOREVER,
     REASON_ADDRESS,
     REASON_TIME,
@@ -25,8 +27,6 @@ from twinetd.access import (
     needsName,
     sourceKey,
 )
-from twinetd.errors import SourceLocation
-from twinetd.model import AddressRule, ServiceConfig, SocketType
 
 
 def net(text: str, network: str | None = None) -> AddressRule:

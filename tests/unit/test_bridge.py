@@ -1,5 +1,5 @@
 """
-L{twinetd.bridge} with fakes: StringTransport, the fake process reactor and
+L{twinetd.modes.bridge} with fakes: StringTransport, the fake process reactor and
 its Clock.
 """
 
@@ -16,10 +16,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import logevents
-from twinetd.bridge import BridgeProtocol
-from twinetd.launch import LaunchPlan, Peer
-from twinetd.logevents import MAX_STDERR_LINE, ServiceLog
+from twinetd import logs
+from twinetd.launch import LaunchPlan
+from twinetd.logs import MAX_STDERR_LINE, ServiceLog
+from twinetd.model import Peer
+from twinetd.modes.bridge import BridgeProtocol
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, MemoryProcessReactor
 
@@ -78,7 +79,7 @@ class Harness:
         return process
 
     def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get(logevents.EVENT_FIELD) == kind]
+        return [e for e in self.events if e.get(logs.EVENT_FIELD) == kind]
 
     def clientGone(self) -> None:
         self.protocol.connectionLost(Failure(ConnectionLost()))
@@ -129,7 +130,7 @@ class StartTests(SynchronousTestCase):
         """
         h = Harness()
         h.connect()
-        [event] = h.of(logevents.START)
+        [event] = h.of(logs.START)
         self.assertEqual(
             (event["service"], event["pid"], event["host"], event["port"]),
             ("svc", 1001, "192.0.2.7", 40000),
@@ -248,7 +249,7 @@ class EndTests(SynchronousTestCase):
         h.connect()
         h.reactor.advance(2.5)
         h.process.end(status=3)
-        [event] = h.of(logevents.EXIT)
+        [event] = h.of(logs.EXIT)
         self.assertEqual(
             (event["service"], event["pid"], event["status"], event["signal"]),
             ("svc", 1001, 3, None),
@@ -259,7 +260,7 @@ class EndTests(SynchronousTestCase):
         h = Harness()
         h.connect()
         h.process.end(signal=9)
-        [event] = h.of(logevents.EXIT)
+        [event] = h.of(logs.EXIT)
         self.assertEqual((event["status"], event["signal"]), (None, 9))
         self.assertIn("signal={signal}", event["log_format"])
 
@@ -376,7 +377,7 @@ class SpawnFailureTests(SynchronousTestCase):
             errno.ENOENT, "No such file or directory"
         )
         h.connect()
-        [event] = h.of(logevents.SPAWN_FAILED)
+        [event] = h.of(logs.SPAWN_FAILED)
         self.assertEqual(
             (event["service"], event["host"], event["port"]),
             ("svc", "192.0.2.7", 40000),
@@ -401,7 +402,7 @@ class SpawnFailureTests(SynchronousTestCase):
 
         h = Harness(makePlan=badPlan)
         h.connect()
-        self.assertEqual(len(h.of(logevents.SPAWN_FAILED)), 1)
+        self.assertEqual(len(h.of(logs.SPAWN_FAILED)), 1)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 0)
         self.assertTrue(any("log_failure" in e for e in h.events))
         h.transportClosed()
@@ -418,7 +419,7 @@ class StderrTests(SynchronousTestCase):
         h.connect()
         h.process.output(b"first\nsec", 2)
         h.process.output(b"ond\r\n", 2)
-        lines = h.of(logevents.STDERR)
+        lines = h.of(logs.STDERR)
         self.assertEqual([e["line"] for e in lines], ["first", "second"])
         self.assertEqual({(e["service"], e["pid"]) for e in lines}, {("svc", 1001)})
 
@@ -430,7 +431,7 @@ class StderrTests(SynchronousTestCase):
         h = Harness()
         h.connect()
         h.process.output(b"a" * (MAX_STDERR_LINE * 2 + 10), 2)
-        events = h.of(logevents.STDERR)
+        events = h.of(logs.STDERR)
         self.assertEqual(
             [(len(e["line"]), e["truncated"]) for e in events],
             [(MAX_STDERR_LINE, True)] * 2,
@@ -445,15 +446,15 @@ class StderrTests(SynchronousTestCase):
         h = Harness()
         h.connect()
         h.process.output(b"no newline", 2)
-        self.assertEqual(h.of(logevents.STDERR), [])
+        self.assertEqual(h.of(logs.STDERR), [])
         h.process.end()
-        self.assertEqual([e["line"] for e in h.of(logevents.STDERR)], ["no newline"])
+        self.assertEqual([e["line"] for e in h.of(logs.STDERR)], ["no newline"])
 
     def test_undecodable(self) -> None:
         h = Harness()
         h.connect()
         h.process.output(b"bad \xff byte\n", 2)
-        [event] = h.of(logevents.STDERR)
+        [event] = h.of(logs.STDERR)
         self.assertEqual(event["line"], "bad \\xff byte")
 
 

@@ -12,9 +12,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import logevents
+from twinetd import logs
 from twinetd.child import ChildConnection, ChildProcess, exitFields, signalChild
-from twinetd.launch import LaunchPlan, Peer
+from twinetd.launch import LaunchPlan
+from twinetd.model import Peer
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, MemoryProcessReactor
 
@@ -44,7 +45,7 @@ class SignalChildTests(SynchronousTestCase):
     def spawn(self, newSession: bool) -> FakeProcess:
         reactor = MemoryProcessReactor(newSession=newSession)
         ReactorSpawner(reactor).spawn(
-            ChildProcess(logevents.ServiceLog("svc"), None, reactor), PLAN
+            ChildProcess(logs.ServiceLog("svc"), None, reactor), PLAN
         )
         return reactor.spawned[0]
 
@@ -77,7 +78,7 @@ class Harness:
         self.reactor = MemoryProcessReactor(newSession=newSession)
         self.events: list[dict[str, Any]] = []
         self.ended = 0
-        self.serviceLog = logevents.ServiceLog(
+        self.serviceLog = logs.ServiceLog(
             "svc", logger=Logger(observer=self.events.append)
         )
         self.child = ChildProcess(
@@ -92,7 +93,7 @@ class Harness:
         return self.reactor.spawned[-1]
 
     def of(self, name: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get(logevents.EVENT_FIELD) == name]
+        return [e for e in self.events if e.get(logs.EVENT_FIELD) == name]
 
 
 class ChildProcessTests(SynchronousTestCase):
@@ -103,7 +104,7 @@ class ChildProcessTests(SynchronousTestCase):
         h = Harness()
         self.assertEqual((h.child.pid, h.child.process), (None, None))
         process = h.start()
-        [start] = h.of(logevents.START)
+        [start] = h.of(logs.START)
         self.assertEqual((start["pid"], start["host"]), (process.pid, "10.0.0.7"))
         self.assertEqual((h.child.pid, h.child.process), (process.pid, process))
 
@@ -118,7 +119,7 @@ class ChildProcessTests(SynchronousTestCase):
         pid = process.pid
         h.reactor.advance(2.5)
         process.exit(status=3)
-        [end] = h.of(logevents.EXIT)
+        [end] = h.of(logs.EXIT)
         self.assertEqual(
             (end["pid"], end["status"], end["signal"], end["duration"]),
             (pid, 3, None, 2.5),
@@ -133,7 +134,7 @@ class ChildProcessTests(SynchronousTestCase):
         h = Harness()
         h.start().endBySignal("KILL")
         self.assertEqual((h.child.exitStatus, h.child.exitSignal), (None, 9))
-        self.assertEqual(h.of(logevents.EXIT)[0]["signal"], 9)
+        self.assertEqual(h.of(logs.EXIT)[0]["signal"], 9)
 
     def test_stderrLines(self) -> None:
         """
@@ -148,7 +149,7 @@ class ChildProcessTests(SynchronousTestCase):
         process.output(b"o\nthree", 2)
         process.end(0)
         self.assertEqual(
-            [(e["line"], e["pid"]) for e in h.of(logevents.STDERR)],
+            [(e["line"], e["pid"]) for e in h.of(logs.STDERR)],
             [("one", pid), ("two", pid), ("three", pid)],
         )
 
@@ -285,7 +286,7 @@ class ChildProcessTests(SynchronousTestCase):
         """
         h = Harness(peer=None)
         process = h.start()
-        [start] = h.of(logevents.START)
+        [start] = h.of(logs.START)
         self.assertEqual(start["pid"], process.pid)
 
 
@@ -306,7 +307,7 @@ class ChildConnectionTests(SynchronousTestCase):
     def build(self) -> tuple[Connection, list[int]]:
         reactor = MemoryProcessReactor()
         ended: list[int] = []
-        serviceLog = logevents.ServiceLog("svc", logger=Logger(observer=lambda e: None))
+        serviceLog = logs.ServiceLog("svc", logger=Logger(observer=lambda e: None))
         connection = Connection(
             serviceLog,
             lambda peer: PLAN,

@@ -1,5 +1,5 @@
 """
-Tests for L{twinetd.dgram} with the fake reactor: no sockets, processes or
+Tests for L{twinetd.listeners.datagram} with the fake reactor: no sockets, processes or
 real time.
 """
 
@@ -13,17 +13,17 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import logevents
-from twinetd.dgram import (
+from twinetd import logs
+from twinetd.errors import SourceLocation
+from twinetd.launch import LaunchPlan, planLaunch
+from twinetd.listeners.datagram import (
     BACKOFF_FIRST,
     DEFAULT_CHILD_TIMEOUT,
     MAX_DATAGRAM,
     DatagramService,
 )
-from twinetd.errors import SourceLocation
-from twinetd.internal import InternalService
-from twinetd.launch import LaunchPlan, Peer, planLaunch
-from twinetd.model import ServiceConfig, SocketType
+from twinetd.model import Peer, ServiceConfig, SocketType
+from twinetd.modes.internal import InternalService
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, FakeUDPPort, MemoryProcessReactor
 
@@ -173,7 +173,7 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.assertIs(service.failure, error)
         self.assertIsNone(service.port)
         self.assertIsNone(service.boundPort)
-        [event] = self.of(logevents.CANNOT_LISTEN)
+        [event] = self.of(logs.CANNOT_LISTEN)
         self.assertEqual(
             (event["address"], event["reason"]),
             ("127.0.0.1", "Address already in use"),
@@ -301,7 +301,7 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.setUpService(record(), admit=lambda peer: No("address", "only_from"))
         self.port.deliver(b"q", CLIENT)
         self.assertEqual(self.spawned, [])
-        [fail] = self.of(logevents.FAIL)
+        [fail] = self.of(logs.FAIL)
         self.assertEqual(
             (fail["reason"], fail["detail"], fail["host"], fail["port"]),
             ("address", "only_from", "127.0.0.1", 5555),
@@ -316,7 +316,7 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.setUpService(record(), admit=lambda peer: No("address"))
         for i in range(100):
             self.port.deliver(b"%d" % i, CLIENT)
-        self.assertEqual(len(self.of(logevents.FAIL)), 1)
+        self.assertEqual(len(self.of(logs.FAIL)), 1)
         self.assertEqual(self.of("dgramDropped"), [])
         self.reactor.advance(0.5)
         for i in range(50):
@@ -331,9 +331,9 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.assertEqual([e["count"] for e in self.of("dgramDropped")], [149, 1])
         self.reactor.advance(5)
         self.assertEqual(len(self.of("dgramDropped")), 2)
-        self.assertEqual(len(self.of(logevents.FAIL)), 1)
+        self.assertEqual(len(self.of(logs.FAIL)), 1)
         self.port.deliver(b"y", CLIENT)
-        self.assertEqual(len(self.of(logevents.FAIL)), 2)
+        self.assertEqual(len(self.of(logs.FAIL)), 2)
         self.assertEqual(self.service.dropped["address"], 152)
 
     def test_ticketHeldWhileChildRuns(self) -> None:

@@ -1,6 +1,6 @@
 """
-L{twinetd.factory} and L{twinetd.gate}: what each accepted connection gets,
-with fakes (StringTransport, the fake process reactor, its clock).
+L{twinetd.listeners.stream} and L{twinetd.policy.gate}: what each accepted
+connection gets, with fakes (StringTransport, the fake process reactor, its clock).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import logevents
-from twinetd.access import DenyList
+from twinetd import logs
 from twinetd.errors import SourceLocation
-from twinetd.factory import Front, Runtime, StreamFactory
-from twinetd.gate import Gate, Refused
-from twinetd.limits import Limits, Ticket
+from twinetd.listeners.stream import Front, Runtime, StreamFactory
 from twinetd.model import AddressRule, ServiceConfig, SocketType
+from twinetd.policy.access import DenyList
+from twinetd.policy.gate import Gate, Refused
+from twinetd.policy.limits import Limits, Ticket
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import MemoryProcessReactor
 
@@ -145,7 +145,7 @@ class RefusedTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"go away\r\n")
         self.assertTrue(transport.disconnecting)
         self.assertEqual(h.reactor.spawned, [])
-        [event] = [e for e in seen if e.get("twinetdEvent") == logevents.FAIL]
+        [event] = [e for e in seen if e.get("twinetdEvent") == logs.FAIL]
         self.assertEqual((event["reason"], event["host"]), ("address", "192.0.2.7"))
         self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
 
@@ -160,7 +160,7 @@ class RefusedTests(SynchronousTestCase):
         second = h.connect(port=40001)
         self.assertEqual(len(h.reactor.spawned), 1)
         self.assertTrue(second.disconnecting)
-        [event] = [e for e in seen if e.get("twinetdEvent") == logevents.FAIL]
+        [event] = [e for e in seen if e.get("twinetdEvent") == logs.FAIL]
         self.assertEqual(event["reason"], "service_limit")
         h.reactor.spawned[0].end()
         first.protocol.connectionLost(None)
@@ -270,7 +270,7 @@ class GateTests(SynchronousTestCase):
 
 
 def peer() -> Any:
-    from twinetd.launch import Peer
+    from twinetd.model import Peer
 
     return Peer("tcp", "192.0.2.7", 40000, "127.0.0.1", 7000)
 

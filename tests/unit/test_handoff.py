@@ -1,5 +1,5 @@
 """
-L{twinetd.handoff} with fakes: a fake socket and TCP transport, the fake
+L{twinetd.modes.handoff} with fakes: a fake socket and TCP transport, the fake
 process reactor and its Clock.
 """
 
@@ -18,21 +18,19 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import logevents
+from twinetd import logs
 from twinetd.errors import SourceLocation
-from twinetd.gate import Refused
-from twinetd.handoff import (
-    REFUSED_RETRY,
+from twinetd.launch import LaunchPlan
+from twinetd.listeners.sockets import listenAddress
+from twinetd.listeners.waitstream import REFUSED_RETRY, LoopGuard, WaitStreamService
+from twinetd.model import Peer, ServiceConfig, SocketType
+from twinetd.modes.handoff import (
     HandoffChild,
     HandoffProtocol,
-    LoopGuard,
     SocketHandedOff,
-    WaitStreamService,
     handOff,
-    listenAddress,
 )
-from twinetd.launch import LaunchPlan, Peer
-from twinetd.model import ServiceConfig, SocketType
+from twinetd.policy.gate import Refused
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, MemoryProcessReactor
 
@@ -179,7 +177,7 @@ class HandOffHarness:
             kw.pop("plan", PLAN),
             self.spawner,
             self.reactor,
-            logevents.ServiceLog("svc", logger=self.log),
+            logs.ServiceLog("svc", logger=self.log),
             killDelay=KILL_DELAY,
             onEnded=self.onEnded,
             **kw,
@@ -191,7 +189,7 @@ class HandOffHarness:
         return process
 
     def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get(logevents.EVENT_FIELD) == kind]
+        return [e for e in self.events if e.get(logs.EVENT_FIELD) == kind]
 
 
 class HandOffTests(SynchronousTestCase):
@@ -254,7 +252,7 @@ class HandOffTests(SynchronousTestCase):
         """
         h = HandOffHarness()
         h.handOff()
-        [start] = h.of(logevents.START)
+        [start] = h.of(logs.START)
         self.assertEqual(
             (start["service"], start["pid"], start["host"], start["port"]),
             ("svc", h.process.pid, "10.0.0.7", 40001),
@@ -262,7 +260,7 @@ class HandOffTests(SynchronousTestCase):
         pid = h.process.pid
         h.reactor.advance(3)
         h.process.end(status=2)
-        [end] = h.of(logevents.EXIT)
+        [end] = h.of(logs.EXIT)
         self.assertEqual(
             (end["pid"], end["status"], end["signal"], end["duration"]),
             (pid, 2, None, 3.0),
@@ -294,8 +292,8 @@ class HandOffTests(SynchronousTestCase):
         h.process.output(b"first\nsec", 2)
         h.process.output(b"ond\r\nlast", 2)
         h.process.end(0)
-        lines = [(e["line"], e["pid"]) for e in h.of(logevents.STDERR)]
-        pid = h.of(logevents.START)[0]["pid"]
+        lines = [(e["line"], e["pid"]) for e in h.of(logs.STDERR)]
+        pid = h.of(logs.START)[0]["pid"]
         self.assertEqual(lines, [("first", pid), ("second", pid), ("last", pid)])
 
     def test_longStderrLineCut(self) -> None:
@@ -305,15 +303,15 @@ class HandOffTests(SynchronousTestCase):
         """
         h = HandOffHarness()
         h.handOff()
-        h.process.output(b"x" * (logevents.MAX_STDERR_LINE + 10), 2)
-        h.process.output(b"\n" + b"y" * (logevents.MAX_STDERR_LINE + 1) + b"\n", 2)
-        events = h.of(logevents.STDERR)
+        h.process.output(b"x" * (logs.MAX_STDERR_LINE + 10), 2)
+        h.process.output(b"\n" + b"y" * (logs.MAX_STDERR_LINE + 1) + b"\n", 2)
+        events = h.of(logs.STDERR)
         self.assertEqual(
             [(len(e["line"]), e["truncated"]) for e in events],
             [
-                (logevents.MAX_STDERR_LINE, True),
+                (logs.MAX_STDERR_LINE, True),
                 (10, False),
-                (logevents.MAX_STDERR_LINE, True),
+                (logs.MAX_STDERR_LINE, True),
             ],
         )
 
@@ -326,7 +324,7 @@ class HandOffTests(SynchronousTestCase):
         h = HandOffHarness()
         h.reactor.spawnErrors["/usr/bin/server"] = OSError(errno.ENOENT, "nope")
         self.assertIsNone(h.handOff())
-        [failed] = h.of(logevents.SPAWN_FAILED)
+        [failed] = h.of(logs.SPAWN_FAILED)
         self.assertEqual((failed["host"], failed["port"]), ("10.0.0.7", 40001))
         self.assertIn("No such file or directory", failed["message"])
         self.assertEqual(
@@ -336,7 +334,7 @@ class HandOffTests(SynchronousTestCase):
         self.assertFalse(h.transport.socket.blocking)
         self.assertEqual(h.protocol.reasons, [])
         self.assertEqual(h.ended, 1)
-        self.assertEqual(h.of(logevents.START), [])
+        self.assertEqual(h.of(logs.START), [])
 
     def test_unexpectedSpawnError(self) -> None:
         """
@@ -350,7 +348,7 @@ class HandOffTests(SynchronousTestCase):
 
         h.spawner.spawn = broken  # type: ignore[method-assign]
         self.assertIsNone(h.handOff())
-        [failed] = h.of(logevents.SPAWN_FAILED)
+        [failed] = h.of(logs.SPAWN_FAILED)
         self.assertEqual(failed["message"], "RuntimeError: boom")
         self.assertIn("loseConnection", h.transport.trail)
         self.assertEqual(h.ended, 1)
@@ -388,7 +386,7 @@ class HandOffTests(SynchronousTestCase):
         h.transport._tempDataBuffer = [b"BANNER\n"]
         h.transport.socket.sendError = OSError(errno.EPIPE, "Broken pipe")
         self.assertIsNone(h.handOff())
-        [failed] = h.of(logevents.SPAWN_FAILED)
+        [failed] = h.of(logs.SPAWN_FAILED)
         self.assertIn("cannot send pending output", failed["message"])
         self.assertEqual(h.reactor.spawned, [])
         self.assertEqual(h.ended, 1)
@@ -408,7 +406,7 @@ class HandOffTests(SynchronousTestCase):
             h.transport.socket.options, [(socket.IPPROTO_IPV6, 1, socket.AF_INET)]
         )
         # REMOTE_HOST and the logs keep xinetd's ::ffff: form.
-        self.assertEqual(h.of(logevents.START)[0]["host"], "::ffff:10.0.0.7")
+        self.assertEqual(h.of(logs.START)[0]["host"], "::ffff:10.0.0.7")
 
     def test_realIPv6ClientUntouched(self) -> None:
         h = HandOffHarness(
@@ -432,7 +430,7 @@ class HandOffTests(SynchronousTestCase):
         self.assertEqual(h.process.signals, ["TERM", "KILL"])
         h.process.endBySignal("KILL")
         self.assertEqual(h.ended, 1)
-        self.assertEqual(h.of(logevents.EXIT)[0]["signal"], 9)
+        self.assertEqual(h.of(logs.EXIT)[0]["signal"], 9)
 
     def test_stopProcessGroup(self) -> None:
         """
@@ -466,7 +464,7 @@ class HandoffProtocolTests(SynchronousTestCase):
             self.ended += 1
 
         protocol = HandoffProtocol(
-            logevents.ServiceLog("svc", logger=Logger(observer=self.events.append)),
+            logs.ServiceLog("svc", logger=Logger(observer=self.events.append)),
             makePlan or plan,
             ReactorSpawner(self.reactor),
             self.reactor,
@@ -513,7 +511,7 @@ class HandoffProtocolTests(SynchronousTestCase):
 
         protocol, transport = self.build(broken)
         [failed] = [
-            e for e in self.events if e.get("twinetdEvent") == logevents.SPAWN_FAILED
+            e for e in self.events if e.get("twinetdEvent") == logs.SPAWN_FAILED
         ]
         self.assertEqual(failed["message"], "ValueError: bad plan")
         self.assertEqual(transport.trail, ["loseConnection"])
@@ -620,7 +618,7 @@ class WaitStreamHarness:
             makePlan,
             ReactorSpawner(self.reactor),
             self.reactor,
-            serviceLog=logevents.ServiceLog(
+            serviceLog=logs.ServiceLog(
                 "ws", logger=Logger(observer=self.events.append)
             ),
             killDelay=KILL_DELAY,
@@ -641,7 +639,7 @@ class WaitStreamHarness:
         reader.doRead()  # type: ignore[attr-defined]
 
     def of(self, kind: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e.get(logevents.EVENT_FIELD) == kind]
+        return [e for e in self.events if e.get(logs.EVENT_FIELD) == kind]
 
 
 class WaitStreamServiceTests(SynchronousTestCase):
@@ -679,7 +677,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         self.assertFalse(h.watching)
         [process] = h.reactor.spawned
         self.assertEqual(process.call.childFDs, {0: 23, 1: 23, 2: "r"})
-        [start] = h.of(logevents.START)
+        [start] = h.of(logs.START)
         self.assertEqual((start["host"], start["port"]), ("<no address>", 0))
         self.assertIs(h.service.child, process.proto)
 
@@ -698,7 +696,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         process.end(0)
         self.assertTrue(h.watching)
         self.assertIsNone(h.service.child)
-        self.assertEqual(h.of(logevents.EXIT)[0]["duration"], 30)
+        self.assertEqual(h.of(logs.EXIT)[0]["duration"], 30)
         h.readable()
         self.assertEqual(len(h.reactor.spawned), 2)
 
@@ -715,12 +713,12 @@ class WaitStreamServiceTests(SynchronousTestCase):
             h.readable()
             h.reactor.spawned[-1].end(1)
             self.assertTrue(h.watching)
-        self.assertEqual(h.of(logevents.STREAM_BACKOFF), [])
+        self.assertEqual(h.of(logs.STREAM_BACKOFF), [])
         h.readable()
         pid = h.reactor.spawned[-1].pid
         h.reactor.spawned[-1].end(1)
         self.assertFalse(h.watching)
-        [backoff] = h.of(logevents.STREAM_BACKOFF)
+        [backoff] = h.of(logs.STREAM_BACKOFF)
         self.assertEqual(
             (backoff["delay"], backoff["quickExits"], backoff["pid"]),
             (1.0, 3, pid),
@@ -734,9 +732,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         self.assertFalse(h.watching)
         h.reactor.advance(2.0)
         self.assertTrue(h.watching)
-        self.assertEqual(
-            [e["delay"] for e in h.of(logevents.STREAM_BACKOFF)], [1.0, 2.0]
-        )
+        self.assertEqual([e["delay"] for e in h.of(logs.STREAM_BACKOFF)], [1.0, 2.0])
         self.assertEqual(len(h.reactor.spawned), 4)
 
     def test_backoffLogRateLimited(self) -> None:
@@ -754,7 +750,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
             h.reactor.spawned[-1].end(1)
             h.reactor.advance(1.0)
         self.assertEqual(len(h.reactor.spawned), 12)
-        self.assertEqual(len(h.of(logevents.STREAM_BACKOFF)), 2)
+        self.assertEqual(len(h.of(logs.STREAM_BACKOFF)), 2)
 
     def test_slowChildNoBackoff(self) -> None:
         h = WaitStreamHarness(LoopGuard(quickExit=1.0, burst=0))
@@ -777,7 +773,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         self.assertTrue(h.watching)
         h.readable()
         self.assertFalse(h.watching)
-        failures = h.of(logevents.SPAWN_FAILED)
+        failures = h.of(logs.SPAWN_FAILED)
         self.assertEqual(len(failures), 2)
         self.assertEqual(failures[0]["host"], "<no address>")
         self.assertIsNone(h.service.child)
@@ -802,7 +798,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
                 pass
 
         h = WaitStreamHarness()
-        h.service.serviceLog = logevents.ServiceLog(
+        h.service.serviceLog = logs.ServiceLog(
             "ws", frozenset({"PID", "HOST", "EXIT"}), sink=Sink()
         )
         h.service.startService()
@@ -924,7 +920,7 @@ class WaitStreamAdmissionTests(SynchronousTestCase):
         h.service.startService()
         h.readable()
         self.assertEqual(h.reactor.spawned, [])
-        [fail] = h.of(logevents.FAIL)
+        [fail] = h.of(logs.FAIL)
         self.assertEqual(
             (fail["reason"], fail["host"]), ("connections per second", "<no address>")
         )

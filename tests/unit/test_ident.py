@@ -1,5 +1,5 @@
 """
-RFC 1413 queries (L{twinetd.ident}) against a memory reactor.
+RFC 1413 queries (L{twinetd.logs.ident}) against a memory reactor.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd.ident import (
+from twinetd.logs.ident import (
     IDENT_PORT,
     IDENT_TIMEOUT,
     MAX_REPLY,

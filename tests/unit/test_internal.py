@@ -1,5 +1,5 @@
 """
-Tests for L{twinetd.internal}: xinetd's builtins, byte for byte.
+Tests for L{twinetd.modes.internal}: xinetd's builtins, byte for byte.
 
 The expected bytes were captured from Debian's xinetd 2.3.15.3 on loopback.
 """
@@ -19,7 +19,8 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd.errors import ConfigError, SourceLocation
-from twinetd.internal import (
+from twinetd.model import ServiceConfig, SocketType
+from twinetd.modes.internal import (
     CHARGEN_CHUNK_LINES,
     ChargenDatagram,
     ChargenRing,
@@ -39,7 +40,6 @@ from twinetd.internal import (
     internalFor,
     timeBytes,
 )
-from twinetd.model import ServiceConfig, SocketType
 
 # Captured from xinetd: the first line of a fresh daemon's chargen, and a
 # time reply with the matching Unix time.

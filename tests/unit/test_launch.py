@@ -8,8 +8,8 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd.errors import SourceLocation
-from twinetd.launch import Peer, argvFor, environmentFor, planLaunch
-from twinetd.model import ServiceConfig, SocketType
+from twinetd.launch import argvFor, environmentFor, planLaunch
+from twinetd.model import Peer, ServiceConfig, SocketType
 
 CONFIG = ServiceConfig(
     name="svc",

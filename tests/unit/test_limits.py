@@ -1,5 +1,5 @@
 """
-Tests for L{twinetd.limits}.
+Tests for L{twinetd.policy.limits}.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd.errors import SourceLocation
-from twinetd.limits import (
+from twinetd.model import ServiceConfig, SocketType
+from twinetd.policy.limits import (
     DEFAULT_CPS,
     REASON_CPS,
     REASON_LOAD,
@@ -22,7 +23,6 @@ from twinetd.limits import (
     ServiceLimits,
     Ticket,
 )
-from twinetd.model import ServiceConfig, SocketType
 
 NO_CPS = (0, 0)
 

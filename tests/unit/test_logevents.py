@@ -16,10 +16,9 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import logevents
+from twinetd import logs
 from twinetd.errors import SourceLocation
-from twinetd.launch import Peer
-from twinetd.logevents import (
+from twinetd.logs import (
     FileSink,
     LogSinks,
     ServiceLog,
@@ -31,7 +30,7 @@ from twinetd.logevents import (
     startLine,
     syslogTimestamp,
 )
-from twinetd.model import FileTarget, ServiceConfig, SocketType, SyslogTarget
+from twinetd.model import FileTarget, Peer, ServiceConfig, SocketType, SyslogTarget
 
 PEER = Peer("tcp", "127.0.0.1", 40000, "127.0.0.1", 33001)
 MAPPED = Peer("tcp", "::ffff:127.0.0.1", 40000, "::ffff:127.0.0.1", 33001)
@@ -45,7 +44,7 @@ def events() -> tuple[list[dict[str, Any]], Logger]:
 
 
 def of(seen: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [e for e in seen if e.get(logevents.EVENT_FIELD) == kind]
+    return [e for e in seen if e.get(logs.EVENT_FIELD) == kind]
 
 
 def config(name: str, **kw: Any) -> ServiceConfig:
@@ -291,10 +290,8 @@ class FileSinkTests(SynchronousTestCase):
             lines[3], "26/11/25@16:27:38: EXIT: flim status=0 pid=31321 duration=0(sec)"
         )
         self.assertEqual(os.path.getsize(self.path), 242)
-        problems = [e["problem"] for e in of(self.seen, logevents.LOG_PROBLEM)]
-        self.assertEqual(
-            problems, [logevents.PROBLEM_SOFT_LIMIT, logevents.PROBLEM_HARD_LIMIT]
-        )
+        problems = [e["problem"] for e in of(self.seen, logs.LOG_PROBLEM)]
+        self.assertEqual(problems, [logs.PROBLEM_SOFT_LIMIT, logs.PROBLEM_HARD_LIMIT])
         self.assertTrue(sink.closed)
 
     def test_softLimitWarnsOnce(self) -> None:
@@ -302,8 +299,8 @@ class FileSinkTests(SynchronousTestCase):
         for _ in range(5):
             sink.write("a line longer than ten bytes")
         self.assertEqual(len(self.content().splitlines()), 5)
-        [event] = of(self.seen, logevents.LOG_PROBLEM)
-        self.assertEqual(event["problem"], logevents.PROBLEM_SOFT_LIMIT)
+        [event] = of(self.seen, logs.LOG_PROBLEM)
+        self.assertEqual(event["problem"], logs.PROBLEM_SOFT_LIMIT)
         self.assertEqual(event["sink"], self.path)
         self.assertEqual(sink.hardLimit, 10 + 5 * 1024)
 
@@ -313,10 +310,8 @@ class FileSinkTests(SynchronousTestCase):
         sink = self.sink(100, 200)
         sink.write("START: s")
         self.assertEqual(self.content(), "z" * 300)
-        problems = [e["problem"] for e in of(self.seen, logevents.LOG_PROBLEM)]
-        self.assertEqual(
-            problems, [logevents.PROBLEM_SOFT_LIMIT, logevents.PROBLEM_HARD_LIMIT]
-        )
+        problems = [e["problem"] for e in of(self.seen, logs.LOG_PROBLEM)]
+        self.assertEqual(problems, [logs.PROBLEM_SOFT_LIMIT, logs.PROBLEM_HARD_LIMIT])
 
     def test_unchecked_linesDoNotCount(self) -> None:
         # USERID and TRAFFIC lines: XLOG_NO_SIZECHECK.
@@ -341,13 +336,13 @@ class FileSinkTests(SynchronousTestCase):
         self.assertEqual(len(self.content(self.path + ".1").splitlines()), 4)
         # The warnings are issued again for the new file.
         sink.write("x" * 100)
-        problems = [e["problem"] for e in of(self.seen, logevents.LOG_PROBLEM)]
+        problems = [e["problem"] for e in of(self.seen, logs.LOG_PROBLEM)]
         self.assertEqual(
             problems,
             [
-                logevents.PROBLEM_SOFT_LIMIT,
-                logevents.PROBLEM_HARD_LIMIT,
-                logevents.PROBLEM_SOFT_LIMIT,
+                logs.PROBLEM_SOFT_LIMIT,
+                logs.PROBLEM_HARD_LIMIT,
+                logs.PROBLEM_SOFT_LIMIT,
             ],
         )
 
@@ -374,8 +369,8 @@ class FileSinkTests(SynchronousTestCase):
         os.rename(sub, sub + ".gone")
         other.reopen()
         other.write("dropped")
-        [event] = of(self.seen, logevents.LOG_PROBLEM)
-        self.assertEqual(event["problem"], logevents.PROBLEM_OPEN)
+        [event] = of(self.seen, logs.LOG_PROBLEM)
+        self.assertEqual(event["problem"], logs.PROBLEM_OPEN)
         self.assertEqual(os.listdir(sub + ".gone"), ["y.log"])
         self.assertEqual(self.content(os.path.join(sub + ".gone", "y.log")), "")
         sink.write("still fine")
@@ -389,8 +384,8 @@ class FileSinkTests(SynchronousTestCase):
         self.addCleanup(sink.close)
         sink.write("a")
         sink.write("b")
-        [event] = of(self.seen, logevents.LOG_PROBLEM)
-        self.assertEqual(event["problem"], logevents.PROBLEM_WRITE)
+        [event] = of(self.seen, logs.LOG_PROBLEM)
+        self.assertEqual(event["problem"], logs.PROBLEM_WRITE)
         self.assertEqual(event["sink"], "/dev/full")
 
     def test_close(self) -> None:
@@ -476,8 +471,8 @@ class SyslogSinkTests(SynchronousTestCase):
         sink = self.sink()
         sink.write("one")
         sink.write("two")
-        [event] = of(self.seen, logevents.LOG_PROBLEM)
-        self.assertEqual(event["problem"], logevents.PROBLEM_SYSLOG)
+        [event] = of(self.seen, logs.LOG_PROBLEM)
+        self.assertEqual(event["problem"], logs.PROBLEM_SYSLOG)
         self.assertEqual(event["sink"], f"syslog:{self.path}")
         server = self.listen()
         sink.write("three")
@@ -490,7 +485,7 @@ class SyslogSinkTests(SynchronousTestCase):
         server.close()  # the path stays: ECONNREFUSED
         sink.write("two")
         sink.write("three")
-        self.assertEqual(len(of(self.seen, logevents.LOG_PROBLEM)), 1)
+        self.assertEqual(len(of(self.seen, logs.LOG_PROBLEM)), 1)
 
     def test_daemonTooSlow(self) -> None:
         """
@@ -500,11 +495,11 @@ class SyslogSinkTests(SynchronousTestCase):
         sink = self.sink()
         for _ in range(5000):
             sink.write("x" * 200)
-            if of(self.seen, logevents.LOG_PROBLEM):
+            if of(self.seen, logs.LOG_PROBLEM):
                 break
         sink.write("more")
-        [event] = of(self.seen, logevents.LOG_PROBLEM)
-        self.assertEqual(event["problem"], logevents.PROBLEM_SYSLOG)
+        [event] = of(self.seen, logs.LOG_PROBLEM)
+        self.assertEqual(event["problem"], logs.PROBLEM_SYSLOG)
 
     def test_reopen(self) -> None:
         server = self.listen()
@@ -533,7 +528,7 @@ class ServiceLogTests(SynchronousTestCase):
 
     def test_start(self) -> None:
         self.serviceLog({"PID", "HOST"}).start(12, PEER)
-        [event] = of(self.seen, logevents.START)
+        [event] = of(self.seen, logs.START)
         self.assertEqual(
             (event["service"], event["pid"], event["host"], event["port"]),
             ("svc", 12, "127.0.0.1", 40000),
@@ -542,14 +537,14 @@ class ServiceLogTests(SynchronousTestCase):
 
     def test_startWithoutAddress(self) -> None:
         self.serviceLog({"HOST"}).start(12, None)
-        [event] = of(self.seen, logevents.START)
+        [event] = of(self.seen, logs.START)
         self.assertEqual(event["host"], "<no address>")
         self.assertEqual(self.lines(), ["START: svc from=<no address>"])
 
     def test_exit(self) -> None:
         log = self.serviceLog({"PID", "EXIT", "DURATION"})
         log.exit(12, None, 9, 2.5)
-        [event] = of(self.seen, logevents.EXIT)
+        [event] = of(self.seen, logs.EXIT)
         self.assertEqual(
             (event["pid"], event["status"], event["signal"], event["duration"]),
             (12, None, 9, 2.5),
@@ -579,7 +574,7 @@ class ServiceLogTests(SynchronousTestCase):
 
     def test_fail(self) -> None:
         self.serviceLog(set(), {"HOST"}).fail("per_source_limit", MAPPED, "3 running")
-        [event] = of(self.seen, logevents.FAIL)
+        [event] = of(self.seen, logs.FAIL)
         self.assertEqual(
             (event["reason"], event["detail"], event["host"], event["port"]),
             ("per_source_limit", "3 running", "::ffff:127.0.0.1", 40000),
@@ -590,13 +585,13 @@ class ServiceLogTests(SynchronousTestCase):
 
     def test_spawnFailed(self) -> None:
         self.serviceLog(set(), {"HOST", "ATTEMPT"}).spawnFailed(PEER, "no such file")
-        [event] = of(self.seen, logevents.SPAWN_FAILED)
+        [event] = of(self.seen, logs.SPAWN_FAILED)
         self.assertEqual(event["message"], "no such file")
         self.assertEqual(self.lines(), ["FAIL: svc fork from=127.0.0.1"])
 
     def test_traffic(self) -> None:
         self.serviceLog({"TRAFFIC"}).traffic(6, 0)
-        [event] = of(self.seen, logevents.TRAFFIC)
+        [event] = of(self.seen, logs.TRAFFIC)
         self.assertEqual((event["bytesIn"], event["bytesOut"]), (6, 0))
         self.assertEqual(
             self.sink.lines, [("TRAFFIC: svc in=6(bytes) out=0(bytes)", False)]
@@ -604,12 +599,12 @@ class ServiceLogTests(SynchronousTestCase):
 
     def test_trafficNotAsked(self) -> None:
         self.serviceLog({"PID"}).traffic(6, 0)
-        self.assertEqual(len(of(self.seen, logevents.TRAFFIC)), 1)
+        self.assertEqual(len(of(self.seen, logs.TRAFFIC)), 1)
         self.assertEqual(self.sink.lines, [])
 
     def test_userid(self) -> None:
         self.serviceLog({"USERID"}).userid("UNIX : alice")
-        [event] = of(self.seen, logevents.USERID)
+        [event] = of(self.seen, logs.USERID)
         self.assertEqual((event["service"], event["text"]), ("svc", "UNIX : alice"))
         self.assertEqual(self.sink.lines, [("USERID: svc UNIX : alice", False)])
 

@@ -1,13 +1,13 @@
 """
-Tests for L{twinetd.parser}: xinetd's configuration syntax.
+Tests for L{twinetd.config.parser}: xinetd's configuration syntax.
 """
 
 from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from twinetd.config.parser import Assignment, Include, Section, parse
 from twinetd.errors import SourceLocation
-from twinetd.parser import Assignment, Include, Section, parse
 
 
 def messages(text: str) -> list[str]:

@@ -1,5 +1,5 @@
 """
-L{twinetd.redirect} with fakes: StringTransport-based TCP transports,
+L{twinetd.modes.redirect} with fakes: StringTransport-based TCP transports,
 MemoryReactorClock (its connectTCP records the attempt; the tests play the
 connector's part).
 """
@@ -27,8 +27,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from twinetd import logevents
-from twinetd.redirect import RedirectProtocol, Traffic
+from twinetd import logs
+from twinetd.modes.redirect import RedirectProtocol, Traffic
 
 TARGET = ("192.0.2.7", 2323)
 CONNECT_TIMEOUT = 7.0
@@ -183,7 +183,7 @@ class ConnectTests(SynchronousTestCase):
         """
         h = Harness()
         h.failConnect(ConnectionRefusedError())
-        [event] = h.of(logevents.REDIRECT_FAILED)
+        [event] = h.of(logs.REDIRECT_FAILED)
         self.assertEqual(
             (
                 event["service"],
@@ -207,7 +207,7 @@ class ConnectTests(SynchronousTestCase):
         h = Harness()
         h.reactor.advance(CONNECT_TIMEOUT)
         h.failConnect(TimeoutError())
-        [event] = h.of(logevents.REDIRECT_FAILED)
+        [event] = h.of(logs.REDIRECT_FAILED)
         self.assertIn("timeout", event["reason"])
         self.assertTrue(h.client.disconnecting)
         h.clientLost()
@@ -235,7 +235,7 @@ class ConnectTests(SynchronousTestCase):
         """
         h = Harness()
         h.failConnect(ConnectionRefusedError())
-        [event] = h.of(logevents.REDIRECT_FAILED)
+        [event] = h.of(logs.REDIRECT_FAILED)
         self.assertEqual(
             formatEvent(event),
             "FAIL: redir can't connect to remote host 192.0.2.7 port 2323 for "
@@ -423,8 +423,8 @@ class LogTests(SynchronousTestCase):
         The TRAFFIC event reads as xinetd's line.
         """
         events: list[dict[str, Any]] = []
-        logevents.logTraffic("redir", 6, 0, logger=Logger(observer=events.append))
+        logs.logTraffic("redir", 6, 0, logger=Logger(observer=events.append))
         [event] = events
-        self.assertEqual(event["twinetdEvent"], logevents.TRAFFIC)
+        self.assertEqual(event["twinetdEvent"], logs.TRAFFIC)
         self.assertEqual((event["bytesIn"], event["bytesOut"]), (6, 0))
         self.assertEqual(formatEvent(event), "TRAFFIC: redir in=6(bytes) out=0(bytes)")

@@ -11,7 +11,7 @@ function.
 The checks and their FAIL reasons follow xinetd 2.3.15's
 C{parent_access_control} (C{access.c}), in its order: cps, load, instances,
 per_source, process limit.  (xinetd checks C{access_times} between load and
-instances, and the address lists later, in the child; see L{twinetd.access}.)
+instances, and the address lists later, in the child; see L{twinetd.policy.access}.)
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Protocol
 import attrs
 from twisted.logger import Logger
 
-from twinetd.access import sourceKey
 from twinetd.model import ServiceConfig
+from twinetd.policy.access import sourceKey
 
 _log = Logger()
 

@@ -56,6 +56,7 @@ from typing import Any
 
 import attrs
 
+from twinetd.config.parser import Include, Section, parse
 from twinetd.errors import Problem, SourceLocation
 from twinetd.model import (
     INTERNAL_SERVICES,
@@ -66,7 +67,6 @@ from twinetd.model import (
     SocketType,
     SyslogTarget,
 )
-from twinetd.parser import Include, Section, parse
 
 # What this milestone's runtime cannot do yet.  Later milestones remove
 # entries: each is a one-line change.

@@ -20,10 +20,15 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from twinetd.access import DenyList, checkAccess, localMinutes, needsName, sourceKey
-from twinetd.launch import Peer
-from twinetd.limits import Limits, Ticket
-from twinetd.model import ServiceConfig
+from twinetd.model import Peer, ServiceConfig
+from twinetd.policy.access import (
+    DenyList,
+    checkAccess,
+    localMinutes,
+    needsName,
+    sourceKey,
+)
+from twinetd.policy.limits import Limits, Ticket
 
 log = Logger(namespace="twinetd.gate")
 

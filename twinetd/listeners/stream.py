@@ -12,15 +12,26 @@ itself), an internal service, or C{redirect}.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Callable, Mapping
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.application.service import Service
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    gatherResults,
+    maybeDeferred,
+    succeed,
+)
 from twisted.internet.interfaces import (
     IAddress,
+    IDelayedCall,
+    IListeningPort,
     IPushProducer,
+    IReactorSocket,
     IReactorTCP,
     IReactorTime,
     ITCPTransport,
@@ -29,16 +40,18 @@ from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from twinetd import logevents
-from twinetd.bridge import BridgeProtocol, peerFromTransport
-from twinetd.gate import Gate, Refused
-from twinetd.handoff import HandoffProtocol
-from twinetd.ident import queryIdent
-from twinetd.internal import ChargenRing, internalFor
-from twinetd.launch import LaunchPlan, Peer, planLaunch
-from twinetd.limits import Ticket
-from twinetd.model import ServiceConfig
-from twinetd.redirect import RedirectProtocol, Traffic
+from twinetd import logs
+from twinetd.child import peerFromTransport
+from twinetd.launch import LaunchPlan, planLaunch
+from twinetd.listeners.sockets import bindSocket, listenAddress
+from twinetd.logs.ident import queryIdent
+from twinetd.model import Peer, ServiceConfig
+from twinetd.modes.bridge import BridgeProtocol
+from twinetd.modes.handoff import HandoffProtocol
+from twinetd.modes.internal import ChargenRing, internalFor
+from twinetd.modes.redirect import RedirectProtocol, Traffic
+from twinetd.policy.gate import Gate, Refused
+from twinetd.policy.limits import Ticket
 from twinetd.spawn import Spawner
 
 log = Logger(namespace="twinetd")
@@ -95,10 +108,8 @@ class Runtime:
     killDelay: float = 5.0
     chargenRing: ChargenRing = attrs.field(factory=ChargenRing)
     handoff: bool = False
-    sinks: logevents.LogSinks = attrs.field(
-        default=attrs.Factory(
-            lambda self: logevents.LogSinks(self.clock), takes_self=True
-        )
+    sinks: logs.LogSinks = attrs.field(
+        default=attrs.Factory(lambda self: logs.LogSinks(self.clock), takes_self=True)
     )
 
 
@@ -229,11 +240,11 @@ class StreamFactory(ServerFactory):
         self,
         config: ServiceConfig,
         runtime: Runtime,
-        serviceLog: logevents.ServiceLog | None = None,
+        serviceLog: logs.ServiceLog | None = None,
     ) -> None:
         self.config = config
         self.runtime = runtime
-        self.serviceLog = serviceLog or logevents.ServiceLog.fromConfig(config, None)
+        self.serviceLog = serviceLog or logs.ServiceLog.fromConfig(config, None)
         self.live: set[Stoppable] = set()
         self._waiters: dict[Stoppable, list[Deferred[None]]] = {}
 
@@ -376,3 +387,138 @@ def _whenLost(protocol: Protocol, callback: Callable[[], None]) -> None:
             callback()
 
     protocol.connectionLost = connectionLost  # type: ignore[method-assign]
+
+
+#: How often, and how far apart in seconds, a port in use is tried again
+#: before the service gives up (xinetd tries 10 times).
+BIND_RETRIES = 10
+BIND_RETRY_DELAY = 0.2
+
+
+class ListenerService(Service):
+    """
+    Listens on one stream service's port.  A port that cannot be bound is
+    logged and leaves this service idle; the daemon's other services are
+    unaffected.  While C{cps} has tripped the port is closed (clients are
+    refused, as under xinetd).
+
+    @ivar port: the listening port while listening, else C{None}.
+    @ivar failure: why listening failed, if it did.
+    """
+
+    port: IListeningPort | None = None
+    failure: OSError | None = None
+
+    def __init__(
+        self, config: ServiceConfig, factory: StreamFactory, reactor: Any
+    ) -> None:
+        self.config = config
+        self.factory = factory
+        self._reactor = reactor
+        self._boundPort: int | None = None
+        self._attempts = 0
+        self._retry: IDelayedCall | None = None
+        self.setName(config.id)  # type: ignore[no-untyped-call]
+
+    def privilegedStartService(self) -> None:
+        # Before twistd drops privileges: ports below 1024 need root.
+        Service.privilegedStartService(self)  # type: ignore[no-untyped-call]
+        self._listen()
+
+    def startService(self) -> None:
+        Service.startService(self)  # type: ignore[no-untyped-call]
+        if self.port is None and self.failure is None and self._retry is None:
+            self._listen()
+
+    def _listen(self) -> None:
+        config = self.config
+        if self._boundPort is not None:
+            # Listening again (after a cps pause): the same port, also when
+            # the configuration asked for an ephemeral one.
+            config = attrs.evolve(config, port=self._boundPort)
+        self._retry = None
+        try:
+            sock = bindSocket(config)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE and self._attempts < BIND_RETRIES:
+                # As xinetd ("bind retry attempt N"): the port may be held a
+                # moment longer (a child still in exec holds the old socket
+                # until its close-on-exec pass, a reload's old listener).
+                self._attempts += 1
+                self._retry = self.factory.runtime.clock.callLater(
+                    BIND_RETRY_DELAY, self._listen
+                )
+                return
+            self.failure = e
+            logs.logCannotListen(config, listenAddress(config), e.strerror, log)
+            return
+        try:
+            self.port = IReactorSocket(self._reactor).adoptStreamPort(
+                sock.fileno(), sock.family, self.factory
+            )
+        finally:
+            sock.close()
+        self._boundPort = self.boundPort
+        self._attempts = 0
+        log.info(
+            "{service} listening on {address} port {port}",
+            service=config.id,
+            address=listenAddress(config),
+            port=self.boundPort,
+        )
+
+    @property
+    def boundPort(self) -> int | None:
+        """
+        The port number listened on (useful with C{port = 0}).
+        """
+        if self.port is None:
+            return None
+        port: int = self.port.getHost().port  # type: ignore[attr-defined]
+        return port
+
+    def pause(self, seconds: int) -> None:
+        """
+        C{cps} tripped: stop listening for C{seconds}.
+        """
+        log.warn(
+            "{service}: connections per second exceeded; not listening for "
+            "{seconds} seconds",
+            service=self.config.id,
+            seconds=seconds,
+        )
+        port, self.port = self.port, None
+        if port is not None:
+            port.stopListening()
+
+    def resume(self) -> None:
+        """
+        The C{cps} pause is over: listen again.
+        """
+        if self.running and self.port is None:
+            self.failure = None
+            self._listen()
+
+    def stopListening(self) -> Deferred[None]:
+        """
+        Close the port; connections already accepted go on.
+        """
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        d: Deferred[Any] = maybeDeferred(cast(Any, port.stopListening))
+        return d.addCallback(lambda _: None)
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop listening, then stop the children of live connections; the
+        result fires when the port is closed and every child has ended.
+        """
+        if self.running:
+            Service.stopService(self)  # type: ignore[no-untyped-call]
+        stopped = self.stopListening()
+        children = self.factory.stop()
+        return gatherResults([stopped, children]).addCallback(lambda _: None)

@@ -67,12 +67,12 @@ not apply to C{wait = yes} children (long-lived servers are normal there).
 Internal datagram services
 ==========================
 
-echo, discard, chargen, daytime and time (L{twinetd.internal}) answer on a
+echo, discard, chargen, daytime and time (L{twinetd.modes.internal}) answer on a
 Twisted UDP port with no process; the admission hook applies to each
 datagram and its ticket is released at once (xinetd applies no instance
 limit to them).
 
-Every socket is bound by L{twinetd.listen.bindSocket} (C{SO_REUSEADDR},
+Every socket is bound by L{twinetd.listeners.sockets.bindSocket} (C{SO_REUSEADDR},
 C{IPV6_V6ONLY} from C{v6only}); C{wait = no} and internal services hand
 theirs to the reactor (L{listenDatagram}), which reads it as a UDP port.
 """
@@ -101,13 +101,13 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twinetd import logevents
+from twinetd import logs
 from twinetd.child import ChildProcess
 from twinetd.errors import SpawnError
-from twinetd.internal import InternalService, LocalTime
-from twinetd.launch import LaunchPlan, Peer
-from twinetd.listen import bindSocket, listenAddress
-from twinetd.model import ServiceConfig
+from twinetd.launch import LaunchPlan
+from twinetd.listeners.sockets import bindSocket, listenAddress
+from twinetd.model import Peer, ServiceConfig
+from twinetd.modes.internal import InternalService, LocalTime
 from twinetd.spawn import Spawner
 
 #: The largest reply: the largest UDP payload over IPv4.
@@ -138,7 +138,7 @@ REASON_STOPPING = "stopping"
 @runtime_checkable
 class AdmissionTicket(Protocol):
     """
-    An admitted datagram's slot (L{twinetd.limits.Ticket}): held while its
+    An admitted datagram's slot (L{twinetd.policy.limits.Ticket}): held while its
     server runs; C{release} is idempotent.
     """
 
@@ -147,7 +147,7 @@ class AdmissionTicket(Protocol):
 
 class AdmissionRefusal(Protocol):
     """
-    A refusal (L{twinetd.gate.Refused}, L{twinetd.limits.Refusal}).
+    A refusal (L{twinetd.policy.gate.Refused}, L{twinetd.policy.limits.Refusal}).
     """
 
     @property
@@ -173,7 +173,7 @@ def admitAll(peer: Peer) -> AdmissionTicket:
 def bindDatagramSocket(config: ServiceConfig) -> socket.socket:
     """
     A bound, blocking UDP socket for a C{wait = yes} service (see
-    L{twinetd.listen.bindSocket}).
+    L{twinetd.listeners.sockets.bindSocket}).
 
     @raise OSError: the address cannot be bound.
     """
@@ -185,7 +185,7 @@ def listenDatagram(
 ) -> IListeningPort:
     """
     Listen for C{config}'s datagrams on a non-blocking socket bound by
-    L{twinetd.listen.bindSocket} (so C{v6only} and C{SO_REUSEADDR} apply),
+    L{twinetd.listeners.sockets.bindSocket} (so C{v6only} and C{SO_REUSEADDR} apply),
     adopted by C{reactor} as a UDP port for C{protocol}.
 
     @raise OSError: the address cannot be bound.
@@ -264,7 +264,7 @@ class _Drops:
         # One summary of the drops not logged yet; whether there were any.
         if not self._pending:
             return False
-        logevents.logDatagramsDropped(
+        logs.logDatagramsDropped(
             self._service.config.id,
             dict(self._pending),
             DROP_LOG_INTERVAL,
@@ -374,7 +374,7 @@ class _ReplyingChild(_Child):
         self._reply = []
         service = self.service
         if self.overflow:
-            logevents.logReplyTruncated(
+            logs.logReplyTruncated(
                 service.config.id,
                 self.pid,
                 len(reply),
@@ -433,10 +433,10 @@ class DatagramService(Service):
     @ivar dropped: datagrams dropped so far, by reason.
     @ivar failure: why binding failed, if it did.
     @ivar maxChildren: the most children (and pending admissions) at once.
-    @ivar log: where events go (L{twinetd.logevents}).
+    @ivar log: where events go (L{twinetd.logs}).
     """
 
-    log = logevents.log
+    log = logs.log
     port: IListeningPort | None = None
     socket: DatagramSocket | None = None
     failure: OSError | None = None
@@ -457,7 +457,7 @@ class DatagramService(Service):
         makeSocket: Callable[[], DatagramSocket] | None = None,
         bindPort: BindPort | None = None,
         localtime: LocalTime = time.localtime,
-        serviceLog: logevents.ServiceLog | None = None,
+        serviceLog: logs.ServiceLog | None = None,
     ) -> None:
         """
         @param config: a C{socket_type = dgram} record.
@@ -545,10 +545,10 @@ class DatagramService(Service):
     # starting and stopping
 
     @property
-    def serviceLog(self) -> logevents.ServiceLog:
+    def serviceLog(self) -> logs.ServiceLog:
         if self._serviceLog is not None:
             return self._serviceLog
-        return logevents.ServiceLog.fromConfig(self.config, None, self.log)
+        return logs.ServiceLog.fromConfig(self.config, None, self.log)
 
     def privilegedStartService(self) -> None:
         # Before twistd drops privileges: ports below 1024 need root.
@@ -582,7 +582,7 @@ class DatagramService(Service):
                     self._inner.makeConnection(self.port)  # type: ignore[arg-type]
         except OSError as e:
             self.failure = e
-            logevents.logCannotListen(
+            logs.logCannotListen(
                 config, listenAddress(config), e.strerror or str(e), self.log
             )
 
@@ -700,7 +700,7 @@ class DatagramService(Service):
             if self._inner is not None:
                 self._inner.datagramReceived(datagram, addr)
         except OSError as e:
-            logevents.logReplyFailed(
+            logs.logReplyFailed(
                 self.config.id,
                 0,
                 peer.remoteHost,
@@ -749,7 +749,7 @@ class DatagramService(Service):
             self.port.write(reply, addr)  # type: ignore[attr-defined]
         except Exception as e:
             message = getattr(e, "strerror", None) or str(e) or type(e).__name__
-            logevents.logReplyFailed(
+            logs.logReplyFailed(
                 self.config.id,
                 child.pid,
                 child.peer.remoteHost,
@@ -868,7 +868,7 @@ class DatagramService(Service):
     def _failed(self, pid: int | None) -> None:
         self._failures += 1
         delay = min(BACKOFF_FIRST * 2 ** (self._failures - 1), BACKOFF_MAX)
-        logevents.logDatagramBackoff(
+        logs.logDatagramBackoff(
             self.config.id, pid, delay, self._failures, logger=self.log
         )
         self._backoff = self._clock.callLater(delay, self._backoffOver)

@@ -48,9 +48,9 @@ from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twinetd import logevents
-from twinetd.bridge import peerFromTransport
-from twinetd.launch import Peer
+from twinetd import logs
+from twinetd.child import peerFromTransport
+from twinetd.model import Peer
 
 #: Seconds allowed for the connection to the target (resolution included).
 DEFAULT_CONNECT_TIMEOUT = 30.0
@@ -172,10 +172,10 @@ class RedirectProtocol(Protocol):
 
     @ivar client: the accepted connection's state.
     @ivar target: the target connection's state.
-    @ivar log: where events go (L{twinetd.logevents}).
+    @ivar log: where events go (L{twinetd.logs}).
     """
 
-    log = logevents.log
+    log = logs.log
 
     def __init__(
         self,
@@ -291,7 +291,7 @@ class RedirectProtocol(Protocol):
         if not self.client.lost:
             assert self._peer is not None
             host, port = self.targetAddress
-            logevents.logRedirectFailed(
+            logs.logRedirectFailed(
                 self.serviceId,
                 self._peer.remoteHost,
                 self._peer.remotePort,

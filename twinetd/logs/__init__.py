@@ -19,8 +19,14 @@ from typing import Protocol as TypingProtocol
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from twinetd.launch import Peer
-from twinetd.model import FileTarget, LogTarget, ServiceConfig, SocketType, SyslogTarget
+from twinetd.model import (
+    FileTarget,
+    LogTarget,
+    Peer,
+    ServiceConfig,
+    SocketType,
+    SyslogTarget,
+)
 
 log = Logger(namespace="twinetd")
 
@@ -177,7 +183,7 @@ def logRedirectFailed(
     )
 
 
-# Datagram services (twinetd.dgram).
+# Datagram services (twinetd.listeners.datagram).
 
 #: A connection or datagram was refused (xinetd's C{FAIL} line).  Fields:
 #: C{service}, C{reason} (xinetd's reason: C{address}, C{service_limit},
@@ -803,7 +809,7 @@ class ServiceLog:
     def wantsUseridOnSuccess(self) -> bool:
         """
         Whether the runtime should query the client's ident server
-        (L{twinetd.ident.queryIdent}) after starting a server, and pass the
+        (L{twinetd.logs.ident.queryIdent}) after starting a server, and pass the
         answer to L{userid}.
         """
         return (

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any, cast
 
 from twisted.internet.interfaces import (
-    IAddress,
     IConsumer,
     IDelayedCall,
     IHalfCloseableProtocol,
@@ -33,27 +32,9 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twinetd.child import ChildConnection, ChildProcess
+from twinetd.child import ChildConnection, ChildProcess, peerFromTransport
 from twinetd.errors import SpawnError
-from twinetd.launch import Peer
-
-
-def _hostAndPort(address: IAddress) -> tuple[str, int]:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is None or port is None:
-        return str(address), 0
-    return str(host), int(port)
-
-
-def peerFromTransport(transport: ITCPTransport, protocol: str = "tcp") -> Peer:
-    """
-    The L{Peer} of a connected transport.  An IPv4 client of a dual-stack
-    IPv6 socket keeps its C{::ffff:a.b.c.d} form, as xinetd reports it.
-    """
-    remoteHost, remotePort = _hostAndPort(transport.getPeer())
-    localHost, localPort = _hostAndPort(transport.getHost())
-    return Peer(protocol, remoteHost, remotePort, localHost, localPort)
+from twinetd.model import Peer
 
 
 @implementer(IPushProducer)

@@ -1,0 +1,306 @@
+"""
+Giving the real socket to the child, as xinetd does for every program.
+
+Two cases:
+
+  - L{handOff} (and L{HandoffProtocol} around it): a C{wait = no} stream
+    connection accepted by Twisted becomes the child's descriptors 0 and 1
+    (and 2, or a pipe to the log), in blocking mode.  The daemon then forgets
+    the socket: it stops watching it, closes its own descriptor I{without}
+    C{shutdown()} (which would end the child's connection too; Twisted's
+    orderly close calls it, and its abort sends a reset) and the transport's
+    protocol gets C{connectionLost} with L{SocketHandedOff}.  The client sees
+    end of file the moment the child (and whatever it passed the socket on
+    to) exits: the daemon keeps no copy, unlike Twisted's old inetd.
+  - L{WaitStreamService}: a C{wait = yes} stream service.  The daemon only
+    watches a listening socket; when a connection is pending it starts the
+    child with the I{listening} socket as descriptors 0 and 1 (the child
+    accepts), and watches again when the child has exited.  A child that
+    exits at once without accepting would be restarted in a loop; after a
+    few such exits in a row L{LoopGuard} delays the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol, cast
+
+from twisted.internet.error import (
+    ConnectionDone,
+)
+from twisted.internet.interfaces import (
+    IReactorTime,
+    ITCPTransport,
+    ITransport,
+)
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+
+from twinetd import logs
+from twinetd.child import ChildConnection, ChildProcess, peerFromTransport
+from twinetd.errors import SpawnError
+from twinetd.launch import LaunchPlan
+from twinetd.model import Peer
+from twinetd.spawn import ChildFDs, Spawner
+
+#: How long output the daemon wrote before the handoff (banners) may take to
+#: reach the socket's send buffer.
+PENDING_SEND_TIMEOUT = 2.0
+
+
+#: Linux's C{IPV6_ADDRFORM} (C{<linux/in6.h>}); Python does not export it.
+_IPV6_ADDRFORM = 1
+
+
+class SocketHandedOff(ConnectionDone):
+    """
+    The connection's socket now belongs to a child: the daemon's part of
+    the connection is over, the client's is not.
+    """
+
+
+class _SocketTransport(Protocol):
+    """
+    What L{handOff} needs of a transport: Twisted's C{tcp.Server}.
+    """
+
+    def getHandle(self) -> socket.socket: ...
+
+    def stopReading(self) -> None: ...
+
+    def stopWriting(self) -> None: ...
+
+    def connectionLost(self, reason: Failure) -> None: ...
+
+    def loseConnection(self) -> None: ...
+
+
+class HandoffChild(ChildProcess):
+    """
+    Tracks a child that was given a socket (L{ChildProcess}): logs C{START}
+    and C{EXIT}, logs its standard error when that is a pipe, reaps it,
+    and calls C{onEnded} once when it has ended; L{stop} sends C{SIGTERM}
+    (to its process group when it leads one), then C{SIGKILL} after the
+    kill delay.
+    """
+
+
+def _takePendingOutput(transport: object) -> bytes:
+    """
+    Take what the daemon wrote to a Twisted transport and is not sent yet
+    (banners written just before the handoff) out of its buffers.
+    """
+    buffer = getattr(transport, "dataBuffer", b"")
+    offset = getattr(transport, "offset", 0)
+    later = getattr(transport, "_tempDataBuffer", [])
+    pending = bytes(buffer[offset:]) + b"".join(later)
+    if pending:
+        # Twisted's own buffers (abstract.FileDescriptor): emptied, so that
+        # the ordinary close after a failed start does not send it twice.
+        t = cast(Any, transport)
+        t.dataBuffer, t.offset, t._tempDataBuffer, t._tempDataLen = b"", 0, [], 0
+    return pending
+
+
+def _isMapped(peer: Peer) -> bool:
+    host = peer.remoteHost.lower()
+    return host.startswith("::ffff:") and "." in host
+
+
+def _toIPv4(sock: socket.socket, peer: Peer) -> None:
+    """
+    An IPv4 client of a dual-stack IPv6 socket: make the socket an IPv4 one
+    before the child sees it, as xinetd does (C{IPV6_ADDRFORM} in
+    connection.c), so that a program calling
+    C{socket.fromfd(0, AF_INET, ...).getpeername()} gets C{('a.b.c.d',
+    port)}.  C{REMOTE_HOST} keeps the C{::ffff:} form, as in xinetd.
+    """
+    if (
+        sys.platform.startswith("linux")
+        and sock.family == socket.AF_INET6
+        and _isMapped(peer)
+    ):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_ADDRFORM, socket.AF_INET)
+
+
+def handOff(
+    transport: ITransport,
+    plan: LaunchPlan,
+    spawner: Spawner,
+    clock: IReactorTime,
+    serviceLog: logs.ServiceLog,
+    *,
+    peer: Peer | None = None,
+    stderrToSocket: bool = False,
+    killDelay: float = 5.0,
+    onEnded: Callable[[], None] | None = None,
+) -> HandoffChild | None:
+    """
+    Give an accepted connection's socket to a new child.
+
+    The child gets the socket, in blocking mode, as descriptors 0 and 1; its
+    descriptor 2 is a pipe whose lines are logged (L{logs.STDERR}) or,
+    with C{stderrToSocket}, the socket too (xinetd's behaviour).  Output the
+    daemon wrote and Twisted has not sent yet (banners) is sent first.
+
+    On success the daemon keeps nothing of the socket: before this returns,
+    its descriptor is closed (never shut down) and the transport's protocol
+    has had C{connectionLost} with L{SocketHandedOff}.  Call this before
+    the transport has read anything (data Twisted read is not passed on):
+    in C{connectionMade}, or with the transport paused until then.
+
+    If the child cannot be started, the failure is logged
+    (L{logs.SPAWN_FAILED}), the connection is closed the ordinary way
+    and C{onEnded} runs before this returns.
+
+    @param transport: the connection; Twisted's C{tcp.Server} (anything
+        with C{getHandle}, C{stopReading}, C{stopWriting}, C{connectionLost}
+        and C{loseConnection}).
+    @param plan: what to run.
+    @param serviceLog: the service's log (events, and xinetd's lines).
+    @param peer: the client; taken from the transport if not given.
+    @param killDelay: for L{HandoffChild.stop}.
+    @param onEnded: called once, when the child has ended (or could not be
+        started).
+    @return: the child's tracker, or C{None} if it could not be started.
+    """
+    tcp = cast(_SocketTransport, transport)
+    if peer is None:
+        peer = peerFromTransport(cast(ITCPTransport, transport))
+    sock = tcp.getHandle()
+    child = HandoffChild(serviceLog, peer, clock, killDelay, onEnded)
+    fd = sock.fileno()
+    childFDs: ChildFDs = {0: fd, 1: fd, 2: fd if stderrToSocket else "r"}
+    try:
+        pending = _takePendingOutput(transport)
+        if pending:
+            sock.settimeout(PENDING_SEND_TIMEOUT)
+            try:
+                sock.sendall(pending)
+            except OSError as e:
+                raise SpawnError(f"cannot send pending output: {e}") from e
+        # O_NONBLOCK belongs to the open file, which the child shares: the
+        # child expects a blocking socket, the daemon no longer uses it.
+        sock.setblocking(True)
+        _toIPv4(sock, peer)
+        spawner.spawn(child, plan, childFDs)
+    except Exception as e:
+        if isinstance(e, SpawnError):
+            message = str(e)
+        else:
+            serviceLog.logger.failure(
+                "while starting {service}", service=serviceLog.service
+            )
+            message = f"{type(e).__name__}: {e}"
+        serviceLog.spawnFailed(peer, message)
+        with contextlib.suppress(OSError):
+            sock.setblocking(False)
+        # Nothing was handed over: an ordinary close.
+        tcp.loseConnection()
+        if onEnded is not None:
+            onEnded()
+        return None
+    _release(tcp, sock)
+    return child
+
+
+def _release(tcp: _SocketTransport, sock: socket.socket) -> None:
+    """
+    Forget a handed-over socket: out of the reactor first (epoll keys its
+    registrations on the open file, which the child keeps open: closing the
+    descriptor alone would leave the daemon woken up by the child's
+    traffic), then close the daemon's descriptor, then let Twisted tear the
+    transport down.  The socket object is closed, so Twisted's own
+    C{shutdown()} and C{close()} in C{connectionLost} act on no descriptor
+    (Python's closed socket has descriptor -1 and fails with C{EBADF}), and
+    a descriptor number reused meanwhile is never touched.
+    """
+    tcp.stopReading()
+    tcp.stopWriting()
+    sock.close()
+    reason = Failure(SocketHandedOff("socket handed to the child"))  # type: ignore[no-untyped-call]
+    tcp.connectionLost(reason)
+
+
+class HandoffProtocol(ChildConnection):
+    """
+    A connection whose socket is handed to a child as soon as it is made;
+    a drop-in for L{twinetd.modes.bridge.BridgeProtocol} (same constructor, plus
+    C{stderrToSocket}; L{stop} likewise).
+
+    @ivar child: the child's tracker, once started.
+    @ivar lostReason: why the connection was lost, once it was.
+    """
+
+    child: HandoffChild | None = None
+    lostReason: Failure | None = None
+
+    def __init__(
+        self,
+        serviceLog: logs.ServiceLog,
+        makePlan: Callable[[Peer], LaunchPlan],
+        spawner: Spawner,
+        clock: IReactorTime,
+        killDelay: float = 5.0,
+        onEnded: Callable[[], None] | None = None,
+        stderrToSocket: bool = False,
+    ) -> None:
+        """
+        As L{ChildConnection}; C{onEnded} runs once the connection is over
+        (right after the handoff) and the child has ended (or could not be
+        started).
+
+        @param stderrToSocket: the child's descriptor 2 is the socket too
+            (xinetd) instead of a pipe to the log.
+        """
+        super().__init__(serviceLog, makePlan, spawner, clock, killDelay, onEnded)
+        self._stderrToSocket = stderrToSocket
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        peer = peerFromTransport(cast(ITCPTransport, self.transport))
+        try:
+            plan = self._makePlan(peer)
+        except Exception as e:
+            self.log.failure("while planning {service}", service=self.serviceId)
+            self.serviceLog.spawnFailed(peer, f"{type(e).__name__}: {e}")
+            self._childEnded()
+            self.transport.loseConnection()
+            return
+        self.child = handOff(
+            self.transport,
+            plan,
+            self._spawner,
+            self._clock,
+            self.serviceLog,
+            peer=peer,
+            stderrToSocket=self._stderrToSocket,
+            killDelay=self._killDelay,
+            onEnded=self._childEnded,
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        # Only possible when the child could not be started and the
+        # connection is closing: the data has nowhere to go.
+        pass
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lostReason = reason
+        self._connectionDone = True
+        self._maybeEnded()
+
+    def stop(self) -> None:
+        """
+        The daemon is shutting down: the child gets C{SIGTERM} now and
+        C{SIGKILL} after the kill delay (see L{HandoffChild.stop}).
+        """
+        if self.child is not None:
+            self.child.stop()
+
+    def _childEnded(self) -> None:
+        self._childDone = True
+        self._maybeEnded()
