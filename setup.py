@@ -1,12 +1,21 @@
 """twinetd: an xinetd-compatible super-server built on Twisted."""
 
+import re
+from pathlib import Path
+
 from setuptools import setup
+
+HERE = Path(__file__).resolve().parent
+# One source for the version: twinetd/__init__.py.
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "twinetd/__init__.py").read_text(), re.M
+).group(1)
 
 setup(
     name="twinetd",
-    version="0.1.0.dev0",
+    version=VERSION,
     description="A super-server that reads xinetd configuration, built on Twisted",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
@@ -20,6 +29,8 @@ setup(
         "twisted.plugins",
     ],
     package_data={"twinetd": ["py.typed"]},
+    entry_points={"console_scripts": ["twinetd = twinetd.cli:main"]},
+    data_files=[("share/man/man8", ["docs/twinetd.8"])],
     install_requires=[
         "twisted>=24.3",
         "zope.interface>=6.0",

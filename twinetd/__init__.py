@@ -7,3 +7,13 @@ the client.
 """
 
 __version__ = "0.1.0.dev0"
+
+
+def versionText() -> str:
+    """
+    What C{twinetd -version} and C{twistd twinetd --version} print:
+    twinetd's version and Twisted's.
+    """
+    import twisted
+
+    return f"twinetd {__version__} (Twisted {twisted.__version__})"

@@ -17,6 +17,7 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
+import twinetd
 from twinetd.config import LoadResult, Lookups, loadPath
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
@@ -110,6 +111,13 @@ class Options(usage.Options):
             float,
         ],
     ]
+
+    def opt_version(self) -> None:
+        """
+        Print twinetd's and Twisted's versions and exit.
+        """
+        print(twinetd.versionText())
+        raise SystemExit(0)
 
     def postOptions(self) -> None:
         if self["limit"] is not None and self["limit"] < 1:

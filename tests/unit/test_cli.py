@@ -1,0 +1,152 @@
+"""
+L{twinetd.cli}: xinetd's command line translated into twistd's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+
+from twisted.trial.unittest import SynchronousTestCase
+
+import twinetd
+from twinetd.cli import twistdArgv
+
+
+def translate(*argv: str, umask: int = 0o002) -> tuple[list[str], str | None]:
+    return twistdArgv(list(argv), umask, "/srv")
+
+
+class TwistdArgvTests(SynchronousTestCase):
+    def test_defaultsAreXinetds(self) -> None:
+        """
+        Without options: /etc/xinetd.conf, into the background, no pid file,
+        the daemon's messages to syslog's daemon facility, the invoking umask
+        with 022 added, and every program given the socket (drop-in).
+        """
+        argv, facility = translate()
+        self.assertEqual(
+            argv,
+            [
+                "twistd",
+                "--pidfile=",
+                "--umask=0022",
+                "--logger=twinetd.cli.syslogObserver",
+                "twinetd",
+                "--config",
+                "/etc/xinetd.conf",
+                "--handoff",
+            ],
+        )
+        self.assertEqual(facility, "daemon")
+
+    def test_xinetdSpellings(self) -> None:
+        """
+        xinetd's single-dash long options are accepted; relative paths are
+        made absolute (the daemon changes to / and reloads read the path
+        again).
+        """
+        argv, facility = translate(
+            "-f",
+            "conf/xinetd.conf",
+            "-dontfork",
+            "-pidfile",
+            "run/x.pid",
+            "-limit",
+            "7",
+            "-filelog",
+            "log/x.log",
+            "-reuse",
+            "-inetd_compat",
+            "-logprocs",
+            "3",
+            "-cc",
+            "60",
+        )
+        self.assertEqual(
+            argv,
+            [
+                "twistd",
+                "--nodaemon",
+                "--pidfile=/srv/run/x.pid",
+                "--umask=0022",
+                "--logfile=/srv/log/x.log",
+                "twinetd",
+                "--config",
+                "/srv/conf/xinetd.conf",
+                "--handoff",
+                "--stayalive",
+                "--limit",
+                "7",
+                "--inetd-conf",
+                "/etc/inetd.conf",
+            ],
+        )
+        self.assertIsNone(facility)
+
+    def test_gnuSpellings(self) -> None:
+        """
+        Each option also has a GNU-style spelling.
+        """
+        self.assertEqual(
+            translate("--config", "/x", "--dontfork", "--stayalive", "--limit=2"),
+            translate("-f", "/x", "-dontfork", "-stayalive", "-limit", "2"),
+        )
+
+    def test_debug(self) -> None:
+        """
+        C{-d}: foreground, log to the terminal, no pid file even if one is
+        named (as xinetd's debug mode).
+        """
+        argv, facility = translate("-d", "-pidfile", "/run/x.pid")
+        self.assertIn("--nodaemon", argv)
+        self.assertIn("--logfile=-", argv)
+        self.assertIn("--pidfile=", argv)
+        self.assertIsNone(facility)
+
+    def test_syslogFacility(self) -> None:
+        argv, facility = translate("-syslog", "local3")
+        self.assertIn("--logger=twinetd.cli.syslogObserver", argv)
+        self.assertEqual(facility, "local3")
+
+    def test_umaskKeepsTheInvokersBits(self) -> None:
+        argv, _ = translate(umask=0o077)
+        self.assertIn("--umask=0077", argv)
+
+    def test_bridgeCheckAndPassThrough(self) -> None:
+        """
+        C{--bridge} drops drop-in mode; C{--check} checks; what follows
+        C{--} goes to the plugin unchanged.
+        """
+        argv, _ = translate("--bridge", "--check", "--", "--kill-delay", "1")
+        self.assertNotIn("--handoff", argv)
+        self.assertEqual(argv[-3:], ["--check", "--kill-delay", "1"])
+
+    def test_usageErrors(self) -> None:
+        """
+        Unknown options, a bad facility, and -filelog with -syslog are usage
+        errors (exit status 2, as argparse's).
+        """
+        for argv in (
+            ["-bogus"],
+            ["-syslog", "kern"],
+            ["-filelog", "/x", "-syslog", "daemon"],
+            ["-limit", "many"],
+        ):
+            with (
+                contextlib.redirect_stderr(io.StringIO()),
+                self.assertRaises(SystemExit) as raised,
+            ):
+                translate(*argv)
+            self.assertEqual(raised.exception.code, 2, argv)
+
+    def test_version(self) -> None:
+        out = io.StringIO()
+        with (
+            contextlib.redirect_stdout(out),
+            self.assertRaises(SystemExit) as raised,
+        ):
+            translate("-version")
+        self.assertEqual(raised.exception.code, 0)
+        self.assertEqual(out.getvalue().strip(), twinetd.versionText())
+        self.assertIn(twinetd.__version__, out.getvalue())

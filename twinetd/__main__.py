@@ -1,0 +1,7 @@
+"""
+C{python -m twinetd}: the C{twinetd} command (L{twinetd.cli}).
+"""
+
+from twinetd.cli import main
+
+main()
