@@ -35,6 +35,7 @@ ORDER: list[tuple[str, ...]] = [
         "listeners.datagram",
     ),
     ("service",),
+    ("sdnotify",),
     ("testing",),
     ("tap", "cli"),
     ("__main__",),
