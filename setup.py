@@ -26,6 +26,7 @@ setup(
         "twinetd.logs",
         "twinetd.modes",
         "twinetd.listeners",
+        "twinetd.testing",
         "twisted.plugins",
     ],
     package_data={"twinetd": ["py.typed"]},

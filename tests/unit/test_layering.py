@@ -36,7 +36,7 @@ ORDER: list[tuple[str, ...]] = [
     ),
     ("service",),
     ("sdnotify",),
-    ("testing",),
+    ("testing.fakes", "testing.daemon", "testing"),
     ("tap", "cli"),
     ("__main__",),
 ]

@@ -1,5 +1,5 @@
 """
-Fakes for tests of twinetd and of applications embedding it.
+Fakes for unit tests of twinetd and of applications embedding it.
 
   - L{MemoryProcessReactor}: C{MemoryReactorClock} that also implements
     C{IReactorProcess}; C{spawnProcess} records the call and returns a
@@ -9,9 +9,6 @@ Fakes for tests of twinetd and of applications embedding it.
     the datagrams written and lets a test deliver datagrams;
     L{MemoryProcessReactor.bindDatagramPort} does the same for a
     L{twinetd.listeners.datagram.DatagramService} (its C{bindPort}), binding no socket.
-  - L{runConfig}: serve an xinetd configuration in-process on ephemeral
-    loopback ports, with real children, for integration tests of inetd
-    programs.
 """
 
 from __future__ import annotations
@@ -22,7 +19,6 @@ from typing import Any, AnyStr
 
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import (
     IAddress,
@@ -32,6 +28,7 @@ from twisted.internet.interfaces import (
     IProducer,
     IReactorProcess,
     IReactorUDP,
+    IUDPTransport,
 )
 from twisted.internet.protocol import AbstractDatagramProtocol
 from twisted.internet.testing import MemoryReactorClock
@@ -232,7 +229,7 @@ class FakeProcess:
         self.end(signal=number)
 
 
-@implementer(IListeningPort)
+@implementer(IListeningPort, IUDPTransport)
 class FakeUDPPort:
     """
     A UDP port that never touches the network: the test delivers datagrams
@@ -288,7 +285,7 @@ class FakeUDPPort:
     # IListeningPort
 
     def startListening(self) -> None:
-        self.protocol.makeConnection(self)  # type: ignore[arg-type]
+        self.protocol.makeConnection(self)
 
     def stopListening(self) -> None:
         if self.listening:
@@ -391,86 +388,3 @@ class MemoryProcessReactor(MemoryReactorClock):
             interface=listenAddress(config),
             maxPacketSize=MAX_DATAGRAM,
         )
-
-
-# Running a configuration in-process
-
-
-class RunningDaemon:
-    """
-    A configuration served in-process by L{runConfig}.
-
-    @ivar daemon: the service tree.
-    @ivar result: the configuration load (services and problems).
-    """
-
-    def __init__(self, daemon: Any, result: Any) -> None:
-        self.daemon = daemon
-        self.result = result
-
-    def port(self, serviceId: str) -> int:
-        """
-        The port number the service C{serviceId} listens on.
-        """
-        port = self.daemon.getServiceNamed(serviceId).boundPort
-        if port is None:
-            raise KeyError(f"{serviceId} is not listening")
-        result: int = port
-        return result
-
-    def stop(self) -> Deferred[None]:
-        """
-        Stop listening and stop every child; fires when all have ended.
-        """
-        d: Deferred[None] = maybeDeferred(self.daemon.stopService)
-        return d
-
-
-def runConfig(
-    reactor: Any,
-    text: str | None = None,
-    *,
-    path: str | None = None,
-    records: Iterable[Any] | None = None,
-    settings: Any = None,
-    lookups: Any = None,
-    bind: str | None = "127.0.0.1",
-    ephemeral: bool = True,
-    strict: bool = True,
-) -> RunningDaemon:
-    """
-    Serve a configuration in-process on ephemeral ports, for tests: give
-    exactly one of configuration C{text}, a C{path} or C{records}.
-
-    Every service's C{port} is replaced by 0 (the kernel picks a free port;
-    ask L{RunningDaemon.port}) unless C{ephemeral} is false, and its C{bind}
-    by C{bind} (loopback by default; C{None} keeps the configured address).
-    No root is needed: use C{user = -} (the daemon's own user) in the
-    configuration.
-
-    @param strict: raise L{twinetd.errors.ConfigError} when the
-        configuration has errors, rather than serving what is left.
-    @return: the running daemon; call its C{stop} in the test's cleanup.
-    """
-    from twinetd.config import LoadResult, Lookups, loadPath, loadText
-    from twinetd.errors import ConfigError
-    from twinetd.service import fromRecords
-
-    if [text, path, records].count(None) != 2:
-        raise TypeError("give exactly one of text, path and records")
-    lookups = lookups or Lookups.system()
-    if text is not None:
-        result = loadText(text, "<test>", lookups)
-    elif path is not None:
-        result = loadPath(path, lookups)
-    else:
-        result = LoadResult(tuple(records or ()), ())
-    if strict and result.errors:
-        raise ConfigError(result.errors[0])
-    changes: dict[str, Any] = {"port": 0} if ephemeral else {}
-    if bind is not None:
-        changes["bind"] = bind
-    served = [attrs.evolve(config, **changes) for config in result.services]
-    daemon = fromRecords(served, reactor, settings)
-    daemon.startService()
-    return RunningDaemon(daemon, result)

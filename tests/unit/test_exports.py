@@ -1,0 +1,33 @@
+"""
+The public API, pinned (as klein's test_exports does): a name added to or
+dropped from a public module's C{__all__} must be a decision, made here.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from twisted.trial.unittest import SynchronousTestCase
+
+PUBLIC = {
+    "twinetd.testing": [
+        "FakeProcess",
+        "FakeUDPPort",
+        "MemoryProcessReactor",
+        "RunningDaemon",
+        "SpawnCall",
+        "converse",
+        "daemonFixture",
+        "runConfig",
+        "serviceRecord",
+    ],
+}
+
+
+class ExportsTests(SynchronousTestCase):
+    def test_exports(self) -> None:
+        for name, exported in PUBLIC.items():
+            module = importlib.import_module(name)
+            self.assertEqual(sorted(module.__all__), sorted(exported), name)
+            for attribute in exported:
+                self.assertTrue(hasattr(module, attribute), f"{name}.{attribute}")

@@ -1,0 +1,39 @@
+"""
+Test helpers for inetd programs and for applications embedding twinetd.
+
+Integration tests (real children, real loopback sockets, no root):
+L{runConfig} serves a configuration in-process on ephemeral ports (also as
+C{async with}), L{daemonFixture} makes that a pytest fixture, L{converse}
+talks to a service, and L{serviceRecord} builds records without a
+configuration file.
+
+Unit tests (no processes, no sockets, no time): L{MemoryProcessReactor} is a
+fake reactor that spawns L{FakeProcess}es the test drives and listens on
+L{FakeUDPPort}s.
+"""
+
+from twinetd.testing.daemon import (
+    RunningDaemon,
+    converse,
+    daemonFixture,
+    runConfig,
+    serviceRecord,
+)
+from twinetd.testing.fakes import (
+    FakeProcess,
+    FakeUDPPort,
+    MemoryProcessReactor,
+    SpawnCall,
+)
+
+__all__ = [
+    "FakeProcess",
+    "FakeUDPPort",
+    "MemoryProcessReactor",
+    "RunningDaemon",
+    "SpawnCall",
+    "converse",
+    "daemonFixture",
+    "runConfig",
+    "serviceRecord",
+]
