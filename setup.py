@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).resolve().parent
 # One source for the version: twinetd/__init__.py.
@@ -19,21 +19,16 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.10",
-    packages=[
-        "twinetd",
-        "twinetd.config",
-        "twinetd.policy",
-        "twinetd.logs",
-        "twinetd.modes",
-        "twinetd.listeners",
-        "twinetd.testing",
-        "twisted.plugins",
-    ],
+    # twisted/plugins has no __init__.py (it is a namespace shared with
+    # Twisted): named explicitly.
+    packages=[*find_packages(include=["twinetd", "twinetd.*"]), "twisted.plugins"],
     package_data={"twinetd": ["py.typed"]},
     entry_points={"console_scripts": ["twinetd = twinetd.cli:main"]},
     data_files=[("share/man/man8", ["docs/twinetd.8"])],
     install_requires=[
-        "twisted>=24.3",
+        # Below the next major release: twinetd relies on a few private names
+        # (twinetd/_twistedcompat.py pins each with a test).
+        "twisted>=24.3,<27",
         "zope.interface>=6.0",
         "attrs>=23.1",
     ],
