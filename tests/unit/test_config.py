@@ -10,11 +10,11 @@ import os
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import config
 from twinetd.config import (
-    UNSUPPORTED_ATTRIBUTES,
+    ATTRIBUTES,
     LoadResult,
     Lookups,
+    attributes,
     loadPath,
     loadText,
     parseAddress,
@@ -241,13 +241,48 @@ class BasicTests(SynchronousTestCase):
         )
         self.assertEqual((config.rpcNumber, config.rpcVersion), (100, (2, 4)))
 
+    def test_recordFromTable(self) -> None:
+        """
+        Every record field but those the builder derives (name, header,
+        user ids, rlimits) is set by an attribute of the one table.
+        """
+        tableFields = {spec.field for spec in ATTRIBUTES.values()}
+        recordFields = set(attrs.fields_dict(ServiceConfig))
+        self.assertEqual(
+            recordFields - tableFields, {"name", "source", "user", "uid", "rlimits"}
+        )
+
+    def test_publicNames(self) -> None:
+        """
+        The package exports its public API and nothing else.
+        """
+        import twinetd.config
+
+        self.assertEqual(
+            sorted(twinetd.config.__all__),
+            [
+                "ATTRIBUTES",
+                "AttributeSpec",
+                "LoadResult",
+                "Lookups",
+                "UserEntry",
+                "loadPath",
+                "loadText",
+                "parseAddress",
+            ],
+        )
+        for name in twinetd.config.__all__:
+            self.assertTrue(hasattr(twinetd.config, name), name)
+
     def test_unsupportedWarnings(self) -> None:
         """
         Each attribute the runtime does not implement yet gives one warning
         where it is written, and still loads.
         """
+        self.assertIn("mdns", attributes.UNSUPPORTED_ATTRIBUTES)
+        self.assertNotIn("server", attributes.UNSUPPORTED_ATTRIBUTES)
         self.patch(
-            config, "UNSUPPORTED_ATTRIBUTES", frozenset({"instances", "only_from"})
+            attributes, "UNSUPPORTED_ATTRIBUTES", frozenset({"instances", "only_from"})
         )
         result = load(
             service(" instances = 3\n only_from = 1.2.3.4\n only_from += ::1\n")
@@ -262,8 +297,6 @@ class BasicTests(SynchronousTestCase):
                 "but not supported yet; ignored",
             ],
         )
-        self.assertIn("mdns", UNSUPPORTED_ATTRIBUTES)
-        self.assertNotIn("server", UNSUPPORTED_ATTRIBUTES)
 
     def test_unsupportedFlag(self) -> None:
         self.assertEqual(
@@ -673,7 +706,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual((t.umask, t.passenv), (0o2, ("PATH", "LANG")))
 
     def test_unsupportedWarnsOnce(self) -> None:
-        self.patch(config, "UNSUPPORTED_ATTRIBUTES", frozenset({"instances"}))
+        self.patch(attributes, "UNSUPPORTED_ATTRIBUTES", frozenset({"instances"}))
         text = (
             "defaults\n{\n instances = 5\n}\n"
             + service("")
@@ -695,7 +728,7 @@ class DefaultsTests(SynchronousTestCase):
             [
                 "/etc/t/f.conf:3: defaults: attribute user is not allowed in "
                 "defaults; ignored",
-                "/etc/t/f.conf:4: defaults: unknown attribute colour",
+                "/etc/t/f.conf:4: defaults: unknown attribute colour; ignored",
                 "/etc/t/f.conf:5: defaults: bad value for umask: '9' (expected an "
                 "octal number up to 777); ignored",
             ],
