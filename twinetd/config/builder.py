@@ -148,9 +148,9 @@ class _ServiceBuilder:
 
     def checkName(self) -> None:
         try:
-            checkText(self.section.name)
-        except BadValue:
-            self.report(self.header, "the service name is not valid text")
+            checkText(self.section.name, "bad service name")
+        except BadValue as e:
+            self.report(self.header, str(e))
 
     def isEnabled(self, serviceId: str) -> bool:
         """
@@ -451,7 +451,21 @@ class _Builder:
 
     def addService(self, located: Located) -> None:
         section = located.section
-        outcome = _ServiceBuilder(self, located, self.defaults).build()
+        try:
+            outcome = _ServiceBuilder(self, located, self.defaults).build()
+        except Exception as e:
+            # A bug, not the configuration's fault: lose this service only.
+            self.loader.problems.add(
+                located.key(section.location.line),
+                Problem(
+                    section.location,
+                    section.name,
+                    f"internal error while reading this service ({e!r}); skipped; "
+                    "please report it",
+                ),
+            )
+            self.skipped.append(section.name)
+            return
         if isinstance(outcome, str):
             self.disabled.append(outcome)
             return

@@ -134,7 +134,7 @@ class EntryReader:
 
     def convert(self, spec: AttributeSpec, assignment: Assignment) -> Any:
         for text in assignment.values:
-            checkText(text)
+            checkText(text, f"bad value for {spec.name}")
         value = spec.convert(self.context, assignment.values)
         if spec.name == "passenv":
             value = self.checkPassenv(assignment, value)
@@ -184,14 +184,14 @@ class EntryReader:
             self.warn(assignment, unsupported(spec.name))
 
 
-def checkText(value: str) -> None:
+def checkText(value: str, what: str) -> None:
     """
     Refuse what no program, path or name can hold: a NUL byte, or text that
     is not a file-system string (a lone surrogate given to L{loadText}).
     """
     if "\0" in value:
-        raise BadValue(f"bad value {value!r}: it contains a NUL byte")
+        raise BadValue(f"{what}: {value!r} contains a NUL byte")
     try:
         value.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:
-        raise BadValue(f"bad value {value!r}: it is not valid text") from None
+        raise BadValue(f"{what}: {value!r} is not valid text") from None

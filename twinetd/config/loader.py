@@ -114,7 +114,10 @@ class Loader:
         stack: tuple[str, ...],
         where: tuple[Key, SourceLocation] | None,
     ) -> None:
-        real = os.path.realpath(path)
+        try:
+            real = os.path.realpath(path)
+        except ValueError:
+            real = path
         if real in stack:
             key, location = where or (prefix, SourceLocation(path))
             self.problem(key, location, f"include cycle: {path} includes itself")
@@ -122,9 +125,9 @@ class Loader:
         try:
             with open(path, "rb") as f:
                 text = f.read().decode("utf-8", errors="surrogateescape")
-        except OSError as e:
+        except (OSError, ValueError) as e:
             key, location = where or (prefix, SourceLocation(path))
-            self.problem(key, location, f"cannot read {path}: {e.strerror}")
+            self.problem(key, location, f"cannot read {path}: {_reason(e)}")
             return
         self.loadText(text, path, os.path.dirname(path), prefix, (*stack, real))
 
@@ -138,8 +141,8 @@ class Loader:
         key, location = where or (prefix, SourceLocation(path))
         try:
             names = os.listdir(path)
-        except OSError as e:
-            self.problem(key, location, f"cannot read folder {path}: {e.strerror}")
+        except (OSError, ValueError) as e:
+            self.problem(key, location, f"cannot read folder {path}: {_reason(e)}")
             return
         # xinetd's includedir: C-locale order, skipping names with a dot or
         # ending with '~' (editor backups, package manager leftovers).
@@ -150,8 +153,8 @@ class Loader:
             child = os.path.join(path, name)
             try:
                 mode = os.stat(child).st_mode
-            except OSError as e:
-                self.problem(key, location, f"cannot read {child}: {e.strerror}")
+            except (OSError, ValueError) as e:
+                self.problem(key, location, f"cannot read {child}: {_reason(e)}")
                 continue
             if not stat.S_ISREG(mode):
                 self.problem(
@@ -181,3 +184,15 @@ class Loader:
             self.loadDirectory(path, (), (), None)
         else:
             self.loadFile(path, (), (), None)
+
+
+def _reason(error: OSError | ValueError) -> str:
+    """
+    Why a path cannot be read, for a person: the system's reason, or what
+    is wrong with the path itself (a NUL byte, text that is no file name).
+    """
+    if isinstance(error, OSError):
+        return str(error.strerror)
+    if isinstance(error, UnicodeError):
+        return "the path is not valid text"
+    return "the path contains a NUL byte"

@@ -66,8 +66,10 @@ def integer(
     """
     if not re.fullmatch(r"[+-]?[0-9]+", text, re.ASCII):
         raise BadValue(f"bad value for {name}: {text!r} (expected a number)")
-    # Python refuses to convert more than 4300 digits; no bound needs 30.
-    number = int(text) if len(text) < 30 else (-1 if text[0] == "-" else 1) * 10**30
+    if len(text) > 30:
+        # No limit needs as many digits (Python refuses above 4300).
+        raise BadValue(f"bad value for {name}: {text!r} (too large)")
+    number = int(text)
     if (low is not None and number < low) or (high is not None and number > high):
         span = f"from {low}" if high is None else f"from {low} to {high}"
         raise BadValue(f"bad value for {name}: {text!r} (expected a number {span})")
