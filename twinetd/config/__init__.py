@@ -81,7 +81,7 @@ def loadText(
     loader = Loader()
     if baseDir is None:
         baseDir = os.path.dirname(filename) or os.getcwd()
-    loader.loadText(text, filename, baseDir, (), ())
+    loader.loadText(text, filename, baseDir, ())
     return build(loader, lookups)
 
 

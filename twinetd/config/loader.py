@@ -4,7 +4,18 @@ Files and folders to sections: what C{include}, C{includefile} and
 C{includedir} read, in which order, and where each section came from.
 
 Meaning is the builder's job (L{twinetd.config.builder}); this module reads
-text and parses it.
+text and parses it, within bounds, so that no configuration can make a load
+(or a reload, in the reactor thread) slow, block or exhaust memory:
+
+  - each file and each folder is read at most once per load: including one
+    again is a warning, including one that is being read (a cycle) is an
+    error at the including line;
+  - includes nest at most L{MAX_DEPTH} deep;
+  - only regular files are read: a FIFO, a device or a socket is an error,
+    and a FIFO is opened without blocking (C{O_NONBLOCK}) and checked with
+    C{fstat} before anything is read;
+  - a file is at most L{MAX_FILE_SIZE} bytes, a whole load at most
+    L{MAX_LOAD_SIZE}.
 """
 
 from __future__ import annotations
@@ -17,9 +28,22 @@ import attrs
 from twinetd.config.parser import Include, Section, parse
 from twinetd.errors import Problem, SourceLocation
 
+#: How deep includes may nest: files and folders being read at once.
+MAX_DEPTH = 16
+#: The largest configuration file read, in bytes.
+MAX_FILE_SIZE = 1024 * 1024
+#: The most bytes one load reads over all its files.
+MAX_LOAD_SIZE = 16 * 1024 * 1024
+
 #: A sort key: problems and sections sort in file order, an included file's
 #: at the place of its include.
 Key = tuple[int, ...]
+# A file or folder: (device, inode).
+_Identity = tuple[int, int]
+# The files and folders being read, outermost first.
+_Stack = tuple[_Identity, ...]
+# Where to report a problem about a path: its sort key and location.
+_Where = tuple[Key, SourceLocation]
 
 
 class Problems:
@@ -65,14 +89,12 @@ class Loader:
         self.problems = Problems()
         self.sections: list[Located] = []
         self.dropped: list[str] = []
+        # Files and folders read, by identity, with the path first read.
+        self.seen: dict[_Identity, str] = {}
+        self.size = 0
 
-    def problem(
-        self,
-        key: Key,
-        location: SourceLocation,
-        message: str,
-        severity: str = "error",
-    ) -> None:
+    def problem(self, where: _Where, message: str, severity: str = "error") -> None:
+        key, location = where
         self.problems.add(key, Problem(location, None, message, None, severity))
 
     def loadText(
@@ -81,7 +103,7 @@ class Loader:
         filename: str,
         baseDir: str,
         prefix: Key,
-        stack: tuple[str, ...],
+        stack: _Stack = (),
     ) -> None:
         result = parse(text, filename)
         for problem in result.problems:
@@ -91,7 +113,12 @@ class Loader:
         for item in result.items:
             key = (*prefix, item.location.line)
             if isinstance(item, Include):
-                self.include(item, baseDir, key, stack)
+                path = os.path.join(baseDir, item.path)
+                where = (key, item.location)
+                if item.kind == "includedir":
+                    self.loadDirectory(path, key, stack, where)
+                else:
+                    self.loadFile(path, key, stack, where)
             elif item.kind == "defaults" and defaultsSeen is not None:
                 self.problems.add(
                     key,
@@ -107,42 +134,97 @@ class Loader:
                     defaultsSeen = item.location
                 self.sections.append(Located(item, baseDir, prefix))
 
-    def loadFile(
-        self,
-        path: str,
-        prefix: Key,
-        stack: tuple[str, ...],
-        where: tuple[Key, SourceLocation] | None,
-    ) -> None:
+    def admit(
+        self, path: str, identity: _Identity, stack: _Stack, where: _Where, what: str
+    ) -> bool:
+        """
+        Whether C{path} may be read now: not in a cycle, not read already,
+        not nested too deep.
+        """
+        if identity in stack:
+            self.problem(where, f"include cycle: {what}{path} includes itself")
+        elif identity in self.seen:
+            first = self.seen[identity]
+            again = f" (as {first})" if first != path else ""
+            self.problem(
+                where,
+                f"{what}{path} is already read{again}; not read again",
+                "warning",
+            )
+        elif len(stack) >= MAX_DEPTH:
+            self.problem(
+                where,
+                f"includes nest more than {MAX_DEPTH} deep; {what}{path} is not read",
+            )
+        else:
+            self.seen[identity] = path
+            return True
+        return False
+
+    def loadFile(self, path: str, prefix: Key, stack: _Stack, where: _Where) -> None:
         try:
-            real = os.path.realpath(path)
-        except ValueError:
-            real = path
-        if real in stack:
-            key, location = where or (prefix, SourceLocation(path))
-            self.problem(key, location, f"include cycle: {path} includes itself")
-            return
-        try:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8", errors="surrogateescape")
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         except (OSError, ValueError) as e:
-            key, location = where or (prefix, SourceLocation(path))
-            self.problem(key, location, f"cannot read {path}: {_reason(e)}")
+            self.problem(where, f"cannot read {path}: {_reason(e)}")
             return
-        self.loadText(text, path, os.path.dirname(path), prefix, (*stack, real))
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                self.problem(where, f"cannot read {path}: not a regular file")
+                return
+            identity = (info.st_dev, info.st_ino)
+            if not self.admit(path, identity, stack, where, ""):
+                return
+            data = self.read(fd, path, where)
+        finally:
+            os.close(fd)
+        if data is not None:
+            text = data.decode("utf-8", errors="surrogateescape")
+            self.loadText(text, path, os.path.dirname(path), prefix, (*stack, identity))
+
+    def read(self, fd: int, path: str, where: _Where) -> bytes | None:
+        """
+        The file's content, or C{None} (reported) when it is over a limit.
+        """
+        chunks = []
+        size = 0
+        try:
+            while size <= MAX_FILE_SIZE:
+                chunk = os.read(fd, MAX_FILE_SIZE + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except OSError as e:
+            self.problem(where, f"cannot read {path}: {_reason(e)}")
+            return None
+        data = b"".join(chunks)
+        if len(data) > MAX_FILE_SIZE:
+            self.problem(
+                where, f"cannot read {path}: larger than {MAX_FILE_SIZE} bytes"
+            )
+            return None
+        if self.size + len(data) > MAX_LOAD_SIZE:
+            self.problem(
+                where,
+                f"cannot read {path}: the configuration would be larger than "
+                f"{MAX_LOAD_SIZE} bytes in all",
+            )
+            return None
+        self.size += len(data)
+        return data
 
     def loadDirectory(
-        self,
-        path: str,
-        prefix: Key,
-        stack: tuple[str, ...],
-        where: tuple[Key, SourceLocation] | None,
+        self, path: str, prefix: Key, stack: _Stack, where: _Where
     ) -> None:
-        key, location = where or (prefix, SourceLocation(path))
         try:
+            info = os.stat(path)
             names = os.listdir(path)
         except (OSError, ValueError) as e:
-            self.problem(key, location, f"cannot read folder {path}: {_reason(e)}")
+            self.problem(where, f"cannot read folder {path}: {_reason(e)}")
+            return
+        identity = (info.st_dev, info.st_ino)
+        if not self.admit(path, identity, stack, where, "folder "):
             return
         # xinetd's includedir: C-locale order, skipping names with a dot or
         # ending with '~' (editor backups, package manager leftovers).
@@ -154,36 +236,24 @@ class Loader:
             try:
                 mode = os.stat(child).st_mode
             except (OSError, ValueError) as e:
-                self.problem(key, location, f"cannot read {child}: {_reason(e)}")
+                self.problem(where, f"cannot read {child}: {_reason(e)}")
                 continue
             if not stat.S_ISREG(mode):
                 self.problem(
-                    key,
-                    location,
-                    f"{child} is not a regular file; skipped",
-                    severity="warning",
+                    where, f"{child} is not a regular file; skipped", "warning"
                 )
                 continue
-            self.loadFile(child, (*prefix, index), stack, where)
-
-    def include(
-        self, item: Include, baseDir: str, key: Key, stack: tuple[str, ...]
-    ) -> None:
-        path = os.path.join(baseDir, item.path)
-        where = (key, item.location)
-        if item.kind == "includedir":
-            self.loadDirectory(path, key, stack, where)
-        else:
-            self.loadFile(path, key, stack, where)
+            self.loadFile(child, (*prefix, index), (*stack, identity), where)
 
     def loadPath(self, path: str) -> None:
         """
         Read a file, or a folder as C{includedir} reads one.
         """
+        where = ((), SourceLocation(path))
         if os.path.isdir(path):
-            self.loadDirectory(path, (), (), None)
+            self.loadDirectory(path, (), (), where)
         else:
-            self.loadFile(path, (), (), None)
+            self.loadFile(path, (), (), where)
 
 
 def _reason(error: OSError | ValueError) -> str:
