@@ -40,12 +40,19 @@ def summary(result: LoadResult) -> str:
     )
 
 
-def check(path: str, lookups: Lookups, out: TextIO) -> int:
+def load(options: Options, lookups: Lookups) -> LoadResult:
+    """
+    The configuration the options name: C{-c} and C{--inetd-conf}.
+    """
+    return loadPath(options["config"], lookups, inetdConf=options["inetd-conf"])
+
+
+def check(options: Options, lookups: Lookups, out: TextIO) -> int:
     """
     C{--check}: print every problem and a summary; return the exit code
     (0 without errors, 1 with).
     """
-    result = loadPath(path, lookups)
+    result = load(options, lookups)
     for problem in result.problems:
         out.write(f"{problem}\n")
     out.write(summary(result) + "\n")
@@ -89,8 +96,17 @@ class Options(usage.Options):
         [
             "config",
             "c",
-            DEFAULT_CONFIG,
-            "Configuration file or folder (xinetd's -f).",
+            None,
+            "Configuration file or folder (xinetd's -f); default "
+            f"{DEFAULT_CONFIG}, or none when only --inetd-conf is given.",
+            str,
+        ],
+        [
+            "inetd-conf",
+            None,
+            None,
+            "Also serve the lines of this inetd.conf file (as xinetd's "
+            "-inetd_compat reads /etc/inetd.conf).",
             str,
         ],
         [
@@ -116,8 +132,10 @@ class Options(usage.Options):
             raise usage.UsageError("--limit must be at least 1")
         if self["kill-delay"] < 0:
             raise usage.UsageError("--kill-delay must not be negative")
+        if self["config"] is None and self["inetd-conf"] is None:
+            self["config"] = DEFAULT_CONFIG
         if self["check"]:
-            raise SystemExit(check(self["config"], Lookups.system(), sys.stdout))
+            raise SystemExit(check(self, Lookups.system(), sys.stdout))
 
 
 def makeService(options: Options) -> IService:
@@ -126,7 +144,7 @@ def makeService(options: Options) -> IService:
     """
     from twisted.internet import reactor
 
-    from twinetd.service import DaemonSettings, fromPath, logProblems
+    from twinetd.service import DaemonSettings, fromRecords, logProblems
     from twinetd.spawn import installExitedReaper
 
     installExitedReaper()
@@ -139,14 +157,16 @@ def makeService(options: Options) -> IService:
         processLimit=options["limit"],
         handoff=bool(options["handoff"]),
     )
-    daemon, result = fromPath(options["config"], reactor, settings)
-    path = options["config"]
+    result = load(options, Lookups.system())
+    logProblems(result)
+    daemon = fromRecords(result.services, reactor, settings)
+    path = options["config"] or options["inetd-conf"]
 
     def reload() -> None:
         # xinetd's SIGHUP: read the configuration again, change what differs.
         log.info("SIGHUP: reloading {path}", path=path)
         daemon.runtime.sinks.reopenAll()
-        reloaded = loadPath(path, Lookups.system())
+        reloaded = load(options, Lookups.system())
         logProblems(reloaded)
         log.info("{summary}", summary=summary(reloaded))
         daemon.reload(reloaded.services)

@@ -644,6 +644,25 @@ class ServiceCheckTests(SynchronousTestCase):
             ],
         )
 
+    def test_samePortOtherFamily(self) -> None:
+        """
+        An IPv4 service and an IPv6-only one may share a port (xinetd's two
+        entries with C{flags = IPv4} and C{flags = IPv6}); a dual-stack one
+        clashes with either.
+        """
+        four = service(" flags = IPv4\n", port=1)
+        six = service(" flags = IPv6\n v6only = yes\n", name="t", port=1)
+        both = service("", name="u", port=1)
+        result = load(four + six + both)
+        self.assertEqual([s.name for s in result.services], ["s", "t"])
+        self.assertEqual(
+            [str(p) for p in result.errors],
+            [
+                "/etc/t/f.conf:22: u: port 1/tcp is already used by service s at "
+                "/etc/t/f.conf:1; skipped"
+            ],
+        )
+
     def test_disable(self) -> None:
         """
         C{disable = yes} skips a service quietly, even a broken one.

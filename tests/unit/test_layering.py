@@ -23,6 +23,7 @@ CONFIG = (
     "config.values",
     "config.attributes",
     "config.entry",
+    "config.inetdconf",
     "config.loader",
     "config.builder",
     "config",

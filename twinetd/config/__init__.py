@@ -11,7 +11,8 @@ services database, the daemon's uid and environment, whether a program is
 executable) comes from an injected L{Lookups}.
 
 The layer, in the order data flows through it: C{parser} (syntax),
-C{loader} (files, folders, includes), C{attributes} (the one table of
+C{inetdconf} (inetd.conf lines as service sections), C{loader} (files,
+folders, includes), C{attributes} (the one table of
 attributes, with C{values} parsing what they hold), C{lookups} (the
 system), C{builder} (sections to records).
 
@@ -85,12 +86,21 @@ def loadText(
     return build(loader, lookups)
 
 
-def loadPath(path: str, lookups: Lookups) -> LoadResult:
+def loadPath(
+    path: str | None, lookups: Lookups, inetdConf: str | None = None
+) -> LoadResult:
     """
     Load a configuration file (an C{xinetd.conf} with C{defaults} and
     C{includedir} works as is) or a folder (read as xinetd's C{includedir}
-    reads one).
+    reads one), and an inetd.conf file.
+
+    @param path: the xinetd configuration, or C{None} for none.
+    @param inetdConf: an inetd.conf file whose lines are services too
+        (xinetd's C{-inetd_compat}), or C{None}.
     """
     loader = Loader()
-    loader.loadPath(path)
+    if path is not None:
+        loader.loadPath(path)
+    if inetdConf is not None:
+        loader.loadInetdConf(inetdConf, lookups)
     return build(loader, lookups)

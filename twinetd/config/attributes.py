@@ -225,7 +225,7 @@ def _numberOrUnknown(text: str, what: str, names: Sequence[str]) -> int:
     """
     number = asNumber(text)
     if number is None:
-        raise BadValue(f"unknown {what}: {text}" + didYouMean(text, names, what))
+        raise BadValue(f"unknown {what}: {text}" + didYouMean(text, names))
     return number
 
 
@@ -477,13 +477,13 @@ ATTRIBUTES: dict[str, AttributeSpec] = {
 }
 
 
-def didYouMean(text: str, candidates: Sequence[str], what: str) -> str:
+def didYouMean(text: str, candidates: Sequence[str]) -> str:
     """
     C{" (did you mean X?)"} when a candidate is close to C{text}, else
     C{""}.
     """
     close = difflib.get_close_matches(text, list(candidates), n=1, cutoff=0.75)
-    return f" (did you mean {what} {close[0]}?)" if close else ""
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def unsupported(name: str) -> str:

@@ -411,7 +411,7 @@ class _Builder:
         self.disabled: list[str] = []
         self.skipped: list[str] = list(loader.dropped)
         self.byId: dict[str, ServiceConfig] = {}
-        self.byAddress: dict[tuple[int, str, str | None], ServiceConfig] = {}
+        self.byAddress: dict[tuple[int, str, str], ServiceConfig] = {}
 
     def build(self) -> LoadResult:
         sections = self.loader.sections
@@ -482,7 +482,8 @@ class _Builder:
             self.skipped.append(section.name)
             return
         self.byId[outcome.id] = outcome
-        self.byAddress[(outcome.port, outcome.protocol, outcome.bind)] = outcome
+        for address in _addresses(outcome):
+            self.byAddress[address] = outcome
         self.services.append(outcome)
 
     def clash(self, config: ServiceConfig) -> tuple[str, str] | None:
@@ -497,7 +498,8 @@ class _Builder:
                 f"service at {first.source}); skipped",
                 "id",
             )
-        other = self.byAddress.get((config.port, config.protocol, config.bind))
+        others = [self.byAddress.get(a) for a in _addresses(config)]
+        other = next((o for o in others if o is not None), None)
         if other is not None:
             return (
                 f"port {config.port}/{config.protocol} is already used by "
@@ -505,6 +507,23 @@ class _Builder:
                 "port",
             )
         return None
+
+
+def _addresses(config: ServiceConfig) -> tuple[tuple[int, str, str], ...]:
+    """
+    The addresses a service listens on, as far as the configuration tells:
+    C{bind}, else IPv4 (C{flags = IPv4}), IPv6 only (C{v6only}) or both.
+    An IPv4 and an IPv6-only service may share a port.
+    """
+    if config.bind is not None:
+        hosts: tuple[str, ...] = (config.bind,)
+    elif "IPv4" in config.flags:
+        hosts = ("0.0.0.0",)
+    elif config.v6only:
+        hosts = ("::",)
+    else:
+        hosts = ("0.0.0.0", "::")
+    return tuple((config.port, config.protocol, host) for host in hosts)
 
 
 def build(loader: Loader, lookups: Lookups) -> LoadResult:

@@ -96,7 +96,7 @@ class EntryReader:
                 self.error(
                     assignment,
                     f"unknown attribute {assignment.attribute}"
-                    + didYouMean(name, list(ATTRIBUTES), "attribute"),
+                    + didYouMean(name, list(ATTRIBUTES)),
                 )
         elif self.inDefaults and not spec.inDefaults:
             self.error(assignment, f"attribute {name} is not allowed in defaults")

@@ -25,6 +25,8 @@ import stat
 
 import attrs
 
+from twinetd.config.inetdconf import parseInetdConf
+from twinetd.config.lookups import Lookups
 from twinetd.config.parser import Include, Section, parse
 from twinetd.errors import Problem, SourceLocation
 
@@ -34,6 +36,9 @@ MAX_DEPTH = 16
 MAX_FILE_SIZE = 1024 * 1024
 #: The most bytes one load reads over all its files.
 MAX_LOAD_SIZE = 16 * 1024 * 1024
+
+# The sort key prefix of an inetd.conf: after every other file.
+_AFTER_EVERYTHING = 2**62
 
 #: A sort key: problems and sections sort in file order, an included file's
 #: at the place of its include.
@@ -162,25 +167,53 @@ class Loader:
         return False
 
     def loadFile(self, path: str, prefix: Key, stack: _Stack, where: _Where) -> None:
+        got = self.readFile(path, stack, where)
+        if got is not None:
+            text, identity = got
+            self.loadText(text, path, os.path.dirname(path), prefix, (*stack, identity))
+
+    def loadInetdConf(self, path: str, lookups: Lookups) -> None:
+        """
+        Read an inetd.conf file (xinetd's C{-inetd_compat}); its services
+        come after those of every other file.
+        """
+        prefix = (_AFTER_EVERYTHING,)
+        got = self.readFile(path, (), (prefix, SourceLocation(path)))
+        if got is None:
+            return
+        conf = parseInetdConf(got[0], path, lookups)
+        for problem in conf.problems:
+            self.problems.add((*prefix, problem.location.line), problem)
+        self.dropped.extend(conf.dropped)
+        baseDir = os.path.dirname(path)
+        self.sections.extend(Located(s, baseDir, prefix) for s in conf.sections)
+
+    def readFile(
+        self, path: str, stack: _Stack, where: _Where
+    ) -> tuple[str, _Identity] | None:
+        """
+        A regular file's text and identity, if it may be read now (see
+        L{admit}) and is within the size limits; else C{None}, reported.
+        """
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         except (OSError, ValueError) as e:
             self.problem(where, f"cannot read {path}: {_reason(e)}")
-            return
+            return None
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 self.problem(where, f"cannot read {path}: not a regular file")
-                return
+                return None
             identity = (info.st_dev, info.st_ino)
             if not self.admit(path, identity, stack, where, ""):
-                return
+                return None
             data = self.read(fd, path, where)
         finally:
             os.close(fd)
-        if data is not None:
-            text = data.decode("utf-8", errors="surrogateescape")
-            self.loadText(text, path, os.path.dirname(path), prefix, (*stack, identity))
+        if data is None:
+            return None
+        return data.decode("utf-8", errors="surrogateescape"), identity
 
     def read(self, fd: int, path: str, where: _Where) -> bytes | None:
         """
