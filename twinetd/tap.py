@@ -8,6 +8,7 @@ L{makeService}.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -18,6 +19,9 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from twinetd.config import LoadResult, Lookups, loadPath
+from twinetd.errors import printable
+from twinetd.launch import argvFor
+from twinetd.model import ServiceConfig, SocketType
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
 
@@ -49,14 +53,64 @@ def load(options: Options, lookups: Lookups) -> LoadResult:
 
 def check(options: Options, lookups: Lookups, out: TextIO) -> int:
     """
-    C{--check}: print every problem and a summary; return the exit code
-    (0 without errors, 1 with).
+    C{--check}: print every problem, with C{--verbose} each service that
+    would be served, and a summary; return the exit code (0 without
+    errors, 1 with).
     """
     result = load(options, lookups)
     for problem in result.problems:
         out.write(f"{problem}\n")
+    if options["verbose"]:
+        out.write("services that would be served:\n" if result.services else "")
+        for config in result.services:
+            out.write(f"  {describe(config, bool(options['handoff']))}\n")
     out.write(summary(result) + "\n")
     return 1 if result.errors else 0
+
+
+def describe(config: ServiceConfig, handoff: bool) -> str:
+    """
+    One service as C{xinetd -d} shows what it will run: id, protocol and
+    port, address, user, mode and argv.
+
+    @param handoff: the daemon's C{--handoff}.
+    """
+    if config.bind is not None:
+        address = config.bind
+    elif "IPv4" in config.flags:
+        address = "0.0.0.0 (IPv4)"
+    elif config.v6only:
+        address = ":: (IPv6 only)"
+    else:
+        address = "every address (IPv4 and IPv6)"
+    user = "the daemon's" if config.user is None else config.user
+    if config.uid is not None:
+        user += f" (uid {config.uid}, gid {config.gid})"
+    text = (
+        f"{printable(config.id)}: {config.protocol} port {config.port}, bind "
+        f"{address}, user {printable(user)}, mode {_mode(config, handoff)}"
+    )
+    if config.server is not None and not config.isInternal:
+        argv = printable(shlex.join(argvFor(config)))
+        text += f", argv {argv} ({printable(config.server)})"
+    return text
+
+
+def _mode(config: ServiceConfig, handoff: bool) -> str:
+    if config.isInternal:
+        return "internal"
+    if config.redirect is not None:
+        host, port = config.redirect
+        return f"redirect to {host} port {port}"
+    if config.wait:
+        return "wait (the socket to the program)"
+    if config.socketType is SocketType.DGRAM:
+        return "one child per datagram"
+    return (
+        "handoff"
+        if (handoff if config.handoff is None else config.handoff)
+        else "bridge"
+    )
 
 
 class Options(usage.Options):
@@ -90,6 +144,12 @@ class Options(usage.Options):
             None,
             "Load and validate the configuration, print every "
             "problem and a summary, and exit: 0 without errors, 1 with.",
+        ],
+        [
+            "verbose",
+            "v",
+            "With --check: also list each service that would be served (id, "
+            "protocol and port, bind, user, mode, argv), as xinetd -d does.",
         ],
     ]
     optParameters = [

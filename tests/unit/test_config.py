@@ -644,6 +644,28 @@ class ServiceCheckTests(SynchronousTestCase):
             ],
         )
 
+    def test_didYouMean(self) -> None:
+        """
+        An unknown attribute, user or group close to a known one gets a
+        suggestion; one close to nothing does not.
+        """
+        self.assertEqual(
+            problems(service(" only_form = 1.2.3.4\n colour = red\n")),
+            [
+                "/etc/t/f.conf:9: s: unknown attribute only_form (did you mean "
+                "only_from?)",
+                "/etc/t/f.conf:10: s: unknown attribute colour",
+            ],
+        )
+        base = BASE.replace("user = nobody", "user = nobdy")
+        self.assertEqual(
+            problems(service(" group = nogrup\n", base=base)),
+            [
+                "/etc/t/f.conf:6: s: unknown user: nobdy (did you mean nobody?)",
+                "/etc/t/f.conf:9: s: unknown group: nogrup (did you mean nogroup?)",
+            ],
+        )
+
     def test_samePortOtherFamily(self) -> None:
         """
         An IPv4 service and an IPv6-only one may share a port (xinetd's two
