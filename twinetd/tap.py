@@ -113,6 +113,36 @@ def _mode(config: ServiceConfig, handoff: bool) -> str:
     )
 
 
+def startup(options: Options, lookups: Lookups, stderr: TextIO) -> LoadResult:
+    """
+    Load the configuration at start-up and tell the person starting the
+    daemon what is wrong, on C{stderr}: events logged now reach twistd's log
+    only if the daemon goes on, and never the terminal it leaves when it
+    goes to the background.
+
+    Every problem and the summary are written when the configuration
+    cannot be read (then the daemon exits 1), when no service can be
+    served (it keeps running, as Debian's xinetd does, and serves what a
+    later SIGHUP adds), and before it goes to the background.
+
+    @raise SystemExit: (1) when the configuration cannot be read at all.
+    """
+    result = load(options, lookups)
+    parent = getattr(options, "parent", None)
+    daemonizing = parent is not None and not parent.get("nodaemon")
+    if result.unreadable or not result.services or (daemonizing and result.problems):
+        for problem in result.problems:
+            stderr.write(f"twinetd: {problem}\n")
+        stderr.write(f"twinetd: {summary(result)}\n")
+    if result.unreadable:
+        stderr.write("twinetd: cannot read the configuration. Exiting...\n")
+        raise SystemExit(1)
+    if not result.services:
+        stderr.write("twinetd: warning: no services to serve; waiting for SIGHUP\n")
+    stderr.flush()
+    return result
+
+
 class Options(usage.Options):
     """
     Command-line options of C{twistd twinetd}.
@@ -129,8 +159,9 @@ class Options(usage.Options):
         [
             "stayalive",
             None,
-            "Keep running when no service can be served (xinetd's -stayalive); "
-            "without it the daemon exits with status 1, as xinetd does.",
+            "Accepted for xinetd's -stayalive: the daemon always keeps running "
+            "when its configuration can be read, even with no service to serve "
+            "(as Debian's xinetd does).",
         ],
         [
             "handoff",
@@ -207,6 +238,7 @@ def makeService(options: Options) -> IService:
     from twinetd.service import DaemonSettings, fromRecords, logProblems
     from twinetd.spawn import installExitedReaper
 
+    result = startup(options, Lookups.system(), sys.stderr)
     installExitedReaper()
 
     # As xinetd: children inherit the daemon's umask with 022 added, unless
@@ -217,8 +249,9 @@ def makeService(options: Options) -> IService:
         processLimit=options["limit"],
         handoff=bool(options["handoff"]),
     )
-    result = load(options, Lookups.system())
     logProblems(result)
+    if not result.services:
+        log.warn("no services to serve; waiting for SIGHUP")
     daemon = fromRecords(result.services, reactor, settings)
     path = options["config"] or options["inetd-conf"]
 
@@ -235,13 +268,6 @@ def makeService(options: Options) -> IService:
     cast(Any, reactor).addSystemEventTrigger(
         "after", "startup", _chainRotation, reactor, daemon.runtime.sinks.reopenAll
     )
-    if not daemon.records and not options["stayalive"]:
-        # As xinetd: with nothing to serve the daemon exits.
-        sys.stderr.write(
-            f"twinetd: {options['config']}: no services. Exiting...\n"
-            f"{summary(result)}\n"
-        )
-        raise SystemExit(1)
     return daemon
 
 

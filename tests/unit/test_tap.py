@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twinetd.config import Lookups
 from twinetd.errors import SourceLocation
 from twinetd.model import ServiceConfig, SocketType
-from twinetd.tap import DEFAULT_CONFIG, Options, check, describe
+from twinetd.tap import DEFAULT_CONFIG, Options, check, describe, startup
 
 LOOKUPS = Lookups.fromTables(
     users={"root": (0, 0), "nobody": (65534, 65534)},
@@ -145,3 +145,114 @@ class CheckTests(SynchronousTestCase):
         code, out = self.check()
         self.assertEqual(code, 1)
         self.assertNotIn("would be served", out)
+
+
+GOOD = (
+    "service good\n{\n type = UNLISTED\n port = 2002\n socket_type = stream\n"
+    " wait = no\n user = nobody\n server = /bin/cat\n}\n"
+)
+TYPO = (
+    "service slow\n{\n type = UNLISTED\n port = 2003\n socket_type = stream\n"
+    " wait = no\n user = nobody\n server = /bin/cat\n only_form = 10.0.0.1\n}\n"
+)
+
+
+class StartupTests(SynchronousTestCase):
+    """
+    What the person starting the daemon reads on standard error.
+    """
+
+    def setUp(self) -> None:
+        self.folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.folder)
+
+    def start(
+        self,
+        files: dict[str, str],
+        *args: str,
+        nodaemon: bool | None = True,
+        path: str | None = None,
+    ) -> tuple[int | None, list[str]]:
+        for name, text in files.items():
+            with open(os.path.join(self.folder, name), "w") as f:
+                f.write(text)
+        options = Options()
+        options.parseOptions(["-c", path or self.folder, *args])
+        if nodaemon is not None:
+            options.parent = {"nodaemon": nodaemon}  # as twistd sets it
+        err = io.StringIO()
+        try:
+            result = startup(options, LOOKUPS, err)
+        except SystemExit as e:
+            code: int | None = int(str(e.code))
+        else:
+            code = None
+            self.result = result
+        return code, err.getvalue().replace(self.folder, "D").splitlines()
+
+    def test_unreadable(self) -> None:
+        """
+        A configuration that cannot be read at all: the reason on standard
+        error and exit status 1.
+        """
+        code, err = self.start({}, path=os.path.join(self.folder, "missing"))
+        self.assertEqual(code, 1)
+        self.assertEqual(
+            err,
+            [
+                "twinetd: D/missing: cannot read D/missing: No such file or directory",
+                "twinetd: 0 services loaded, 0 skipped, 0 disabled, 1 error, 0 "
+                "warnings",
+                "twinetd: cannot read the configuration. Exiting...",
+            ],
+        )
+
+    def test_emptyFolder(self) -> None:
+        """
+        A folder with no service: the daemon starts, with a warning.
+        """
+        code, err = self.start({})
+        self.assertIsNone(code)
+        self.assertEqual(
+            err,
+            [
+                "twinetd: 0 services loaded, 0 skipped, 0 disabled, 0 errors, 0 "
+                "warnings",
+                "twinetd: warning: no services to serve; waiting for SIGHUP",
+            ],
+        )
+
+    def test_nothingServable(self) -> None:
+        """
+        The only service has a typo: the line that says what is wrong is
+        printed (it was lost before), and the daemon starts.
+        """
+        code, err = self.start({"slow": TYPO})
+        self.assertIsNone(code)
+        self.assertEqual(
+            err[0],
+            "twinetd: D/slow:9: slow: unknown attribute only_form (did you mean "
+            "only_from?)",
+        )
+        self.assertEqual(
+            err[-1], "twinetd: warning: no services to serve; waiting for SIGHUP"
+        )
+
+    def test_beforeBackground(self) -> None:
+        """
+        Going to the background, every problem is printed first; in the
+        foreground they go to the log only.
+        """
+        code, err = self.start({"good": GOOD, "slow": TYPO}, nodaemon=False)
+        self.assertIsNone(code)
+        self.assertEqual(
+            err,
+            [
+                "twinetd: D/slow:9: slow: unknown attribute only_form (did you "
+                "mean only_from?)",
+                "twinetd: 1 service loaded, 1 skipped, 0 disabled, 1 error, 0 warnings",
+            ],
+        )
+        self.assertEqual(self.start({}, nodaemon=True), (None, []))
+        self.assertEqual(self.start({}, nodaemon=None), (None, []))
+        self.assertEqual([s.name for s in self.result.services], ["good"])

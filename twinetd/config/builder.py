@@ -40,12 +40,16 @@ class LoadResult:
     @ivar disabledIds: ids of services left out on purpose (C{disable = yes},
         or not admitted by C{defaults}' C{enabled}/C{disabled}).
     @ivar skippedNames: names of services left out because of errors.
+    @ivar unreadable: the problems (among C{problems}) that kept the
+        configuration file or folder itself from being read at all: there
+        is no configuration to serve, not even an empty one.
     """
 
     services: tuple[ServiceConfig, ...]
     problems: tuple[Problem, ...]
     disabledIds: tuple[str, ...] = ()
     skippedNames: tuple[str, ...] = ()
+    unreadable: tuple[Problem, ...] = ()
 
     @property
     def disabled(self) -> int:
@@ -426,6 +430,7 @@ class _Builder:
             self.loader.problems.sorted(),
             tuple(self.disabled),
             tuple(self.skipped),
+            tuple(self.loader.unreadable),
         )
 
     def readDefaults(self, located: Located) -> None:

@@ -88,12 +88,15 @@ class Loader:
     @ivar problems: what went wrong, syntax errors included.
     @ivar sections: every section read, in reading order.
     @ivar dropped: names of services left out because of syntax errors.
+    @ivar unreadable: the problems that kept a file or folder named by the
+        caller (not by an include) from being read at all.
     """
 
     def __init__(self) -> None:
         self.problems = Problems()
         self.sections: list[Located] = []
         self.dropped: list[str] = []
+        self.unreadable: list[Problem] = []
         # Files and folders read, by identity, with the path first read.
         self.seen: dict[_Identity, str] = {}
         self.size = 0
@@ -166,11 +169,16 @@ class Loader:
             return True
         return False
 
-    def loadFile(self, path: str, prefix: Key, stack: _Stack, where: _Where) -> None:
+    def loadFile(self, path: str, prefix: Key, stack: _Stack, where: _Where) -> bool:
+        """
+        Read a file and what it includes; whether the file could be read.
+        """
         got = self.readFile(path, stack, where)
-        if got is not None:
-            text, identity = got
-            self.loadText(text, path, os.path.dirname(path), prefix, (*stack, identity))
+        if got is None:
+            return False
+        text, identity = got
+        self.loadText(text, path, os.path.dirname(path), prefix, (*stack, identity))
+        return True
 
     def loadInetdConf(self, path: str, lookups: Lookups) -> None:
         """
@@ -178,8 +186,10 @@ class Loader:
         come after those of every other file.
         """
         prefix = (_AFTER_EVERYTHING,)
+        before = len(self.problems.entries)
         got = self.readFile(path, (), (prefix, SourceLocation(path)))
         if got is None:
+            self.unreadable.extend(p for _, _, p in self.problems.entries[before:])
             return
         conf = parseInetdConf(got[0], path, lookups)
         for problem in conf.problems:
@@ -249,16 +259,19 @@ class Loader:
 
     def loadDirectory(
         self, path: str, prefix: Key, stack: _Stack, where: _Where
-    ) -> None:
+    ) -> bool:
+        """
+        Read a folder's files; whether the folder could be read.
+        """
         try:
             info = os.stat(path)
             names = os.listdir(path)
         except (OSError, ValueError) as e:
             self.problem(where, f"cannot read folder {path}: {_reason(e)}")
-            return
+            return False
         identity = (info.st_dev, info.st_ino)
         if not self.admit(path, identity, stack, where, "folder "):
-            return
+            return False
         # xinetd's includedir: C-locale order, skipping names with a dot or
         # ending with '~' (editor backups, package manager leftovers).
         names.sort(key=os.fsencode)
@@ -277,16 +290,21 @@ class Loader:
                 )
                 continue
             self.loadFile(child, (*prefix, index), (*stack, identity), where)
+        return True
 
     def loadPath(self, path: str) -> None:
         """
-        Read a file, or a folder as C{includedir} reads one.
+        Read a file, or a folder as C{includedir} reads one.  When it cannot
+        be read at all, the problems that say why are also in L{unreadable}.
         """
         where = ((), SourceLocation(path))
+        before = len(self.problems.entries)
         if os.path.isdir(path):
-            self.loadDirectory(path, (), (), where)
+            read = self.loadDirectory(path, (), (), where)
         else:
-            self.loadFile(path, (), (), where)
+            read = self.loadFile(path, (), (), where)
+        if not read:
+            self.unreadable.extend(p for _, _, p in self.problems.entries[before:])
 
 
 def _reason(error: OSError | ValueError) -> str:
