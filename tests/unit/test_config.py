@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
+import tempfile
 
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
@@ -797,8 +799,9 @@ class DefaultsTests(SynchronousTestCase):
 
 class FolderTests(SynchronousTestCase):
     def makeFolder(self, files: dict[str, str]) -> str:
-        path = self.mktemp()
-        os.makedirs(path)
+        # Not trial's mktemp, which makes folders in the checkout under pytest.
+        path = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, path)
         for name, text in files.items():
             full = os.path.join(path, name)
             os.makedirs(os.path.dirname(full), exist_ok=True)

@@ -14,6 +14,7 @@ import tempfile
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd.config import ATTRIBUTES, LoadResult, Lookups, loadPath, loadText
@@ -40,7 +41,11 @@ service good
 }
 """
 
-# Deterministic in CI; database off so nothing is written in the checkout.
+# Hypothesis keeps caches (Unicode tables, constants) in a folder: not in
+# the checkout.
+set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "twinetd-hypothesis"))
+
+# Deterministic in CI; no example database.
 FUZZ = settings(
     max_examples=120,
     deadline=None,
