@@ -37,6 +37,7 @@ setup(
             "pytest>=8",
             "pytest-twisted>=1.14",
             "pytest-timeout>=2.3",
+            "hypothesis>=6.100",
         ],
         "dev": [
             "mypy>=1.10",

@@ -57,7 +57,17 @@ class Problem:
         text = ": ".join(parts) + ": "
         if self.severity != "error":
             text += f"{self.severity}: "
-        return text + self.message
+        return printable(text + self.message)
+
+
+def printable(text: str) -> str:
+    """
+    C{text} with what a terminal or a log line cannot show (control
+    characters, NUL, undecodable bytes) escaped as Python would.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class TwinetdError(Exception):

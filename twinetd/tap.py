@@ -8,6 +8,7 @@ L{makeService}.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -19,6 +20,9 @@ from twisted.python import usage
 
 import twinetd
 from twinetd.config import LoadResult, Lookups, loadPath
+from twinetd.errors import printable
+from twinetd.launch import argvFor
+from twinetd.model import ServiceConfig, SocketType
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
 
@@ -41,16 +45,103 @@ def summary(result: LoadResult) -> str:
     )
 
 
-def check(path: str, lookups: Lookups, out: TextIO) -> int:
+def load(options: Options, lookups: Lookups) -> LoadResult:
     """
-    C{--check}: print every problem and a summary; return the exit code
-    (0 without errors, 1 with).
+    The configuration the options name: C{-c} and C{--inetd-conf}.
     """
-    result = loadPath(path, lookups)
+    return loadPath(options["config"], lookups, inetdConf=options["inetd-conf"])
+
+
+def check(options: Options, lookups: Lookups, out: TextIO) -> int:
+    """
+    C{--check}: print every problem, with C{--verbose} each service that
+    would be served, and a summary; return the exit code (0 without
+    errors, 1 with).
+    """
+    result = load(options, lookups)
     for problem in result.problems:
         out.write(f"{problem}\n")
+    if options["verbose"]:
+        out.write("services that would be served:\n" if result.services else "")
+        for config in result.services:
+            out.write(f"  {describe(config, bool(options['handoff']))}\n")
     out.write(summary(result) + "\n")
     return 1 if result.errors else 0
+
+
+def describe(config: ServiceConfig, handoff: bool) -> str:
+    """
+    One service as C{xinetd -d} shows what it will run: id, protocol and
+    port, address, user, mode and argv.
+
+    @param handoff: the daemon's C{--handoff}.
+    """
+    if config.bind is not None:
+        address = config.bind
+    elif "IPv4" in config.flags:
+        address = "0.0.0.0 (IPv4)"
+    elif config.v6only:
+        address = ":: (IPv6 only)"
+    else:
+        address = "every address (IPv4 and IPv6)"
+    user = "the daemon's" if config.user is None else config.user
+    if config.uid is not None:
+        user += f" (uid {config.uid}, gid {config.gid})"
+    text = (
+        f"{printable(config.id)}: {config.protocol} port {config.port}, bind "
+        f"{address}, user {printable(user)}, mode {_mode(config, handoff)}"
+    )
+    if config.server is not None and not config.isInternal:
+        argv = printable(shlex.join(argvFor(config)))
+        text += f", argv {argv} ({printable(config.server)})"
+    return text
+
+
+def _mode(config: ServiceConfig, handoff: bool) -> str:
+    if config.isInternal:
+        return "internal"
+    if config.redirect is not None:
+        host, port = config.redirect
+        return f"redirect to {host} port {port}"
+    if config.wait:
+        return "wait (the socket to the program)"
+    if config.socketType is SocketType.DGRAM:
+        return "one child per datagram"
+    return (
+        "handoff"
+        if (handoff if config.handoff is None else config.handoff)
+        else "bridge"
+    )
+
+
+def startup(options: Options, lookups: Lookups, stderr: TextIO) -> LoadResult:
+    """
+    Load the configuration at start-up and tell the person starting the
+    daemon what is wrong, on C{stderr}: events logged now reach twistd's log
+    only if the daemon goes on, and never the terminal it leaves when it
+    goes to the background.
+
+    Every problem and the summary are written when the configuration
+    cannot be read (then the daemon exits 1), when no service can be
+    served (it keeps running, as Debian's xinetd does, and serves what a
+    later SIGHUP adds), and before it goes to the background.
+
+    @raise SystemExit: (1) when the configuration cannot be read at all.
+    """
+    result = load(options, lookups)
+    parent = getattr(options, "parent", None)
+    daemonizing = parent is not None and not parent.get("nodaemon")
+    if result.unreadable or not result.services or (daemonizing and result.problems):
+        for problem in result.problems:
+            stderr.write(f"twinetd: {problem}\n")
+        stderr.write(f"twinetd: {summary(result)}\n")
+    if result.unreadable:
+        stderr.write("twinetd: cannot read the configuration. Exiting...\n")
+        raise SystemExit(1)
+    if not result.services:
+        stderr.write("twinetd: warning: no services to serve; waiting for SIGHUP\n")
+    stderr.flush()
+    return result
 
 
 class Options(usage.Options):
@@ -69,8 +160,9 @@ class Options(usage.Options):
         [
             "stayalive",
             None,
-            "Keep running when no service can be served (xinetd's -stayalive); "
-            "without it the daemon exits with status 1, as xinetd does.",
+            "Accepted for xinetd's -stayalive: the daemon always keeps running "
+            "when its configuration can be read, even with no service to serve "
+            "(as Debian's xinetd does).",
         ],
         [
             "handoff",
@@ -85,13 +177,28 @@ class Options(usage.Options):
             "Load and validate the configuration, print every "
             "problem and a summary, and exit: 0 without errors, 1 with.",
         ],
+        [
+            "verbose",
+            "v",
+            "With --check: also list each service that would be served (id, "
+            "protocol and port, bind, user, mode, argv), as xinetd -d does.",
+        ],
     ]
     optParameters = [
         [
             "config",
             "c",
-            DEFAULT_CONFIG,
-            "Configuration file or folder (xinetd's -f).",
+            None,
+            "Configuration file or folder (xinetd's -f); default "
+            f"{DEFAULT_CONFIG}, or none when only --inetd-conf is given.",
+            str,
+        ],
+        [
+            "inetd-conf",
+            None,
+            None,
+            "Also serve the lines of this inetd.conf file (as xinetd's "
+            "-inetd_compat reads /etc/inetd.conf).",
             str,
         ],
         [
@@ -124,8 +231,10 @@ class Options(usage.Options):
             raise usage.UsageError("--limit must be at least 1")
         if self["kill-delay"] < 0:
             raise usage.UsageError("--kill-delay must not be negative")
+        if self["config"] is None and self["inetd-conf"] is None:
+            self["config"] = DEFAULT_CONFIG
         if self["check"]:
-            raise SystemExit(check(self["config"], Lookups.system(), sys.stdout))
+            raise SystemExit(check(self, Lookups.system(), sys.stdout))
 
 
 def makeService(options: Options) -> IService:
@@ -134,9 +243,10 @@ def makeService(options: Options) -> IService:
     """
     from twisted.internet import reactor
 
-    from twinetd.service import DaemonSettings, fromPath, logProblems
+    from twinetd.service import DaemonSettings, fromRecords, logProblems
     from twinetd.spawn import installExitedReaper
 
+    result = startup(options, Lookups.system(), sys.stderr)
     installExitedReaper()
 
     # As xinetd: children inherit the daemon's umask with 022 added, unless
@@ -147,14 +257,17 @@ def makeService(options: Options) -> IService:
         processLimit=options["limit"],
         handoff=bool(options["handoff"]),
     )
-    daemon, result = fromPath(options["config"], reactor, settings)
-    path = options["config"]
+    logProblems(result)
+    if not result.services:
+        log.warn("no services to serve; waiting for SIGHUP")
+    daemon = fromRecords(result.services, reactor, settings)
+    path = options["config"] or options["inetd-conf"]
 
     def reload() -> None:
         # xinetd's SIGHUP: read the configuration again, change what differs.
         log.info("SIGHUP: reloading {path}", path=path)
         daemon.runtime.sinks.reopenAll()
-        reloaded = loadPath(path, Lookups.system())
+        reloaded = load(options, Lookups.system())
         logProblems(reloaded)
         log.info("{summary}", summary=summary(reloaded))
         daemon.reload(reloaded.services)
@@ -163,13 +276,6 @@ def makeService(options: Options) -> IService:
     cast(Any, reactor).addSystemEventTrigger(
         "after", "startup", _chainRotation, reactor, daemon.runtime.sinks.reopenAll
     )
-    if not daemon.records and not options["stayalive"]:
-        # As xinetd: with nothing to serve the daemon exits.
-        sys.stderr.write(
-            f"twinetd: {options['config']}: no services. Exiting...\n"
-            f"{summary(result)}\n"
-        )
-        raise SystemExit(1)
     return daemon
 
 

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
+import tempfile
 
 import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import config
 from twinetd.config import (
-    UNSUPPORTED_ATTRIBUTES,
+    ATTRIBUTES,
     LoadResult,
     Lookups,
+    attributes,
     loadPath,
     loadText,
     parseAddress,
@@ -241,13 +243,48 @@ class BasicTests(SynchronousTestCase):
         )
         self.assertEqual((config.rpcNumber, config.rpcVersion), (100, (2, 4)))
 
+    def test_recordFromTable(self) -> None:
+        """
+        Every record field but those the builder derives (name, header,
+        user ids, rlimits) is set by an attribute of the one table.
+        """
+        tableFields = {spec.field for spec in ATTRIBUTES.values()}
+        recordFields = set(attrs.fields_dict(ServiceConfig))
+        self.assertEqual(
+            recordFields - tableFields, {"name", "source", "user", "uid", "rlimits"}
+        )
+
+    def test_publicNames(self) -> None:
+        """
+        The package exports its public API and nothing else.
+        """
+        import twinetd.config
+
+        self.assertEqual(
+            sorted(twinetd.config.__all__),
+            [
+                "ATTRIBUTES",
+                "AttributeSpec",
+                "LoadResult",
+                "Lookups",
+                "UserEntry",
+                "loadPath",
+                "loadText",
+                "parseAddress",
+            ],
+        )
+        for name in twinetd.config.__all__:
+            self.assertTrue(hasattr(twinetd.config, name), name)
+
     def test_unsupportedWarnings(self) -> None:
         """
         Each attribute the runtime does not implement yet gives one warning
         where it is written, and still loads.
         """
+        self.assertIn("mdns", attributes.UNSUPPORTED_ATTRIBUTES)
+        self.assertNotIn("server", attributes.UNSUPPORTED_ATTRIBUTES)
         self.patch(
-            config, "UNSUPPORTED_ATTRIBUTES", frozenset({"instances", "only_from"})
+            attributes, "UNSUPPORTED_ATTRIBUTES", frozenset({"instances", "only_from"})
         )
         result = load(
             service(" instances = 3\n only_from = 1.2.3.4\n only_from += ::1\n")
@@ -262,8 +299,6 @@ class BasicTests(SynchronousTestCase):
                 "but not supported yet; ignored",
             ],
         )
-        self.assertIn("mdns", UNSUPPORTED_ATTRIBUTES)
-        self.assertNotIn("server", UNSUPPORTED_ATTRIBUTES)
 
     def test_unsupportedFlag(self) -> None:
         self.assertEqual(
@@ -611,6 +646,47 @@ class ServiceCheckTests(SynchronousTestCase):
             ],
         )
 
+    def test_didYouMean(self) -> None:
+        """
+        An unknown attribute, user or group close to a known one gets a
+        suggestion; one close to nothing does not.
+        """
+        self.assertEqual(
+            problems(service(" only_form = 1.2.3.4\n colour = red\n")),
+            [
+                "/etc/t/f.conf:9: s: unknown attribute only_form (did you mean "
+                "only_from?)",
+                "/etc/t/f.conf:10: s: unknown attribute colour",
+            ],
+        )
+        base = BASE.replace("user = nobody", "user = nobdy")
+        self.assertEqual(
+            problems(service(" group = nogrup\n", base=base)),
+            [
+                "/etc/t/f.conf:6: s: unknown user: nobdy (did you mean nobody?)",
+                "/etc/t/f.conf:9: s: unknown group: nogrup (did you mean nogroup?)",
+            ],
+        )
+
+    def test_samePortOtherFamily(self) -> None:
+        """
+        An IPv4 service and an IPv6-only one may share a port (xinetd's two
+        entries with C{flags = IPv4} and C{flags = IPv6}); a dual-stack one
+        clashes with either.
+        """
+        four = service(" flags = IPv4\n", port=1)
+        six = service(" flags = IPv6\n v6only = yes\n", name="t", port=1)
+        both = service("", name="u", port=1)
+        result = load(four + six + both)
+        self.assertEqual([s.name for s in result.services], ["s", "t"])
+        self.assertEqual(
+            [str(p) for p in result.errors],
+            [
+                "/etc/t/f.conf:22: u: port 1/tcp is already used by service s at "
+                "/etc/t/f.conf:1; skipped"
+            ],
+        )
+
     def test_disable(self) -> None:
         """
         C{disable = yes} skips a service quietly, even a broken one.
@@ -673,7 +749,7 @@ class DefaultsTests(SynchronousTestCase):
         self.assertEqual((t.umask, t.passenv), (0o2, ("PATH", "LANG")))
 
     def test_unsupportedWarnsOnce(self) -> None:
-        self.patch(config, "UNSUPPORTED_ATTRIBUTES", frozenset({"instances"}))
+        self.patch(attributes, "UNSUPPORTED_ATTRIBUTES", frozenset({"instances"}))
         text = (
             "defaults\n{\n instances = 5\n}\n"
             + service("")
@@ -695,7 +771,7 @@ class DefaultsTests(SynchronousTestCase):
             [
                 "/etc/t/f.conf:3: defaults: attribute user is not allowed in "
                 "defaults; ignored",
-                "/etc/t/f.conf:4: defaults: unknown attribute colour",
+                "/etc/t/f.conf:4: defaults: unknown attribute colour; ignored",
                 "/etc/t/f.conf:5: defaults: bad value for umask: '9' (expected an "
                 "octal number up to 777); ignored",
             ],
@@ -723,8 +799,9 @@ class DefaultsTests(SynchronousTestCase):
 
 class FolderTests(SynchronousTestCase):
     def makeFolder(self, files: dict[str, str]) -> str:
-        path = self.mktemp()
-        os.makedirs(path)
+        # Not trial's mktemp, which makes folders in the checkout under pytest.
+        path = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, path)
         for name, text in files.items():
             full = os.path.join(path, name)
             os.makedirs(os.path.dirname(full), exist_ok=True)

@@ -17,11 +17,22 @@ PACKAGE = Path(__file__).resolve().parents[2] / "twinetd"
 # group.  Inside a group of several modules, each may import the ones
 # listed before it, except in SIBLINGS groups, whose modules never import
 # each other.
+CONFIG = (
+    "config.parser",
+    "config.lookups",
+    "config.values",
+    "config.attributes",
+    "config.entry",
+    "config.inetdconf",
+    "config.loader",
+    "config.builder",
+    "config",
+)
+
 ORDER: list[tuple[str, ...]] = [
     ("errors",),
     ("model",),
-    ("config.parser",),
-    ("config",),
+    CONFIG,
     ("policy.access", "policy.limits", "policy.gate"),
     ("launch",),
     ("logs.ident", "logs"),
@@ -50,8 +61,7 @@ SIBLINGS = {
 PURE = {
     "errors",
     "model",
-    "config.parser",
-    "config",
+    *CONFIG,
     "policy.access",
     "policy.limits",
     "launch",

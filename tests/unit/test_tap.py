@@ -1,0 +1,258 @@
+"""
+Tests for the option handling, C{--check} and start-up parts of
+L{twinetd.tap}, in-process.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from twinetd.config import Lookups
+from twinetd.errors import SourceLocation
+from twinetd.model import ServiceConfig, SocketType
+from twinetd.tap import DEFAULT_CONFIG, Options, check, describe, startup
+
+LOOKUPS = Lookups.fromTables(
+    users={"root": (0, 0), "nobody": (65534, 65534)},
+    groups={"nogroup": 65534},
+    services={("echo", "tcp"): 7},
+)
+HERE = SourceLocation("/etc/xinetd.d/x", 1)
+
+
+def record(**fields: object) -> ServiceConfig:
+    values: dict[str, object] = {
+        "name": "s",
+        "source": HERE,
+        "socketType": SocketType.STREAM,
+        "wait": False,
+        "port": 2000,
+        "server": "/bin/cat",
+    }
+    values.update(fields)
+    return ServiceConfig(**values)  # type: ignore[arg-type]
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaultConfig(self) -> None:
+        """
+        Without C{-c}, xinetd's file; with only C{--inetd-conf}, none.
+        """
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(
+            (options["config"], options["inetd-conf"]), (DEFAULT_CONFIG, None)
+        )
+        options = Options()
+        options.parseOptions(["--inetd-conf", "/etc/inetd.conf"])
+        self.assertEqual(options["config"], None)
+        options = Options()
+        options.parseOptions(["-c", "/x", "--inetd-conf", "/etc/inetd.conf"])
+        self.assertEqual(options["config"], "/x")
+
+
+class DescribeTests(SynchronousTestCase):
+    """
+    C{--check --verbose}: one line per service with what it will run.
+    """
+
+    def test_bridge(self) -> None:
+        config = record(
+            bind="127.0.0.1", user="nobody", uid=65534, gid=65534, serverArgs=("-n",)
+        )
+        self.assertEqual(
+            describe(config, handoff=False),
+            "s: tcp port 2000, bind 127.0.0.1, user nobody (uid 65534, gid 65534), "
+            "mode bridge, argv cat -n (/bin/cat)",
+        )
+        self.assertIn("mode handoff", describe(config, handoff=True))
+        self.assertIn("mode bridge", describe(record(handoff=False), handoff=True))
+
+    def test_kinds(self) -> None:
+        self.assertEqual(
+            describe(
+                record(
+                    id="echo-stream", server=None, types=frozenset({"INTERNAL"}),
+                    flags=frozenset({"IPv4"}),
+                ),
+                False,
+            ),
+            "echo-stream: tcp port 2000, bind 0.0.0.0 (IPv4), user the daemon's, "
+            "mode internal",
+        )  # fmt: skip
+        self.assertIn(
+            "bind :: (IPv6 only), user the daemon's, mode redirect to 10.0.0.1 port 80",
+            describe(
+                record(server=None, redirect=("10.0.0.1", 80), v6only=True), False
+            ),
+        )
+        dgram = record(socketType=SocketType.DGRAM, protocol="udp")
+        self.assertIn("udp port 2000", describe(dgram, False))
+        self.assertIn("mode one child per datagram", describe(dgram, False))
+        self.assertIn(
+            "mode wait (the socket to the program), argv in.tftpd -s (/bin/cat)",
+            describe(
+                record(wait=True, serverArgs=("in.tftpd", "-s"), flags={"NAMEINARGS"}),
+                False,
+            ),
+        )
+        self.assertIn("bind every address (IPv4 and IPv6)", describe(record(), False))
+
+
+class CheckTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.folder)
+        with open(os.path.join(self.folder, "echo"), "w") as f:
+            f.write(
+                "service echo\n{\n socket_type = stream\n wait = no\n user = nobody\n"
+                " server = /bin/cat\n only_form = 1.2.3.4\n}\n"
+                "service echo2\n{\n type = UNLISTED\n port = 2001\n"
+                " socket_type = stream\n wait = no\n user = nobody\n"
+                " server = /bin/cat\n}\n"
+            )
+
+    def check(self, *args: str) -> tuple[int, str]:
+        options = Options()
+        options.parseOptions(["-c", self.folder, *args])
+        out = io.StringIO()
+        return check(options, LOOKUPS, out), out.getvalue().replace(self.folder, "D")
+
+    def test_verbose(self) -> None:
+        """
+        With C{--verbose}, the services that would be served come after the
+        problems and before the summary.
+        """
+        code, out = self.check("--verbose")
+        self.assertEqual(code, 1)
+        self.assertEqual(
+            out.splitlines(),
+            [
+                "D/echo:7: echo: unknown attribute only_form (did you mean only_from?)",
+                "services that would be served:",
+                "  echo2: tcp port 2001, bind every address (IPv4 and IPv6), user "
+                "nobody (uid 65534, gid 65534), mode bridge, argv cat (/bin/cat)",
+                "1 service loaded, 1 skipped, 0 disabled, 1 error, 0 warnings",
+            ],
+        )
+
+    def test_quiet(self) -> None:
+        code, out = self.check()
+        self.assertEqual(code, 1)
+        self.assertNotIn("would be served", out)
+
+
+GOOD = (
+    "service good\n{\n type = UNLISTED\n port = 2002\n socket_type = stream\n"
+    " wait = no\n user = nobody\n server = /bin/cat\n}\n"
+)
+TYPO = (
+    "service slow\n{\n type = UNLISTED\n port = 2003\n socket_type = stream\n"
+    " wait = no\n user = nobody\n server = /bin/cat\n only_form = 10.0.0.1\n}\n"
+)
+
+
+class StartupTests(SynchronousTestCase):
+    """
+    What the person starting the daemon reads on standard error.
+    """
+
+    def setUp(self) -> None:
+        self.folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.folder)
+
+    def start(
+        self,
+        files: dict[str, str],
+        *args: str,
+        nodaemon: bool | None = True,
+        path: str | None = None,
+    ) -> tuple[int | None, list[str]]:
+        for name, text in files.items():
+            with open(os.path.join(self.folder, name), "w") as f:
+                f.write(text)
+        options = Options()
+        options.parseOptions(["-c", path or self.folder, *args])
+        if nodaemon is not None:
+            options.parent = {"nodaemon": nodaemon}  # as twistd sets it
+        err = io.StringIO()
+        try:
+            result = startup(options, LOOKUPS, err)
+        except SystemExit as e:
+            code: int | None = int(str(e.code))
+        else:
+            code = None
+            self.result = result
+        return code, err.getvalue().replace(self.folder, "D").splitlines()
+
+    def test_unreadable(self) -> None:
+        """
+        A configuration that cannot be read at all: the reason on standard
+        error and exit status 1.
+        """
+        code, err = self.start({}, path=os.path.join(self.folder, "missing"))
+        self.assertEqual(code, 1)
+        self.assertEqual(
+            err,
+            [
+                "twinetd: D/missing: cannot read D/missing: No such file or directory",
+                "twinetd: 0 services loaded, 0 skipped, 0 disabled, 1 error, 0 "
+                "warnings",
+                "twinetd: cannot read the configuration. Exiting...",
+            ],
+        )
+
+    def test_emptyFolder(self) -> None:
+        """
+        A folder with no service: the daemon starts, with a warning.
+        """
+        code, err = self.start({})
+        self.assertIsNone(code)
+        self.assertEqual(
+            err,
+            [
+                "twinetd: 0 services loaded, 0 skipped, 0 disabled, 0 errors, 0 "
+                "warnings",
+                "twinetd: warning: no services to serve; waiting for SIGHUP",
+            ],
+        )
+
+    def test_nothingServable(self) -> None:
+        """
+        The only service has a typo: the line that says what is wrong is
+        printed (it was lost before), and the daemon starts.
+        """
+        code, err = self.start({"slow": TYPO})
+        self.assertIsNone(code)
+        self.assertEqual(
+            err[0],
+            "twinetd: D/slow:9: slow: unknown attribute only_form (did you mean "
+            "only_from?)",
+        )
+        self.assertEqual(
+            err[-1], "twinetd: warning: no services to serve; waiting for SIGHUP"
+        )
+
+    def test_beforeBackground(self) -> None:
+        """
+        Going to the background, every problem is printed first; in the
+        foreground they go to the log only.
+        """
+        code, err = self.start({"good": GOOD, "slow": TYPO}, nodaemon=False)
+        self.assertIsNone(code)
+        self.assertEqual(
+            err,
+            [
+                "twinetd: D/slow:9: slow: unknown attribute only_form (did you "
+                "mean only_from?)",
+                "twinetd: 1 service loaded, 1 skipped, 0 disabled, 1 error, 0 warnings",
+            ],
+        )
+        self.assertEqual(self.start({}, nodaemon=True), (None, []))
+        self.assertEqual(self.start({}, nodaemon=None), (None, []))
+        self.assertEqual([s.name for s in self.result.services], ["good"])
