@@ -1,7 +1,7 @@
 """
 xinetd's per-service log: line shapes for every combination of
 log_on_success / log_on_failure values xinetd distinguishes, FILE and
-SYSLOG sinks, and L{ServiceLog}.
+SYSLOG sinks fed by the event stream, and L{ServiceLog}.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs
 from twinetd.errors import SourceLocation
-from twinetd.logs import (
-    FileSink,
-    LogSinks,
-    ServiceLog,
-    SyslogSink,
-    defaultHardLimit,
+from twinetd.logs import FileSink, LogSinks, ServiceLog, SyslogSink
+from twinetd.logs.sinks import ServiceLines, defaultHardLimit
+from twinetd.logs.xinetd import (
     exitLine,
     failLine,
     fileTimestamp,
@@ -34,6 +31,8 @@ from twinetd.model import FileTarget, Peer, ServiceConfig, SocketType, SyslogTar
 
 PEER = Peer("tcp", "127.0.0.1", 40000, "127.0.0.1", 33001)
 MAPPED = Peer("tcp", "::ffff:127.0.0.1", 40000, "::ffff:127.0.0.1", 33001)
+HOST = PEER.remoteHost
+MAPPED_HOST = MAPPED.remoteHost
 # 2026-11-25 16:27:38 UTC; the tests use time.gmtime as local time.
 T0 = 1795624058.0
 
@@ -77,29 +76,29 @@ class StartLineTests(SynchronousTestCase):
 
     def test_pidAndHost(self) -> None:
         self.assertEqual(
-            startLine("plain", {"PID", "HOST", "EXIT"}, 5149, PEER),
+            startLine("plain", {"PID", "HOST", "EXIT"}, 5149, HOST),
             "START: plain pid=5149 from=127.0.0.1",
         )
 
     def test_mappedAddressKept(self) -> None:
         self.assertEqual(
-            startLine("envs", {"PID", "HOST"}, 5155, MAPPED),
+            startLine("envs", {"PID", "HOST"}, 5155, MAPPED_HOST),
             "START: envs pid=5155 from=::ffff:127.0.0.1",
         )
 
     def test_pidOnly(self) -> None:
-        self.assertEqual(startLine("s", {"PID"}, 7, PEER), "START: s pid=7")
+        self.assertEqual(startLine("s", {"PID"}, 7, HOST), "START: s pid=7")
 
     def test_hostOnly(self) -> None:
-        self.assertEqual(startLine("s", {"HOST"}, 7, PEER), "START: s from=127.0.0.1")
+        self.assertEqual(startLine("s", {"HOST"}, 7, HOST), "START: s from=127.0.0.1")
 
     def test_neitherPidNorHost(self) -> None:
         # Measured: log_on_success = EXIT gives a bare START line.
         for options in ({"EXIT"}, {"DURATION"}, {"USERID"}, {"TRAFFIC"}):
-            self.assertEqual(startLine("sysl2", options, 7, PEER), "START: sysl2")
+            self.assertEqual(startLine("sysl2", options, 7, HOST), "START: sysl2")
 
     def test_nothing(self) -> None:
-        self.assertIsNone(startLine("s", frozenset(), 7, PEER))
+        self.assertIsNone(startLine("s", frozenset(), 7, HOST))
 
     def test_noAddress(self) -> None:
         self.assertEqual(
@@ -109,10 +108,10 @@ class StartLineTests(SynchronousTestCase):
 
     def test_internalPidZero(self) -> None:
         self.assertEqual(
-            startLine("daytime-stream", {"PID", "HOST"}, 0, MAPPED),
+            startLine("daytime-stream", {"PID", "HOST"}, 0, MAPPED_HOST),
             "START: daytime-stream pid=0 from=::ffff:127.0.0.1",
         )
-        self.assertEqual(startLine("d", {"PID"}, None, MAPPED), "START: d pid=0")
+        self.assertEqual(startLine("d", {"PID"}, None, MAPPED_HOST), "START: d pid=0")
 
 
 class ExitLineTests(SynchronousTestCase):
@@ -127,7 +126,7 @@ class ExitLineTests(SynchronousTestCase):
             "EXIT: plain status=0 pid=5149 duration=1(sec)",
         )
         self.assertEqual(
-            exitLine("ex", options, 5541, 3, None, 0.0),
+            exitLine("ex", options, 5541, 3, None, 0),
             "EXIT: ex status=3 pid=5541 duration=0(sec)",
         )
         self.assertEqual(
@@ -176,31 +175,31 @@ class FailLineTests(SynchronousTestCase):
 
     def test_host(self) -> None:
         self.assertEqual(
-            failLine("onlyfrom", {"HOST", "ATTEMPT"}, "address", MAPPED),
+            failLine("onlyfrom", {"HOST", "ATTEMPT"}, "address", MAPPED_HOST),
             "FAIL: onlyfrom address from=::ffff:127.0.0.1",
         )
         self.assertEqual(
-            failLine("inst", {"HOST"}, "service_limit", MAPPED),
+            failLine("inst", {"HOST"}, "service_limit", MAPPED_HOST),
             "FAIL: inst service_limit from=::ffff:127.0.0.1",
         )
 
     def test_attemptOnly(self) -> None:
         # Measured: log_on_failure = ATTEMPT.
         self.assertEqual(
-            failLine("sysl2", {"ATTEMPT"}, "address", PEER), "FAIL: sysl2 address"
+            failLine("sysl2", {"ATTEMPT"}, "address", HOST), "FAIL: sysl2 address"
         )
 
     def test_useridOnly(self) -> None:
-        self.assertEqual(failLine("s", {"USERID"}, "time", PEER), "FAIL: s time")
+        self.assertEqual(failLine("s", {"USERID"}, "time", HOST), "FAIL: s time")
 
     def test_reasonWithSpaces(self) -> None:
         self.assertEqual(
-            failLine("s", {"HOST"}, "connections per second", PEER),
+            failLine("s", {"HOST"}, "connections per second", HOST),
             "FAIL: s connections per second from=127.0.0.1",
         )
 
     def test_nothing(self) -> None:
-        self.assertIsNone(failLine("s", frozenset(), "address", PEER))
+        self.assertIsNone(failLine("s", frozenset(), "address", HOST))
 
     def test_noAddress(self) -> None:
         self.assertEqual(
@@ -519,8 +518,15 @@ class ServiceLogTests(SynchronousTestCase):
     def serviceLog(
         self, success: set[str], failure: frozenset[str] = frozenset()
     ) -> ServiceLog:
-        return ServiceLog(
-            "svc", frozenset(success), frozenset(failure), self.sink, logger=self.log
+        lines = ServiceLines(self.sink, frozenset(success), frozenset(failure))
+        return ServiceLog.fromConfig(
+            config(
+                "svc",
+                logOnSuccess=frozenset(success),
+                logOnFailure=frozenset(failure),
+            ),
+            lines,
+            self.log,
         )
 
     def lines(self) -> list[str]:
@@ -564,8 +570,15 @@ class ServiceLogTests(SynchronousTestCase):
         self.assertEqual(self.lines(), [])
 
     def test_noLogType(self) -> None:
-        log = ServiceLog("svc", frozenset({"PID", "HOST", "EXIT"}), frozenset({"HOST"}))
-        log.logger = self.log
+        log = ServiceLog.fromConfig(
+            config(
+                "svc",
+                logOnSuccess=frozenset({"PID", "USERID"}),
+                logOnFailure=frozenset({"HOST"}),
+            ),
+            None,
+            self.log,
+        )
         log.start(1, PEER)
         log.exit(1, 0, None, 0)
         log.fail("address", PEER)
@@ -669,7 +682,8 @@ class LogSinksTests(SynchronousTestCase):
                 logOnFailure=frozenset({"HOST"}),
             )
         )
-        self.assertIs(one.sink, two.sink)
+        shared = self.sinks.sinkFor(target)
+        self.assertIs(shared, self.sinks.sinkFor(FileTarget(self.dir + "//shared.log")))
         one.start(5, PEER)
         two.fail("address", PEER)
         one.start(6, PEER)
@@ -680,12 +694,38 @@ class LogSinksTests(SynchronousTestCase):
             "26/11/25@16:27:38: START: one pid=6\n",
         )
         # One size count for the file.
-        assert isinstance(one.sink, FileSink)
-        self.assertEqual(one.sink.size, len(self.content()))
+        assert isinstance(shared, FileSink)
+        self.assertEqual(shared.size, len(self.content()))
 
     def test_noLogType(self) -> None:
         log = self.sinks.serviceLog(config("s", logOnSuccess=frozenset({"PID"})))
-        self.assertIsNone(log.sink)
+        log.start(1, PEER)
+        self.assertEqual(len(of(self.seen, logs.START)), 1)
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_stream(self) -> None:
+        """
+        Every event of every service passes through the stream, after its
+        service's xinetd line: one more observer sees them all.
+        """
+        seen: list[dict[str, Any]] = []
+        self.sinks.addObserver(seen.append)
+        target = FileTarget(self.path)
+        one = self.sinks.serviceLog(
+            config("one", logType=target, logOnSuccess=frozenset({"PID"}))
+        )
+        two = self.sinks.serviceLog(config("two"))
+        one.start(5, PEER)
+        two.fail("address", PEER)
+        self.assertEqual(
+            [(e["twinetdEvent"], e["service"]) for e in seen],
+            [(logs.START, "one"), (logs.FAIL, "two")],
+        )
+        self.assertEqual(self.content(), "26/11/25@16:27:38: START: one pid=5\n")
+        self.sinks.removeObserver(seen.append)
+        one.start(6, PEER)
+        self.assertEqual(len(seen), 2)
+        self.assertEqual(len(of(self.seen, logs.START)), 2)
 
     def test_syslogShared(self) -> None:
         a = self.sinks.sinkFor(SyslogTarget("daemon", "info"))

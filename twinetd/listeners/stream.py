@@ -450,7 +450,9 @@ class ListenerService(Service):
                 )
                 return
             self.failure = e
-            logs.logCannotListen(config, listenAddress(config), e.strerror, log)
+            self.factory.serviceLog.cannotListen(
+                config, listenAddress(config), e.strerror
+            )
             return
         try:
             self.port = IReactorSocket(self._reactor).adoptStreamPort(
@@ -460,11 +462,8 @@ class ListenerService(Service):
             sock.close()
         self._boundPort = self.boundPort
         self._attempts = 0
-        log.info(
-            "{service} listening on {address} port {port}",
-            service=config.id,
-            address=listenAddress(config),
-            port=self.boundPort,
+        self.factory.serviceLog.listening(
+            listenAddress(config), self.boundPort, config.protocol
         )
 
     @property

@@ -31,7 +31,7 @@ from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-log = Logger(namespace="twinetd.ident")
+log = Logger()
 
 #: The ident service's port (RFC 1413).
 IDENT_PORT = 113
