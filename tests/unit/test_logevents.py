@@ -13,12 +13,12 @@ import time
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.logger import Logger
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs
 from twinetd.errors import SourceLocation
-from twinetd.logs import FileSink, LogSinks, ServiceLog, SyslogSink
+from twinetd.logs import FileSink, LogSinks, ServiceLog, SyslogSink, wholeSeconds
 from twinetd.logs.sinks import ServiceLines, defaultHardLimit
 from twinetd.logs.xinetd import (
     exitLine,
@@ -122,7 +122,7 @@ class ExitLineTests(SynchronousTestCase):
     def test_all(self) -> None:
         options = {"PID", "HOST", "EXIT", "DURATION"}
         self.assertEqual(
-            exitLine("plain", options, 5149, 0, None, 1.2),
+            exitLine("plain", options, 5149, 0, None, 1),
             "EXIT: plain status=0 pid=5149 duration=1(sec)",
         )
         self.assertEqual(
@@ -130,7 +130,7 @@ class ExitLineTests(SynchronousTestCase):
             "EXIT: ex status=3 pid=5541 duration=0(sec)",
         )
         self.assertEqual(
-            exitLine("sig", options, 5538, None, 15, 0.5),
+            exitLine("sig", options, 5538, None, 15, 0),
             "EXIT: sig signal=15 pid=5538 duration=0(sec)",
         )
 
@@ -143,14 +143,20 @@ class ExitLineTests(SynchronousTestCase):
     def test_durationOnly(self) -> None:
         # Measured: log_on_success = DURATION.
         self.assertEqual(
-            exitLine("ftwo", {"DURATION"}, 9, 0, None, 0.3),
+            exitLine("ftwo", {"DURATION"}, 9, 0, None, 0),
             "EXIT: ftwo duration=0(sec)",
         )
 
-    def test_durationIsWholeSeconds(self) -> None:
-        self.assertEqual(
-            exitLine("s", {"DURATION"}, 9, 0, None, 59.99), "EXIT: s duration=59(sec)"
-        )
+    def test_durationAsXinetdCountsIt(self) -> None:
+        """
+        xinetd subtracts two time(2) readings (measured: 0.7 s sessions
+        logged 0 when they started at .1 s, 1 when at .5 s or .9 s).
+        """
+        self.assertEqual(wholeSeconds(100.1, 100.8), 0)
+        self.assertEqual(wholeSeconds(100.5, 101.2), 1)
+        self.assertEqual(wholeSeconds(100.9, 101.6), 1)
+        self.assertEqual(wholeSeconds(100.0, 159.99), 59)
+        self.assertEqual(wholeSeconds(101.0, 100.5), 0)
 
     def test_exitAndPid(self) -> None:
         self.assertEqual(
@@ -549,13 +555,29 @@ class ServiceLogTests(SynchronousTestCase):
 
     def test_exit(self) -> None:
         log = self.serviceLog({"PID", "EXIT", "DURATION"})
-        log.exit(12, None, 9, 2.5)
+        log.exit(12, None, 9, 2)
         [event] = of(self.seen, logs.EXIT)
         self.assertEqual(
             (event["pid"], event["status"], event["signal"], event["duration"]),
-            (12, None, 9, 2.5),
+            (12, None, 9, 2),
         )
         self.assertEqual(self.lines(), ["EXIT: svc signal=9 pid=12 duration=2(sec)"])
+
+    def test_exitText(self) -> None:
+        """
+        twistd's log shows the same EXIT as xinetd's line: the status, or
+        the signal, and whole seconds.
+        """
+        log = self.serviceLog(set())
+        log.exit(12, None, 9, 0)
+        log.exit(13, 3, None, 1)
+        self.assertEqual(
+            [formatEvent(e) for e in of(self.seen, logs.EXIT)],
+            [
+                "EXIT: svc signal=9 pid=12 duration=0(sec)",
+                "EXIT: svc status=3 pid=13 duration=1(sec)",
+            ],
+        )
 
     def test_eventsWithoutLines(self) -> None:
         """

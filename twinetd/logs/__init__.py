@@ -48,6 +48,7 @@ from twinetd.logs.events import (
     cannotListen,
     emit,
     log,
+    wholeSeconds,
 )
 from twinetd.logs.sinks import FileSink, LineSink, LogSinks, SyslogSink
 from twinetd.logs.stderr import MAX_STDERR_LINE, StderrLines
@@ -95,6 +96,7 @@ __all__ = [
     "logDatagramsDropped",
     "logReplyFailed",
     "logReplyTruncated",
+    "wholeSeconds",
 ]
 
 

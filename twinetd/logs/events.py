@@ -15,6 +15,7 @@ and to the observers of its daemon (L{twinetd.logs.sinks.LogSinks}).
 
 from __future__ import annotations
 
+import math
 import string
 
 import attrs
@@ -38,7 +39,8 @@ NO_ADDRESS = "<no address>"
 #: A server was started (C{pid} 0 for a service served inside the daemon).
 START = "start"
 #: A server ended: C{status} (exit code, or C{None} when killed by a
-#: signal), C{signal} (or C{None}), C{duration} (seconds, a float).
+#: signal), C{signal} (or C{None}), C{duration} in whole seconds as xinetd
+#: counts them (L{wholeSeconds}).
 EXIT = "exit"
 #: A client was refused (xinetd's C{FAIL} line); C{reason} is xinetd's word
 #: (C{address}, C{service_limit}, ...).
@@ -143,10 +145,8 @@ KINDS: dict[str, EventKind] = {
             _info,
             ("service", "pid", "status", "signal", "duration"),
             (
-                "EXIT: {service} signal={signal} pid={pid} "
-                "duration={duration:.0f}(sec)",
-                "EXIT: {service} status={status} pid={pid} "
-                "duration={duration:.0f}(sec)",
+                "EXIT: {service} signal={signal} pid={pid} duration={duration}(sec)",
+                "EXIT: {service} status={status} pid={pid} duration={duration}(sec)",
             ),
         ),
         EventKind(
@@ -262,6 +262,15 @@ def emit(kind: str, logger: Logger = log, **fields: object) -> None:
     logger.emit(spec.level, spec.formatFor(fields), twinetdEvent=kind, **fields)
 
 
+def wholeSeconds(start: float, end: float) -> int:
+    """
+    A duration as xinetd logs it: the difference of two C{time(2)} readings
+    (C{log.c} C{svc_log_exit}: C{time(NULL) - SERVER_STARTTIME}), so a 0.7 s
+    session is C{0} or C{1} depending on whether a second boundary passed.
+    """
+    return max(math.floor(end) - math.floor(start), 0)
+
+
 def _host(peer: Peer | None) -> str:
     return peer.remoteHost if peer is not None else NO_ADDRESS
 
@@ -342,15 +351,11 @@ class ServiceLog:
         self.emit(START, pid=pid, host=_host(peer), port=port)
 
     def exit(
-        self,
-        pid: int | None,
-        status: int | None,
-        signal: int | None,
-        duration: float,
+        self, pid: int | None, status: int | None, signal: int | None, duration: int
     ) -> None:
         """
         A server ended: its exit C{status}, or the C{signal} that killed it;
-        C{duration} in seconds.
+        C{duration} in whole seconds (L{wholeSeconds}).
         """
         self.emit(EXIT, pid=pid, status=status, signal=signal, duration=duration)
 

@@ -89,7 +89,7 @@ def exitLine(
     pid: int | None,
     status: int | None,
     signal: int | None,
-    duration: float,
+    duration: int,
 ) -> str | None:
     """
     xinetd's C{EXIT} line (C{svc_log_exit}): written when C{log_on_success}
@@ -108,7 +108,7 @@ def exitLine(
     if "PID" in onSuccess:
         line += f" pid={0 if pid is None else pid}"
     if "DURATION" in onSuccess:
-        line += f" duration={max(int(duration), 0)}(sec)"
+        line += f" duration={duration}(sec)"
     return line
 
 
