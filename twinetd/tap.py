@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO, cast
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -162,7 +162,21 @@ def makeService(options: Options) -> IService:
             f"{summary(result)}\n"
         )
         raise SystemExit(1)
+    _setUpLog(reactor, daemon)
     return daemon
+
+
+def _setUpLog(reactor: Any, daemon: MultiService) -> None:
+    """
+    twistd's log for the daemon (L{TwistdLog}: failed accepts summarised),
+    started before the daemon's listeners.
+    """
+    from twinetd.logs.twistd import TwistdLog
+
+    twistdLog = TwistdLog(reactor)
+    twistdLog.setServiceParent(daemon)  # type: ignore[no-untyped-call]
+    daemon.services.remove(twistdLog)
+    daemon.services.insert(0, twistdLog)
 
 
 def _chainRotation(reactor: Any, reopen: Callable[[], None]) -> None:

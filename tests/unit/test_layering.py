@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "twinetd"
 ORDER: list[tuple[str, ...]] = [
     ("errors",),
     ("model",),
+    ("_twistedcompat",),
     ("config.parser",),
     ("config",),
     ("policy.access", "policy.limits", "policy.gate"),
@@ -30,6 +31,8 @@ ORDER: list[tuple[str, ...]] = [
         "logs.xinetd",
         "logs.sinks",
         "logs.stderr",
+        "logs.repeats",
+        "logs.twistd",
         "logs",
     ),
     ("spawn",),

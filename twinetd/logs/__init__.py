@@ -10,6 +10,8 @@ twinetd's logging, by job:
   - L{twinetd.logs.sinks}: the FILE and SYSLOG sinks of C{log_type}, fed
     as log observers, and L{LogSinks}, a daemon's event stream;
   - L{twinetd.logs.stderr}: a child's standard error as events;
+  - L{twinetd.logs.repeats}: repeated events at a bounded rate;
+  - L{twinetd.logs.twistd}: what twistd's log shows;
   - L{twinetd.logs.ident}: RFC 1413 queries for C{USERID}.
 """
 
@@ -18,6 +20,8 @@ from __future__ import annotations
 from twisted.logger import Logger
 
 from twinetd.logs.events import (
+    ACCEPT_FAILED,
+    ACCEPT_FAILURES,
     CANNOT_LISTEN,
     DGRAM_BACKOFF,
     DGRAM_DROPPED,
@@ -50,11 +54,14 @@ from twinetd.logs.events import (
     log,
     wholeSeconds,
 )
+from twinetd.logs.repeats import DropSummary, Summariser
 from twinetd.logs.sinks import FileSink, LineSink, LogSinks, SyslogSink
 from twinetd.logs.stderr import MAX_STDERR_LINE, StderrLines
 from twinetd.model import ServiceConfig
 
 __all__ = [
+    "ACCEPT_FAILED",
+    "ACCEPT_FAILURES",
     "CANNOT_LISTEN",
     "DGRAM_BACKOFF",
     "DGRAM_DROPPED",
@@ -81,12 +88,14 @@ __all__ = [
     "STREAM_BACKOFF",
     "TRAFFIC",
     "USERID",
+    "DropSummary",
     "EventKind",
     "FileSink",
     "LineSink",
     "LogSinks",
     "ServiceLog",
     "StderrLines",
+    "Summariser",
     "SyslogSink",
     "cannotListen",
     "emit",

@@ -78,6 +78,12 @@ CANNOT_LISTEN = "cannotListen"
 #: C{sink} is the file's path or C{syslog:PATH}.
 LOG_PROBLEM = "logProblem"
 
+#: The daemon could not accept a connection (C{reason}: the errno name, as
+#: C{EMFILE}); repeats within a second are summarised by L{ACCEPT_FAILURES}.
+ACCEPT_FAILED = "acceptFailed"
+#: Connections not accepted since the last L{ACCEPT_FAILED} or summary.
+ACCEPT_FAILURES = "acceptFailures"
+
 PROBLEM_SOFT_LIMIT = "softLimit"
 PROBLEM_HARD_LIMIT = "hardLimit"
 PROBLEM_OPEN = "open"
@@ -242,6 +248,18 @@ KINDS: dict[str, EventKind] = {
             _warn,
             ("sink", "problem", "error", "message"),
             ("log {sink}: {message}",),
+        ),
+        EventKind(
+            ACCEPT_FAILED,
+            _warn,
+            ("reason", "message"),
+            ("cannot accept a connection: {reason} ({message})",),
+        ),
+        EventKind(
+            ACCEPT_FAILURES,
+            _warn,
+            ("count", "reasons", "interval"),
+            ("{count} more connections not accepted in {interval:.1f}s: {reasons}",),
         ),
     ]
 }

@@ -1,0 +1,122 @@
+"""
+twistd's log of the real daemon (C{twistd -n twinetd} as a subprocess): what
+it leaves out, what it summarises.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_twistd import DEADLINE, connect, freePort, stop, twistd
+
+#: The daemon's descriptor limit in the flood test (soft and hard, so that
+#: raising the soft limit to the hard one at start changes nothing).
+LOW_LIMIT = 64
+
+
+def echoService(port: int, extra: str = "") -> str:
+    return (
+        "service echo\n{\n\ttype = INTERNAL UNLISTED\n\tid = echo-stream\n"
+        f"\tport = {port}\n\tbind = 127.0.0.1\n\tsocket_type = stream\n"
+        f"\twait = no\n\tcps = 100000 1\n{extra}}}\n"
+    )
+
+
+def lowDescriptorLimit() -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (LOW_LIMIT, LOW_LIMIT))
+
+
+def echoes(port: int) -> bool:
+    with connect(port) as sock:
+        sock.sendall(b"ping")
+        data = b""
+        while len(data) < 4:
+            chunk = sock.recv(4 - len(data))
+            if not chunk:
+                break
+            data += chunk
+        return data == b"ping"
+
+
+def waitForLine(path: Path, text: str) -> str:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        content = path.read_text() if path.exists() else ""
+        if text in content:
+            return content
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not logged: {content}")
+
+
+@pytest.fixture
+def etc(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    port = freePort()
+    (folder / "echo").write_text(echoService(port))
+    yield folder, port
+
+
+@pytest.mark.slow
+def test_noAcceptFlood(etc: tuple[Path, int], tmp_path: Path) -> None:
+    """
+    Out of descriptors (more connections than RLIMIT_NOFILE), Twisted logs
+    one line per connection it cannot accept; the daemon's log has the
+    first and one summary a second, and the service answers again once
+    the connections close.
+    """
+    folder, port = etc
+    log = tmp_path / "twistd.log"
+    proc = twistd(
+        "-n", "--pidfile=", "-l", str(log), "twinetd", "-c", str(folder),
+        preexec_fn=lowDescriptorLimit,
+    )  # fmt: skip
+    held: list[socket.socket] = []
+    try:
+        assert echoes(port)
+        # Fill the daemon's descriptors, then keep knocking for 3 seconds.
+        attempts = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 3:
+            try:
+                sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+            except OSError:
+                continue
+            attempts += 1
+            if len(held) < 2 * LOW_LIMIT:
+                held.append(sock)
+            else:
+                sock.close()
+        waitForLine(log, "connections not accepted")
+        for sock in held:
+            sock.close()
+        held = []
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            try:
+                if echoes(port):
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the service no longer answers"
+            time.sleep(0.05)
+    finally:
+        for sock in held:
+            sock.close()
+        stop(proc)
+    lines = log.read_text().splitlines()
+    assert attempts > 4 * LOW_LIMIT
+    assert not [line for line in lines if "Could not accept" in line], lines
+    assert not [line for line in lines if "EMFILE recovery" in line], lines
+    first = [line for line in lines if "cannot accept a connection: EMFILE" in line]
+    summaries = [line for line in lines if "connections not accepted" in line]
+    assert 1 <= len(first) <= 3, lines
+    # One a second while the flood lasts (about 3 s), and a little slack.
+    assert 1 <= len(summaries) <= 6, lines
+    assert len(lines) < 100 + 2 * LOW_LIMIT, len(lines)

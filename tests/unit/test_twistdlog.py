@@ -1,0 +1,142 @@
+"""
+L{twinetd.logs.twistd}: what twistd's log shows of the daemon, with a Clock
+and plain publishers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.task import Clock
+from twisted.logger import Logger, LogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from twinetd import _twistedcompat as compat
+from twinetd import logs
+from twinetd.logs.twistd import TwistdLog, TwistdLogFilter, filterObservers
+
+
+def couldNotAccept(error: str = "EMFILE") -> dict[str, Any]:
+    # As Twisted's accept loop logs it (test_twistedcompat checks the shape).
+    return {
+        "log_namespace": compat.TCP_PORT_NAMESPACE,
+        "log_format": compat.ACCEPT_ERROR_FORMAT,
+        "acceptError": error,
+    }
+
+
+def closedAtOnce() -> dict[str, Any]:
+    return {
+        "log_namespace": compat.TCP_PORT_NAMESPACE,
+        "log_format": compat.EMFILE_CLOSED_FORMAT,
+        "address": ("127.0.0.1", 40000),
+    }
+
+
+def note() -> dict[str, Any]:
+    return {
+        "log_namespace": compat.TCP_PORT_NAMESPACE,
+        "log_format": sorted(compat.EMFILE_NOTES)[0],
+    }
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.passed: list[dict[str, Any]] = []
+        self.logged: list[dict[str, Any]] = []
+        self.filter = TwistdLogFilter(
+            self.passed.append, self.clock, Logger(observer=self.logged.append)
+        )
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.logged if e.get(logs.EVENT_FIELD) == kind]
+
+
+class AcceptFailureTests(SynchronousTestCase):
+    def test_floodSummarised(self) -> None:
+        """
+        A daemon out of descriptors: the first failed accept is logged at
+        once, the others as one summary a second; Twisted's own lines are
+        left out.
+        """
+        h = Harness()
+        for _ in range(300):
+            h.filter(note())
+            h.filter(closedAtOnce())
+            h.filter(couldNotAccept())
+            h.filter(note())
+        [first] = h.of(logs.ACCEPT_FAILED)
+        self.assertEqual(
+            (first["reason"], first["message"]), ("EMFILE", "Too many open files")
+        )
+        self.assertEqual(h.of(logs.ACCEPT_FAILURES), [])
+        h.clock.advance(1)
+        [summary] = h.of(logs.ACCEPT_FAILURES)
+        self.assertEqual(
+            (summary["count"], summary["reasons"], summary["interval"]),
+            (599, {"EMFILE": 599}, 1.0),
+        )
+        h.clock.advance(10)
+        self.assertEqual(len(h.logged), 2)
+        self.assertEqual(h.passed, [])
+
+    def test_otherErrors(self) -> None:
+        h = Harness()
+        h.filter(couldNotAccept("ENOBUFS"))
+        h.filter(couldNotAccept("EMFILE"))
+        [first] = h.of(logs.ACCEPT_FAILED)
+        self.assertEqual(first["reason"], "ENOBUFS")
+        h.clock.advance(1)
+        [summary] = h.of(logs.ACCEPT_FAILURES)
+        self.assertEqual(summary["reasons"], {"EMFILE": 1})
+
+    def test_othersPass(self) -> None:
+        h = Harness()
+        events = [
+            {"log_namespace": "twinetd.logs.events", "log_format": "x"},
+            {"log_namespace": compat.TCP_PORT_NAMESPACE, "log_format": "other"},
+        ]
+        for event in events:
+            h.filter(event)
+        self.assertEqual(h.passed, events)
+
+
+class InstallTests(SynchronousTestCase):
+    def test_filterObservers(self) -> None:
+        """
+        The filter stands in front of the publisher's observers, once.
+        """
+        clock = Clock()
+        one: list[dict[str, Any]] = []
+        two: list[dict[str, Any]] = []
+        publisher = LogPublisher(one.append, two.append)
+        installed = filterObservers(publisher, clock)
+        self.assertEqual(compat.observersOf(publisher), [installed])
+        self.assertIs(filterObservers(publisher, clock), installed)
+        publisher(note())
+        publisher({"log_format": "hello"})
+        self.assertEqual(one, [{"log_format": "hello"}])
+        self.assertEqual(two, one)
+
+    def test_service(self) -> None:
+        """
+        The service installs the filter when the daemon starts (twistd's
+        observers are in place by then).
+        """
+        clock = Clock()
+        seen: list[dict[str, Any]] = []
+        publisher = LogPublisher()
+        service = TwistdLog(clock, publisher, Logger(observer=publisher))
+        publisher.addObserver(seen.append)
+        service.privilegedStartService()
+        service.startService()
+        self.assertIsNotNone(service.filter)
+        publisher(couldNotAccept())
+        publisher(couldNotAccept())
+        self.assertEqual([e.get(logs.EVENT_FIELD) for e in seen], [logs.ACCEPT_FAILED])
+        clock.advance(1)
+        self.assertEqual(
+            [e.get(logs.EVENT_FIELD) for e in seen],
+            [logs.ACCEPT_FAILED, logs.ACCEPT_FAILURES],
+        )

@@ -1,0 +1,130 @@
+# -*- test-case-name: tests.unit.test_twistdlog -*-
+"""
+What twistd's log shows of the daemon (C{twistd twinetd} sets this up; an
+application embedding twinetd keeps its own log as it is): connections
+Twisted could not accept (a daemon out of descriptors logs one line per
+connection) are logged once, then summarised at most once a second
+(L{ACCEPT_FAILED}, L{ACCEPT_FAILURES}).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import (
+    ILogObserver,
+    Logger,
+    LogPublisher,
+    globalLogPublisher,
+)
+from zope.interface import implementer
+
+from twinetd._twistedcompat import acceptFailure, isAcceptNote, observersOf
+from twinetd.logs.events import ACCEPT_FAILED, ACCEPT_FAILURES, emit
+from twinetd.logs.repeats import Summariser
+
+log = Logger()
+
+
+def _strerror(name: str) -> str:
+    number = getattr(errno, name, None)
+    return os.strerror(number) if isinstance(number, int) else name
+
+
+@implementer(ILogObserver)
+class TwistdLogFilter:
+    """
+    Stands in front of twistd's log observers and summarises failed
+    accepts; everything else passes.
+    """
+
+    def __init__(
+        self, observer: ILogObserver, clock: IReactorTime, logger: Logger = log
+    ) -> None:
+        """
+        @param observer: where the events that pass go.
+        @param logger: where the accept failures are logged (back through
+            this filter when it observes C{logger}'s publisher).
+        """
+        self.observer = observer
+        self._logger = logger
+        self._accepts = Summariser(clock, self._summarise)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        reason = acceptFailure(event)
+        if reason is not None:
+            if self._accepts.add(reason):
+                emit(
+                    ACCEPT_FAILED,
+                    self._logger,
+                    reason=reason,
+                    message=_strerror(reason),
+                )
+            return
+        if isAcceptNote(event):
+            return
+        self.observer(event)
+
+    def _summarise(self, reasons: dict[str, int], interval: float) -> None:
+        emit(
+            ACCEPT_FAILURES,
+            self._logger,
+            count=sum(reasons.values()),
+            reasons=reasons,
+            interval=interval,
+        )
+
+
+def filterObservers(
+    publisher: LogPublisher, clock: IReactorTime, logger: Logger = log
+) -> TwistdLogFilter:
+    """
+    Put a L{TwistdLogFilter} in front of C{publisher}'s observers (twistd's
+    log file, syslog, ...), once.
+    """
+    observers = observersOf(publisher)
+    for observer in observers:
+        if isinstance(observer, TwistdLogFilter):
+            return observer
+    for observer in observers:
+        publisher.removeObserver(observer)
+    installed = TwistdLogFilter(LogPublisher(*observers), clock, logger)
+    publisher.addObserver(installed)
+    return installed
+
+
+class TwistdLog(Service):
+    """
+    Sets up twistd's log for the daemon.  It must start before the
+    daemon's listeners (they listen in C{privilegedStartService}, and
+    Twisted logs a line for each port then): add it first.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        publisher: LogPublisher = globalLogPublisher,
+        logger: Logger = log,
+    ) -> None:
+        """
+        @param publisher: where twistd's observers are.
+        """
+        self._clock = clock
+        self._publisher = publisher
+        self._logger = logger
+        self.filter: TwistdLogFilter | None = None
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)  # type: ignore[no-untyped-call]
+        if self.filter is None:
+            # twistd adds its observers after makeService and before this.
+            self.filter = filterObservers(self._publisher, self._clock, self._logger)
+
+    def startService(self) -> None:
+        Service.startService(self)  # type: ignore[no-untyped-call]
+        if self.filter is None:
+            self.privilegedStartService()
