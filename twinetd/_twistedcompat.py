@@ -8,6 +8,7 @@ it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,18 @@ EMFILE_NOTES = frozenset(
         "Re-reserving EMFILE recovery file descriptor.",
     }
 )
+
+# Legacy (twisted.python.log.msg) lines of every listening port:
+# tcp.Port.startListening and tcp.Port / udp.Port connectionLost.
+_PORT_LINES = re.compile(r"\S+ starting on \d+|\((TCP|UDP) Port \d+ Closed\)")
+
+# protocol.Factory.doStart/doStop of a factory whose C{noisy} is set
+# (twisted.logger, the factory as log_source), and DatagramProtocol's
+# doStart/doStop (legacy text with the protocol's default repr).
+_LIFECYCLE_FORMATS = frozenset(
+    {"Starting factory {factory!r}", "Stopping factory {factory!r}"}
+)
+_PROTOCOL_LINE = re.compile(r"(Starting|Stopping) protocol <([\w.]+) object at .*")
 
 
 def observersOf(publisher: LogPublisher) -> list[ILogObserver]:
@@ -58,3 +71,31 @@ def isAcceptNote(event: Mapping[str, Any]) -> bool:
         event.get("log_namespace") == TCP_PORT_NAMESPACE
         and event.get("log_format") in EMFILE_NOTES
     )
+
+
+def isPortLine(event: Mapping[str, Any]) -> bool:
+    """
+    Whether C{event} is a port's C{X starting on N} or C{(TCP Port N
+    Closed)} line.
+    """
+    text = event.get("log_text")
+    return (
+        event.get("log_namespace") == "log_legacy"
+        and isinstance(text, str)
+        and _PORT_LINES.fullmatch(text) is not None
+    )
+
+
+def isLifecycleLine(event: Mapping[str, Any], modulePrefix: str) -> bool:
+    """
+    Whether C{event} is a C{Starting/Stopping factory/protocol} line of an
+    object whose class lives under C{modulePrefix}.
+    """
+    if event.get("log_format") in _LIFECYCLE_FORMATS:
+        source = event.get("log_source")
+        return source is not None and type(source).__module__.startswith(modulePrefix)
+    text = event.get("log_text")
+    if event.get("log_namespace") != "log_legacy" or not isinstance(text, str):
+        return False
+    match = _PROTOCOL_LINE.fullmatch(text)
+    return match is not None and match.group(2).startswith(modulePrefix)

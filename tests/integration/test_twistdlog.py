@@ -54,6 +54,19 @@ def waitForLine(path: Path, text: str) -> str:
     raise AssertionError(f"{text!r} not logged: {content}")
 
 
+def redirectService(port: int, target: int) -> str:
+    return (
+        f"service fwd\n{{\n\ttype = UNLISTED\n\tport = {port}\n"
+        "\tbind = 127.0.0.1\n\tsocket_type = stream\n\twait = no\n"
+        f"\tuser = -\n\tredirect = 127.0.0.1 {target}\n}}\n"
+    )
+
+
+def lines(path: Path) -> list[str]:
+    # Without twistd's time stamp.
+    return [line.split(" ", 1)[1] for line in path.read_text().splitlines()]
+
+
 @pytest.fixture
 def etc(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     folder = tmp_path / "etc"
@@ -120,3 +133,29 @@ def test_noAcceptFlood(etc: tuple[Path, int], tmp_path: Path) -> None:
     # One a second while the flood lasts (about 3 s), and a little slack.
     assert 1 <= len(summaries) <= 6, lines
     assert len(lines) < 100 + 2 * LOW_LIMIT, len(lines)
+
+
+def test_withoutTwistedNoise(etc: tuple[Path, int], tmp_path: Path) -> None:
+    """
+    twistd's log has the daemon's own line per service, not Twisted's per
+    port (C{StreamFactory starting on N}, C{(TCP Port N Closed)}) nor its
+    C{Starting factory} per redirected connection.
+    """
+    folder, port = etc
+    fwdPort = freePort()
+    (folder / "fwd").write_text(redirectService(fwdPort, port))
+    log = tmp_path / "twistd.log"
+    proc = twistd("-n", "--pidfile=", "-l", str(log), "twinetd", "-c", str(folder))
+    try:
+        assert echoes(fwdPort)
+        waitForLine(log, "EXIT: fwd")
+    finally:
+        stop(proc)
+    logged = lines(log)
+    listening = [line for line in logged if " listening on " in line]
+    assert sorted(line.split("] ")[1] for line in listening) == [
+        f"echo-stream listening on 127.0.0.1 port {port}/tcp",
+        f"fwd listening on 127.0.0.1 port {fwdPort}/tcp",
+    ]
+    for noise in ("starting on", "Port", "Starting factory", "Stopping factory"):
+        assert not [line for line in logged if noise in line], logged

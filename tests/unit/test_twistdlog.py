@@ -102,6 +102,56 @@ class AcceptFailureTests(SynchronousTestCase):
         self.assertEqual(h.passed, events)
 
 
+def ours() -> object:
+    # An object of a twinetd class, as the source of Twisted's lines.
+    return type("Factory", (), {"__module__": "twinetd.listeners.stream"})()
+
+
+class NoiseTests(SynchronousTestCase):
+    def test_portLines(self) -> None:
+        """
+        Each port's start and stop lines are left out (the daemon logs its
+        own listening line).
+        """
+        h = Harness()
+        for text in (
+            "StreamFactory starting on 51423",
+            "(TCP Port 51423 Closed)",
+            "_GatedDatagram starting on 69",
+            "(UDP Port 69 Closed)",
+        ):
+            h.filter({"log_namespace": "log_legacy", "log_text": text})
+        self.assertEqual(h.passed, [])
+
+    def test_lifecycleLines(self) -> None:
+        """
+        The start and stop lines of twinetd's own factories and protocols
+        are left out; other code's stay.
+        """
+        h = Harness()
+        h.filter(
+            {
+                "log_format": "Starting factory {factory!r}",
+                "log_source": ours(),
+                "factory": ours(),
+            }
+        )
+        h.filter(
+            {
+                "log_namespace": "log_legacy",
+                "log_text": "Stopping protocol <twinetd.listeners.datagram."
+                "_GatedDatagram object at 0x7f00>",
+            }
+        )
+        theirs = {
+            "log_format": "Starting factory {factory!r}",
+            "log_source": object(),
+            "factory": object(),
+        }
+        h.filter(theirs)
+        self.assertEqual(h.passed, [theirs])
+
+
 class InstallTests(SynchronousTestCase):
     def test_filterObservers(self) -> None:
         """

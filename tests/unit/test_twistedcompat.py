@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 from typing import Any
 
-from twisted.internet import tcp
-from twisted.internet.protocol import Factory
+from twisted.internet import tcp, udp
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, LogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.unit.test_factory import events
 from twinetd import _twistedcompat as compat
 
 
@@ -113,4 +118,60 @@ class AcceptTests(SynchronousTestCase):
         self.assertEqual(
             [(compat.acceptFailure(e), compat.isAcceptNote(e)) for e in events],
             [(None, True), ("EMFILE", False), (None, True)],
+        )
+
+
+class NoisyFactory(Factory):
+    noisy = True
+
+
+class NoisyProtocol(DatagramProtocol):
+    noisy = True
+
+
+class PortLineTests(SynchronousTestCase):
+    """
+    The lines every port logs when it starts and stops listening, and the
+    start/stop lines of noisy factories and protocols.  The ports adopt an
+    unbound, unconnected socket: nothing goes on the network.
+    """
+
+    def adopt(self, kind: socket.SocketKind) -> int:
+        sock = socket.socket(socket.AF_INET, kind)
+        sock.setblocking(False)
+        self.addCleanup(sock.close)
+        return sock.fileno()
+
+    def test_tcp(self) -> None:
+        seen = events(self)
+        reactor = MemoryReactor()
+        fd = self.adopt(socket.SOCK_STREAM)
+        port = tcp.Port._fromListeningDescriptor(
+            reactor, fd, socket.AF_INET, NoisyFactory()
+        )
+        port.startListening()
+        port.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            [(compat.isPortLine(e), compat.isLifecycleLine(e, "tests.")) for e in seen],
+            [(True, False), (False, True), (True, False), (False, True)],
+        )
+        self.assertFalse(any(compat.isLifecycleLine(e, "twinetd.") for e in seen))
+
+    def test_udp(self) -> None:
+        seen = events(self)
+        reactor = MemoryReactor()
+        fd = self.adopt(socket.SOCK_DGRAM)
+        port = udp.Port._fromListeningDescriptor(
+            reactor, fd, socket.AF_INET, NoisyProtocol(), 8192
+        )
+        port.startListening()
+        port.connectionLost()
+        self.assertEqual(
+            [(compat.isPortLine(e), compat.isLifecycleLine(e, "tests.")) for e in seen],
+            [(True, False), (False, True), (True, False), (False, True)],
+        )
+
+    def test_otherLegacyLines(self) -> None:
+        self.assertFalse(
+            compat.isPortLine({"log_namespace": "log_legacy", "log_text": "hello"})
         )

@@ -168,6 +168,9 @@ class _IdentProtocol(Protocol):
 
 
 class _IdentFactory(ClientFactory):
+    # One query per connection: no "Starting factory" line for each.
+    noisy = False
+
     def __init__(self, query: _Query) -> None:
         self._query = query
 

@@ -1,10 +1,15 @@
 # -*- test-case-name: tests.unit.test_twistdlog -*-
 """
 What twistd's log shows of the daemon (C{twistd twinetd} sets this up; an
-application embedding twinetd keeps its own log as it is): connections
-Twisted could not accept (a daemon out of descriptors logs one line per
-connection) are logged once, then summarised at most once a second
-(L{ACCEPT_FAILED}, L{ACCEPT_FAILURES}).
+application embedding twinetd keeps its own log as it is):
+
+  - Twisted's per-service noise left out: each port's C{StreamFactory
+    starting on N} and C{(TCP Port N Closed)}, and the C{Starting factory}
+    / C{Starting protocol} lines of twinetd's own factories and protocols
+    (the daemon logs one C{listening} line per service instead);
+  - connections Twisted could not accept (a daemon out of descriptors logs
+    one line per connection) logged once, then summarised at most once a
+    second (L{ACCEPT_FAILED}, L{ACCEPT_FAILURES}).
 """
 
 from __future__ import annotations
@@ -23,7 +28,13 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
-from twinetd._twistedcompat import acceptFailure, isAcceptNote, observersOf
+from twinetd._twistedcompat import (
+    acceptFailure,
+    isAcceptNote,
+    isLifecycleLine,
+    isPortLine,
+    observersOf,
+)
 from twinetd.logs.events import ACCEPT_FAILED, ACCEPT_FAILURES, emit
 from twinetd.logs.repeats import Summariser
 
@@ -38,8 +49,9 @@ def _strerror(name: str) -> str:
 @implementer(ILogObserver)
 class TwistdLogFilter:
     """
-    Stands in front of twistd's log observers and summarises failed
-    accepts; everything else passes.
+    Stands in front of twistd's log observers: leaves out Twisted's
+    per-service noise and summarises failed accepts; everything else
+    passes.
     """
 
     def __init__(
@@ -65,7 +77,11 @@ class TwistdLogFilter:
                     message=_strerror(reason),
                 )
             return
-        if isAcceptNote(event):
+        if (
+            isAcceptNote(event)
+            or isPortLine(event)
+            or isLifecycleLine(event, "twinetd.")
+        ):
             return
         self.observer(event)
 
