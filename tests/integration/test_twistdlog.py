@@ -5,6 +5,7 @@ it leaves out, what it summarises.
 
 from __future__ import annotations
 
+import json
 import resource
 import socket
 import time
@@ -159,3 +160,59 @@ def test_withoutTwistedNoise(etc: tuple[Path, int], tmp_path: Path) -> None:
     ]
     for noise in ("starting on", "Port", "Starting factory", "Stopping factory"):
         assert not [line for line in logged if noise in line], logged
+
+
+def test_jsonLogAndSummary(etc: tuple[Path, int], tmp_path: Path) -> None:
+    """
+    C{--log-json PATH}: one JSON object per line for every twinetd event;
+    twistd's log and the JSON log both have the startup summary.
+    """
+    folder, port = etc
+    (folder / "broken").write_text("service broken\n{\n\twait = maybe\n}\n")
+    log, events = tmp_path / "twistd.log", tmp_path / "events.json"
+    proc = twistd(
+        "-n", "--pidfile=", "-l", str(log),
+        "twinetd", "-c", str(folder), "--log-json", str(events),
+    )  # fmt: skip
+    try:
+        assert echoes(port)
+        waitForLine(events, '"exit"')
+    finally:
+        stop(proc)
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    kinds = [r["twinetdEvent"] for r in records]
+    assert kinds[:2] == ["listening", "started"], kinds
+    assert kinds[2:4] == ["start", "exit"], kinds
+    listening, started, start, end = records[:4]
+    assert (listening["service"], listening["port"], listening["protocol"]) == (
+        "echo-stream",
+        port,
+        "tcp",
+    )
+    assert (started["services"], started["listening"], started["skipped"]) == (1, 1, 1)
+    assert (started["notListening"], started["warnings"]) == (0, 0)
+    assert started["errors"] >= 1
+    assert (start["service"], start["pid"], start["host"]) == (
+        "echo-stream",
+        0,
+        "127.0.0.1",
+    )
+    assert (end["status"], end["signal"]) == (0, None)
+    assert end["duration"] in (0, 1)
+    assert all(not key.startswith("log_") for r in records for key in r)
+    assert f"] {started['text']}" in log.read_text()
+    assert started["text"].startswith("twinetd started: 1 of 1 services listening")
+
+
+def test_jsonLogCannotOpen(etc: tuple[Path, int], tmp_path: Path) -> None:
+    folder, _ = etc
+    proc = twistd(
+        "-n", "--pidfile=", "twinetd", "-c", str(folder),
+        "--log-json", str(tmp_path / "no" / "such" / "events.json"),
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=DEADLINE)
+    finally:
+        stop(proc)
+    assert proc.returncode == 1
+    assert b"twinetd: --log-json " in out and b"No such file" in out, out

@@ -32,6 +32,7 @@ ORDER: list[tuple[str, ...]] = [
         "logs.sinks",
         "logs.stderr",
         "logs.repeats",
+        "logs.jsonlog",
         "logs.twistd",
         "logs",
     ),

@@ -5,15 +5,24 @@ and plain publishers.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogPublisher
+from twisted.logger import Logger, LogPublisher, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import _twistedcompat as compat
 from twinetd import logs
-from twinetd.logs.twistd import TwistdLog, TwistdLogFilter, filterObservers
+from twinetd.errors import SourceLocation
+from twinetd.logs.jsonlog import JsonLog
+from twinetd.logs.sinks import LogSinks
+from twinetd.logs.twistd import (
+    LoadCounts,
+    TwistdLog,
+    TwistdLogFilter,
+    filterObservers,
+)
+from twinetd.model import ServiceConfig, SocketType
 
 
 def couldNotAccept(error: str = "EMFILE") -> dict[str, Any]:
@@ -172,21 +181,84 @@ class InstallTests(SynchronousTestCase):
     def test_service(self) -> None:
         """
         The service installs the filter when the daemon starts (twistd's
-        observers are in place by then).
+        observers are in place by then), and the JSON log beside it.
         """
-        clock = Clock()
-        seen: list[dict[str, Any]] = []
-        publisher = LogPublisher()
-        service = TwistdLog(clock, publisher, Logger(observer=publisher))
-        publisher.addObserver(seen.append)
-        service.privilegedStartService()
-        service.startService()
-        self.assertIsNotNone(service.filter)
-        publisher(couldNotAccept())
-        publisher(couldNotAccept())
-        self.assertEqual([e.get(logs.EVENT_FIELD) for e in seen], [logs.ACCEPT_FAILED])
-        clock.advance(1)
+        h = ServiceHarness()
+        h.start()
+        self.assertIsNotNone(h.service.filter)
+        h.publisher(couldNotAccept())
+        h.publisher(couldNotAccept())
+        self.assertEqual(h.kinds(), [logs.ACCEPT_FAILED])
+        h.clock.advance(1)
         self.assertEqual(
-            [e.get(logs.EVENT_FIELD) for e in seen],
-            [logs.ACCEPT_FAILED, logs.ACCEPT_FAILURES],
+            h.kinds(), [logs.ACCEPT_FAILED, logs.STARTED, logs.ACCEPT_FAILURES]
         )
+        self.assertEqual(h.kinds(h.json), h.kinds())
+
+
+COUNTS = LoadCounts(services=3, skipped=1, errors=2, warnings=4)
+
+
+class ServiceHarness:
+    def __init__(self, counts: LoadCounts = COUNTS) -> None:
+        self.clock = Clock()
+        self.seen: list[dict[str, Any]] = []
+        self.json: list[dict[str, Any]] = []
+        self.publisher = LogPublisher()
+        self.sinks = LogSinks(self.clock, logger=Logger(observer=self.publisher))
+        self.service = TwistdLog(
+            self.clock,
+            self.sinks,
+            counts,
+            cast(JsonLog, self.json.append),
+            self.publisher,
+            Logger(observer=self.publisher),
+        )
+        self.publisher.addObserver(self.seen.append)
+
+    def start(self) -> None:
+        self.service.privilegedStartService()
+        self.service.startService()
+
+    def kinds(self, events: list[dict[str, Any]] | None = None) -> list[str]:
+        return [
+            e[logs.EVENT_FIELD]
+            for e in (self.seen if events is None else events)
+            if logs.EVENT_FIELD in e
+        ]
+
+
+def record(name: str) -> ServiceConfig:
+    return ServiceConfig(
+        name=name,
+        source=SourceLocation("/etc/xinetd.d/" + name, 3),
+        socketType=SocketType.STREAM,
+        wait=False,
+        port=7,
+    )
+
+
+class StartupSummaryTests(SynchronousTestCase):
+    def test_summary(self) -> None:
+        """
+        Once every service has started: how many listen, and what the load
+        left out.
+        """
+        h = ServiceHarness()
+        h.service.privilegedStartService()
+        for name in ("a", "b"):
+            h.sinks.serviceLog(record(name)).listening("::", 7, "tcp")
+        h.sinks.serviceLog(record("c")).cannotListen(record("c"), "::", "in use")
+        h.service.startService()
+        self.assertEqual(h.kinds(), [logs.LISTENING] * 2 + [logs.CANNOT_LISTEN])
+        h.clock.advance(0)
+        [started] = [e for e in h.seen if e.get(logs.EVENT_FIELD) == logs.STARTED]
+        self.assertEqual(
+            formatEvent(started),
+            "twinetd started: 2 of 3 services listening, 1 not listening, "
+            "1 skipped, 2 errors, 4 warnings",
+        )
+        # Later listening lines (after a cps pause) change nothing.
+        h.sinks.serviceLog(record("c")).listening("::", 7, "tcp")
+        h.clock.advance(10)
+        self.assertEqual(h.kinds().count(logs.STARTED), 1)

@@ -11,7 +11,8 @@ twinetd's logging, by job:
     as log observers, and L{LogSinks}, a daemon's event stream;
   - L{twinetd.logs.stderr}: a child's standard error as events;
   - L{twinetd.logs.repeats}: repeated events at a bounded rate;
-  - L{twinetd.logs.twistd}: what twistd's log shows;
+  - L{twinetd.logs.jsonlog} and L{twinetd.logs.twistd}: the JSON log and
+    what twistd's log shows;
   - L{twinetd.logs.ident}: RFC 1413 queries for C{USERID}.
 """
 
@@ -43,6 +44,7 @@ from twinetd.logs.events import (
     REPLY_TRUNCATED,
     SPAWN_FAILED,
     START,
+    STARTED,
     STDERR,
     STREAM_BACKOFF,
     TRAFFIC,
@@ -84,6 +86,7 @@ __all__ = [
     "REPLY_TRUNCATED",
     "SPAWN_FAILED",
     "START",
+    "STARTED",
     "STDERR",
     "STREAM_BACKOFF",
     "TRAFFIC",

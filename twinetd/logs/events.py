@@ -84,6 +84,9 @@ ACCEPT_FAILED = "acceptFailed"
 #: Connections not accepted since the last L{ACCEPT_FAILED} or summary.
 ACCEPT_FAILURES = "acceptFailures"
 
+#: The daemon has started: how many services listen, were skipped, ...
+STARTED = "started"
+
 PROBLEM_SOFT_LIMIT = "softLimit"
 PROBLEM_HARD_LIMIT = "hardLimit"
 PROBLEM_OPEN = "open"
@@ -260,6 +263,23 @@ KINDS: dict[str, EventKind] = {
             _warn,
             ("count", "reasons", "interval"),
             ("{count} more connections not accepted in {interval:.1f}s: {reasons}",),
+        ),
+        EventKind(
+            STARTED,
+            _info,
+            (
+                "services",
+                "listening",
+                "notListening",
+                "skipped",
+                "errors",
+                "warnings",
+            ),
+            (
+                "twinetd started: {listening} of {services} services listening, "
+                "{notListening} not listening, {skipped} skipped, {errors} errors, "
+                "{warnings} warnings",
+            ),
         ),
     ]
 }

@@ -9,7 +9,9 @@ application embedding twinetd keeps its own log as it is):
     (the daemon logs one C{listening} line per service instead);
   - connections Twisted could not accept (a daemon out of descriptors logs
     one line per connection) logged once, then summarised at most once a
-    second (L{ACCEPT_FAILED}, L{ACCEPT_FAILURES}).
+    second (L{ACCEPT_FAILED}, L{ACCEPT_FAILURES});
+  - the JSON log, when asked for;
+  - one summary line once the daemon has started (L{STARTED}).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import errno
 import os
 from typing import Any
 
+import attrs
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import (
@@ -35,8 +38,18 @@ from twinetd._twistedcompat import (
     isPortLine,
     observersOf,
 )
-from twinetd.logs.events import ACCEPT_FAILED, ACCEPT_FAILURES, emit
+from twinetd.logs.events import (
+    ACCEPT_FAILED,
+    ACCEPT_FAILURES,
+    CANNOT_LISTEN,
+    EVENT_FIELD,
+    LISTENING,
+    STARTED,
+    emit,
+)
+from twinetd.logs.jsonlog import JsonLog
 from twinetd.logs.repeats import Summariser
+from twinetd.logs.sinks import LogSinks
 
 log = Logger()
 
@@ -113,25 +126,71 @@ def filterObservers(
     return installed
 
 
+@attrs.frozen
+class LoadCounts:
+    """
+    What the configuration load gave, for the startup summary.
+
+    @ivar services: services to serve.
+    @ivar skipped: services left out (errors in their configuration, or
+        the runtime cannot serve them).
+    @ivar errors: configuration errors.
+    @ivar warnings: configuration warnings.
+    """
+
+    services: int
+    skipped: int
+    errors: int
+    warnings: int
+
+
+@implementer(ILogObserver)
+class _Tally:
+    """
+    The services that reported listening.
+    """
+
+    def __init__(self) -> None:
+        self.listening: set[str] = set()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get(EVENT_FIELD)
+        if kind == LISTENING:
+            self.listening.add(event["service"])
+        elif kind == CANNOT_LISTEN:
+            self.listening.discard(event["service"])
+
+
 class TwistdLog(Service):
     """
     Sets up twistd's log for the daemon.  It must start before the
     daemon's listeners (they listen in C{privilegedStartService}, and
     Twisted logs a line for each port then): add it first.
+
+    @ivar jsonLog: the JSON log, or C{None}.
     """
 
     def __init__(
         self,
         clock: IReactorTime,
+        sinks: LogSinks,
+        counts: LoadCounts,
+        jsonLog: JsonLog | None = None,
         publisher: LogPublisher = globalLogPublisher,
         logger: Logger = log,
     ) -> None:
         """
+        @param sinks: the daemon's event stream (its listening lines).
+        @param counts: what the configuration load gave.
         @param publisher: where twistd's observers are.
         """
         self._clock = clock
+        self._sinks = sinks
+        self._counts = counts
+        self.jsonLog = jsonLog
         self._publisher = publisher
         self._logger = logger
+        self._tally = _Tally()
         self.filter: TwistdLogFilter | None = None
 
     def privilegedStartService(self) -> None:
@@ -139,8 +198,35 @@ class TwistdLog(Service):
         if self.filter is None:
             # twistd adds its observers after makeService and before this.
             self.filter = filterObservers(self._publisher, self._clock, self._logger)
+            if self.jsonLog is not None:
+                self._publisher.addObserver(self.jsonLog)
+            self._sinks.addObserver(self._tally)
 
     def startService(self) -> None:
         Service.startService(self)  # type: ignore[no-untyped-call]
         if self.filter is None:
             self.privilegedStartService()
+        # Once every service has started (this one starts first).
+        self._clock.callLater(0, self._started)
+
+    def _started(self) -> None:
+        self._sinks.removeObserver(self._tally)
+        counts = self._counts
+        listening = len(self._tally.listening)
+        emit(
+            STARTED,
+            self._logger,
+            services=counts.services,
+            listening=listening,
+            notListening=counts.services - listening,
+            skipped=counts.skipped,
+            errors=counts.errors,
+            warnings=counts.warnings,
+        )
+
+    def reopen(self) -> None:
+        """
+        Reopen the JSON log (log rotation).
+        """
+        if self.jsonLog is not None:
+            self.jsonLog.reopen()
