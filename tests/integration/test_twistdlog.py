@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -177,12 +178,23 @@ def test_jsonLogAndSummary(etc: tuple[Path, int], tmp_path: Path) -> None:
     try:
         assert echoes(port)
         waitForLine(events, '"exit"')
+        # SIGUSR1 (twistd's log rotation) reopens it too.
+        events.rename(tmp_path / "events.json.1")
+        proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + DEADLINE
+        while not events.exists():
+            assert time.monotonic() < deadline, "not reopened"
+            time.sleep(0.05)
+        assert echoes(port)
+        waitForLine(events, '"exit"')
     finally:
         stop(proc)
+    assert '"start"' in events.read_text()
+    events = tmp_path / "events.json.1"
     records = [json.loads(line) for line in events.read_text().splitlines()]
     kinds = [r["twinetdEvent"] for r in records]
     assert kinds[:2] == ["listening", "started"], kinds
-    assert kinds[2:4] == ["start", "exit"], kinds
+    assert kinds[2:] == ["start", "exit"], kinds
     listening, started, start, end = records[:4]
     assert (listening["service"], listening["port"], listening["protocol"]) == (
         "echo-stream",
@@ -200,7 +212,9 @@ def test_jsonLogAndSummary(etc: tuple[Path, int], tmp_path: Path) -> None:
     assert (end["status"], end["signal"]) == (0, None)
     assert end["duration"] in (0, 1)
     assert all(not key.startswith("log_") for r in records for key in r)
-    assert f"] {started['text']}" in log.read_text()
+    # twistd rotated its own log on SIGUSR1 too.
+    text = "".join(p.read_text() for p in tmp_path.glob("twistd.log*"))
+    assert f"] {started['text']}" in text
     assert started["text"].startswith("twinetd started: 1 of 1 services listening")
 
 
