@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.logger import Logger, formatEvent
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs
@@ -786,3 +786,43 @@ class LogSinksTests(SynchronousTestCase):
         assert isinstance(sink, FileSink)
         self.sinks.close()
         self.assertTrue(sink.closed)
+
+
+class VocabularyTests(SynchronousTestCase):
+    """
+    The one table of event kinds and the one emitter.
+    """
+
+    def test_emitChecksFields(self) -> None:
+        seen, log = events()
+        self.assertRaises(TypeError, logs.emit, logs.USERID, log, service="s")
+        self.assertRaises(
+            TypeError, logs.emit, logs.USERID, log, service="s", text="t", extra=1
+        )
+        self.assertRaises(KeyError, logs.emit, "nosuch", log)
+        self.assertEqual(seen, [])
+        logs.emit(logs.USERID, log, service="s", text="UNIX : alice")
+        [event] = seen
+        self.assertEqual(
+            (event["twinetdEvent"], event["service"], event["text"]),
+            (logs.USERID, "s", "UNIX : alice"),
+        )
+        self.assertEqual(formatEvent(event), "USERID: s UNIX : alice")
+
+    def test_kindFormatsUseItsFields(self) -> None:
+        self.assertRaises(
+            ValueError,
+            logs.EventKind,
+            "k",
+            LogLevel.info,
+            ("a",),
+            ("{a} {b}",),
+        )
+
+    def test_everyKindExported(self) -> None:
+        """
+        Each kind's name is a constant of L{twinetd.logs}, and every name
+        of C{__all__} exists.
+        """
+        exported = [getattr(logs, name) for name in logs.__all__]
+        self.assertEqual([k for k in logs.KINDS if k not in exported], [])
