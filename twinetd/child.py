@@ -145,8 +145,14 @@ class ChildProcess(ProcessProtocol):
 
     def processExited(self, reason: Failure) -> None:
         self.exitStatus, self.exitSignal = exitFields(reason)
-        self.duration = self._clock.seconds() - self.startTime
-        self.serviceLog.exit(self.pid, self.exitStatus, self.exitSignal, self.duration)
+        now = self._clock.seconds()
+        self.duration = now - self.startTime
+        self.serviceLog.exit(
+            self.pid,
+            self.exitStatus,
+            self.exitSignal,
+            logs.wholeSeconds(self.startTime, now),
+        )
 
     def processEnded(self, reason: Failure) -> None:
         if self.ended:

@@ -12,7 +12,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
 from twisted.application.service import IService
 from twisted.logger import Logger
@@ -23,6 +23,9 @@ from twinetd.config import LoadResult, Lookups, loadPath
 from twinetd.errors import printable
 from twinetd.launch import argvFor
 from twinetd.model import ServiceConfig, SocketType
+
+if TYPE_CHECKING:
+    from twinetd.service import TwinetdService
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
 
@@ -217,6 +220,14 @@ class Options(usage.Options):
             "and again before SIGKILL.",
             float,
         ],
+        [
+            "log-json",
+            None,
+            None,
+            "Also log every twinetd event as one JSON object per line to this "
+            "file ('-' for standard output); the fields are in the README.",
+            str,
+        ],
     ]
 
     def opt_version(self) -> None:
@@ -276,7 +287,42 @@ def makeService(options: Options) -> IService:
     cast(Any, reactor).addSystemEventTrigger(
         "after", "startup", _chainRotation, reactor, daemon.runtime.sinks.reopenAll
     )
+    _setUpLog(options, reactor, daemon, result)
     return daemon
+
+
+def _setUpLog(
+    options: Options, reactor: Any, daemon: TwinetdService, result: LoadResult
+) -> None:
+    """
+    twistd's log for the daemon (L{TwistdLog}: without Twisted's per-port
+    lines, failed accepts summarised, the JSON log, a startup summary),
+    started before the daemon's listeners.
+    """
+    from twinetd.logs.jsonlog import JsonLog
+    from twinetd.logs.twistd import LoadCounts, TwistdLog
+
+    jsonLog = None
+    if options["log-json"] is not None:
+        try:
+            jsonLog = JsonLog(options["log-json"])
+        except OSError as e:
+            sys.stderr.write(f"twinetd: --log-json {options['log-json']}: {e}\n")
+            raise SystemExit(1) from None
+    served = len(daemon.records)
+    counts = LoadCounts(
+        services=served,
+        skipped=result.skipped + len(result.services) - served,
+        errors=len(result.errors),
+        warnings=len(result.warnings),
+    )
+    twistdLog = TwistdLog(reactor, daemon.runtime.sinks, counts, jsonLog)
+    twistdLog.setServiceParent(daemon)  # type: ignore[no-untyped-call]
+    daemon.services.remove(twistdLog)
+    daemon.services.insert(0, twistdLog)
+    cast(Any, reactor).addSystemEventTrigger(
+        "after", "startup", _chainRotation, reactor, twistdLog.reopen
+    )
 
 
 def _chainRotation(reactor: Any, reopen: Callable[[], None]) -> None:

@@ -122,14 +122,21 @@ def daemon(
     try:
         yield proc, port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(DEADLINE)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(DEADLINE)
-        assert proc.stdout is not None
-        proc.stdout.close()
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """
+    SIGTERM the daemon (SIGKILL if it lingers) and wait for it.
+    """
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(DEADLINE)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(DEADLINE)
+    assert proc.stdout is not None
+    proc.stdout.close()
 
 
 STAMPED = re.compile(rb"\[\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\] hello world!\n> $")

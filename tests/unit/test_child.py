@@ -122,13 +122,27 @@ class ChildProcessTests(SynchronousTestCase):
         [end] = h.of(logs.EXIT)
         self.assertEqual(
             (end["pid"], end["status"], end["signal"], end["duration"]),
-            (pid, 3, None, 2.5),
+            (pid, 3, None, 2),
         )
         self.assertEqual(
             (h.child.exitStatus, h.child.exitSignal, h.child.duration),
             (3, None, 2.5),
         )
         self.assertEqual(h.child.startTime, 10.0)
+
+    def test_exitDurationAsXinetd(self) -> None:
+        """
+        The logged duration is xinetd's: whole clock seconds between start
+        and exit, so a 0.7 s child logs 0 or 1 (as measured with xinetd).
+        """
+        for start, logged in ((10.1, 0), (10.5, 1)):
+            h = Harness()
+            h.reactor.advance(start)
+            process = h.start()
+            h.reactor.advance(0.7)
+            process.exit(status=0)
+            [end] = h.of(logs.EXIT)
+            self.assertEqual(end["duration"], logged)
 
     def test_killedBySignal(self) -> None:
         h = Harness()

@@ -23,6 +23,7 @@ from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan
 from twinetd.listeners.sockets import listenAddress
 from twinetd.listeners.waitstream import REFUSED_RETRY, LoopGuard, WaitStreamService
+from twinetd.logs.sinks import ServiceLines
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.handoff import (
     HandoffChild,
@@ -798,8 +799,9 @@ class WaitStreamServiceTests(SynchronousTestCase):
                 pass
 
         h = WaitStreamHarness()
-        h.service.serviceLog = logs.ServiceLog(
-            "ws", frozenset({"PID", "HOST", "EXIT"}), sink=Sink()
+        h.service.serviceLog = logs.ServiceLog.fromConfig(
+            h.service.config,
+            ServiceLines(Sink(), frozenset({"PID", "HOST", "EXIT"})),
         )
         h.service.startService()
         h.readable()

@@ -1,7 +1,7 @@
 """
 xinetd's per-service log: line shapes for every combination of
 log_on_success / log_on_failure values xinetd distinguishes, FILE and
-SYSLOG sinks, and L{ServiceLog}.
+SYSLOG sinks fed by the event stream, and L{ServiceLog}.
 """
 
 from __future__ import annotations
@@ -13,17 +13,14 @@ import time
 from typing import Any
 
 from twisted.internet.task import Clock
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs
 from twinetd.errors import SourceLocation
-from twinetd.logs import (
-    FileSink,
-    LogSinks,
-    ServiceLog,
-    SyslogSink,
-    defaultHardLimit,
+from twinetd.logs import FileSink, LogSinks, ServiceLog, SyslogSink, wholeSeconds
+from twinetd.logs.sinks import ServiceLines, defaultHardLimit
+from twinetd.logs.xinetd import (
     exitLine,
     failLine,
     fileTimestamp,
@@ -34,6 +31,8 @@ from twinetd.model import FileTarget, Peer, ServiceConfig, SocketType, SyslogTar
 
 PEER = Peer("tcp", "127.0.0.1", 40000, "127.0.0.1", 33001)
 MAPPED = Peer("tcp", "::ffff:127.0.0.1", 40000, "::ffff:127.0.0.1", 33001)
+HOST = PEER.remoteHost
+MAPPED_HOST = MAPPED.remoteHost
 # 2026-11-25 16:27:38 UTC; the tests use time.gmtime as local time.
 T0 = 1795624058.0
 
@@ -77,29 +76,29 @@ class StartLineTests(SynchronousTestCase):
 
     def test_pidAndHost(self) -> None:
         self.assertEqual(
-            startLine("plain", {"PID", "HOST", "EXIT"}, 5149, PEER),
+            startLine("plain", {"PID", "HOST", "EXIT"}, 5149, HOST),
             "START: plain pid=5149 from=127.0.0.1",
         )
 
     def test_mappedAddressKept(self) -> None:
         self.assertEqual(
-            startLine("envs", {"PID", "HOST"}, 5155, MAPPED),
+            startLine("envs", {"PID", "HOST"}, 5155, MAPPED_HOST),
             "START: envs pid=5155 from=::ffff:127.0.0.1",
         )
 
     def test_pidOnly(self) -> None:
-        self.assertEqual(startLine("s", {"PID"}, 7, PEER), "START: s pid=7")
+        self.assertEqual(startLine("s", {"PID"}, 7, HOST), "START: s pid=7")
 
     def test_hostOnly(self) -> None:
-        self.assertEqual(startLine("s", {"HOST"}, 7, PEER), "START: s from=127.0.0.1")
+        self.assertEqual(startLine("s", {"HOST"}, 7, HOST), "START: s from=127.0.0.1")
 
     def test_neitherPidNorHost(self) -> None:
         # Measured: log_on_success = EXIT gives a bare START line.
         for options in ({"EXIT"}, {"DURATION"}, {"USERID"}, {"TRAFFIC"}):
-            self.assertEqual(startLine("sysl2", options, 7, PEER), "START: sysl2")
+            self.assertEqual(startLine("sysl2", options, 7, HOST), "START: sysl2")
 
     def test_nothing(self) -> None:
-        self.assertIsNone(startLine("s", frozenset(), 7, PEER))
+        self.assertIsNone(startLine("s", frozenset(), 7, HOST))
 
     def test_noAddress(self) -> None:
         self.assertEqual(
@@ -109,10 +108,10 @@ class StartLineTests(SynchronousTestCase):
 
     def test_internalPidZero(self) -> None:
         self.assertEqual(
-            startLine("daytime-stream", {"PID", "HOST"}, 0, MAPPED),
+            startLine("daytime-stream", {"PID", "HOST"}, 0, MAPPED_HOST),
             "START: daytime-stream pid=0 from=::ffff:127.0.0.1",
         )
-        self.assertEqual(startLine("d", {"PID"}, None, MAPPED), "START: d pid=0")
+        self.assertEqual(startLine("d", {"PID"}, None, MAPPED_HOST), "START: d pid=0")
 
 
 class ExitLineTests(SynchronousTestCase):
@@ -123,15 +122,15 @@ class ExitLineTests(SynchronousTestCase):
     def test_all(self) -> None:
         options = {"PID", "HOST", "EXIT", "DURATION"}
         self.assertEqual(
-            exitLine("plain", options, 5149, 0, None, 1.2),
+            exitLine("plain", options, 5149, 0, None, 1),
             "EXIT: plain status=0 pid=5149 duration=1(sec)",
         )
         self.assertEqual(
-            exitLine("ex", options, 5541, 3, None, 0.0),
+            exitLine("ex", options, 5541, 3, None, 0),
             "EXIT: ex status=3 pid=5541 duration=0(sec)",
         )
         self.assertEqual(
-            exitLine("sig", options, 5538, None, 15, 0.5),
+            exitLine("sig", options, 5538, None, 15, 0),
             "EXIT: sig signal=15 pid=5538 duration=0(sec)",
         )
 
@@ -144,14 +143,20 @@ class ExitLineTests(SynchronousTestCase):
     def test_durationOnly(self) -> None:
         # Measured: log_on_success = DURATION.
         self.assertEqual(
-            exitLine("ftwo", {"DURATION"}, 9, 0, None, 0.3),
+            exitLine("ftwo", {"DURATION"}, 9, 0, None, 0),
             "EXIT: ftwo duration=0(sec)",
         )
 
-    def test_durationIsWholeSeconds(self) -> None:
-        self.assertEqual(
-            exitLine("s", {"DURATION"}, 9, 0, None, 59.99), "EXIT: s duration=59(sec)"
-        )
+    def test_durationAsXinetdCountsIt(self) -> None:
+        """
+        xinetd subtracts two time(2) readings (measured: 0.7 s sessions
+        logged 0 when they started at .1 s, 1 when at .5 s or .9 s).
+        """
+        self.assertEqual(wholeSeconds(100.1, 100.8), 0)
+        self.assertEqual(wholeSeconds(100.5, 101.2), 1)
+        self.assertEqual(wholeSeconds(100.9, 101.6), 1)
+        self.assertEqual(wholeSeconds(100.0, 159.99), 59)
+        self.assertEqual(wholeSeconds(101.0, 100.5), 0)
 
     def test_exitAndPid(self) -> None:
         self.assertEqual(
@@ -176,31 +181,31 @@ class FailLineTests(SynchronousTestCase):
 
     def test_host(self) -> None:
         self.assertEqual(
-            failLine("onlyfrom", {"HOST", "ATTEMPT"}, "address", MAPPED),
+            failLine("onlyfrom", {"HOST", "ATTEMPT"}, "address", MAPPED_HOST),
             "FAIL: onlyfrom address from=::ffff:127.0.0.1",
         )
         self.assertEqual(
-            failLine("inst", {"HOST"}, "service_limit", MAPPED),
+            failLine("inst", {"HOST"}, "service_limit", MAPPED_HOST),
             "FAIL: inst service_limit from=::ffff:127.0.0.1",
         )
 
     def test_attemptOnly(self) -> None:
         # Measured: log_on_failure = ATTEMPT.
         self.assertEqual(
-            failLine("sysl2", {"ATTEMPT"}, "address", PEER), "FAIL: sysl2 address"
+            failLine("sysl2", {"ATTEMPT"}, "address", HOST), "FAIL: sysl2 address"
         )
 
     def test_useridOnly(self) -> None:
-        self.assertEqual(failLine("s", {"USERID"}, "time", PEER), "FAIL: s time")
+        self.assertEqual(failLine("s", {"USERID"}, "time", HOST), "FAIL: s time")
 
     def test_reasonWithSpaces(self) -> None:
         self.assertEqual(
-            failLine("s", {"HOST"}, "connections per second", PEER),
+            failLine("s", {"HOST"}, "connections per second", HOST),
             "FAIL: s connections per second from=127.0.0.1",
         )
 
     def test_nothing(self) -> None:
-        self.assertIsNone(failLine("s", frozenset(), "address", PEER))
+        self.assertIsNone(failLine("s", frozenset(), "address", HOST))
 
     def test_noAddress(self) -> None:
         self.assertEqual(
@@ -519,8 +524,15 @@ class ServiceLogTests(SynchronousTestCase):
     def serviceLog(
         self, success: set[str], failure: frozenset[str] = frozenset()
     ) -> ServiceLog:
-        return ServiceLog(
-            "svc", frozenset(success), frozenset(failure), self.sink, logger=self.log
+        lines = ServiceLines(self.sink, frozenset(success), frozenset(failure))
+        return ServiceLog.fromConfig(
+            config(
+                "svc",
+                logOnSuccess=frozenset(success),
+                logOnFailure=frozenset(failure),
+            ),
+            lines,
+            self.log,
         )
 
     def lines(self) -> list[str]:
@@ -543,13 +555,29 @@ class ServiceLogTests(SynchronousTestCase):
 
     def test_exit(self) -> None:
         log = self.serviceLog({"PID", "EXIT", "DURATION"})
-        log.exit(12, None, 9, 2.5)
+        log.exit(12, None, 9, 2)
         [event] = of(self.seen, logs.EXIT)
         self.assertEqual(
             (event["pid"], event["status"], event["signal"], event["duration"]),
-            (12, None, 9, 2.5),
+            (12, None, 9, 2),
         )
         self.assertEqual(self.lines(), ["EXIT: svc signal=9 pid=12 duration=2(sec)"])
+
+    def test_exitText(self) -> None:
+        """
+        twistd's log shows the same EXIT as xinetd's line: the status, or
+        the signal, and whole seconds.
+        """
+        log = self.serviceLog(set())
+        log.exit(12, None, 9, 0)
+        log.exit(13, 3, None, 1)
+        self.assertEqual(
+            [formatEvent(e) for e in of(self.seen, logs.EXIT)],
+            [
+                "EXIT: svc signal=9 pid=12 duration=0(sec)",
+                "EXIT: svc status=3 pid=13 duration=1(sec)",
+            ],
+        )
 
     def test_eventsWithoutLines(self) -> None:
         """
@@ -564,8 +592,15 @@ class ServiceLogTests(SynchronousTestCase):
         self.assertEqual(self.lines(), [])
 
     def test_noLogType(self) -> None:
-        log = ServiceLog("svc", frozenset({"PID", "HOST", "EXIT"}), frozenset({"HOST"}))
-        log.logger = self.log
+        log = ServiceLog.fromConfig(
+            config(
+                "svc",
+                logOnSuccess=frozenset({"PID", "USERID"}),
+                logOnFailure=frozenset({"HOST"}),
+            ),
+            None,
+            self.log,
+        )
         log.start(1, PEER)
         log.exit(1, 0, None, 0)
         log.fail("address", PEER)
@@ -669,7 +704,8 @@ class LogSinksTests(SynchronousTestCase):
                 logOnFailure=frozenset({"HOST"}),
             )
         )
-        self.assertIs(one.sink, two.sink)
+        shared = self.sinks.sinkFor(target)
+        self.assertIs(shared, self.sinks.sinkFor(FileTarget(self.dir + "//shared.log")))
         one.start(5, PEER)
         two.fail("address", PEER)
         one.start(6, PEER)
@@ -680,12 +716,38 @@ class LogSinksTests(SynchronousTestCase):
             "26/11/25@16:27:38: START: one pid=6\n",
         )
         # One size count for the file.
-        assert isinstance(one.sink, FileSink)
-        self.assertEqual(one.sink.size, len(self.content()))
+        assert isinstance(shared, FileSink)
+        self.assertEqual(shared.size, len(self.content()))
 
     def test_noLogType(self) -> None:
         log = self.sinks.serviceLog(config("s", logOnSuccess=frozenset({"PID"})))
-        self.assertIsNone(log.sink)
+        log.start(1, PEER)
+        self.assertEqual(len(of(self.seen, logs.START)), 1)
+        self.assertEqual(os.listdir(self.dir), [])
+
+    def test_stream(self) -> None:
+        """
+        Every event of every service passes through the stream, after its
+        service's xinetd line: one more observer sees them all.
+        """
+        seen: list[dict[str, Any]] = []
+        self.sinks.addObserver(seen.append)
+        target = FileTarget(self.path)
+        one = self.sinks.serviceLog(
+            config("one", logType=target, logOnSuccess=frozenset({"PID"}))
+        )
+        two = self.sinks.serviceLog(config("two"))
+        one.start(5, PEER)
+        two.fail("address", PEER)
+        self.assertEqual(
+            [(e["twinetdEvent"], e["service"]) for e in seen],
+            [(logs.START, "one"), (logs.FAIL, "two")],
+        )
+        self.assertEqual(self.content(), "26/11/25@16:27:38: START: one pid=5\n")
+        self.sinks.removeObserver(seen.append)
+        one.start(6, PEER)
+        self.assertEqual(len(seen), 2)
+        self.assertEqual(len(of(self.seen, logs.START)), 2)
 
     def test_syslogShared(self) -> None:
         a = self.sinks.sinkFor(SyslogTarget("daemon", "info"))
@@ -724,3 +786,43 @@ class LogSinksTests(SynchronousTestCase):
         assert isinstance(sink, FileSink)
         self.sinks.close()
         self.assertTrue(sink.closed)
+
+
+class VocabularyTests(SynchronousTestCase):
+    """
+    The one table of event kinds and the one emitter.
+    """
+
+    def test_emitChecksFields(self) -> None:
+        seen, log = events()
+        self.assertRaises(TypeError, logs.emit, logs.USERID, log, service="s")
+        self.assertRaises(
+            TypeError, logs.emit, logs.USERID, log, service="s", text="t", extra=1
+        )
+        self.assertRaises(KeyError, logs.emit, "nosuch", log)
+        self.assertEqual(seen, [])
+        logs.emit(logs.USERID, log, service="s", text="UNIX : alice")
+        [event] = seen
+        self.assertEqual(
+            (event["twinetdEvent"], event["service"], event["text"]),
+            (logs.USERID, "s", "UNIX : alice"),
+        )
+        self.assertEqual(formatEvent(event), "USERID: s UNIX : alice")
+
+    def test_kindFormatsUseItsFields(self) -> None:
+        self.assertRaises(
+            ValueError,
+            logs.EventKind,
+            "k",
+            LogLevel.info,
+            ("a",),
+            ("{a} {b}",),
+        )
+
+    def test_everyKindExported(self) -> None:
+        """
+        Each kind's name is a constant of L{twinetd.logs}, and every name
+        of C{__all__} exists.
+        """
+        exported = [getattr(logs, name) for name in logs.__all__]
+        self.assertEqual([k for k in logs.KINDS if k not in exported], [])

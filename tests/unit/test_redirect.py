@@ -423,7 +423,7 @@ class LogTests(SynchronousTestCase):
         The TRAFFIC event reads as xinetd's line.
         """
         events: list[dict[str, Any]] = []
-        logs.logTraffic("redir", 6, 0, logger=Logger(observer=events.append))
+        logs.ServiceLog("redir", Logger(observer=events.append)).traffic(6, 0)
         [event] = events
         self.assertEqual(event["twinetdEvent"], logs.TRAFFIC)
         self.assertEqual((event["bytesIn"], event["bytesOut"]), (6, 0))

@@ -263,16 +263,26 @@ class StreamFactory(ServerFactory):
             return self._serveInternal(ticket, peer)
         if self.config.redirect is not None:
             # As in xinetd, redirect wins over server.
-            return self._serveRedirect(ticket, self.config.redirect)
+            return self._serveRedirect(ticket, peer, self.config.redirect)
         return self._serveChild(ticket)
 
-    def _serveRedirect(self, ticket: Ticket, target: tuple[str, int]) -> Protocol:
+    def _serveRedirect(
+        self, ticket: Ticket, peer: Peer, target: tuple[str, int]
+    ) -> Protocol:
         protocol: RedirectProtocol
+        serviceLog, clock = self.serviceLog, self.runtime.clock
+        # xinetd forks a process per redirected connection and logs its
+        # START and its EXIT (status 0, also when the target is down); the
+        # relay runs in the daemon here, hence pid 0 as for internal
+        # services.
+        started = clock.seconds()
+        serviceLog.start(0, peer)
 
         def ended(traffic: Traffic) -> None:
             ticket.release()
             if traffic.connected:
-                self.serviceLog.traffic(traffic.bytesIn, traffic.bytesOut)
+                serviceLog.traffic(traffic.bytesIn, traffic.bytesOut)
+            serviceLog.exit(0, 0, None, logs.wholeSeconds(started, clock.seconds()))
             self.ended(protocol)
 
         protocol = RedirectProtocol(
@@ -282,6 +292,7 @@ class StreamFactory(ServerFactory):
             onEnded=ended,
             keepAlive="KEEPALIVE" in self.config.flags,
         )
+        protocol.log = serviceLog.logger
         self.live.add(protocol)
         return protocol
 
@@ -289,11 +300,20 @@ class StreamFactory(ServerFactory):
         builtin = internalFor(self.config, self.runtime.chargenRing)
         protocol = builtin.buildStream(self.runtime.clock)
         connection = _Closing(protocol)
-        # xinetd logs its builtins with pid 0.
-        self.serviceLog.start(0, peer)
+        serviceLog, clock = self.serviceLog, self.runtime.clock
+        # xinetd logs its builtins with pid 0 when it serves them itself;
+        # it forks for stream echo, discard and chargen (builtins.c) and
+        # logs their EXIT.  Here every builtin is served in the daemon: pid
+        # 0, and the EXIT of those xinetd forks for.
+        started = clock.seconds()
+        serviceLog.start(0, peer)
+        forks = builtin.name in ("echo", "discard", "chargen")
 
         def ended() -> None:
             ticket.release()
+            if forks:
+                duration = logs.wholeSeconds(started, clock.seconds())
+                serviceLog.exit(0, 0, None, duration)
             self.ended(connection)
 
         _whenLost(protocol, ended)
@@ -450,7 +470,9 @@ class ListenerService(Service):
                 )
                 return
             self.failure = e
-            logs.logCannotListen(config, listenAddress(config), e.strerror, log)
+            self.factory.serviceLog.cannotListen(
+                config, listenAddress(config), e.strerror
+            )
             return
         try:
             self.port = IReactorSocket(self._reactor).adoptStreamPort(
@@ -460,11 +482,8 @@ class ListenerService(Service):
             sock.close()
         self._boundPort = self.boundPort
         self._attempts = 0
-        log.info(
-            "{service} listening on {address} port {port}",
-            service=config.id,
-            address=listenAddress(config),
-            port=self.boundPort,
+        self.factory.serviceLog.listening(
+            listenAddress(config), self.boundPort, config.protocol
         )
 
     @property

@@ -276,16 +276,11 @@ class WaitStreamService(Service):
             listener = self._bind(config, self._interface)
         except CannotListenError as e:
             self.failure = e
-            logs.logCannotListen(config, self._interface, e.socketError, self.log)
+            self.serviceLog.cannotListen(config, self._interface, e.socketError)
             return
         self.listener = listener
         self._watcher = _Watcher(self, listener)
-        self.log.info(
-            "{service} listening on {address} port {port} (wait = yes)",
-            service=config.id,
-            address=self._interface,
-            port=listener.port,
-        )
+        self.serviceLog.listening(self._interface, listener.port, config.protocol)
 
     def stopService(self) -> Deferred[None]:
         """
@@ -427,6 +422,6 @@ class WaitStreamService(Service):
             if lastDelay == delay and now - lastTime < self._backoffLogInterval:
                 return
         self._lastBackoff = (delay, now)
-        logs.logStreamBackoff(
-            self.config.id, pid, delay, self.guard.quickExits, logger=self.log
+        self.serviceLog.emit(
+            logs.STREAM_BACKOFF, pid=pid, delay=delay, quickExits=self.guard.quickExits
         )

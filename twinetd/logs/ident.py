@@ -31,7 +31,7 @@ from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-log = Logger(namespace="twinetd.ident")
+log = Logger()
 
 #: The ident service's port (RFC 1413).
 IDENT_PORT = 113
@@ -168,6 +168,9 @@ class _IdentProtocol(Protocol):
 
 
 class _IdentFactory(ClientFactory):
+    # One query per connection: no "Starting factory" line for each.
+    noisy = False
+
     def __init__(self, query: _Query) -> None:
         self._query = query
 

@@ -291,14 +291,15 @@ class RedirectProtocol(Protocol):
         if not self.client.lost:
             assert self._peer is not None
             host, port = self.targetAddress
-            logs.logRedirectFailed(
-                self.serviceId,
-                self._peer.remoteHost,
-                self._peer.remotePort,
-                host,
-                port,
-                reason.getErrorMessage(),
-                logger=self.log,
+            logs.emit(
+                logs.REDIRECT_FAILED,
+                self.log,
+                service=self.serviceId,
+                host=self._peer.remoteHost,
+                port=self._peer.remotePort,
+                targetHost=host,
+                targetPort=port,
+                reason=reason.getErrorMessage(),
             )
             self._pending = []
             self._close(self.client)

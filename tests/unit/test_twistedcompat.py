@@ -1,0 +1,177 @@
+"""
+L{twinetd._twistedcompat}: each thing twinetd relies on that Twisted does not
+promise, checked against the installed Twisted.  A failure here means
+Twisted changed it: adapt the compat module.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import Any
+
+from twisted.internet import tcp, udp
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.testing import MemoryReactor
+from twisted.logger import Logger, LogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.unit.test_factory import events
+from twinetd import _twistedcompat as compat
+
+
+class Listener:
+    """
+    A listening socket whose C{accept} returns or raises what it is given.
+    """
+
+    def __init__(self, *outcomes: Any) -> None:
+        self.outcomes = list(outcomes)
+
+    def accept(self) -> Any:
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, OSError):
+            raise outcome
+        return outcome
+
+
+class Client:
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def acceptEvents(listener: Listener, reservation: Any) -> list[dict[str, Any]]:
+    """
+    What Twisted's accept loop logs for C{listener}, through a logger in
+    the namespace of a TCP port's.
+    """
+    seen: list[dict[str, Any]] = []
+    port = tcp.Port(0, Factory())
+    logger = Logger(port._logger.namespace, observer=seen.append)
+    list(tcp._accept(logger, range(5), listener, reservation))
+    return seen
+
+
+class ObserversTests(SynchronousTestCase):
+    def test_observersOf(self) -> None:
+        """
+        C{LogPublisher._observers} holds the observers, in order.
+        """
+
+        def one(event: Any) -> None:
+            pass
+
+        def two(event: Any) -> None:
+            pass
+
+        publisher = LogPublisher(one)
+        publisher.addObserver(two)
+        self.assertEqual(compat.observersOf(publisher), [one, two])
+        publisher.removeObserver(one)
+        self.assertEqual(compat.observersOf(publisher), [two])
+
+
+class AcceptTests(SynchronousTestCase):
+    def test_portNamespace(self) -> None:
+        self.assertEqual(
+            tcp.Port(0, Factory())._logger.namespace, compat.TCP_PORT_NAMESPACE
+        )
+
+    def test_acceptError(self) -> None:
+        """
+        C{accept()} fails with EMFILE and no spare descriptor: one
+        C{Could not accept new connection (EMFILE)} line.
+        """
+        [event] = acceptEvents(
+            Listener(OSError(errno.EMFILE, "Too many open files")),
+            tcp._NullFileDescriptorReservation(),
+        )
+        self.assertEqual(compat.acceptFailure(event), "EMFILE")
+        self.assertFalse(compat.isAcceptNote(event))
+
+    def test_emfileRecovery(self) -> None:
+        """
+        With its spare descriptor, Twisted accepts and closes the client at
+        once: a line per closed client, and a note before and after.
+        """
+        reservation = tcp._FileDescriptorReservation(
+            lambda: open(os.devnull)  # noqa: SIM115 (kept open: the reservation)
+        )
+        reservation.reserve()
+        # Entering releases (closes) the spare descriptor.
+        self.addCleanup(reservation.__enter__)
+        client = Client()
+        events = acceptEvents(
+            Listener(
+                OSError(errno.EMFILE, "Too many open files"),
+                (client, ("127.0.0.1", 40000)),
+                OSError(errno.EAGAIN, "again"),
+            ),
+            reservation,
+        )
+        self.assertTrue(client.closed)
+        self.assertEqual(
+            [(compat.acceptFailure(e), compat.isAcceptNote(e)) for e in events],
+            [(None, True), ("EMFILE", False), (None, True)],
+        )
+
+
+class NoisyFactory(Factory):
+    noisy = True
+
+
+class NoisyProtocol(DatagramProtocol):
+    noisy = True
+
+
+class PortLineTests(SynchronousTestCase):
+    """
+    The lines every port logs when it starts and stops listening, and the
+    start/stop lines of noisy factories and protocols.  The ports adopt an
+    unbound, unconnected socket: nothing goes on the network.
+    """
+
+    def adopt(self, kind: socket.SocketKind) -> int:
+        sock = socket.socket(socket.AF_INET, kind)
+        sock.setblocking(False)
+        self.addCleanup(sock.close)
+        return sock.fileno()
+
+    def test_tcp(self) -> None:
+        seen = events(self)
+        reactor = MemoryReactor()
+        fd = self.adopt(socket.SOCK_STREAM)
+        port = tcp.Port._fromListeningDescriptor(
+            reactor, fd, socket.AF_INET, NoisyFactory()
+        )
+        port.startListening()
+        port.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(
+            [(compat.isPortLine(e), compat.isLifecycleLine(e, "tests.")) for e in seen],
+            [(True, False), (False, True), (True, False), (False, True)],
+        )
+        self.assertFalse(any(compat.isLifecycleLine(e, "twinetd.") for e in seen))
+
+    def test_udp(self) -> None:
+        seen = events(self)
+        reactor = MemoryReactor()
+        fd = self.adopt(socket.SOCK_DGRAM)
+        port = udp.Port._fromListeningDescriptor(
+            reactor, fd, socket.AF_INET, NoisyProtocol(), 8192
+        )
+        port.startListening()
+        port.connectionLost()
+        self.assertEqual(
+            [(compat.isPortLine(e), compat.isLifecycleLine(e, "tests.")) for e in seen],
+            [(True, False), (False, True), (True, False), (False, True)],
+        )
+
+    def test_otherLegacyLines(self) -> None:
+        self.assertFalse(
+            compat.isPortLine({"log_namespace": "log_legacy", "log_text": "hello"})
+        )
