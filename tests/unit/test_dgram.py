@@ -141,6 +141,20 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.assertEqual(service.boundPort, self.port.port)
         self.assertTrue(service.boundPort)
 
+    def test_listeningLogged(self) -> None:
+        """
+        A datagram service logs where it listens, as stream services do,
+        and its port's protocol is not noisy (no Twisted "Starting
+        protocol" line).
+        """
+        service = self.setUpService(record())
+        [event] = [e for e in self.events if "listening" in e["log_format"]]
+        self.assertEqual(
+            (event["service"], event["address"], event["port"]),
+            ("dg", "127.0.0.1", service.boundPort),
+        )
+        self.assertFalse(self.port.protocol.noisy)
+
     def test_bindPort(self) -> None:
         """
         The service listens through its C{bindPort} with its record and its
@@ -506,6 +520,31 @@ class WaitTests(DatagramTestsMixin, SynchronousTestCase):
         [reader] = self.readers()
         self.assertEqual(reader.fileno(), 7)
         self.assertEqual(self.service.boundPort, 4000)
+
+    def test_watchesAfterPrivilegedStart(self) -> None:
+        """
+        twistd binds in C{privilegedStartService} and starts the service
+        afterwards: the socket bound then is watched once the service runs
+        (issue 7: under twistd no datagram ever started a child).
+        """
+        self.sock = FakeSocket()
+        self.reactor = MemoryProcessReactor()
+        events: list[dict[str, Any]] = []
+        service = DatagramService(
+            record(wait=True),
+            lambda peer: planLaunch(record(wait=True), peer, {}, 1000),
+            ReactorSpawner(self.reactor),
+            self.reactor,
+            makeSocket=lambda: self.sock,
+        )
+        service.log = Logger(observer=events.append)
+        service.privilegedStartService()
+        self.assertEqual(self.readers(), [])
+        service.startService()
+        [reader] = self.readers()
+        self.assertEqual(reader.fileno(), 7)
+        [listening] = [e for e in events if "listening" in e["log_format"]]
+        self.assertEqual((listening["port"], listening["service"]), (4000, "dg"))
 
     def test_datagramStartsChild(self) -> None:
         """

@@ -414,6 +414,10 @@ class _GatedDatagram(DatagramProtocol):
     datagram goes to the service.
     """
 
+    # The service logs its own "listening" line; Twisted's "Starting
+    # protocol <...>" line per port would repeat it.
+    noisy = False
+
     def __init__(self, service: DatagramService) -> None:
         self._service = service
 
@@ -559,6 +563,10 @@ class DatagramService(Service):
         Service.startService(self)  # type: ignore[no-untyped-call]
         if self.port is None and self.socket is None and self.failure is None:
             self._listen()
+        # A socket bound by privilegedStartService (twistd binds before it
+        # starts the services) is watched only now: _watch needs running.
+        if self.socket is not None and not self._busy and self._backoff is None:
+            self._watch()
 
     def _listen(self) -> None:
         config = self.config
@@ -574,6 +582,7 @@ class DatagramService(Service):
                     self._inner = self.internal.datagramProtocol(
                         self._clock, self._localtime
                     )
+                    self._inner.noisy = False
                 bindPort = self._bindPort or functools.partial(
                     listenDatagram, self._reactor
                 )
@@ -585,6 +594,14 @@ class DatagramService(Service):
             logs.logCannotListen(
                 config, listenAddress(config), e.strerror or str(e), self.log
             )
+            return
+        self.log.info(
+            "{service} listening on {address} port {port} ({kind})",
+            service=config.id,
+            address=listenAddress(config),
+            port=self.boundPort,
+            kind="udp, wait = yes" if config.wait else "udp",
+        )
 
     def stopService(self) -> Deferred[None]:
         """
