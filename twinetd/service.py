@@ -92,6 +92,9 @@ def unsupportedReason(config: ServiceConfig) -> str | None:
             return e.problem.message
         return None
     if config.redirect is not None:
+        if config.wait:
+            # xinetd: "Redirected service X must not wait" (disabled).
+            return "a redirected service must not wait (wait = no)"
         return None
     if config.server is None:
         return "no server to run"
@@ -300,7 +303,8 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
             else None,
             serviceLog=serviceLog,
         )
-    if config.wait:
+    if config.wait and not config.isInternal:
+        # Internal services are served in the daemon whatever wait says.
         return WaitStreamService(
             config,
             lambda: planLaunch(

@@ -192,3 +192,40 @@ def test_datagramWaitYesUnderTwistd(tmp_path: Path) -> None:
         assert "START: dw pid=" in daemon.logText()
         assert f"blk listening on 127.0.0.1 port {blocking}" in daemon.logText()
         assert "Starting protocol" not in daemon.logText()
+
+
+def test_internalStreamWaitYesUnderTwistd(tmp_path: Path) -> None:
+    """
+    Issue 7 §2: C{type = INTERNAL}, C{wait = yes} stream services (xinetd
+    serves them) are served inside the daemon: echo answers, daytime sends
+    its line, and nothing is logged as an error.
+    """
+    echo, daytime = freeUdpPort(), freeUdpPort()
+    config = "".join(
+        service(
+            name,
+            type="INTERNAL UNLISTED",
+            id=f"{name}-stream",
+            socket_type="stream",
+            wait="yes",
+            port=port,
+        )
+        for name, port in (("echo", echo), ("daytime", daytime))
+    )
+    with running(tmp_path, config, listening=2) as daemon:
+        with socket.create_connection(("127.0.0.1", echo), timeout=DEADLINE) as s:
+            s.sendall(b"ping\r\n")
+            s.shutdown(socket.SHUT_WR)
+            assert readAll(s) == b"ping\r\n"
+        with socket.create_connection(("127.0.0.1", daytime), timeout=DEADLINE) as s:
+            assert re.fullmatch(rb"\d\d [A-Z]{3} \d{4} [\d:]{8} \w+\r\n", readAll(s))
+        daemon.waitForLog(r"START: daytime-stream pid=0")
+        assert "Error" not in daemon.logText()
+        assert "Traceback" not in daemon.logText()
+
+
+def readAll(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(4096):
+        data += chunk
+    return data
