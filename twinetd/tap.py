@@ -153,6 +153,9 @@ def makeService(options: Options) -> IService:
 
     signal.signal(signal.SIGHUP, lambda *_: cast(Any, reactor).callFromThread(reload))
     cast(Any, reactor).addSystemEventTrigger(
+        "after", "shutdown", exitZeroOnTerm, reactor
+    )
+    cast(Any, reactor).addSystemEventTrigger(
         "after", "startup", _chainRotation, reactor, daemon.runtime.sinks.reopenAll
     )
     if not daemon.records and not options["stayalive"]:
@@ -163,6 +166,23 @@ def makeService(options: Options) -> IService:
         )
         raise SystemExit(1)
     return daemon
+
+
+def exitZeroOnTerm(reactor: Any) -> None:
+    """
+    After a shutdown caused by C{SIGTERM}, let twistd exit with status 0.
+
+    twistd re-raises the signal that stopped the reactor once the reactor
+    has stopped (the process ends "killed by SIGTERM", status 143); xinetd
+    exits 0 on SIGTERM, and service managers count anything else as a
+    failure.  This runs as an "after shutdown" trigger: every service has
+    stopped by then, and every child has ended.  C{SIGINT} (^C) is left
+    to twistd.
+    """
+    # Twisted's ReactorBase._exitSignal, read by twistd's runner after the
+    # reactor stops (twisted.application.app.ApplicationRunner.startReactor).
+    if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
+        reactor._exitSignal = None
 
 
 def _chainRotation(reactor: Any, reopen: Callable[[], None]) -> None:

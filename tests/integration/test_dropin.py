@@ -74,6 +74,7 @@ class Daemon:
         self.config = folder / "services.conf"
         self.config.write_text(config)
         self.log = folder / "twistd.log"
+        self.stdout = ""
         self.proc = twistd(
             "-n",
             "--pidfile=",
@@ -107,8 +108,15 @@ class Daemon:
             time.sleep(0.05)
 
     def output(self) -> str:
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read().decode(errors="replace") + self.logText()
+        """
+        What twistd wrote to its standard output and its log (once it
+        exited: the output is read to its end).
+        """
+        stdout = self.proc.stdout
+        if stdout is not None and not stdout.closed and self.proc.poll() is not None:
+            self.stdout += stdout.read().decode(errors="replace")
+            stdout.close()
+        return self.stdout + self.logText()
 
     def stop(self) -> int:
         """
@@ -116,16 +124,15 @@ class Daemon:
         """
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(DEADLINE)
-        finally:
-            assert self.proc.stdout is not None
-            self.proc.stdout.close()
+        status = self.proc.wait(DEADLINE)
+        self.output()
+        return status
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(DEADLINE)
+        self.output()
 
 
 @contextlib.contextmanager
@@ -229,3 +236,35 @@ def readAll(sock: socket.socket) -> bytes:
     while chunk := sock.recv(4096):
         data += chunk
     return data
+
+
+def pidAlive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigtermExitsZero(tmp_path: Path) -> None:
+    """
+    Issue 8 §4: SIGTERM stops the daemon cleanly, with status 0 as xinetd
+    (not "killed by SIGTERM"), once every child is gone: here one that
+    ignores SIGTERM and is killed after the kill delay.
+    """
+    port = freeUdpPort()
+    config = service(
+        "stub", socket_type="stream", wait="no", port=port, **child("stubborn")
+    )
+    daemon = Daemon(tmp_path, config)
+    try:
+        daemon.waitForLog("listening on")
+        with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
+            assert s.recv(100) == b"ready\n"
+            [start] = daemon.waitForLog(r"START: stub pid=(\d+)")
+            pid = int(start.group(1))
+            assert daemon.stop() == 0, daemon.output()
+        assert not pidAlive(pid)
+        assert re.search(rf"EXIT: stub signal=9 pid={pid}\b", daemon.logText())
+    finally:
+        daemon.kill()
