@@ -26,13 +26,12 @@ class LaunchPlan:
     @ivar uid: user id to switch to, or C{None} to keep the daemon's.
     @ivar gid: group id to switch to, or C{None} to keep the daemon's.
     @ivar supplementaryGroups: C{None} to keep the daemon's supplementary
-        groups, C{"user"} for those of the user C{uid} (C{groups = yes}), or
-        an empty tuple for none.
+        groups, C{"user"} for those of the user C{userName} (C{groups =
+        yes}), or an empty tuple for none.
     @ivar umask: umask for the child, or C{None} to inherit.
     @ivar nice: nice increment for the child, or C{None}.
     @ivar rlimits: (name, limit) pairs as in L{ServiceConfig.rlimits}.
-    @ivar userName: the user's name, for C{initgroups}; C{None} when the user
-        does not change.
+    @ivar userName: the user's name (or number), for C{groups = yes}.
     """
 
     executable: str
@@ -120,12 +119,13 @@ def planLaunch(
     """
     Build the L{LaunchPlan} for one child of C{config}.
 
-    Credentials are only switched where they differ from the daemon's: a
-    child that would run with the daemon's own ids takes the spawn path that
-    costs nothing extra (C{user = root} under a root daemon is the common
-    case in /etc/xinetd.d).  Such a child keeps the daemon's supplementary
-    groups, where xinetd would drop them (it calls C{setgroups(0, NULL)} even
-    then).
+    User and group ids are only switched where they differ from the
+    daemon's.  Supplementary groups are xinetd's whenever a root daemon
+    runs a service with a C{user}: those of the user with C{groups = yes}
+    (C{initgroups}), none otherwise (C{setgroups(0, NULL)}), also for
+    C{user = root}; the spawner switches nothing when the daemon already
+    has exactly those (a root daemon without supplementary groups running
+    a C{user = root} service, the common case in /etc/xinetd.d).
 
     @param daemonUid: the daemon's effective user id.
     @param daemonGid: the daemon's group id when its real, effective and
@@ -136,7 +136,7 @@ def planLaunch(
     changeGroup = daemonUid == 0 and config.gid is not None and config.gid != daemonGid
     gid = config.gid if changeGroup else None
     groups: str | tuple[int, ...] | None = None
-    if uid is not None:
+    if daemonUid == 0 and config.uid is not None:
         # xinetd: groups = yes gives the user's supplementary groups (initgroups);
         # otherwise the child has none (setgroups(0, NULL)).
         groups = "user" if config.groups else ()
@@ -150,5 +150,5 @@ def planLaunch(
         umask=config.umask,
         nice=config.nice,
         rlimits=config.rlimits,
-        userName=config.user if uid is not None else None,
+        userName=(config.user or str(config.uid)) if groups == "user" else None,
     )

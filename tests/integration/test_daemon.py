@@ -49,10 +49,13 @@ PORTS = itertools.count(1)
 
 
 def service(name: str, child: str, *args: str, extra: str = "") -> str:
-    argv = " ".join([str(CHILDREN / f"{child}.py"), *args])
+    # The interpreter's full path as argv[0] (NAMEINARGS): a Python whose
+    # argv[0] is a bare name looks for its library from the working
+    # directory, which is / for every child (as under xinetd).
+    argv = " ".join([sys.executable, str(CHILDREN / f"{child}.py"), *args])
     return (
         f"service {name}\n{{\n\ttype = UNLISTED\n\tport = {next(PORTS)}\n"
-        "\tsocket_type = stream\n"
+        "\tsocket_type = stream\n\tflags = NAMEINARGS\n"
         f"\twait = no\n\tuser = -\n\tserver = {sys.executable}\n"
         f"\tserver_args = {argv}\n\tcps = 1000 1\n{extra}}}\n"
     )

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import re
+import resource
+import shutil
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from tests.integration.conftest import CHILDREN, fixedPort
-from tests.integration.test_twistd import twistd
+from tests.integration.test_twistd import TWISTD, connect, environment, twistd
 
 DEADLINE = 20.0
 #: C{user} for the services: root when the tests run as root (CI), else the
@@ -53,11 +60,15 @@ def service(name: str, **attributes: str | int) -> str:
 
 def child(name: str, *args: str) -> dict[str, str]:
     """
-    C{server} and C{server_args} running C{children/NAME.py}.
+    C{server}, C{server_args} and C{flags} running C{children/NAME.py}
+    (the interpreter's full path as argv[0]: with a bare name Python looks
+    for its library from the working directory, / for every child).
     """
+    script = str(CHILDREN / f"{name}.py")
     return {
         "server": sys.executable,
-        "server_args": " ".join([str(CHILDREN / f"{name}.py"), *args]),
+        "server_args": " ".join([sys.executable, script, *args]),
+        "flags": "NAMEINARGS",
     }
 
 
@@ -69,13 +80,19 @@ class Daemon:
     @ivar log: the path of twistd's log.
     """
 
-    def __init__(self, folder: Path, config: str, *options: str) -> None:
+    def __init__(
+        self, folder: Path, config: str, *options: str, shell: str | None = None
+    ) -> None:
+        """
+        @param shell: shell commands run before twistd is executed in the
+            same process (C{ulimit}, C{trap}), in C{folder}.
+        """
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "services.conf"
         self.config.write_text(config)
         self.log = folder / "twistd.log"
         self.stdout = ""
-        self.proc = twistd(
+        args = [
             "-n",
             "--pidfile=",
             "-l",
@@ -86,7 +103,18 @@ class Daemon:
             *options,
             "-c",
             str(self.config),
-        )
+        ]
+        if shell is None:
+            self.proc = twistd(*args)
+        else:
+            self.proc = subprocess.Popen(
+                ["/bin/sh", "-c", shell + '\nexec "$@"', "sh", *TWISTD, *args],
+                cwd=folder,
+                env=environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
 
     def logText(self) -> str:
         try:
@@ -137,13 +165,17 @@ class Daemon:
 
 @contextlib.contextmanager
 def running(
-    folder: Path, config: str, *options: str, listening: int = 1
+    folder: Path,
+    config: str,
+    *options: str,
+    listening: int = 1,
+    shell: str | None = None,
 ) -> Iterator[Daemon]:
     """
     A L{Daemon} serving C{config}, once C{listening} services listen;
     stopped (killed if SIGTERM does not end it) afterwards.
     """
-    daemon = Daemon(folder, config, *options)
+    daemon = Daemon(folder, config, *options, shell=shell)
     try:
         daemon.waitForLog(r"listening on", listening)
         yield daemon
@@ -268,3 +300,165 @@ def test_sigtermExitsZero(tmp_path: Path) -> None:
         assert re.search(rf"EXIT: stub signal=9 pid={pid}\b", daemon.logText())
     finally:
         daemon.kill()
+
+
+#: What a child reports of its set-up, read by /bin/sh (Python would
+#: change the signal dispositions it reports).
+SETUP_REPORT = """\
+#!/bin/sh
+echo "cwd=$(pwd -P)"
+grep -E '^(Groups|SigIgn|SigBlk):' /proc/$$/status | sed 's/:[[:space:]]*/=/'
+echo "nofile=$(ulimit -Sn)/$(ulimit -Hn)"
+echo "nice=$(cut -d' ' -f19 /proc/$$/stat)"
+"""
+
+
+def setupServices(script: str, base: int, asRoot: bool) -> str:
+    """
+    Stream services on ports C{base}, C{base + 1}, ... running C{script}:
+    as root, C{user = nobody} and C{root} with C{groups = no} and C{yes}
+    and one with C{nice} and C{rlimit_files}; otherwise the daemon's own
+    user.
+    """
+    kinds = [("own", USER, "no", {})]
+    if asRoot:
+        kinds = [
+            ("nobodyno", "nobody", "no", {}),
+            ("nobodyyes", "nobody", "yes", {}),
+            ("rootno", "root", "no", {}),
+            ("rootyes", "root", "yes", {}),
+            ("limited", "nobody", "no", {"nice": "5", "rlimit_files": "300"}),
+        ]
+    return "".join(
+        service(
+            name,
+            socket_type="stream",
+            protocol="tcp",
+            wait="no",
+            user=user,
+            groups=groups,
+            port=base + n,
+            server=script,
+            **extra,
+        )
+        for n, (name, user, groups, extra) in enumerate(kinds)
+    )
+
+
+def collectSetup(base: int, count: int) -> list[dict[str, str]]:
+    """
+    The reports of the children of C{count} services from port C{base} on
+    (waiting for each to listen).
+    """
+    reports = []
+    for n in range(count):
+        with connect(base + n) as s:
+            text = readAll(s).decode()
+        reports.append(dict(line.split("=", 1) for line in text.splitlines()))
+    return reports
+
+
+@contextlib.contextmanager
+def setupScript() -> Iterator[str]:
+    """
+    L{SETUP_REPORT} in a folder every user may read (nobody runs it).
+    """
+    folder = Path(tempfile.mkdtemp(prefix="twinetd-setup-"))
+    try:
+        folder.chmod(0o755)
+        script = folder / "report.sh"
+        script.write_text(SETUP_REPORT)
+        script.chmod(0o755)
+        yield str(script)
+    finally:
+        shutil.rmtree(folder)
+
+
+#: How both daemons are started: a low soft descriptor limit, SIGQUIT
+#: ignored (as a shell's background job may leave it).
+START_SHELL = "ulimit -Sn 256\ntrap '' QUIT"
+
+
+def test_childSetup(tmp_path: Path) -> None:
+    """
+    Issue 7 §5, as xinetd sets its children up: the working directory is
+    C{/} whatever the daemon's; no signal is ignored or blocked (not the
+    daemon's inherited SIGQUIT, not glibc's 32 and 33); the soft descriptor
+    limit is the hard one (the daemon was started with C{ulimit -Sn 256});
+    as root, C{groups = no} gives no supplementary groups at all, C{groups =
+    yes} the user's (also for root), and C{nice}/C{rlimit_files} apply.
+    """
+    asRoot = os.geteuid() == 0
+    base = freeUdpPort()
+    count = 5 if asRoot else 1
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    with setupScript() as script:
+        config = setupServices(script, base, asRoot)
+        with running(tmp_path, config, listening=count, shell=START_SHELL):
+            reports = collectSetup(base, count)
+    for report in reports:
+        assert report["cwd"] == "/", report
+        assert int(report["SigIgn"], 16) == 0, report
+        assert int(report["SigBlk"], 16) == 0, report
+    if not asRoot:
+        assert reports[0]["nofile"] == f"{hard}/{hard}"
+        return
+    nobody = pwd.getpwnam("nobody")
+    expected = {
+        "nobodyno": ("", f"{hard}/{hard}", "0"),
+        "nobodyyes": (
+            groupText(os.getgrouplist("nobody", nobody.pw_gid)),
+            f"{hard}/{hard}",
+            "0",
+        ),
+        "rootno": ("", f"{hard}/{hard}", "0"),
+        "rootyes": (groupText(os.getgrouplist("root", 0)), f"{hard}/{hard}", "0"),
+        "limited": ("", "300/300", "5"),
+    }
+    got = {
+        name: (r["Groups"].strip(), r["nofile"], r["nice"])
+        for name, r in zip(expected, reports, strict=True)
+    }
+    assert got == expected
+
+
+def groupText(groups: list[int]) -> str:
+    return " ".join(str(g) for g in sorted(set(groups)))
+
+
+XINETD = "/usr/sbin/xinetd"
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.access(XINETD, os.X_OK),
+    reason="needs root and Debian's xinetd",
+)
+def test_childSetupSameAsXinetd(tmp_path: Path) -> None:
+    """
+    The same services under xinetd and under twinetd, both started the same
+    way: their children report the same set-up, field by field.
+    """
+    twinetdBase, xinetdBase = freeUdpPort(), freeUdpPort()
+    with setupScript() as script:
+        with running(
+            tmp_path / "twinetd",
+            setupServices(script, twinetdBase, True),
+            listening=5,
+            shell=START_SHELL,
+        ):
+            ours = collectSetup(twinetdBase, 5)
+        folder = tmp_path / "xinetd"
+        folder.mkdir()
+        (folder / "xinetd.conf").write_text(setupServices(script, xinetdBase, True))
+        command = [XINETD, "-dontfork", "-f", "xinetd.conf", "-pidfile", "x.pid"]
+        xinetd = subprocess.Popen(
+            ["/bin/sh", "-c", START_SHELL + '\nexec "$@"', "sh", *command],
+            cwd=folder,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            theirs = collectSetup(xinetdBase, 5)
+        finally:
+            xinetd.terminate()
+            xinetd.wait(DEADLINE)
+    assert ours == theirs

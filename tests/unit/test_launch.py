@@ -84,15 +84,22 @@ class EnvironmentTests(SynchronousTestCase):
 
 
 class CredentialsTests(SynchronousTestCase):
-    def test_sameAsDaemonChangesNothing(self) -> None:
+    def test_sameAsDaemonChangesNoIds(self) -> None:
         """
-        A child that would run with the daemon's own ids switches nothing,
-        so it takes the cheap spawn path (user = root under a root daemon).
+        A child that would run with the daemon's own ids switches no id
+        (user = root under a root daemon), but gets xinetd's supplementary
+        groups: none with groups = no, root's with groups = yes.
         """
         config = attrs.evolve(CONFIG, user="root", uid=0, gid=0)
         plan = planLaunch(config, PEER, {}, daemonUid=0, daemonGid=0)
-        self.assertEqual((plan.uid, plan.gid, plan.supplementaryGroups), (None,) * 3)
-        self.assertFalse(plan.needsCredentials)
+        self.assertEqual(
+            (plan.uid, plan.gid, plan.supplementaryGroups), (None, None, ())
+        )
+        grouped = planLaunch(attrs.evolve(config, groups=True), PEER, {}, 0, 0)
+        self.assertEqual(
+            (grouped.uid, grouped.supplementaryGroups, grouped.userName),
+            (None, "user", "root"),
+        )
 
     def test_otherUser(self) -> None:
         """
@@ -103,10 +110,12 @@ class CredentialsTests(SynchronousTestCase):
         plan = planLaunch(config, PEER, {}, daemonUid=0, daemonGid=0)
         self.assertEqual(
             (plan.uid, plan.gid, plan.supplementaryGroups, plan.userName),
-            (65534, 65534, (), "nobody"),
+            (65534, 65534, (), None),
         )
         grouped = planLaunch(attrs.evolve(config, groups=True), PEER, {}, 0, 0)
-        self.assertEqual(grouped.supplementaryGroups, "user")
+        self.assertEqual(
+            (grouped.supplementaryGroups, grouped.userName), ("user", "nobody")
+        )
 
     def test_otherGroupOnly(self) -> None:
         """
