@@ -75,12 +75,20 @@ def argvFor(config: ServiceConfig) -> tuple[str, ...]:
 
 
 def environmentFor(
-    config: ServiceConfig, peer: Peer | None, daemonEnv: Mapping[str, str]
+    config: ServiceConfig,
+    peer: Peer | None,
+    daemonEnv: Mapping[str, str],
+    inheritAll: bool = False,
 ) -> tuple[tuple[str, str], ...]:
     """
-    The child's environment, as xinetd builds it: the variables named by
-    C{passenv} taken from the daemon's environment, then C{env}, then the
-    peer's address.
+    The child's environment: the daemon's variables that C{passenv} names,
+    then C{env}, then the peer's address.
+
+    With C{inheritAll} (drop-in mode) the rule is xinetd's: a service that
+    does not give C{passenv} at all gets the daemon's whole environment,
+    to which C{env} adds; C{passenv} (even empty) restricts it to the
+    variables it names.  Otherwise a service without C{passenv} gets none
+    of the daemon's variables.
 
     Besides xinetd's C{REMOTE_HOST}, the plain C{REMOTE_ADDR}/C{REMOTE_PORT}
     and the UCSPI variables (C{PROTO}, C{TCPREMOTEIP}, ...) are set, so that a
@@ -89,7 +97,9 @@ def environmentFor(
     C{<no address>}, as in xinetd.
     """
     env: dict[str, str] = {}
-    for name in config.passenv:
+    if inheritAll and config.passenv is None:
+        env.update(daemonEnv)
+    for name in config.passenv or ():
         if name in daemonEnv:
             env[name] = daemonEnv[name]
     for name, value in config.env:
@@ -115,6 +125,7 @@ def planLaunch(
     daemonEnv: Mapping[str, str],
     daemonUid: int,
     daemonGid: int | None = None,
+    inheritAll: bool = False,
 ) -> LaunchPlan:
     """
     Build the L{LaunchPlan} for one child of C{config}.
@@ -130,6 +141,8 @@ def planLaunch(
     @param daemonUid: the daemon's effective user id.
     @param daemonGid: the daemon's group id when its real, effective and
         saved group ids are all that one, else C{None}.
+    @param inheritAll: xinetd's environment rule (drop-in mode), see
+        L{environmentFor}.
     """
     assert config.server is not None
     uid = config.uid if config.uid is not None and config.uid != daemonUid else None
@@ -143,7 +156,7 @@ def planLaunch(
     return LaunchPlan(
         executable=config.server,
         argv=argvFor(config),
-        env=environmentFor(config, peer, daemonEnv),
+        env=environmentFor(config, peer, daemonEnv, inheritAll),
         uid=uid,
         gid=gid,
         supplementaryGroups=groups,

@@ -285,7 +285,12 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
 
         def makePlan(peer: Peer | None) -> LaunchPlan:
             return planLaunch(
-                config, peer, runtime.environment, runtime.uid, runtime.gid
+                config,
+                peer,
+                runtime.environment,
+                runtime.uid,
+                runtime.gid,
+                runtime.handsOff(config),
             )
 
         def admit(peer: Peer) -> Deferred[Ticket | Refused]:
@@ -308,7 +313,12 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
         return WaitStreamService(
             config,
             lambda: planLaunch(
-                config, None, runtime.environment, runtime.uid, runtime.gid
+                config,
+                None,
+                runtime.environment,
+                runtime.uid,
+                runtime.gid,
+                runtime.handsOff(config),
             ),
             runtime.spawner,
             reactor,

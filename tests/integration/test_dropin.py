@@ -7,6 +7,7 @@ subprocess, with services and clients as an administrator would run them
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -24,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import CHILDREN, fixedPort
-from tests.integration.test_twistd import TWISTD, connect, environment, twistd
+from tests.integration.test_twistd import TWISTD, connect, environment
 
 DEADLINE = 20.0
 #: C{user} for the services: root when the tests run as root (CI), else the
@@ -81,12 +82,19 @@ class Daemon:
     """
 
     def __init__(
-        self, folder: Path, config: str, *options: str, shell: str | None = None
+        self,
+        folder: Path,
+        config: str,
+        *options: str,
+        shell: str | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         """
         @param shell: shell commands run before twistd is executed in the
             same process (C{ulimit}, C{trap}), in C{folder}.
+        @param env: variables added to twistd's environment.
         """
+        self.environment = {**environment(), **(env or {})}
         folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "services.conf"
         self.config.write_text(config)
@@ -104,17 +112,15 @@ class Daemon:
             "-c",
             str(self.config),
         ]
-        if shell is None:
-            self.proc = twistd(*args)
-        else:
-            self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", shell + '\nexec "$@"', "sh", *TWISTD, *args],
-                cwd=folder,
-                env=environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
+        prefix = [] if shell is None else ["/bin/sh", "-c", shell + '\nexec "$@"', "sh"]
+        self.proc = subprocess.Popen(
+            [*prefix, *TWISTD, *args],
+            cwd=folder,
+            env=self.environment,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
 
     def logText(self) -> str:
         try:
@@ -170,12 +176,13 @@ def running(
     *options: str,
     listening: int = 1,
     shell: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Daemon]:
     """
     A L{Daemon} serving C{config}, once C{listening} services listen;
     stopped (killed if SIGTERM does not end it) afterwards.
     """
-    daemon = Daemon(folder, config, *options, shell=shell)
+    daemon = Daemon(folder, config, *options, shell=shell, env=env)
     try:
         daemon.waitForLog(r"listening on", listening)
         yield daemon
@@ -462,3 +469,66 @@ def test_childSetupSameAsXinetd(tmp_path: Path) -> None:
             xinetd.terminate()
             xinetd.wait(DEADLINE)
     assert ours == theirs
+
+
+def childEnvironment(port: int) -> dict[str, str]:
+    """
+    The environment C{children/env.py} reports to a client of C{port}.
+    """
+    with connect(port) as s:
+        report = json.loads(readAll(s))
+    env: dict[str, str] = report["env"]
+    env.pop("LC_CTYPE", None)  # Python's start-up may add it
+    return env
+
+
+@pytest.mark.parametrize("how", ["--handoff", "twinetd_mode"])
+def test_dropInEnvironment(tmp_path: Path, how: str) -> None:
+    """
+    Issue 7 §4: in drop-in mode (C{--handoff}, or a service's
+    C{twinetd_mode = handoff}) the environment is xinetd's: without C{env}
+    and C{passenv}, the daemon's whole environment plus C{REMOTE_HOST};
+    C{env} adds to it; C{passenv} restricts it.  A default-mode service of
+    the same daemon keeps twinetd's rule (nothing of the daemon's
+    environment unless named).
+    """
+    base = freeUdpPort()
+    mode = {"twinetd_mode": "handoff"} if how == "twinetd_mode" else {}
+    kinds: list[dict[str, str]] = [{}, {"env": "GREETING=hi"}, {"passenv": "HOME"}]
+    config = "".join(
+        service(
+            f"env{n}",
+            socket_type="stream",
+            wait="no",
+            port=base + n,
+            **child("env"),
+            **mode,
+            **extra,
+        )
+        for n, extra in enumerate(kinds)
+    )
+    config += service(
+        "bridged",
+        socket_type="stream",
+        wait="no",
+        port=base + 3,
+        twinetd_mode="bridge",
+        **child("env"),
+    )
+    options = ["--handoff"] if how == "--handoff" else []
+    marker = {"TWINETD_MARKER": "from-the-daemon"}
+    with running(tmp_path, config, *options, listening=4, env=marker) as daemon:
+        plain, added, restricted, bridged = (
+            childEnvironment(base + n) for n in range(4)
+        )
+    daemonEnv = daemon.environment
+    for name, value in daemonEnv.items():
+        assert plain[name] == value, name
+        assert added[name] == value, name
+    assert plain["REMOTE_HOST"] == added["REMOTE_HOST"] == "127.0.0.1"
+    assert added["GREETING"] == "hi"
+    assert "GREETING" not in plain
+    assert restricted["HOME"] == daemonEnv["HOME"]
+    assert "TWINETD_MARKER" not in restricted and "PATH" not in restricted
+    assert "TWINETD_MARKER" not in bridged and "HOME" not in bridged
+    assert bridged["REMOTE_HOST"] == "127.0.0.1"

@@ -77,6 +77,38 @@ class EnvironmentTests(SynchronousTestCase):
             {"REMOTE_HOST": "<no address>"},
         )
 
+    def test_dropInInheritsAll(self) -> None:
+        """
+        Drop-in mode, as xinetd: without passenv the daemon's whole
+        environment, env adding to it and overriding; the peer after.
+        """
+        daemon = {"PATH": "/bin", "HOME": "/root"}
+        config = attrs.evolve(CONFIG, env=(("PATH", "/x"), ("A", "1")))
+        env = dict(environmentFor(config, None, daemon, inheritAll=True))
+        self.assertEqual(
+            env,
+            {"PATH": "/x", "HOME": "/root", "A": "1", "REMOTE_HOST": "<no address>"},
+        )
+        plan = planLaunch(config, None, daemon, 0, 0, inheritAll=True)
+        self.assertEqual(plan.environment, env)
+
+    def test_dropInPassenvRestricts(self) -> None:
+        """
+        Drop-in mode: passenv given, even empty, restricts the environment
+        to what it names.
+        """
+        daemon = {"PATH": "/bin", "HOME": "/root"}
+        named = attrs.evolve(CONFIG, passenv=("HOME",))
+        self.assertEqual(
+            dict(environmentFor(named, None, daemon, inheritAll=True)),
+            {"HOME": "/root", "REMOTE_HOST": "<no address>"},
+        )
+        empty = attrs.evolve(CONFIG, passenv=())
+        self.assertEqual(
+            dict(environmentFor(empty, None, daemon, inheritAll=True)),
+            {"REMOTE_HOST": "<no address>"},
+        )
+
     def test_udp(self) -> None:
         peer = Peer("udp", "192.0.2.7", 53, "127.0.0.1", 5353)
         env = dict(environmentFor(CONFIG, peer, {}))

@@ -1495,7 +1495,7 @@ class _ServiceBuilder:
             umask=values.get("umask"),
             nice=values.get("nice"),
             env=values.get("env", ()),
-            passenv=values.get("passenv", ()),
+            passenv=values.get("passenv"),
             instances=values.get("instances"),
             perSource=values.get("perSource"),
             cps=values.get("cps"),
