@@ -307,6 +307,7 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
             if config.isInternal
             else None,
             serviceLog=serviceLog,
+            handOff=runtime.handsOff(config),
         )
     if config.wait and not config.isInternal:
         # Internal services are served in the daemon whatever wait says.

@@ -12,6 +12,7 @@ import os
 import pwd
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
@@ -532,3 +533,93 @@ def test_dropInEnvironment(tmp_path: Path, how: str) -> None:
     assert "TWINETD_MARKER" not in restricted and "PATH" not in restricted
     assert "TWINETD_MARKER" not in bridged and "HOME" not in bridged
     assert bridged["REMOTE_HOST"] == "127.0.0.1"
+
+
+def cpuSeconds(pid: int) -> float:
+    """
+    The user and system CPU time process C{pid} has used so far.
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def mostAtOnce(log: str, serviceId: str) -> int:
+    """
+    The most children of C{serviceId} running at once by the log's START
+    and EXIT lines (an upper bound: EXIT is logged when the child is reaped).
+    """
+    running = most = 0
+    for kind in re.findall(rf"(START|EXIT): {serviceId} ", log):
+        running += 1 if kind == "START" else -1
+        most = max(most, running)
+    return most
+
+
+def collectAnswers(senders: list[socket.socket], most: int) -> int:
+    """
+    Count the datagrams the C{senders} receive, until C{most} or 2 s of
+    silence.
+    """
+    answered = 0
+    while answered < most:
+        readable, _, _ = select.select(senders, [], [], 2.0)
+        if not readable:
+            break
+        for sender in readable:
+            sender.recvfrom(65535)
+            answered += 1
+    return answered
+
+
+@pytest.mark.slow
+def test_dropInDatagramWaitNo(tmp_path: Path) -> None:
+    """
+    Issue 7 §3: with C{--handoff}, a C{wait = no} datagram service's child
+    gets the shared socket and receives its datagram itself.  While a child
+    holds its datagram (here, 2 s before it reads) the daemon does not
+    spin, even with datagrams arriving; a flood never has more than
+    C{instances} children at once; the service answers afterwards.
+    """
+    late, quick = freeUdpPort(), freeUdpPort()
+    common = {"socket_type": "dgram", "protocol": "udp", "wait": "no"}
+    config = service(
+        "late", port=late, instances=1, **common, **child("udpserve", "sleep", "2")
+    ) + service(
+        "quick",
+        port=quick,
+        instances=3,
+        cps="10000 1",
+        **common,
+        **child("udpserve", "sleep", "0.05"),
+    )
+    with running(tmp_path, config, "--handoff", listening=2) as daemon:
+        pid = daemon.proc.pid
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.settimeout(DEADLINE)
+            client.sendto(b"first", ("127.0.0.1", late))
+            daemon.waitForLog(r"START: late pid=")
+            before = cpuSeconds(pid)
+            started = time.monotonic()
+            for n in range(50):
+                client.sendto(b"queued%d" % n, ("127.0.0.1", late))
+            reply, _ = client.recvfrom(65535)
+            held = time.monotonic() - started
+            used = cpuSeconds(pid) - before
+        assert re.fullmatch(rb"sleep:\d+:first", reply), reply
+        assert held > 1.0
+        assert used < 0.1 * held, (used, held)
+
+        senders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(3)]
+        try:
+            for n in range(60):
+                senders[n % 3].sendto(b"flood%d" % n, ("127.0.0.1", quick))
+            answered = collectAnswers(senders, 60)
+        finally:
+            for sender in senders:
+                sender.close()
+        # The kernel's receive buffer may drop some of the flood.
+        assert answered > 10
+        assert ask(quick, b"after").endswith(b":after")
+        assert mostAtOnce(daemon.logText(), "quick") <= 3
+        assert mostAtOnce(daemon.logText(), "late") <= 1
+        assert "quick listening on 127.0.0.1" in daemon.logText()
