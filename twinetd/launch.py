@@ -26,13 +26,12 @@ class LaunchPlan:
     @ivar uid: user id to switch to, or C{None} to keep the daemon's.
     @ivar gid: group id to switch to, or C{None} to keep the daemon's.
     @ivar supplementaryGroups: C{None} to keep the daemon's supplementary
-        groups, C{"user"} for those of the user C{uid} (C{groups = yes}), or
-        an empty tuple for none.
+        groups, C{"user"} for those of the user C{userName} (C{groups =
+        yes}), or an empty tuple for none.
     @ivar umask: umask for the child, or C{None} to inherit.
     @ivar nice: nice increment for the child, or C{None}.
     @ivar rlimits: (name, limit) pairs as in L{ServiceConfig.rlimits}.
-    @ivar userName: the user's name, for C{initgroups}; C{None} when the user
-        does not change.
+    @ivar userName: the user's name (or number), for C{groups = yes}.
     """
 
     executable: str
@@ -76,12 +75,20 @@ def argvFor(config: ServiceConfig) -> tuple[str, ...]:
 
 
 def environmentFor(
-    config: ServiceConfig, peer: Peer | None, daemonEnv: Mapping[str, str]
+    config: ServiceConfig,
+    peer: Peer | None,
+    daemonEnv: Mapping[str, str],
+    inheritAll: bool = False,
 ) -> tuple[tuple[str, str], ...]:
     """
-    The child's environment, as xinetd builds it: the variables named by
-    C{passenv} taken from the daemon's environment, then C{env}, then the
-    peer's address.
+    The child's environment: the daemon's variables that C{passenv} names,
+    then C{env}, then the peer's address.
+
+    With C{inheritAll} (drop-in mode) the rule is xinetd's: a service that
+    does not give C{passenv} at all gets the daemon's whole environment,
+    to which C{env} adds; C{passenv} (even empty) restricts it to the
+    variables it names.  Otherwise a service without C{passenv} gets none
+    of the daemon's variables.
 
     Besides xinetd's C{REMOTE_HOST}, the plain C{REMOTE_ADDR}/C{REMOTE_PORT}
     and the UCSPI variables (C{PROTO}, C{TCPREMOTEIP}, ...) are set, so that a
@@ -90,7 +97,9 @@ def environmentFor(
     C{<no address>}, as in xinetd.
     """
     env: dict[str, str] = {}
-    for name in config.passenv:
+    if inheritAll and config.passenv is None:
+        env.update(daemonEnv)
+    for name in config.passenv or ():
         if name in daemonEnv:
             env[name] = daemonEnv[name]
     for name, value in config.env:
@@ -116,39 +125,43 @@ def planLaunch(
     daemonEnv: Mapping[str, str],
     daemonUid: int,
     daemonGid: int | None = None,
+    inheritAll: bool = False,
 ) -> LaunchPlan:
     """
     Build the L{LaunchPlan} for one child of C{config}.
 
-    Credentials are only switched where they differ from the daemon's: a
-    child that would run with the daemon's own ids takes the spawn path that
-    costs nothing extra (C{user = root} under a root daemon is the common
-    case in /etc/xinetd.d).  Such a child keeps the daemon's supplementary
-    groups, where xinetd would drop them (it calls C{setgroups(0, NULL)} even
-    then).
+    User and group ids are only switched where they differ from the
+    daemon's.  Supplementary groups are xinetd's whenever a root daemon
+    runs a service with a C{user}: those of the user with C{groups = yes}
+    (C{initgroups}), none otherwise (C{setgroups(0, NULL)}), also for
+    C{user = root}; the spawner switches nothing when the daemon already
+    has exactly those (a root daemon without supplementary groups running
+    a C{user = root} service, the common case in /etc/xinetd.d).
 
     @param daemonUid: the daemon's effective user id.
     @param daemonGid: the daemon's group id when its real, effective and
         saved group ids are all that one, else C{None}.
+    @param inheritAll: xinetd's environment rule (drop-in mode), see
+        L{environmentFor}.
     """
     assert config.server is not None
     uid = config.uid if config.uid is not None and config.uid != daemonUid else None
     changeGroup = daemonUid == 0 and config.gid is not None and config.gid != daemonGid
     gid = config.gid if changeGroup else None
     groups: str | tuple[int, ...] | None = None
-    if uid is not None:
+    if daemonUid == 0 and config.uid is not None:
         # xinetd: groups = yes gives the user's supplementary groups (initgroups);
         # otherwise the child has none (setgroups(0, NULL)).
         groups = "user" if config.groups else ()
     return LaunchPlan(
         executable=config.server,
         argv=argvFor(config),
-        env=environmentFor(config, peer, daemonEnv),
+        env=environmentFor(config, peer, daemonEnv, inheritAll),
         uid=uid,
         gid=gid,
         supplementaryGroups=groups,
         umask=config.umask,
         nice=config.nice,
         rlimits=config.rlimits,
-        userName=config.user if uid is not None else None,
+        userName=(config.user or str(config.uid)) if groups == "user" else None,
     )

@@ -114,7 +114,9 @@ class ServiceConfig:
     @ivar umask: C{umask}, or C{None} to inherit.
     @ivar nice: C{nice}, or C{None} to inherit.
     @ivar env: C{env} as (name, value) pairs, in order.
-    @ivar passenv: names of the daemon's environment variables to pass on.
+    @ivar passenv: names of the daemon's environment variables to pass on;
+        C{None} when C{passenv} is not given at all (xinetd then passes its
+        whole environment, as twinetd's drop-in mode does).
     @ivar instances: C{instances}; C{None} is UNLIMITED.
     @ivar perSource: C{per_source}; C{None} is UNLIMITED.
     @ivar cps: C{cps} as (connections per second, seconds to pause).
@@ -170,7 +172,7 @@ class ServiceConfig:
     umask: int | None = None
     nice: int | None = None
     env: tuple[tuple[str, str], ...] = ()
-    passenv: tuple[str, ...] = ()
+    passenv: tuple[str, ...] | None = None
     instances: int | None = None
     perSource: int | None = None
     cps: tuple[int, int] | None = None

@@ -92,6 +92,9 @@ def unsupportedReason(config: ServiceConfig) -> str | None:
             return e.problem.message
         return None
     if config.redirect is not None:
+        if config.wait:
+            # xinetd: "Redirected service X must not wait" (disabled).
+            return "a redirected service must not wait (wait = no)"
         return None
     if config.server is None:
         return "no server to run"
@@ -282,7 +285,12 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
 
         def makePlan(peer: Peer | None) -> LaunchPlan:
             return planLaunch(
-                config, peer, runtime.environment, runtime.uid, runtime.gid
+                config,
+                peer,
+                runtime.environment,
+                runtime.uid,
+                runtime.gid,
+                runtime.handsOff(config),
             )
 
         def admit(peer: Peer) -> Deferred[Ticket | Refused]:
@@ -299,12 +307,19 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
             if config.isInternal
             else None,
             serviceLog=serviceLog,
+            handOff=runtime.handsOff(config),
         )
-    if config.wait:
+    if config.wait and not config.isInternal:
+        # Internal services are served in the daemon whatever wait says.
         return WaitStreamService(
             config,
             lambda: planLaunch(
-                config, None, runtime.environment, runtime.uid, runtime.gid
+                config,
+                None,
+                runtime.environment,
+                runtime.uid,
+                runtime.gid,
+                runtime.handsOff(config),
             ),
             runtime.spawner,
             reactor,

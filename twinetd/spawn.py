@@ -4,44 +4,55 @@ Starting a child process from a L{LaunchPlan}.
 Twisted's C{spawnProcess} lists every open descriptor of the daemon and
 C{fcntl}s each one before C{posix_spawnp} (and its fork path closes them one
 by one), so a spawn costs about a microsecond per open descriptor: with a few
-thousand connections open that caps the spawn rate.  Python makes every
-descriptor it creates close-on-exec (PEP 446), so a spawn that only places
-the child's own descriptors is enough and costs the same however many
-connections are open.  L{PosixSpawner} does that, while keeping Twisted's
-L{twisted.internet.process.Process} for the pipes, flow control and reaping.
+thousand connections open that caps the spawn rate.  L{PosixSpawner} starts
+children with Python's C{fork_exec} (the C code behind L{subprocess.Popen},
+which never reaps: Twisted does) and keeps Twisted's
+L{twisted.internet.process.Process} for the pipes, flow control and
+reaping.  C{fork_exec} places the child's descriptors 0-2 and closes the
+rest with one C{close_range} call; with no user, group or groups to change
+it uses C{vfork}, so the spawn does not copy the daemon's memory either.
 
-Two ways to start a child, chosen per plan:
+Every child is set up as xinetd sets up its children:
 
-  - the fast path, C{os.posix_spawn} with a constant number of file actions,
-    for plans that change nothing but the program, arguments and
-    environment;
-  - the credentials path, Python's C{fork_exec} (through
-    L{subprocess.Popen}, which never reaps: Twisted does) for plans with
-    C{uid}, C{gid}, supplementary groups or C{umask}; with C{nice} or
-    C{rlimits}, the limits and the priority are set in the child before it
-    drops privileges, in the order xinetd uses.
+  - its working directory is C{/} (xinetd changes to C{/} at start);
+  - it leads a new session (C{setsid}): signals the daemon's terminal sends
+    to its process group (^C, ^Z, hang-up) do not reach the children, and
+    the bridge can signal a child's whole process group (L{IProcessGroup});
+  - no signal is ignored in it: Python's ignored C{SIGPIPE} and C{SIGXFSZ}
+    are restored, handled signals revert at exec.  (glibc's C{posix_spawn}
+    before 2.38 sets the two signals it reserves, 32 and 33, to C{SIG_IGN}
+    in the child, which stays so across exec: it is not used for that
+    reason.  Signals the daemon I{inherited} as ignored are the embedder's
+    business; C{twistd twinetd} turns them into handlers that do nothing,
+    L{twinetd.tap}.)
+  - C{user}, C{group}, supplementary groups and C{umask} are set by
+    C{fork_exec} itself; a child whose ids and groups are the daemon's
+    (C{user = root} under a root daemon) changes nothing and keeps the
+    C{vfork} path;
+  - descriptors 0-2 that C{childFDs} leaves out are C{/dev/null} (never
+    closed: a program's next C{open} would land on its stdout).
 
-Every child starts a new session (C{setsid}): signals the daemon's terminal
-sends to its process group (^C, ^Z, hang-up) do not reach the children, and
-the bridge can signal a child's whole process group (L{IProcessGroup}).
-Child descriptors 0-2 that C{childFDs} leaves out are C{/dev/null} in the
-child (never closed: a program's next C{open} would land on its stdout).
-
-The fast path relies on every daemon descriptor above 2 being close-on-exec.
-Python opens them so (PEP 446), but a daemon may inherit inheritable ones
-from whatever started it: the first fast spawn marks every descriptor above
-2 that is open at that moment close-on-exec, once (one pass over the open
-descriptors per daemon, not per spawn).  A descriptor made inheritable on
-purpose after that is inherited by fast-path children.
+C{nice} and C{rlimit_*} must be applied in the child, before the user
+changes (a lower nice value or a higher limit needs privileges), as xinetd
+does.  Running Python code between fork and exec (C{preexec_fn}) is unsafe
+once the daemon has threads (the resolver's pool), so for those services
+the child first executes a small Python program (L{_SHIM}: this
+interpreter with C{-I -S}) that sets the limits, the priority, the groups,
+the group and the user, and then executes the server in the same process
+(same pid).  That costs one interpreter start-up per child (about 10 ms
+here), only for services that set C{nice} or C{rlimit_*}.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import pwd
 import resource
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from twisted.internet import process as _process
@@ -57,6 +68,9 @@ from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 
 ChildFDs = Mapping[int, "int | str"]
+
+#: The working directory of every child (xinetd's C{chdir("/")} at start).
+CHILD_CWD = "/"
 
 _RLIMITS: dict[str, int] = {
     "as": resource.RLIMIT_AS,
@@ -113,147 +127,143 @@ def _signalNumber(signalID: str | int) -> int:
     return signalID
 
 
-def _needsFullPath(plan: LaunchPlan) -> bool:
-    return (
-        plan.needsCredentials
-        or plan.umask is not None
-        or plan.nice is not None
-        or bool(plan.rlimits)
-    )
-
-
-def fastFileActions(fdmap: Mapping[int, int]) -> list[tuple[Any, ...]]:
+def supplementaryGroups(plan: LaunchPlan) -> list[int] | None:
     """
-    C{posix_spawn} file actions giving the child C{fdmap} (child descriptor
-    to daemon descriptor) and C{/dev/null} on unmapped descriptors 0-2.
-
-    The number of actions depends only on C{fdmap}, never on how many
-    descriptors the daemon has open: the daemon's other descriptors are all
-    close-on-exec.
+    The supplementary groups C{plan}'s child must have, or C{None} to keep
+    the daemon's: for C{groups = yes} those of the user as
+    C{initgroups(name, primary gid)} gives them (the user's primary group,
+    not a configured C{group}, as in xinetd), else none at all.
     """
-    targets = set(fdmap)
-    sources = set(fdmap.values())
-    used = targets | sources
-    actions: list[tuple[Any, ...]] = []
-    moved: dict[int, int] = {}
-    spare = 3
-    # A source that is also a target would be overwritten before it is
-    # copied (or, mapped onto itself, keep its close-on-exec flag: dup2 of a
-    # descriptor onto itself changes nothing): copy those aside first.  The
-    # spare numbers may be close-on-exec daemon descriptors, which the child
-    # may overwrite freely.
-    for source in sorted(sources & targets):
-        while spare in used:
-            spare += 1
-        moved[source] = spare
-        used.add(spare)
-        actions.append((os.POSIX_SPAWN_DUP2, source, spare))
-    for target, source in sorted(fdmap.items()):
-        actions.append((os.POSIX_SPAWN_DUP2, moved.get(source, source), target))
-    for spareFD in moved.values():
-        actions.append((os.POSIX_SPAWN_CLOSE, spareFD))
-    for fd in range(3):
-        if fd not in targets:
-            actions.append((os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0))
-    return actions
-
-
-_inheritedSwept = False
-
-
-def _sweepInheritable() -> None:
-    """
-    Make every open descriptor above 2 close-on-exec, the first time only.
-    """
-    global _inheritedSwept
-    if _inheritedSwept:
-        return
-    _inheritedSwept = True
-    for name in os.listdir(
-        "/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"
-    ):
-        fd = int(name)
-        if fd > 2:
-            try:
-                if os.get_inheritable(fd):
-                    os.set_inheritable(fd, False)
-            except OSError:
-                pass  # the directory's own descriptor, now closed
-
-
-# Every signal to its default disposition in the child (Python ignores
-# SIGPIPE and SIGXFSZ, and the daemon may have inherited other ignored
-# signals), as Twisted's own spawn does; computed once, not per spawn.
-_DEFAULT_SIGNALS = sorted(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
-
-
-def _supplementaryGroups(plan: LaunchPlan) -> list[int] | None:
     groups = plan.supplementaryGroups
     if groups is None:
         return None
     if groups == "user":
-        gid = plan.gid if plan.gid is not None else os.getegid()
-        if plan.userName is None:
-            return [gid]
-        return os.getgrouplist(plan.userName, gid)
+        assert plan.userName is not None
+        try:
+            entry = pwd.getpwnam(plan.userName)
+        except KeyError:
+            entry = pwd.getpwuid(int(plan.userName))
+        return os.getgrouplist(entry.pw_name, entry.pw_gid)
     assert not isinstance(groups, str)
-    if groups:
-        return list(groups)
-    # "No supplementary groups": the primary group alone is equivalent (the
-    # process holds it anyway) and, unlike an empty list, every Python
-    # version passes it to setgroups().
-    return [plan.gid if plan.gid is not None else os.getegid()]
+    return list(groups)
 
 
-def _childSetup(plan: LaunchPlan, groups: list[int] | None) -> Callable[[], None]:
+def _changes(plan: LaunchPlan) -> tuple[list[int] | None, bool]:
     """
-    The code run in the child between fork and exec for plans with C{nice}
-    or C{rlimits}: like xinetd, limits and priority first, while still
-    privileged, then supplementary groups, group and user.
+    The supplementary groups to set (C{None}: keep the daemon's), and
+    whether any id changes at all.
     """
-    limits = [
-        (_RLIMITS[name], resource.RLIM_INFINITY if value is None else value)
-        for name, value in plan.rlimits
+    groups = supplementaryGroups(plan)
+    if (
+        groups is not None
+        and plan.uid is None
+        and plan.gid is None
+        and set(groups) == set(os.getgroups())
+    ):
+        # Already the daemon's (a root daemon with no supplementary groups
+        # running a user = root service): nothing to switch.
+        groups = None
+    return groups, groups is not None or plan.uid is not None or plan.gid is not None
+
+
+#: The program a child with C{nice} or C{rlimit_*} runs first (see the
+#: module's docstring).  argv: settings, the server's path, its argv.
+#: Settings are words C{r=RESOURCE:LIMIT} (-1: unlimited), C{n=INCREMENT},
+#: C{G=GID,GID,...}, C{g=GID}, C{u=UID}, and C{c=VALUE} or C{c-} for the
+#: C{LC_CTYPE} the server must get (Python's start-up may add one).
+_SHIM = """\
+import os, resource, signal, sys
+groups = gid = uid = None
+env = os.environb
+for word in sys.argv[1].split():
+    key, value = word[0], word[2:]
+    if key == "r":
+        which, limit = (int(n) for n in value.split(":"))
+        limit = resource.RLIM_INFINITY if limit < 0 else limit
+        resource.setrlimit(which, (limit, limit))
+    elif key == "n":
+        os.nice(int(value))
+    elif key == "G":
+        groups = [int(g) for g in value.split(",") if g]
+    elif key == "g":
+        gid = int(value)
+    elif key == "u":
+        uid = int(value)
+    elif word == "c-":
+        env.pop(b"LC_CTYPE", None)
+    elif key == "c":
+        env[b"LC_CTYPE"] = os.fsencode(value)
+if groups is not None:
+    os.setgroups(groups)
+if gid is not None:
+    os.setresgid(gid, gid, gid)
+if uid is not None:
+    os.setresuid(uid, uid, uid)
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+try:
+    os.execve(sys.argv[2], sys.argv[3:], env)
+except OSError as e:
+    os.write(2, f"{sys.argv[2]}: {e.strerror}\\n".encode())
+    os._exit(127)
+"""
+
+
+def shimArgv(plan: LaunchPlan, groups: list[int] | None) -> list[str]:
+    """
+    The argument vector that runs C{plan}'s server through L{_SHIM}, which
+    applies its limits, priority and credentials first.
+    """
+    words = []
+    for name, value in plan.rlimits:
+        words.append(f"r={_RLIMITS[name]}:{-1 if value is None else value}")
+    if plan.nice is not None:
+        words.append(f"n={plan.nice}")
+    if groups is not None:
+        words.append("G=" + ",".join(str(g) for g in groups))
+    if plan.gid is not None:
+        words.append(f"g={plan.gid}")
+    if plan.uid is not None:
+        words.append(f"u={plan.uid}")
+    lcCtype = plan.environment.get("LC_CTYPE")
+    words.append("c-" if lcCtype is None else "c=" + lcCtype)
+    return [
+        sys.executable,
+        "-I",
+        "-S",
+        "-c",
+        _SHIM,
+        " ".join(words),
+        plan.executable,
+        *plan.argv,
     ]
-    nice = plan.nice
-    uid, gid = plan.uid, plan.gid
-
-    def setup() -> None:
-        for which, value in limits:
-            resource.setrlimit(which, (value, value))
-        if nice is not None:
-            os.nice(nice)
-        if groups is not None:
-            os.setgroups(groups)
-        if gid is not None:
-            os.setregid(gid, gid)
-        if uid is not None:
-            os.setreuid(uid, uid)
-
-    return setup
 
 
-def _spawnFull(plan: LaunchPlan, fdmap: Mapping[int, int]) -> int:
+def _spawn(plan: LaunchPlan, fdmap: Mapping[int, int]) -> tuple[int, bool]:
     """
-    Start a child that changes credentials, umask, priority or limits with
-    Python's C{fork_exec}; return its pid.
+    Start C{plan}'s child with Python's C{fork_exec}; return its pid and
+    whether it changed ids or groups (no C{vfork} then).
     """
     extra = sorted(set(fdmap) - {0, 1, 2})
     if extra:
-        raise ValueError(
-            f"child descriptors {extra} need a plan without user, group, "
-            "umask, nice or rlimits"
-        )
-    groups = _supplementaryGroups(plan)
-    credentials: dict[str, Any] = {}
-    preexec: Callable[[], None] | None = None
+        raise ValueError(f"child descriptors {extra}: only 0, 1 and 2 are placed")
+    groups, switches = _changes(plan)
+    argv, executable = list(plan.argv), plan.executable
+    credentials: dict[str, Any] = {
+        "user": plan.uid,
+        "group": plan.gid,
+        "extra_groups": groups,
+    }
     if plan.nice is not None or plan.rlimits:
-        preexec = _childSetup(plan, groups)
-    else:
-        credentials = {"user": plan.uid, "group": plan.gid, "extra_groups": groups}
+        if not os.access(executable, os.X_OK):
+            # The shim would only find out after the spawn.
+            code = errno.EACCES if os.path.exists(executable) else errno.ENOENT
+            raise OSError(code, os.strerror(code), executable)
+        argv, executable = shimArgv(plan, groups), sys.executable
+        credentials = {}
     popen = subprocess.Popen(
-        list(plan.argv),
-        executable=plan.executable,
+        argv,
+        executable=executable,
         env=plan.environment,
         stdin=fdmap.get(0, subprocess.DEVNULL),
         stdout=fdmap.get(1, subprocess.DEVNULL),
@@ -261,25 +271,26 @@ def _spawnFull(plan: LaunchPlan, fdmap: Mapping[int, int]) -> int:
         close_fds=True,
         restore_signals=True,
         start_new_session=True,
+        cwd=CHILD_CWD,
         umask=-1 if plan.umask is None else plan.umask,
-        preexec_fn=preexec,
         **credentials,
     )
     # Twisted reaps the child: a returncode keeps Popen.__del__ from adding
     # it to subprocess._active, whose cleanup would reap it behind Twisted's
     # back.
     popen.returncode = 0
-    return popen.pid
+    return popen.pid, switches
 
 
 @implementer(IProcessGroup)
 class SpawnedProcess(_process.Process):
     """
-    Twisted's process transport, started by L{fastFileActions} or
-    L{_spawnFull} instead of C{spawnProcess}'s scan of every open descriptor.
+    Twisted's process transport, started by L{_spawn} instead of
+    C{spawnProcess}'s scan of every open descriptor.
 
     @ivar processGroup: the child's process group (and session) id.
-    @ivar usedFastPath: whether C{posix_spawn} started it.
+    @ivar usedFastPath: whether it started with C{vfork} and directly: no
+        ids or groups changed, no C{nice} or C{rlimit_*}.
     """
 
     processGroup: int | None = None
@@ -315,21 +326,8 @@ class SpawnedProcess(_process.Process):
         fdmap: dict[int, int],
     ) -> None:
         plan = self._plan
-        if _needsFullPath(plan):
-            pid = _spawnFull(plan, fdmap)
-        else:
-            _sweepInheritable()
-            spawn = os.posix_spawn if "/" in executable else os.posix_spawnp
-            pid = spawn(
-                executable,
-                args,
-                environment,
-                file_actions=fastFileActions(fdmap),
-                setsigdef=_DEFAULT_SIGNALS,
-                setsigmask=(),
-                setsid=True,
-            )
-            self.usedFastPath = True
+        pid, switches = _spawn(plan, fdmap)
+        self.usedFastPath = not switches and plan.nice is None and not plan.rlimits
         self.pid = pid
         self.processGroup = pid
         self.status = -1

@@ -7,7 +7,9 @@ L{makeService}.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import shlex
 import signal
 import sys
@@ -259,6 +261,7 @@ def makeService(options: Options) -> IService:
 
     result = startup(options, Lookups.system(), sys.stderr)
     installExitedReaper()
+    prepareProcess()
 
     # As xinetd: children inherit the daemon's umask with 022 added, unless
     # a service sets its own umask.
@@ -284,6 +287,9 @@ def makeService(options: Options) -> IService:
         daemon.reload(reloaded.services)
 
     signal.signal(signal.SIGHUP, lambda *_: cast(Any, reactor).callFromThread(reload))
+    cast(Any, reactor).addSystemEventTrigger(
+        "after", "shutdown", exitZeroOnTerm, reactor
+    )
     cast(Any, reactor).addSystemEventTrigger(
         "after", "startup", _chainRotation, reactor, daemon.runtime.sinks.reopenAll
     )
@@ -323,6 +329,60 @@ def _setUpLog(
     cast(Any, reactor).addSystemEventTrigger(
         "after", "startup", _chainRotation, reactor, twistdLog.reopen
     )
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """
+    A handler that does nothing: the daemon still ignores the signal, and
+    its children, where handlers revert at exec, do not.
+    """
+
+
+def prepareProcess() -> None:
+    """
+    Set the daemon process up as xinetd sets itself up, for its children:
+
+      - the soft C{RLIMIT_NOFILE} is raised to the hard limit (children
+        inherit it, as xinetd's do);
+      - signals the daemon inherited as ignored (C{nohup}, a shell's
+        background job) are caught by a handler that does nothing instead,
+        so that no child starts with them ignored (xinetd resets every
+        signal in its children).  C{SIGPIPE} and C{SIGXFSZ}, which Python
+        ignores, are reset in each child by the spawner;
+      - a root daemon drops its own supplementary groups: xinetd's children
+        get none unless C{groups = yes} (C{setgroups(0, NULL)}), and then a
+        C{user = root} child needs no switch at all, the cheap spawn.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    for signum in signal.valid_signals():
+        if signum in (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ):
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                signal.signal(signum, _ignore)
+    if os.geteuid() == 0 and os.getgroups():
+        with contextlib.suppress(OSError):
+            os.setgroups([])
+
+
+def exitZeroOnTerm(reactor: Any) -> None:
+    """
+    After a shutdown caused by C{SIGTERM}, let twistd exit with status 0.
+
+    twistd re-raises the signal that stopped the reactor once the reactor
+    has stopped (the process ends "killed by SIGTERM", status 143); xinetd
+    exits 0 on SIGTERM, and service managers count anything else as a
+    failure.  This runs as an "after shutdown" trigger: every service has
+    stopped by then, and every child has ended.  C{SIGINT} (^C) is left
+    to twistd.
+    """
+    # Twisted's ReactorBase._exitSignal, read by twistd's runner after the
+    # reactor stops (twisted.application.app.ApplicationRunner.startReactor).
+    if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
+        reactor._exitSignal = None
 
 
 def _chainRotation(reactor: Any, reopen: Callable[[], None]) -> None:

@@ -49,10 +49,13 @@ PORTS = itertools.count(1)
 
 
 def service(name: str, child: str, *args: str, extra: str = "") -> str:
-    argv = " ".join([str(CHILDREN / f"{child}.py"), *args])
+    # The interpreter's full path as argv[0] (NAMEINARGS): a Python whose
+    # argv[0] is a bare name looks for its library from the working
+    # directory, which is / for every child (as under xinetd).
+    argv = " ".join([sys.executable, str(CHILDREN / f"{child}.py"), *args])
     return (
         f"service {name}\n{{\n\ttype = UNLISTED\n\tport = {next(PORTS)}\n"
-        "\tsocket_type = stream\n"
+        "\tsocket_type = stream\n\tflags = NAMEINARGS\n"
         f"\twait = no\n\tuser = -\n\tserver = {sys.executable}\n"
         f"\tserver_args = {argv}\n\tcps = 1000 1\n{extra}}}\n"
     )
@@ -309,18 +312,26 @@ class Datagrams:
         raise AssertionError("no reply")
 
 
+async def echoed(port: int, data: bytes) -> bytes:
+    """
+    Send C{data} to 127.0.0.1:C{port}, half-close, and return the answer.
+    """
+    client = Client()
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    await within(connectProtocol(endpoint, client))
+    client.transport.write(data)
+    client.transport.loseWriteConnection()
+    answer: bytes = await within(client.done)
+    return answer
+
+
 @pytest_twisted.ensureDeferred
 async def test_internalStream(daemons: Any) -> None:
     """
     Internal stream services run inside the daemon, behind the gate.
     """
     d = daemons(internal("echo") + internal("time"))
-    client = Client()
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", d.port("echo"))
-    await within(connectProtocol(endpoint, client))
-    client.transport.write(b"ping\r\n")
-    client.transport.loseWriteConnection()
-    assert await within(client.done) == b"ping\r\n"
+    assert await echoed(d.port("echo"), b"ping\r\n") == b"ping\r\n"
     assert len((await fetch(d.port("time"))).data) == 4
 
 
@@ -343,6 +354,39 @@ async def test_datagramServices(daemons: Any) -> None:
         assert await client.ask(d.port("echo"), b"ping") == b"ping"
     finally:
         client.sock.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_internalStreamWaitYes(daemons: Any) -> None:
+    """
+    An internal stream service with C{wait = yes} is served in the daemon
+    like one with C{wait = no} (issue 7 §2: no launch is planned for it).
+    """
+    d = daemons(
+        internal("echo").replace("wait = no", "wait = yes")
+        + internal("daytime").replace("wait = no", "wait = yes")
+    )
+    assert await echoed(d.port("echo"), b"ping\r\n") == b"ping\r\n"
+    assert (await fetch(d.port("daytime"))).data.endswith(b"\r\n")
+
+
+@pytest_twisted.ensureDeferred
+async def test_redirectMustNotWait(events: Any) -> None:
+    """
+    A redirected service with C{wait = yes} is skipped with the reason, as
+    xinetd disables it ("must not wait"); the others serve.
+    """
+    text = internal("echo") + (
+        "service fwd\n{\n\ttype = UNLISTED\n\tport = 1\n\tsocket_type = stream\n"
+        "\twait = yes\n\tuser = -\n\tredirect = 127.0.0.1 2\n}\n"
+    )
+    d = runConfig(reactor, text, settings=SETTINGS)
+    try:
+        assert set(d.daemon.records) == {"echo"}
+        [skipped] = [e for e in events if e.get("service") == "fwd"]
+        assert "must not wait" in skipped["reason"]
+    finally:
+        await within(d.stop())
 
 
 def test_unknownInternal() -> None:

@@ -54,7 +54,13 @@ def planFor(
     config: ServiceConfig, child: str, *args: str
 ) -> Callable[[Peer | None], LaunchPlan]:
     script = str(CHILDREN / f"{child}.py")
-    withArgs = attrs.evolve(config, serverArgs=(script, *args))
+    # The interpreter's full path as argv[0] (NAMEINARGS): with a bare name
+    # Python looks for its library from the working directory, / here.
+    withArgs = attrs.evolve(
+        config,
+        serverArgs=(sys.executable, script, *args),
+        flags=config.flags | {"NAMEINARGS"},
+    )
 
     def make(peer: Peer | None) -> LaunchPlan:
         return planLaunch(withArgs, peer, {}, os.geteuid())

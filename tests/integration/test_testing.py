@@ -33,8 +33,9 @@ service rev
     socket_type = stream
     wait        = no
     user        = -
+    flags       = NAMEINARGS
     server      = {sys.executable}
-    server_args = {CHILDREN / "rev.py"}
+    server_args = {sys.executable} {CHILDREN / "rev.py"}
 }}
 
 service echo

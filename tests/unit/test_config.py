@@ -338,6 +338,17 @@ class BasicTests(SynchronousTestCase):
             ],
         )
 
+    def test_passenvGivenOrNot(self) -> None:
+        """
+        A service without passenv has None (drop-in mode then passes the
+        whole environment, as xinetd); an empty passenv, or one whose names
+        are all unknown, is an empty tuple (nothing passed).
+        """
+        self.assertIsNone(load(service("")).services[0].passenv)
+        self.assertEqual(load(service(" passenv =\n")).services[0].passenv, ())
+        unknown = load(service(" passenv = NOPE\n")).services[0]
+        self.assertEqual(unknown.passenv, ())
+
     def test_passenvUnknown(self) -> None:
         result = load(service(" passenv = PATH NOPE\n"))
         self.assertEqual(result.services[0].passenv, ("PATH",))

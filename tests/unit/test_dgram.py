@@ -19,6 +19,8 @@ from twinetd.launch import LaunchPlan, planLaunch
 from twinetd.listeners.datagram import (
     BACKOFF_FIRST,
     DEFAULT_CHILD_TIMEOUT,
+    HOLD_POLL_FIRST,
+    HOLD_POLL_MAX,
     MAX_DATAGRAM,
     DatagramService,
 )
@@ -140,6 +142,20 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.assertEqual(self.port.maxPacketSize, MAX_DATAGRAM)
         self.assertEqual(service.boundPort, self.port.port)
         self.assertTrue(service.boundPort)
+
+    def test_listeningLogged(self) -> None:
+        """
+        A datagram service logs where it listens, as stream services do,
+        and its port's protocol is not noisy (no Twisted "Starting
+        protocol" line).
+        """
+        service = self.setUpService(record())
+        [event] = [e for e in self.events if "listening" in e["log_format"]]
+        self.assertEqual(
+            (event["service"], event["address"], event["port"]),
+            ("dg", "127.0.0.1", service.boundPort),
+        )
+        self.assertFalse(self.port.protocol.noisy)
 
     def test_bindPort(self) -> None:
         """
@@ -507,6 +523,31 @@ class WaitTests(DatagramTestsMixin, SynchronousTestCase):
         self.assertEqual(reader.fileno(), 7)
         self.assertEqual(self.service.boundPort, 4000)
 
+    def test_watchesAfterPrivilegedStart(self) -> None:
+        """
+        twistd binds in C{privilegedStartService} and starts the service
+        afterwards: the socket bound then is watched once the service runs
+        (issue 7: under twistd no datagram ever started a child).
+        """
+        self.sock = FakeSocket()
+        self.reactor = MemoryProcessReactor()
+        events: list[dict[str, Any]] = []
+        service = DatagramService(
+            record(wait=True),
+            lambda peer: planLaunch(record(wait=True), peer, {}, 1000),
+            ReactorSpawner(self.reactor),
+            self.reactor,
+            makeSocket=lambda: self.sock,
+        )
+        service.log = Logger(observer=events.append)
+        service.privilegedStartService()
+        self.assertEqual(self.readers(), [])
+        service.startService()
+        [reader] = self.readers()
+        self.assertEqual(reader.fileno(), 7)
+        [listening] = [e for e in events if "listening" in e["log_format"]]
+        self.assertEqual((listening["port"], listening["service"]), (4000, "dg"))
+
     def test_datagramStartsChild(self) -> None:
         """
         A waiting datagram is peeked (left for the child), the watch stops,
@@ -627,3 +668,152 @@ class WaitTests(DatagramTestsMixin, SynchronousTestCase):
         self.successResultOf(self.service.stopService())
         self.assertTrue(sock.closed)
         self.assertEqual(self.readers(), [])
+
+
+class HandOffTests(DatagramTestsMixin, SynchronousTestCase):
+    """
+    C{wait = no} in drop-in mode: each child gets the socket and receives
+    its own datagram; the daemon waits until it has.
+    """
+
+    def setUpHandOff(self, instances: int | None = None) -> FakeSocket:
+        self.sock = FakeSocket()
+        self.setUpService(
+            record(instances=instances), makeSocket=lambda: self.sock, handOff=True
+        )
+        return self.sock
+
+    def readers(self) -> list[Any]:
+        return list(self.reactor.readers)
+
+    def test_childGetsTheSocket(self) -> None:
+        """
+        A waiting datagram is peeked (left for the child), which gets the
+        socket as descriptors 0 and 1, blocking, and the sender in its
+        environment; nothing is read from the socket meanwhile.
+        """
+        sock = self.setUpHandOff()
+        self.assertEqual(self.reactor.udpPortsListened, [])
+        sock.queue.append((b"request", CLIENT))
+        self.readers()[0].doRead()
+        [child] = self.spawned
+        self.assertEqual(child.call.childFDs, {0: 7, 1: 7, 2: "r"})
+        self.assertIs(sock.blocking, True)
+        self.assertEqual(sock.queue, [(b"request", CLIENT)])
+        self.assertEqual((child.call.env or {})["REMOTE_HOST"], "127.0.0.1")
+        self.assertEqual(self.readers(), [])
+
+    def test_watchesAgainOnceTaken(self) -> None:
+        """
+        Until the child has taken its datagram the socket is not watched
+        (a second datagram waits); once the head changes, it is, and the
+        next datagram gets a second child while the first still runs.
+        """
+        sock = self.setUpHandOff()
+        sock.queue.extend([(b"one", CLIENT), (b"two", OTHER)])
+        self.readers()[0].doRead()
+        self.reactor.advance(1.0)
+        self.assertEqual(self.readers(), [])
+        self.assertEqual(len(self.spawned), 1)
+        sock.queue.pop(0)  # the child receives it
+        self.reactor.advance(0.1)
+        [reader] = self.readers()
+        reader.doRead()
+        self.assertEqual(len(self.spawned), 2)
+        self.assertEqual((self.spawned[1].call.env or {})["REMOTE_PORT"], "6666")
+        self.assertEqual(self.spawned[0].signals, [])
+
+    def test_pollBacksOff(self) -> None:
+        """
+        While a child holds its datagram the head is looked at less and
+        less often, at most every HOLD_POLL_MAX seconds: the daemon idles.
+        """
+        sock = self.setUpHandOff()
+        sock.queue.append((b"one", CLIENT))
+        self.readers()[0].doRead()
+        sock.peeks = 0
+        self.reactor.advance(HOLD_POLL_FIRST)
+        for _ in range(40):
+            self.reactor.advance(HOLD_POLL_MAX)
+        # Doubling from HOLD_POLL_FIRST to HOLD_POLL_MAX, then one a period.
+        self.assertLessEqual(sock.peeks, 46)
+        [call] = self.reactor.getDelayedCalls()
+        self.assertLessEqual(call.getTime() - self.reactor.seconds(), HOLD_POLL_MAX)
+
+    def test_instancesBound(self) -> None:
+        """
+        With C{instances} children running the socket is not watched; a
+        child's end watches again.
+        """
+        sock = self.setUpHandOff(instances=2)
+        for n in range(2):
+            sock.queue.append((b"x%d" % n, CLIENT))
+            self.readers()[0].doRead()
+            sock.queue.pop(0)
+            self.reactor.advance(HOLD_POLL_FIRST)
+        self.assertEqual(len(self.spawned), 2)
+        sock.queue.append((b"x2", CLIENT))
+        self.assertEqual(self.readers(), [])
+        self.reactor.advance(5)
+        self.assertEqual(self.readers(), [])
+        self.spawned[0].end()
+        self.readers()[0].doRead()
+        self.assertEqual(len(self.spawned), 3)
+
+    def test_childLeavingItsDatagram(self) -> None:
+        """
+        A child that ends at once without receiving its datagram: the
+        datagram is dropped (no loop) and the daemon waits before watching
+        again.
+        """
+        sock = self.setUpHandOff()
+        sock.queue.extend([(b"never", CLIENT), (b"next", OTHER)])
+        self.readers()[0].doRead()
+        self.spawned[0].end()
+        self.assertEqual(sock.queue, [(b"next", OTHER)])
+        self.assertEqual(len(self.of("dgramBackoff")), 1)
+        self.assertEqual(self.readers(), [])
+        self.reactor.advance(BACKOFF_FIRST)
+        self.readers()[0].doRead()
+        self.assertEqual(len(self.spawned), 2)
+
+    def test_childTookItAndEnded(self) -> None:
+        """
+        A child that received its datagram and exited before the daemon
+        looked: nothing dropped, the socket watched at once.
+        """
+        sock = self.setUpHandOff()
+        sock.queue.extend([(b"one", CLIENT), (b"two", OTHER)])
+        self.readers()[0].doRead()
+        sock.queue.pop(0)
+        self.spawned[0].end()
+        self.assertEqual(sock.queue, [(b"two", OTHER)])
+        self.assertEqual(len(self.readers()), 1)
+        self.assertEqual(self.of("dgramBackoff"), [])
+
+    def test_refusedConsumed(self) -> None:
+        sock = FakeSocket()
+        self.setUpService(
+            record(),
+            makeSocket=lambda: sock,
+            handOff=True,
+            admit=lambda peer: No("address"),
+        )
+        sock.queue.append((b"x", CLIENT))
+        self.readers()[0].doRead()
+        self.assertEqual(sock.queue, [])
+        self.assertEqual(self.spawned, [])
+        self.assertEqual(len(self.readers()), 1)
+
+    def test_stopService(self) -> None:
+        sock = self.setUpHandOff()
+        sock.queue.append((b"x", CLIENT))
+        self.readers()[0].doRead()
+        d = self.service.stopService()
+        self.assertTrue(sock.closed)
+        # The poll is cancelled: only the child's SIGKILL timer is left.
+        [kill] = self.reactor.getDelayedCalls()
+        self.assertEqual(kill.getTime(), self.reactor.seconds() + 5.0)
+        self.assertEqual(self.spawned[0].signals, ["TERM"])
+        self.spawned[0].end(signal=15)
+        self.successResultOf(d)

@@ -77,6 +77,38 @@ class EnvironmentTests(SynchronousTestCase):
             {"REMOTE_HOST": "<no address>"},
         )
 
+    def test_dropInInheritsAll(self) -> None:
+        """
+        Drop-in mode, as xinetd: without passenv the daemon's whole
+        environment, env adding to it and overriding; the peer after.
+        """
+        daemon = {"PATH": "/bin", "HOME": "/root"}
+        config = attrs.evolve(CONFIG, env=(("PATH", "/x"), ("A", "1")))
+        env = dict(environmentFor(config, None, daemon, inheritAll=True))
+        self.assertEqual(
+            env,
+            {"PATH": "/x", "HOME": "/root", "A": "1", "REMOTE_HOST": "<no address>"},
+        )
+        plan = planLaunch(config, None, daemon, 0, 0, inheritAll=True)
+        self.assertEqual(plan.environment, env)
+
+    def test_dropInPassenvRestricts(self) -> None:
+        """
+        Drop-in mode: passenv given, even empty, restricts the environment
+        to what it names.
+        """
+        daemon = {"PATH": "/bin", "HOME": "/root"}
+        named = attrs.evolve(CONFIG, passenv=("HOME",))
+        self.assertEqual(
+            dict(environmentFor(named, None, daemon, inheritAll=True)),
+            {"HOME": "/root", "REMOTE_HOST": "<no address>"},
+        )
+        empty = attrs.evolve(CONFIG, passenv=())
+        self.assertEqual(
+            dict(environmentFor(empty, None, daemon, inheritAll=True)),
+            {"REMOTE_HOST": "<no address>"},
+        )
+
     def test_udp(self) -> None:
         peer = Peer("udp", "192.0.2.7", 53, "127.0.0.1", 5353)
         env = dict(environmentFor(CONFIG, peer, {}))
@@ -84,15 +116,22 @@ class EnvironmentTests(SynchronousTestCase):
 
 
 class CredentialsTests(SynchronousTestCase):
-    def test_sameAsDaemonChangesNothing(self) -> None:
+    def test_sameAsDaemonChangesNoIds(self) -> None:
         """
-        A child that would run with the daemon's own ids switches nothing,
-        so it takes the cheap spawn path (user = root under a root daemon).
+        A child that would run with the daemon's own ids switches no id
+        (user = root under a root daemon), but gets xinetd's supplementary
+        groups: none with groups = no, root's with groups = yes.
         """
         config = attrs.evolve(CONFIG, user="root", uid=0, gid=0)
         plan = planLaunch(config, PEER, {}, daemonUid=0, daemonGid=0)
-        self.assertEqual((plan.uid, plan.gid, plan.supplementaryGroups), (None,) * 3)
-        self.assertFalse(plan.needsCredentials)
+        self.assertEqual(
+            (plan.uid, plan.gid, plan.supplementaryGroups), (None, None, ())
+        )
+        grouped = planLaunch(attrs.evolve(config, groups=True), PEER, {}, 0, 0)
+        self.assertEqual(
+            (grouped.uid, grouped.supplementaryGroups, grouped.userName),
+            (None, "user", "root"),
+        )
 
     def test_otherUser(self) -> None:
         """
@@ -103,10 +142,12 @@ class CredentialsTests(SynchronousTestCase):
         plan = planLaunch(config, PEER, {}, daemonUid=0, daemonGid=0)
         self.assertEqual(
             (plan.uid, plan.gid, plan.supplementaryGroups, plan.userName),
-            (65534, 65534, (), "nobody"),
+            (65534, 65534, (), None),
         )
         grouped = planLaunch(attrs.evolve(config, groups=True), PEER, {}, 0, 0)
-        self.assertEqual(grouped.supplementaryGroups, "user")
+        self.assertEqual(
+            (grouped.supplementaryGroups, grouped.userName), ("user", "nobody")
+        )
 
     def test_otherGroupOnly(self) -> None:
         """

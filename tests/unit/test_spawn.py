@@ -1,26 +1,23 @@
 """
-L{twinetd.spawn} without starting processes: the fast path's file actions,
-the choice of path, the fake-reactor spawner.
+L{twinetd.spawn} without starting processes: groups, the shim's arguments,
+the fake-reactor spawner.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping
-from typing import Any
+import resource
+import sys
 
+from attrs import evolve
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import spawn
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
-from twinetd.spawn import (
-    ReactorSpawner,
-    fastFileActions,
-    spawnerFor,
-)
+from twinetd.spawn import ReactorSpawner, spawnerFor
 from twinetd.testing import MemoryProcessReactor
 
 PLAN = LaunchPlan(
@@ -28,123 +25,76 @@ PLAN = LaunchPlan(
 )
 
 
-def childTable(
-    parent: Mapping[int, str], actions: list[tuple[Any, ...]]
-) -> dict[int, tuple[str, bool]]:
-    """
-    Apply C{posix_spawn} file actions to a descriptor table (descriptor to
-    (what it refers to, close-on-exec)), then exec: what the child has.
-    """
-    table = {fd: (what, True) for fd, what in parent.items()}
-    for action in actions:
-        if action[0] == os.POSIX_SPAWN_DUP2:
-            _, source, target = action
-            assert source in table, f"dup2 of closed descriptor {source}"
-            if source != target:
-                table[target] = (table[source][0], False)
-        elif action[0] == os.POSIX_SPAWN_CLOSE:
-            table.pop(action[1])
-        else:
-            _, fd, path, _flags, _mode = action
-            table[fd] = (path, False)
-    return {fd: entry for fd, entry in table.items() if not entry[1]}
-
-
-class FileActionsTests(SynchronousTestCase):
-    def test_plainPipes(self) -> None:
-        """
-        The usual case: three pipe ends placed on 0, 1 and 2.
-        """
-        parent = {0: "tty", 1: "tty", 2: "tty", 9: "in", 10: "out", 11: "err"}
-        parent = {fd: what for fd, what in parent.items()}
-        child = childTable(parent, fastFileActions({0: 9, 1: 10, 2: 11}))
-        self.assertEqual(
-            child, {0: ("in", False), 1: ("out", False), 2: ("err", False)}
-        )
-
-    def test_collisions(self) -> None:
-        """
-        Sources that are themselves targets (a daemon whose stdio was closed
-        gets pipes on 0-2) are moved aside first; a descriptor mapped onto
-        itself loses close-on-exec.
-        """
-        parent = {0: "a", 1: "b", 2: "c"}
-        child = childTable(parent, fastFileActions({0: 1, 1: 0, 2: 2}))
-        self.assertEqual(child, {0: ("b", False), 1: ("a", False), 2: ("c", False)})
-
-    def test_sameSourceTwice(self) -> None:
-        """
-        One socket as stdin, stdout and stderr (the handoff case).
-        """
-        parent = {5: "socket"}
-        child = childTable(parent, fastFileActions({0: 5, 1: 5, 2: 5}))
-        self.assertEqual(child, {fd: ("socket", False) for fd in (0, 1, 2)})
-
-    def test_extraDescriptor(self) -> None:
-        parent = {3: "x", 4: "y", 7: "sock"}
-        child = childTable(parent, fastFileActions({0: 4, 1: 3, 2: 7, 3: 7}))
-        self.assertEqual(
-            child,
-            {0: ("y", False), 1: ("x", False), 2: ("sock", False), 3: ("sock", False)},
-        )
-
-    def test_unmappedStdioIsDevNull(self) -> None:
-        child = childTable({8: "sock"}, fastFileActions({0: 8}))
-        self.assertEqual(
-            child,
-            {0: ("sock", False), 1: (os.devnull, False), 2: (os.devnull, False)},
-        )
-
-    def test_constantSize(self) -> None:
-        """
-        The actions depend on the child's mapping only, not on descriptor
-        numbers (how many the daemon has open).
-        """
-        low = fastFileActions({0: 5, 1: 6, 2: 7})
-        high = fastFileActions({0: 5005, 1: 5006, 2: 5007})
-        self.assertEqual(len(low), 3)
-        self.assertEqual(len(high), 3)
-
-
-class PathChoiceTests(SynchronousTestCase):
-    def test_plainPlanIsFast(self) -> None:
-        self.assertFalse(spawn._needsFullPath(PLAN))
-
-    def test_anyAttributeNeedsFullPath(self) -> None:
-        from attrs import evolve
-
-        for change in [
-            {"uid": 65534},
-            {"gid": 65534},
-            {"supplementaryGroups": ()},
-            {"umask": 0o22},
-            {"nice": 5},
-            {"rlimits": (("files", 64),)},
-        ]:
-            self.assertTrue(spawn._needsFullPath(evolve(PLAN, **change)), change)
-
+class GroupsTests(SynchronousTestCase):
     def test_noSupplementaryGroups(self) -> None:
         """
-        "None" is the primary group alone (setgroups with it, which every
-        Python version performs).
+        "None" is an empty list (setgroups(0, NULL), as xinetd); a plan
+        that says nothing keeps the daemon's.
         """
-        from attrs import evolve
-
         plan = evolve(PLAN, uid=65534, gid=65534, supplementaryGroups=())
-        self.assertEqual(spawn._supplementaryGroups(plan), [65534])
-        self.assertIsNone(spawn._supplementaryGroups(PLAN))
+        self.assertEqual(spawn.supplementaryGroups(plan), [])
+        self.assertIsNone(spawn.supplementaryGroups(PLAN))
 
     def test_userGroups(self) -> None:
-        from attrs import evolve
+        """
+        groups = yes: the user's groups as initgroups gives them, with the
+        user's own primary group (by name or by number).
+        """
+        plan = evolve(PLAN, gid=4, supplementaryGroups="user", userName="root")
+        self.assertEqual(spawn.supplementaryGroups(plan), os.getgrouplist("root", 0))
+        byNumber = evolve(plan, userName="0")
+        self.assertEqual(
+            spawn.supplementaryGroups(byNumber), os.getgrouplist("root", 0)
+        )
 
-        plan = evolve(PLAN, uid=0, gid=0, supplementaryGroups="user", userName="root")
-        self.assertEqual(spawn._supplementaryGroups(plan), os.getgrouplist("root", 0))
+    def test_sameGroupsSwitchNothing(self) -> None:
+        """
+        Groups equal to the daemon's own, with no id to change, switch
+        nothing (the vfork path); other groups or an id change do.
+        """
+        mine = os.getgroups()
+        same = evolve(PLAN, supplementaryGroups=tuple(reversed(mine)))
+        self.assertEqual(spawn._changes(same), (None, False))
+        other = evolve(PLAN, supplementaryGroups=(*mine, 424242))
+        self.assertEqual(spawn._changes(other), ([*mine, 424242], True))
+        self.assertEqual(spawn._changes(evolve(same, uid=65534))[1], True)
+        self.assertEqual(spawn._changes(PLAN), (None, False))
 
-    def test_extraChildFDsOnFullPathRefused(self) -> None:
-        from attrs import evolve
 
+class ShimTests(SynchronousTestCase):
+    def test_argv(self) -> None:
+        """
+        nice and rlimits go through the shim: this interpreter, isolated,
+        with the settings in xinetd's order, then the server and its argv.
+        """
+        plan = evolve(
+            PLAN,
+            nice=5,
+            rlimits=(("files", 300), ("cpu", None)),
+            uid=65534,
+            gid=65533,
+            env=(("LC_CTYPE", "fr_FR.UTF-8"),),
+        )
+        argv = spawn.shimArgv(plan, [])
+        self.assertEqual(argv[:4], [sys.executable, "-I", "-S", "-c"])
+        self.assertEqual(
+            argv[5].split(),
+            [
+                f"r={resource.RLIMIT_NOFILE}:300",
+                f"r={resource.RLIMIT_CPU}:-1",
+                "n=5",
+                "G=",
+                "g=65533",
+                "u=65534",
+                "c=fr_FR.UTF-8",
+            ],
+        )
+        self.assertEqual(argv[6:], ["/usr/bin/server", "server", "-v"])
+        self.assertIn("c-", spawn.shimArgv(PLAN, None)[5].split())
+
+    def test_extraChildFDsRefused(self) -> None:
         with self.assertRaises(ValueError):
-            spawn._spawnFull(evolve(PLAN, umask=0o22), {0: 5, 1: 6, 2: 7, 3: 8})
+            spawn._spawn(evolve(PLAN, umask=0o22), {0: 5, 1: 6, 2: 7, 3: 8})
 
 
 class SpawnerForTests(SynchronousTestCase):

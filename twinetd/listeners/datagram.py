@@ -37,6 +37,26 @@ is the only queue.  Drops are counted (L{DatagramService.dropped}) and
 logged at a bounded rate: the first drop as a C{FAIL} event, then at most
 one C{dgramDropped} summary per second while drops continue.
 
+C{wait = no} in drop-in mode: each child receives its own datagram
+==================================================================
+
+With C{handOff} (C{twistd twinetd --handoff}, or C{twinetd_mode =
+handoff}) a C{wait = no} service works as xinetd's: the child gets the
+shared UDP socket as descriptors 0 and 1 (blocking; standard error goes to
+the log) and receives the datagram itself.  The daemon peeks at the head
+datagram to learn the sender (C{REMOTE_HOST}) and asks the admission hook;
+from the spawn it stops watching the socket until the child has taken the
+datagram or has ended: no event says so, so it peeks at the head again
+L{HOLD_POLL_FIRST} seconds after the spawn and then less and less often,
+every L{HOLD_POLL_MAX} seconds at most (xinetd 2.3.15.3 instead spins).
+Then it watches again, and the next datagram gets the next child, at most
+C{instances} (64 when UNLIMITED) at once; with all of them running the
+datagrams wait in the kernel.  A child that ends without taking its
+datagram (having failed, or within a second) makes the daemon drop that
+datagram and wait before watching again, as for C{wait = yes} below, so a
+program that never reads cannot make it loop.  No child timeout applies (as
+in xinetd).  A refused datagram is read and dropped.
+
 C{wait = yes}: the socket is handed over
 ========================================
 
@@ -128,6 +148,11 @@ DRAIN_LIMIT = 1024
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 10.0
 QUICK_EXIT = 1.0
+
+#: Drop-in C{wait = no}: how soon after the spawn, and then how often at
+#: most, the daemon looks whether the child has taken its datagram.
+HOLD_POLL_FIRST = 0.005
+HOLD_POLL_MAX = 0.1
 
 #: xinetd's FAIL reason when every instance is busy.
 REASON_SERVICE_LIMIT = "service_limit"
@@ -414,6 +439,10 @@ class _GatedDatagram(DatagramProtocol):
     datagram goes to the service.
     """
 
+    # The service logs its own "listening" line; Twisted's "Starting
+    # protocol <...>" line per port would repeat it.
+    noisy = False
+
     def __init__(self, service: DatagramService) -> None:
         self._service = service
 
@@ -458,6 +487,7 @@ class DatagramService(Service):
         bindPort: BindPort | None = None,
         localtime: LocalTime = time.localtime,
         serviceLog: logs.ServiceLog | None = None,
+        handOff: bool = False,
     ) -> None:
         """
         @param config: a C{socket_type = dgram} record.
@@ -481,6 +511,9 @@ class DatagramService(Service):
         @param localtime: for the daytime builtin.
         @param serviceLog: the service's log (events, and xinetd's lines where
             C{log_type} asks); by default events only, to L{log}.
+        @param handOff: drop-in mode for C{wait = no}: each child gets the
+            socket and receives its datagram itself (see the module's
+            docstring).
         """
         self._serviceLog = serviceLog
         if serviceLog is not None:
@@ -515,6 +548,10 @@ class DatagramService(Service):
         self._failures = 0
         self._backoff: IDelayedCall | None = None
         self._suspended = False
+        self.handOff = handOff and not config.wait and internal is None
+        self._holding: _HandedChild | None = None
+        self._holdPoll: IDelayedCall | None = None
+        self._holdDelay = HOLD_POLL_FIRST
         self.setName(config.id)  # type: ignore[no-untyped-call]
 
     @property
@@ -559,11 +596,15 @@ class DatagramService(Service):
         Service.startService(self)  # type: ignore[no-untyped-call]
         if self.port is None and self.socket is None and self.failure is None:
             self._listen()
+        # A socket bound by privilegedStartService (twistd binds before it
+        # starts the services) is watched only now: _watch needs running.
+        if self.socket is not None and not self._busy and self._backoff is None:
+            self._watch()
 
     def _listen(self) -> None:
         config = self.config
         try:
-            if config.wait and self.internal is None:
+            if self.internal is None and (config.wait or self.handOff):
                 make = self._makeSocket or (lambda: bindDatagramSocket(config))
                 self.socket = make()
                 self._watcher = _SocketWatcher(self, self.socket)
@@ -574,6 +615,7 @@ class DatagramService(Service):
                     self._inner = self.internal.datagramProtocol(
                         self._clock, self._localtime
                     )
+                    self._inner.noisy = False
                 bindPort = self._bindPort or functools.partial(
                     listenDatagram, self._reactor
                 )
@@ -585,6 +627,18 @@ class DatagramService(Service):
             logs.logCannotListen(
                 config, listenAddress(config), e.strerror or str(e), self.log
             )
+            return
+        self.log.info(
+            "{service} listening on {address} port {port} ({kind})",
+            service=config.id,
+            address=listenAddress(config),
+            port=self.boundPort,
+            kind="udp, wait = yes"
+            if config.wait
+            else "udp, handoff"
+            if self.handOff
+            else "udp",
+        )
 
     def stopService(self) -> Deferred[None]:
         """
@@ -604,6 +658,8 @@ class DatagramService(Service):
         if self._backoff is not None and self._backoff.active():
             self._backoff.cancel()
         self._backoff = None
+        self._stopHoldPoll()
+        self._holding = None
         sock, self.socket = self.socket, None
         if sock is not None:
             # The child keeps its own copy until it ends.
@@ -630,7 +686,9 @@ class DatagramService(Service):
         self._suspended = False
         if self.port is not None:
             self.port.startReading()  # type: ignore[attr-defined]
-        if self.socket is not None and not self._busy and self._backoff is None:
+        if self.handOff:
+            self._watchIfRoom()
+        elif self.socket is not None and not self._busy and self._backoff is None:
             self._watch()
 
     # admission, shared by the modes
@@ -785,10 +843,16 @@ class DatagramService(Service):
         sock = self.socket
         if sock is None or self._busy:
             return
+        if self.handOff and len(self.children) >= self.maxChildren:
+            # Every instance busy: the datagram waits in the kernel; the
+            # next child's end watches again.
+            return
         try:
-            # xinetd's trick: peek one byte to learn the sender; the child
-            # must still receive the datagram.
-            _, addr = sock.recvfrom(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            # xinetd's trick: peek to learn the sender; the child must still
+            # receive the datagram.  In drop-in mode the whole datagram,
+            # to tell later whether the child has taken it.
+            size = MAX_DATAGRAM if self.handOff else 1
+            data, addr = sock.recvfrom(size, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
             self._watch()
             return
@@ -820,7 +884,7 @@ class DatagramService(Service):
                 self._busy = False
                 self._watch()
                 return
-            child = _HandedChild(self, peer, admission)
+            child = _HandedChild(self, peer, admission, (data, addr))
             fd = sock.fileno()
             # A previous child may have left O_NONBLOCK on the shared file
             # description (Python's settimeout does): every child starts
@@ -830,6 +894,8 @@ class DatagramService(Service):
                 self._drain(1)
                 self._busy = False
                 self._failed(None)
+            elif self.handOff and not child.ended:
+                self._hold(child)
 
         self._decide(peer, decided)
 
@@ -854,6 +920,9 @@ class DatagramService(Service):
         return count
 
     def _handedChildEnded(self, child: _HandedChild) -> None:
+        if self.handOff:
+            self._handedOffEnded(child)
+            return
         self._busy = False
         if self.socket is None:
             return
@@ -875,13 +944,115 @@ class DatagramService(Service):
 
     def _backoffOver(self) -> None:
         self._backoff = None
-        self._watch()
+        if self.handOff:
+            self._watchIfRoom()
+        else:
+            self._watch()
+
+    # drop-in wait = no: one child per datagram, given the socket
+
+    def _peekHead(self) -> object:
+        """
+        The datagram at the head of the socket's queue, C{None} if none;
+        L{_UNKNOWN} when the peek reported a queued error instead.
+        """
+        sock = self.socket
+        if sock is None:
+            return None
+        try:
+            return sock.recvfrom(MAX_DATAGRAM, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return None
+        except OSError:
+            return _UNKNOWN
+
+    def _hold(self, child: _HandedChild) -> None:
+        """
+        C{child} was given the socket to receive the datagram at the head of
+        the queue: watch nothing until it has (or has ended).  No event
+        says that a datagram left the queue, so the head is looked at
+        shortly after the spawn and then less and less often (at most every
+        L{HOLD_POLL_MAX} seconds): the daemon stays idle while a child
+        takes its time, where xinetd 2.3.15.3 spins.
+        """
+        self._holding = child
+        self._holdDelay = HOLD_POLL_FIRST
+        self._holdPoll = self._clock.callLater(self._holdDelay, self._pollHold)
+
+    def _pollHold(self) -> None:
+        self._holdPoll = None
+        child = self._holding
+        if child is None:
+            return
+        head = self._peekHead()
+        if head is _UNKNOWN or head == child.head:
+            self._holdDelay = min(self._holdDelay * 2, HOLD_POLL_MAX)
+            self._holdPoll = self._clock.callLater(self._holdDelay, self._pollHold)
+            return
+        # Taken: the next datagram (if any) may have a child of its own.
+        self._holding = None
+        self._busy = False
+        self._watchIfRoom()
+
+    def _stopHoldPoll(self) -> None:
+        if self._holdPoll is not None and self._holdPoll.active():
+            self._holdPoll.cancel()
+        self._holdPoll = None
+
+    def _handedOffEnded(self, child: _HandedChild) -> None:
+        if child is self._holding:
+            self._stopHoldPoll()
+            self._holding = None
+            self._busy = False
+            lived = self._clock.seconds() - child.startTime
+            if (
+                self.socket is not None
+                and self._peekHead() == child.head
+                and (not child.exitedWell or lived < QUICK_EXIT)
+            ):
+                # It never received its datagram: drop it, or the next
+                # child would get it, and the next (xinetd's loop).  An
+                # identical datagram queued behind it is told apart only by
+                # the child's success and life time, as for wait = yes.
+                self._drain(1)
+                self._failed(child.pid)
+                return
+        if child.exitedWell:
+            self._failures = 0
+        self._watchIfRoom()
+
+    def _watchIfRoom(self) -> None:
+        if (
+            self.socket is not None
+            and not self._busy
+            and self._backoff is None
+            and len(self.children) < self.maxChildren
+        ):
+            self._watch()
+
+
+#: A peek that found a queued error, not a datagram.
+_UNKNOWN: Any = object()
 
 
 class _HandedChild(_Child):
     """
-    A C{wait = yes} child: it has the socket; its standard error is logged.
+    A child given the socket (C{wait = yes}, or drop-in C{wait = no}); its
+    standard error is logged.
+
+    @ivar head: the datagram (and sender) at the head of the queue when it
+        was started: the one it is to receive.
     """
+
+    def __init__(
+        self,
+        service: DatagramService,
+        peer: Peer,
+        ticket: AdmissionTicket,
+        head: tuple[bytes, Any],
+    ) -> None:
+        super().__init__(service, peer, ticket)
+        self.head = head
 
 
 class _HookFailed:

@@ -354,7 +354,12 @@ class StreamFactory(ServerFactory):
     def _makePlan(self, peer: Peer) -> LaunchPlan:
         runtime = self.runtime
         return planLaunch(
-            self.config, peer, runtime.environment, runtime.uid, runtime.gid
+            self.config,
+            peer,
+            runtime.environment,
+            runtime.uid,
+            runtime.gid,
+            runtime.handsOff(self.config),
         )
 
     def ended(self, connection: Stoppable) -> None:

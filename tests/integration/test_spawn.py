@@ -1,0 +1,86 @@
+"""
+L{twinetd.spawn} with real children: the start-up program that applies
+C{nice} and C{rlimit_*} leaves nothing of itself in the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import attrs
+import pytest
+import pytest_twisted
+from twisted.internet import defer
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+
+from tests.integration.conftest import childPlan, reactor, within
+from twinetd.errors import SpawnError
+from twinetd.launch import LaunchPlan
+from twinetd.spawn import PosixSpawner
+
+pytestmark = pytest.mark.usefixtures("noChildLeft")
+
+
+class Output(ProcessProtocol):
+    """
+    Collects a child's standard output; C{ended} fires with it.
+    """
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.ended: defer.Deferred[bytes] = defer.Deferred()
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 1:
+            self.data += data
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(self.data)
+
+
+async def run(plan: LaunchPlan) -> tuple[int, bytes]:
+    output = Output()
+    process: Any = PosixSpawner(reactor).spawn(output, plan)
+    pid: int = process.pid
+    data: bytes = await within(output.ended)
+    return pid, data
+
+
+@pytest_twisted.ensureDeferred
+async def test_shimIsInvisible() -> None:
+    """
+    A child with C{nice} and C{rlimit_files} runs its server in the process
+    the daemon started (same pid), with exactly the planned environment
+    (Python's start-up adds C{LC_CTYPE}; the start-up program removes it),
+    argv, working directory C{/}, the limit and the priority.
+    """
+    env = (("GREETING", "hi"), ("PATH", "/usr/bin:/bin"))
+    limited = {"nice": 2, "rlimits": (("files", 99),)}
+    plan = LaunchPlan(executable="/usr/bin/env", argv=("env",), env=env, **limited)
+    _, data = await run(plan)
+    assert data.decode().splitlines() == ["GREETING=hi", "PATH=/usr/bin:/bin"]
+    _, data = await run(attrs.evolve(childPlan("env", "x"), **limited))
+    report = json.loads(data)
+    assert report["cwd"] == "/"
+    assert report["argv"][1:] == ["x"]
+    plan = attrs.evolve(childPlan("whoami"), **limited)
+    pid, data = await run(plan)
+    fields = dict(line.split("=", 1) for line in data.decode().splitlines())
+    assert int(fields["pid"]) == pid
+    assert fields["nofile"] == "99"
+    assert int(fields["nice"]) == os.nice(0) + 2
+
+
+def test_shimMissingServer() -> None:
+    """
+    A missing server is a spawn failure before anything starts, as on the
+    other paths (not an exit of the start-up program).
+    """
+    plan = LaunchPlan(
+        executable="/nonexistent/server", argv=("server",), env=(), nice=1
+    )
+    with pytest.raises(SpawnError, match="No such file or directory"):
+        PosixSpawner(reactor).spawn(ProcessProtocol(), plan)

@@ -1,0 +1,61 @@
+"""
+Tests for the daemon's shutdown glue in L{twinetd.tap}.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from twisted.application import app
+from twisted.internet.base import ReactorBase
+from twisted.trial.unittest import SynchronousTestCase
+
+from twinetd.tap import exitZeroOnTerm
+
+
+class _Stopping:
+    """
+    Enough of a reactor for Twisted's own signal handlers.
+    """
+
+    _exitSignal: int | None = None
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def callFromThread(self, f: Any, *args: Any) -> None:
+        self.calls.append(f)
+
+    def stop(self) -> None:
+        pass
+
+
+class ExitZeroOnTermTests(SynchronousTestCase):
+    def test_term(self) -> None:
+        """
+        After Twisted's SIGTERM handler, the signal twistd would re-raise
+        is forgotten: twistd exits 0.
+        """
+        reactor = _Stopping()
+        ReactorBase.sigTerm(reactor, signal.SIGTERM)  # type: ignore[arg-type]
+        self.assertEqual(reactor._exitSignal, signal.SIGTERM)
+        exitZeroOnTerm(reactor)
+        self.assertIsNone(reactor._exitSignal)
+
+    def test_interrupt(self) -> None:
+        """
+        SIGINT (^C) is left to twistd.
+        """
+        reactor = _Stopping()
+        ReactorBase.sigInt(reactor, signal.SIGINT)  # type: ignore[arg-type]
+        exitZeroOnTerm(reactor)
+        self.assertEqual(reactor._exitSignal, signal.SIGINT)
+
+    def test_twistdReadsIt(self) -> None:
+        """
+        twistd's runner takes the signal to re-raise from the reactor's
+        C{_exitSignal} (the private name this glue depends on).
+        """
+        source = app.ApplicationRunner.startReactor.__code__.co_names
+        self.assertIn("_exitSignal", source)
