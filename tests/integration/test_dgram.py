@@ -117,6 +117,11 @@ async def services() -> Any:
     made: list[DatagramService] = []
 
     def make(config: ServiceConfig, makePlan: Any = None, **kw: Any) -> DatagramService:
+        events: list[dict[str, Any]] = []
+        kw.setdefault(
+            "serviceLog",
+            logs.ServiceLog.fromConfig(config, None, Logger(observer=events.append)),
+        )
         service = DatagramService(
             config,
             makePlan or planFor(config, "dgreply"),
@@ -124,13 +129,11 @@ async def services() -> Any:
             reactor,
             **kw,
         )
-        service.log = Logger(observer=events.append)
         service.events = events  # type: ignore[attr-defined]
         service.startService()
         made.append(service)
         return service
 
-    events: list[dict[str, Any]] = []
     yield make
     for service in made:
         if service.running:

@@ -230,3 +230,35 @@ def test_jsonLogCannotOpen(etc: tuple[Path, int], tmp_path: Path) -> None:
         stop(proc)
     assert proc.returncode == 1
     assert b"twinetd: --log-json " in out and b"No such file" in out, out
+
+
+def test_datagramServicesCountAsListening(tmp_path: Path) -> None:
+    """
+    The startup summary counts datagram services that listen (each logs its
+    own C{listening} event, as stream services do).
+    """
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    port = freePort()
+    (folder / "echo").write_text(echoService(port))
+    (folder / "udp").write_text(
+        "service echo\n{\n\ttype = INTERNAL UNLISTED\n\tid = echo-dgram\n"
+        f"\tport = {port}\n\tbind = 127.0.0.1\n\tsocket_type = dgram\n"
+        "\twait = yes\n}\n"
+    )
+    events = tmp_path / "events.json"
+    proc = twistd(
+        *("-n", "--pidfile=", "-l", str(tmp_path / "twistd.log")),
+        *("twinetd", "-c", str(folder), "--log-json", str(events)),
+    )
+    try:
+        waitForLine(events, '"started"')
+    finally:
+        stop(proc)
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    listening = {
+        r["service"]: r["protocol"] for r in records if r["twinetdEvent"] == "listening"
+    }
+    assert listening == {"echo-stream": "tcp", "echo-dgram": "udp"}
+    [started] = [r for r in records if r["twinetdEvent"] == "started"]
+    assert (started["services"], started["listening"]) == (2, 2)

@@ -111,10 +111,15 @@ class DatagramTestsMixin:
             return planLaunch(config, peer, {}, 1000)
 
         kw.setdefault("bindPort", self.reactor.bindDatagramPort)
+        kw.setdefault(
+            "serviceLog",
+            logs.ServiceLog.fromConfig(
+                config, None, Logger(observer=self.events.append)
+            ),
+        )
         service = DatagramService(
             config, makePlan, ReactorSpawner(self.reactor), self.reactor, **kw
         )
-        service.log = Logger(observer=self.events.append)
         service.startService()
         self.service = service
         return service
@@ -150,10 +155,10 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         protocol" line).
         """
         service = self.setUpService(record())
-        [event] = [e for e in self.events if "listening" in e["log_format"]]
+        [event] = self.of(logs.LISTENING)
         self.assertEqual(
-            (event["service"], event["address"], event["port"]),
-            ("dg", "127.0.0.1", service.boundPort),
+            (event["service"], event["address"], event["port"], event["protocol"]),
+            ("dg", "127.0.0.1", service.boundPort, "udp"),
         )
         self.assertFalse(self.port.protocol.noisy)
 
@@ -538,14 +543,16 @@ class WaitTests(DatagramTestsMixin, SynchronousTestCase):
             ReactorSpawner(self.reactor),
             self.reactor,
             makeSocket=lambda: self.sock,
+            serviceLog=logs.ServiceLog.fromConfig(
+                record(wait=True), None, Logger(observer=events.append)
+            ),
         )
-        service.log = Logger(observer=events.append)
         service.privilegedStartService()
         self.assertEqual(self.readers(), [])
         service.startService()
         [reader] = self.readers()
         self.assertEqual(reader.fileno(), 7)
-        [listening] = [e for e in events if "listening" in e["log_format"]]
+        [listening] = [e for e in events if e.get("twinetdEvent") == logs.LISTENING]
         self.assertEqual((listening["port"], listening["service"]), (4000, "dg"))
 
     def test_datagramStartsChild(self) -> None:

@@ -138,8 +138,6 @@ MAX_DATAGRAM = 65535
 DEFAULT_CHILD_TIMEOUT = 10.0
 #: Children (and pending admissions) at once when C{instances} is UNLIMITED.
 DEFAULT_MAX_CHILDREN = 64
-#: Seconds between two drop summaries.
-DROP_LOG_INTERVAL = 1.0
 #: The most datagrams one drain reads (the loop is bounded; the rest
 #: trigger a new child).
 DRAIN_LIMIT = 1024
@@ -250,55 +248,6 @@ def _peerOf(addr: Any, local: tuple[str, int]) -> Peer:
     return Peer("udp", str(addr[0]), int(addr[1]), local[0], local[1])
 
 
-class _Drops:
-    """
-    Counts dropped datagrams and logs them at a bounded rate: the first drop
-    after a quiet period as a C{FAIL} event, then one summary per
-    L{DROP_LOG_INTERVAL} while drops continue.
-    """
-
-    def __init__(self, service: DatagramService) -> None:
-        self._service = service
-        self.counts: Counter[str] = Counter()
-        self._pending: Counter[str] = Counter()
-        self._window: IDelayedCall | None = None
-
-    def drop(self, reason: str, peer: Peer | None, detail: str = "") -> None:
-        self.counts[reason] += 1
-        if self._window is None:
-            self._service.serviceLog.fail(reason, peer, detail)
-            self._open()
-        else:
-            self._pending[reason] += 1
-
-    def _open(self) -> None:
-        self._window = self._service._clock.callLater(DROP_LOG_INTERVAL, self._flush)
-
-    def _flush(self) -> None:
-        self._window = None
-        if self._logPending():
-            self._open()
-
-    def stop(self) -> None:
-        if self._window is not None and self._window.active():
-            self._window.cancel()
-        self._window = None
-        self._logPending()
-
-    def _logPending(self) -> bool:
-        # One summary of the drops not logged yet; whether there were any.
-        if not self._pending:
-            return False
-        logs.logDatagramsDropped(
-            self._service.config.id,
-            dict(self._pending),
-            DROP_LOG_INTERVAL,
-            logger=self._service.log,
-        )
-        self._pending.clear()
-        return True
-
-
 class _Child(ChildProcess):
     """
     One child of a datagram service (L{ChildProcess}), with its ticket.
@@ -399,12 +348,11 @@ class _ReplyingChild(_Child):
         self._reply = []
         service = self.service
         if self.overflow:
-            logs.logReplyTruncated(
-                service.config.id,
-                self.pid,
-                len(reply),
-                self.overflow,
-                logger=service.log,
+            service.serviceLog.emit(
+                logs.REPLY_TRUNCATED,
+                pid=self.pid,
+                sent=len(reply),
+                dropped=self.overflow,
             )
         if reply:
             service._sendReply(self, reply, self._addr)
@@ -515,9 +463,10 @@ class DatagramService(Service):
             socket and receives its datagram itself (see the module's
             docstring).
         """
-        self._serviceLog = serviceLog
-        if serviceLog is not None:
-            self.log = serviceLog.logger
+        if serviceLog is None:
+            serviceLog = logs.ServiceLog.fromConfig(config, None, self.log)
+        self.serviceLog = serviceLog
+        self.log = serviceLog.logger
         self.config = config
         self._makePlan = makePlan
         self._spawner = spawner
@@ -540,7 +489,7 @@ class DatagramService(Service):
         self._localtime = localtime
         self.children: set[_Child] = set()
         self._pending = 0
-        self._drops = _Drops(self)
+        self._drops = logs.DropSummary(self.serviceLog, self._clock)
         self._inner: DatagramProtocol | None = None
         self._watcher: _SocketWatcher | None = None
         self._watching = False
@@ -581,12 +530,6 @@ class DatagramService(Service):
 
     # starting and stopping
 
-    @property
-    def serviceLog(self) -> logs.ServiceLog:
-        if self._serviceLog is not None:
-            return self._serviceLog
-        return logs.ServiceLog.fromConfig(self.config, None, self.log)
-
     def privilegedStartService(self) -> None:
         # Before twistd drops privileges: ports below 1024 need root.
         Service.privilegedStartService(self)  # type: ignore[no-untyped-call]
@@ -624,21 +567,11 @@ class DatagramService(Service):
                     self._inner.makeConnection(self.port)  # type: ignore[arg-type]
         except OSError as e:
             self.failure = e
-            logs.logCannotListen(
-                config, listenAddress(config), e.strerror or str(e), self.log
+            self.serviceLog.cannotListen(
+                config, listenAddress(config), e.strerror or str(e)
             )
             return
-        self.log.info(
-            "{service} listening on {address} port {port} ({kind})",
-            service=config.id,
-            address=listenAddress(config),
-            port=self.boundPort,
-            kind="udp, wait = yes"
-            if config.wait
-            else "udp, handoff"
-            if self.handOff
-            else "udp",
-        )
+        self.serviceLog.listening(listenAddress(config), self.boundPort, "udp")
 
     def stopService(self) -> Deferred[None]:
         """
@@ -758,13 +691,12 @@ class DatagramService(Service):
             if self._inner is not None:
                 self._inner.datagramReceived(datagram, addr)
         except OSError as e:
-            logs.logReplyFailed(
-                self.config.id,
-                0,
-                peer.remoteHost,
-                peer.remotePort,
-                e.strerror or str(e),
-                logger=self.log,
+            self.serviceLog.emit(
+                logs.REPLY_FAILED,
+                pid=0,
+                host=peer.remoteHost,
+                port=peer.remotePort,
+                message=e.strerror or str(e),
             )
         finally:
             ticket.release()
@@ -807,13 +739,12 @@ class DatagramService(Service):
             self.port.write(reply, addr)  # type: ignore[attr-defined]
         except Exception as e:
             message = getattr(e, "strerror", None) or str(e) or type(e).__name__
-            logs.logReplyFailed(
-                self.config.id,
-                child.pid,
-                child.peer.remoteHost,
-                child.peer.remotePort,
-                message,
-                logger=self.log,
+            self.serviceLog.emit(
+                logs.REPLY_FAILED,
+                pid=child.pid,
+                host=child.peer.remoteHost,
+                port=child.peer.remotePort,
+                message=message,
             )
 
     def _childEnded(self, child: _Child) -> None:
@@ -937,8 +868,8 @@ class DatagramService(Service):
     def _failed(self, pid: int | None) -> None:
         self._failures += 1
         delay = min(BACKOFF_FIRST * 2 ** (self._failures - 1), BACKOFF_MAX)
-        logs.logDatagramBackoff(
-            self.config.id, pid, delay, self._failures, logger=self.log
+        self.serviceLog.emit(
+            logs.DGRAM_BACKOFF, pid=pid, delay=delay, failures=self._failures
         )
         self._backoff = self._clock.callLater(delay, self._backoffOver)
 

@@ -18,8 +18,6 @@ twinetd's logging, by job:
 
 from __future__ import annotations
 
-from twisted.logger import Logger
-
 from twinetd.logs.events import (
     ACCEPT_FAILED,
     ACCEPT_FAILURES,
@@ -59,7 +57,6 @@ from twinetd.logs.events import (
 from twinetd.logs.repeats import DropSummary, Summariser
 from twinetd.logs.sinks import FileSink, LineSink, LogSinks, SyslogSink
 from twinetd.logs.stderr import MAX_STDERR_LINE, StderrLines
-from twinetd.model import ServiceConfig
 
 __all__ = [
     "ACCEPT_FAILED",
@@ -103,71 +100,5 @@ __all__ = [
     "cannotListen",
     "emit",
     "log",
-    "logCannotListen",
-    "logDatagramBackoff",
-    "logDatagramsDropped",
-    "logReplyFailed",
-    "logReplyTruncated",
     "wholeSeconds",
 ]
-
-
-# The positional emitters listeners/datagram.py still calls; each is emit()
-# with its fields named.  Remove them when it no longer does.
-
-
-def logCannotListen(
-    config: ServiceConfig, address: str, reason: object, logger: Logger = log
-) -> None:
-    cannotListen(config, address, reason, logger)
-
-
-def logDatagramsDropped(
-    service: str, reasons: dict[str, int], interval: float, logger: Logger = log
-) -> None:
-    emit(
-        DGRAM_DROPPED,
-        logger,
-        service=service,
-        count=sum(reasons.values()),
-        reasons=dict(reasons),
-        interval=interval,
-    )
-
-
-def logReplyTruncated(
-    service: str, pid: int | None, sent: int, dropped: int, logger: Logger = log
-) -> None:
-    emit(REPLY_TRUNCATED, logger, service=service, pid=pid, sent=sent, dropped=dropped)
-
-
-def logReplyFailed(
-    service: str,
-    pid: int | None,
-    host: str,
-    port: int,
-    message: str,
-    logger: Logger = log,
-) -> None:
-    emit(
-        REPLY_FAILED,
-        logger,
-        service=service,
-        pid=pid,
-        host=host,
-        port=port,
-        message=message,
-    )
-
-
-def logDatagramBackoff(
-    service: str, pid: int | None, delay: float, failures: int, logger: Logger = log
-) -> None:
-    emit(
-        DGRAM_BACKOFF,
-        logger,
-        service=service,
-        pid=pid,
-        delay=delay,
-        failures=failures,
-    )
