@@ -332,11 +332,6 @@ class ChildConnectionTests(SynchronousTestCase):
         )
         return connection, ended
 
-    def test_attributes(self) -> None:
-        connection, _ = self.build()
-        self.assertEqual(connection.serviceId, "svc")
-        self.assertIs(connection.log, connection.serviceLog.logger)
-
     def test_endedOnceBothAreOver(self) -> None:
         """
         C{onEnded} runs once, when the connection and the child are both

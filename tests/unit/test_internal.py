@@ -19,8 +19,9 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd.errors import ConfigError, SourceLocation
-from twinetd.model import ServiceConfig, SocketType
+from twinetd.model import INTERNAL_SERVICES, ServiceConfig, SocketType
 from twinetd.modes.internal import (
+    BUILTINS,
     CHARGEN_CHUNK_LINES,
     ChargenDatagram,
     ChargenRing,
@@ -248,6 +249,24 @@ class SelectionTests(SynchronousTestCase):
             self.assertIsInstance(service.datagramProtocol(Clock()), cls)
             with self.assertRaises(ValueError):
                 service.buildStream(Clock())
+
+    def test_registryAndModelAgree(self) -> None:
+        """
+        The builtins are one registry; the names the configuration accepts
+        (L{INTERNAL_SERVICES}) are its names, the sensor aside.
+        """
+        self.assertEqual(set(BUILTINS), INTERNAL_SERVICES | {"sensor"})
+
+    def test_unknownBuiltinIsNotTime(self) -> None:
+        """
+        A name outside the registry is an error, never served as the last
+        builtin of a chain.
+        """
+        service = InternalService("nope", SocketType.STREAM)
+        with self.assertRaises(KeyError):
+            service.buildStream(Clock())
+        with self.assertRaises(KeyError):
+            InternalService("nope", SocketType.DGRAM).datagramProtocol(Clock())
 
     def test_sharedRing(self) -> None:
         """
@@ -518,9 +537,3 @@ class DatagramTests(SynchronousTestCase):
             self.assertEqual((events[0]["host"], events[0]["port"]), ("10.0.0.1", 1023))
             proto.datagramReceived(b"x", ("10.0.0.1", 1024))
             self.assertEqual(len(transport.sent), 1)
-
-
-class ServiceTests(SynchronousTestCase):
-    def test_frozen(self) -> None:
-        service = InternalService("echo", SocketType.STREAM)
-        self.assertEqual(service, InternalService("echo", SocketType.STREAM))

@@ -54,7 +54,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twinetd.errors import ConfigError
-from twinetd.model import INTERNAL_SERVICES, ServiceConfig, SocketType
+from twinetd.model import ServiceConfig, SocketType
 
 LocalTime = Callable[[float], time.struct_time]
 
@@ -389,7 +389,54 @@ class InternalFactory(ServerFactory):
         return proto
 
 
-BUILTINS = INTERNAL_SERVICES
+#: A stream builtin: (ring, clock, localtime) to a protocol per connection.
+StreamBuilder = Callable[["ChargenRing", IReactorTime, LocalTime], Protocol]
+#: A datagram builtin: (ring, clock, localtime, refusePrivilegedPorts) to the
+#: protocol answering every datagram of the port.
+DatagramBuilder = Callable[
+    ["ChargenRing", IReactorTime, LocalTime, bool], DatagramProtocol
+]
+
+
+@attrs.frozen
+class Builtin:
+    """
+    One builtin in both its forms.
+    """
+
+    stream: StreamBuilder
+    datagram: DatagramBuilder
+
+
+#: Every builtin, by the name xinetd selects it by (the service name; the
+#: C{SENSOR} flag selects C{sensor}, which behaves as discard).  The names
+#: of L{twinetd.model.INTERNAL_SERVICES} are these without C{sensor} (a test
+#: keeps the two equal).
+BUILTINS: dict[str, Builtin] = {
+    "echo": Builtin(
+        stream=lambda ring, clock, localtime: EchoStream(),
+        datagram=lambda ring, clock, localtime, refuse: EchoDatagram(refuse),
+    ),
+    "discard": Builtin(
+        stream=lambda ring, clock, localtime: DiscardStream(),
+        datagram=lambda ring, clock, localtime, refuse: DiscardDatagram(refuse),
+    ),
+    "chargen": Builtin(
+        stream=lambda ring, clock, localtime: ChargenStream(ring),
+        datagram=lambda ring, clock, localtime, refuse: ChargenDatagram(ring, refuse),
+    ),
+    "daytime": Builtin(
+        stream=lambda ring, clock, localtime: DaytimeStream(clock, localtime),
+        datagram=lambda ring, clock, localtime, refuse: DaytimeDatagram(
+            clock, localtime, refuse
+        ),
+    ),
+    "time": Builtin(
+        stream=lambda ring, clock, localtime: TimeStream(clock),
+        datagram=lambda ring, clock, localtime, refuse: TimeDatagram(clock, refuse),
+    ),
+}
+BUILTINS["sensor"] = BUILTINS["discard"]
 
 
 @attrs.frozen
@@ -424,15 +471,7 @@ class InternalService:
         """
         if self.socketType is not SocketType.STREAM:
             raise ValueError(f"{self.name} is a {self.socketType.value} service")
-        if self.name in ("discard", "sensor"):
-            return DiscardStream()
-        if self.name == "echo":
-            return EchoStream()
-        if self.name == "chargen":
-            return ChargenStream(self.ring)
-        if self.name == "daytime":
-            return DaytimeStream(clock, localtime)
-        return TimeStream(clock)
+        return BUILTINS[self.name].stream(self.ring, clock, localtime)
 
     def streamFactory(
         self, clock: IReactorTime, localtime: LocalTime = time.localtime
@@ -458,16 +497,9 @@ class InternalService:
         """
         if self.socketType is not SocketType.DGRAM:
             raise ValueError(f"{self.name} is a {self.socketType.value} service")
-        refuse = refusePrivilegedPorts
-        if self.name in ("discard", "sensor"):
-            return DiscardDatagram(refuse)
-        if self.name == "echo":
-            return EchoDatagram(refuse)
-        if self.name == "chargen":
-            return ChargenDatagram(self.ring, refuse)
-        if self.name == "daytime":
-            return DaytimeDatagram(clock, localtime, refuse)
-        return TimeDatagram(clock, refuse)
+        return BUILTINS[self.name].datagram(
+            self.ring, clock, localtime, refusePrivilegedPorts
+        )
 
 
 def internalFor(
@@ -492,7 +524,7 @@ def internalFor(
             "the tcpmux internal service is not supported",
             "type",
         )
-    if name not in BUILTINS | {"sensor"} or config.socketType not in (
+    if name not in BUILTINS or config.socketType not in (
         SocketType.STREAM,
         SocketType.DGRAM,
     ):
