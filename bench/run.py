@@ -20,8 +20,8 @@ twinetd runs twice: bridging (the default) and in handoff mode
 tcpserver do).
 
 Standard library only. Run with any Python 3.9+; twinetd itself is started
-with --twinetd-python (default /tmp/venv/bin/python) and PYTHONPATH set to
-the repository root. See bench/README.md.
+with --twinetd-python (default: the checkout's .venv) and PYTHONPATH set
+to the repository root. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -42,10 +42,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+#: The checkout's virtual environment (`python3 dev.py test` makes it).
+DEFAULT_PYTHON = Path(REPO) / ".venv" / "bin" / "python"
 HOST = "127.0.0.1"
 # Below the kernel's ephemeral range (32768-60999 here) and inside the
 # range this project reserves for manual experiments.
@@ -766,9 +769,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--twinetd-python",
-        default="/tmp/venv/bin/python"
-        if os.path.exists("/tmp/venv/bin/python")
-        else sys.executable,
+        default=str(DEFAULT_PYTHON) if DEFAULT_PYTHON.exists() else sys.executable,
+        help="the Python that runs twinetd (default: the checkout's .venv, "
+        "made by `python3 dev.py test`, else this one)",
     )
     p.add_argument(
         "--twinetd-user",
