@@ -282,7 +282,11 @@ def makeService(options: Options) -> IService:
     if options["metrics"] is not None:
         from twinetd.metrics import MetricsService
 
-        first.append(MetricsService(options["metrics"], daemon, reactor))
+        try:
+            first.append(MetricsService(options["metrics"], daemon, reactor))
+        except ValueError as e:
+            sys.stderr.write(f"twinetd: --metrics {options['metrics']}: {e}\n")
+            raise SystemExit(1) from None
     # Before the listeners: they listen in privilegedStartService.
     for service in reversed(first):
         service.setServiceParent(daemon)  # type: ignore[no-untyped-call]
