@@ -97,8 +97,10 @@ def keepPrevious(
     What a reload serves: the services C{result} loaded, plus the running
     definition of each service whose new one has errors (as nginx and
     HAProxy keep a configuration that does not load; xinetd drops the
-    service).  When the configuration cannot be read at all, every running
-    service is kept.  A kept service that would clash with a loaded one
+    service).  A service missing from a file that now has an error outside
+    any service (the file cannot be read, a line no entry holds) is kept
+    too, and when the configuration cannot be read at all, every running
+    service is.  A kept service that would clash with a loaded one
     (its id, or its port and protocol) is not kept.
 
     @param running: the records being served, by id.
@@ -111,9 +113,13 @@ def keepPrevious(
         failed = {serviceId: result.unreadable[0] for serviceId in running}
     else:
         failed = dict(result.failed)
+    broken: dict[str, Problem] = {}
+    for error in result.errors:
+        if error.service is None:
+            broken.setdefault(error.location.file, error)
     taken = {c.id for c in records} | {(c.port, c.protocol) for c in records}
     for serviceId, old in running.items():
-        problem = failed.get(serviceId)
+        problem = failed.get(serviceId) or broken.get(old.source.file)
         if problem is None or serviceId in taken or (old.port, old.protocol) in taken:
             continue
         records.append(old)

@@ -67,6 +67,17 @@ class KeepPreviousTests(SynchronousTestCase):
         result = LoadResult((taker,), (error,), failed=(("stamp", error),))
         self.assertEqual(keepPrevious({"stamp": self.stamp}, result), ([taker], []))
 
+    def test_brokenFile(self) -> None:
+        """
+        A service missing from a file that now has an error outside any
+        service (it cannot be read) is kept.
+        """
+        error = Problem(SourceLocation(self.stamp.source.file, 0), None, "cannot read")
+        result = LoadResult((self.other,), (error,))
+        records, kept = keepPrevious(self.running, result)
+        self.assertEqual(records, [self.other, self.stamp])
+        self.assertEqual(kept, [(self.stamp, error)])
+
     def test_unreadable(self) -> None:
         """
         A configuration that cannot be read keeps every running service.
