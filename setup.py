@@ -31,6 +31,8 @@ setup(
         "twisted>=24.3,<27",
         "zope.interface>=6.0",
         "attrs>=23.1",
+        # --metrics: the Prometheus text format (small, pure Python).
+        "prometheus_client>=0.17",
     ],
     extras_require={
         "test": [

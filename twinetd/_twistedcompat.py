@@ -99,3 +99,20 @@ def isLifecycleLine(event: Mapping[str, Any], modulePrefix: str) -> bool:
         return False
     match = _PROTOCOL_LINE.fullmatch(text)
     return match is not None and match.group(2).startswith(modulePrefix)
+
+
+def exitSignal(reactor: object) -> int | None:
+    """
+    The signal that stopped the reactor, which twistd re-raises once the
+    reactor has stopped (C{ReactorBase._exitSignal}, read by
+    C{twisted.application.app.ApplicationRunner.startReactor}).
+    """
+    signum: int | None = getattr(reactor, "_exitSignal", None)
+    return signum
+
+
+def clearExitSignal(reactor: object) -> None:
+    """
+    Let twistd exit normally after a signal stopped the reactor.
+    """
+    reactor._exitSignal = None  # type: ignore[attr-defined]

@@ -13,15 +13,22 @@ C{-dontfork} or C{-d}, logs to syslog (facility C{daemon}) unless
 C{-filelog} or C{-d}, and runs every stream program in drop-in mode (the
 socket itself, as xinetd gives it; C{--bridge} for twinetd's bridge).
 Options after C{--} go to C{twistd twinetd} unchanged.
+
+C{twinetd status ENDPOINT} prints the status of a daemon started with
+C{--metrics ENDPOINT} (the same description) as a table.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
 import os
+import re
+import socket
 import sys
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 from twisted.logger import ILogObserver
 
@@ -113,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
             "An xinetd-compatible super-server built on Twisted. Takes "
             "xinetd's options, in xinetd's spelling (-dontfork) or GNU "
             "style (--dontfork); options after -- go to 'twistd twinetd'."
+        ),
+        epilog=(
+            "'twinetd status ENDPOINT' prints the status of a daemon started "
+            "with '-- --metrics ENDPOINT'."
         ),
         allow_abbrev=False,
     )
@@ -230,6 +241,78 @@ def syslogObserver() -> ILogObserver:
     return LegacyLogObserverWrapper(cast(Any, observer.emit))
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self._path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def statusConnection(endpoint: str, timeout: float) -> http.client.HTTPConnection:
+    """
+    A connection to the C{--metrics} server named by its server endpoint
+    description: C{tcp:PORT[:interface=ADDRESS]} (C{127.0.0.1} when it
+    listens on every address), C{tcp6:...}, C{unix:PATH[:...]}.
+
+    @raise ValueError: not such a description.
+    """
+    kind, _, rest = endpoint.partition(":")
+    # Colons inside a value are escaped (interface=\:\:1).
+    fields = [f.replace("\\:", ":") for f in re.split(r"(?<!\\):", rest)]
+    options = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+    if kind in ("tcp", "tcp6") and fields[0].isdigit():
+        wildcard = "::1" if kind == "tcp6" else "127.0.0.1"
+        host = options.get("interface") or wildcard
+        if host in ("0.0.0.0", "::"):
+            host = wildcard
+        return http.client.HTTPConnection(host, int(fields[0]), timeout=timeout)
+    if kind == "unix" and fields[0]:
+        return _UnixHTTPConnection(fields[0], timeout)
+    raise ValueError(f"not a tcp: or unix: endpoint: {endpoint}")
+
+
+def status(argv: Sequence[str], out: TextIO, timeout: float = 10.0) -> int:
+    """
+    C{twinetd status ENDPOINT}: print the status of the daemon whose
+    C{--metrics} listens on ENDPOINT; 0, or 1 when it cannot be had.
+    """
+    from twinetd.status import statusTable
+
+    parser = argparse.ArgumentParser(
+        prog="twinetd status",
+        description="Print the status of a daemon started with --metrics ENDPOINT.",
+    )
+    parser.add_argument(
+        "endpoint",
+        metavar="ENDPOINT",
+        help="the daemon's --metrics (tcp:9465:interface=127.0.0.1, unix:PATH)",
+    )
+    endpoint = parser.parse_args(argv).endpoint
+    try:
+        connection = statusConnection(endpoint, timeout)
+        connection.request("GET", "/status")
+        response = connection.getresponse()
+        body = response.read()
+        connection.close()
+        if response.status != 200:
+            raise OSError(f"HTTP {response.status} {response.reason}")
+        document = json.loads(body)
+    except (OSError, ValueError) as e:
+        sys.stderr.write(f"twinetd status: {endpoint}: {e}\n")
+        return 1
+    out.write(statusTable(document) + "\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """
     Run the C{twinetd} command (the console script and C{python -m twinetd}).
@@ -237,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     global _facility
     if argv is None:
         argv = sys.argv[1:]
+    if argv[:1] == ["status"]:
+        raise SystemExit(status(argv[1:], sys.stdout))
     umask = os.umask(0o022)
     os.umask(umask)
     twistd, facility = twistdArgv(argv, umask, os.getcwd())

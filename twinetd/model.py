@@ -224,6 +224,9 @@ class Peer:
     @ivar remotePort: the client's port.
     @ivar localHost: the address the client reached.
     @ivar localPort: the port the client reached.
+    @ivar accepted: when the connection was accepted (or the datagram
+        read), on the reactor's clock, if known; not part of the peer's
+        identity.
     """
 
     protocol: str
@@ -231,6 +234,7 @@ class Peer:
     remotePort: int
     localHost: str
     localPort: int
+    accepted: float | None = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def remoteAddress(self) -> str:

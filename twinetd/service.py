@@ -2,11 +2,16 @@
 The runtime tree: service records and a reactor become a L{MultiService} with
 one listener per record.
 
-Embedders build the same tree as C{twistd twinetd} does::
+Embedders build the same tree as C{twistd twinetd} does, and add
+L{DaemonControl} for what the plugin does beyond the tree (signals, umask,
+reaping, systemd)::
 
-    from twinetd.service import fromPath
+    from twinetd.config import loadPath
+    from twinetd.service import DaemonControl, fromPath
     daemon, result = fromPath("/etc/xinetd.d", reactor)
     daemon.setServiceParent(application)
+    control = DaemonControl(daemon, reactor, load=lambda: loadPath("/etc/xinetd.d"))
+    control.setServiceParent(application)
 """
 
 from __future__ import annotations
@@ -26,19 +31,37 @@ from twisted.internet.interfaces import (
 )
 from twisted.logger import Logger
 
+import twinetd
 from twinetd.config import LoadResult, Lookups, loadPath, loadText
+from twinetd.control import DaemonControl, keepPrevious, logProblems, summary
 from twinetd.errors import ConfigError
 from twinetd.launch import LaunchPlan, planLaunch
 from twinetd.listeners.datagram import DatagramService
+from twinetd.listeners.sockets import listenAddress
 from twinetd.listeners.stream import ListenerService, Runtime, StreamFactory
 from twinetd.listeners.waitstream import WaitStreamService
-from twinetd.logs import LogSinks
+from twinetd.logs import RELOADED, LogSinks, emit
+from twinetd.logs.counters import Counters
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.internal import ChargenRing, internalFor
 from twinetd.policy.access import DenyList
 from twinetd.policy.gate import Gate, Refused, noNames, threadedResolver
 from twinetd.policy.limits import Limits, Ticket
 from twinetd.spawn import spawnerFor
+from twinetd.status import ServiceState, statusDocument
+
+__all__ = [
+    "DaemonControl",
+    "DaemonSettings",
+    "TwinetdService",
+    "fromPath",
+    "fromRecords",
+    "fromText",
+    "keepPrevious",
+    "logProblems",
+    "summary",
+    "unsupportedReason",
+]
 
 log = Logger(namespace="twinetd")
 
@@ -107,7 +130,13 @@ class TwinetdService(MultiService):
 
     @ivar records: the records being served, by id.
     @ivar runtime: what the services share (spawner, gate, ...).
+    @ivar counters: what the services have done so far, counted from
+        their events (for the status and the metrics).
+    @ivar startedAt: when the daemon started (the reactor's clock), once it
+        has.
     """
+
+    startedAt: float | None = None
 
     def __init__(self, runtime: Runtime, reactor: Any) -> None:
         super().__init__()
@@ -116,6 +145,51 @@ class TwinetdService(MultiService):
         self.records: dict[str, ServiceConfig] = {}
         # Listeners replaced by a reload, whose connections still run.
         self._retired: set[ListenerService] = set()
+        self.counters = Counters()
+        runtime.sinks.addObserver(self.counters)
+
+    def startService(self) -> None:
+        self.startedAt = self.runtime.clock.seconds()
+        super().startService()
+
+    def states(self) -> list[ServiceState]:
+        """
+        Each served service as it is now, read from the tree.
+        """
+        limits = self.runtime.gate.limits
+        states = []
+        for serviceId, config in self.records.items():
+            child = self.namedServices.get(serviceId)
+            bound = getattr(child, "boundPort", None)
+            failed = getattr(child, "failure", None) is not None
+            paused = limits.isDisabled(serviceId)
+            states.append(
+                ServiceState(
+                    id=serviceId,
+                    protocol=config.protocol,
+                    port=config.port if bound is None else bound,
+                    address=listenAddress(config),
+                    kind=_kind(config, self.runtime),
+                    listening=bound is not None and not paused,
+                    paused=paused,
+                    settled=bound is not None or failed or paused,
+                    running=limits.running(serviceId),
+                )
+            )
+        return states
+
+    def status(self) -> dict[str, Any]:
+        """
+        The status document (C{/status}, SIGUSR2, C{twinetd status}).
+        """
+        now = self.runtime.clock.seconds()
+        return statusDocument(
+            self.states(),
+            self.counters,
+            pid=os.getpid(),
+            uptime=0.0 if self.startedAt is None else now - self.startedAt,
+            version=twinetd.__version__,
+        )
 
     def listener(self, serviceId: str) -> ListenerService:
         child = self.getServiceNamed(serviceId)
@@ -153,6 +227,8 @@ class TwinetdService(MultiService):
                 wanted[config.id] = config
             else:
                 _logSkipped(config, reason)
+        for serviceId in sorted(wanted.keys() - self.records.keys()):
+            emit(RELOADED, log, service=serviceId, change="added", detail=None)
         stopping: list[Deferred[Any]] = []
         self._retired = {child for child in self._retired if child.factory.live}
         for serviceId, old in list(self.records.items()):
@@ -174,7 +250,8 @@ class TwinetdService(MultiService):
                 self.runtime.gate.limits.removeService(serviceId)
                 # Stops it (and its servers) when the daemon runs.
                 stopping.append(maybeDeferred(child.disownServiceParent))
-            log.info("{service}: {what}", service=serviceId, what="reconfigured")
+            change = "removed" if new is None else "changed"
+            emit(RELOADED, log, service=serviceId, change=change, detail=None)
         done = gatherResults(stopping) if stopping else succeed([])
         return done.addCallback(lambda _: self._startNew(wanted))
 
@@ -204,6 +281,18 @@ class TwinetdService(MultiService):
     def _stopped(self, result: Any) -> None:
         self.runtime.gate.limits.stop()
         self.runtime.sinks.close()
+
+
+def _kind(config: ServiceConfig, runtime: Runtime) -> str:
+    if config.isInternal:
+        return "internal"
+    if config.redirect is not None:
+        return "redirect"
+    if config.socketType is SocketType.DGRAM:
+        return "datagram"
+    if config.wait:
+        return "wait"
+    return "handoff" if runtime.handsOff(config) else "bridge"
 
 
 def _sameService(old: ServiceConfig, new: ServiceConfig) -> bool:
@@ -329,17 +418,6 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
             admit=lambda: runtime.gate.admit(config, None),
         )
     return ListenerService(config, StreamFactory(config, runtime, serviceLog), reactor)
-
-
-def logProblems(result: LoadResult) -> None:
-    """
-    Log every problem of a configuration load, errors as errors.
-    """
-    for problem in result.problems:
-        if problem.isError:
-            log.error("{problem}", problem=str(problem), twinetdProblem=problem)
-        else:
-            log.warn("{problem}", problem=str(problem), twinetdProblem=problem)
 
 
 def fromPath(

@@ -7,14 +7,10 @@ L{makeService}.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import resource
 import shlex
-import signal
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO
 
 from twisted.application.service import IService
 from twisted.logger import Logger
@@ -22,32 +18,18 @@ from twisted.python import usage
 
 import twinetd
 from twinetd.config import LoadResult, Lookups, loadPath
+from twinetd.control import logProblems, summary
 from twinetd.errors import printable
 from twinetd.launch import argvFor
 from twinetd.model import ServiceConfig, SocketType
 
 if TYPE_CHECKING:
+    from twinetd.logs.twistd import TwistdLog
     from twinetd.service import TwinetdService
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
 
 log = Logger(namespace="twinetd")
-
-
-def summary(result: LoadResult) -> str:
-    """
-    One line: how many services load, how many are skipped, how many
-    warnings.
-    """
-    services = len(result.services)
-    errors = len(result.errors)
-    warnings = len(result.warnings)
-    return (
-        f"{services} service{'s' if services != 1 else ''} loaded, "
-        f"{result.skipped} skipped, {result.disabled} disabled, "
-        f"{errors} error{'s' if errors != 1 else ''}, "
-        f"{warnings} warning{'s' if warnings != 1 else ''}"
-    )
 
 
 def load(options: Options, lookups: Lookups) -> LoadResult:
@@ -223,6 +205,15 @@ class Options(usage.Options):
             float,
         ],
         [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at /metrics and a JSON status at /status "
+            "on this Twisted server endpoint (tcp:9465:interface=127.0.0.1, "
+            "unix:/run/twinetd/metrics.sock).",
+            str,
+        ],
+        [
             "log-json",
             None,
             None,
@@ -252,58 +243,82 @@ class Options(usage.Options):
 
 def makeService(options: Options) -> IService:
     """
-    Build the daemon's service tree from the options.
+    Build the daemon's service tree from the options, without touching the
+    process: signal handlers, the umask, the reaper and systemd's
+    notifications are set up when the tree starts (L{DaemonControl}).
+
+    The tree: the daemon (L{TwinetdService}), whose first children are
+    twistd's log set-up (L{TwistdLog}), L{DaemonControl} and the
+    C{--metrics} server, then one listener per service.
     """
     from twisted.internet import reactor
 
-    from twinetd.service import DaemonSettings, fromRecords, logProblems
-    from twinetd.spawn import installExitedReaper
+    from twinetd.sdnotify import NOTIFY_SOCKET, Notifier
+    from twinetd.service import DaemonControl, DaemonSettings, fromRecords
 
     result = startup(options, Lookups.system(), sys.stderr)
-    installExitedReaper()
-    prepareProcess()
-
-    # As xinetd: children inherit the daemon's umask with 022 added, unless
-    # a service sets its own umask.
-    os.umask(os.umask(0o077) | 0o022)
     settings = DaemonSettings(
         killDelay=options["kill-delay"],
         processLimit=options["limit"],
         handoff=bool(options["handoff"]),
+        environment=tuple(
+            (name, value) for name, value in os.environ.items() if name != NOTIFY_SOCKET
+        ),
     )
     logProblems(result)
     if not result.services:
         log.warn("no services to serve; waiting for SIGHUP")
     daemon = fromRecords(result.services, reactor, settings)
-    path = options["config"] or options["inetd-conf"]
-
-    def reload() -> None:
-        # xinetd's SIGHUP: read the configuration again, change what differs.
-        log.info("SIGHUP: reloading {path}", path=path)
-        daemon.runtime.sinks.reopenAll()
-        reloaded = load(options, Lookups.system())
-        logProblems(reloaded)
-        log.info("{summary}", summary=summary(reloaded))
-        daemon.reload(reloaded.services)
-
-    signal.signal(signal.SIGHUP, lambda *_: cast(Any, reactor).callFromThread(reload))
-    cast(Any, reactor).addSystemEventTrigger(
-        "after", "shutdown", exitZeroOnTerm, reactor
+    twistdLog = _twistdLog(options, reactor, daemon, result)
+    control = DaemonControl(
+        daemon,
+        reactor,
+        load=lambda: load(options, Lookups.system()),
+        umask=_umask(options),
+        notifier=Notifier.fromEnvironment(dict(os.environ)),
+        reopen=[twistdLog.reopen],
+        processLikeXinetd=True,
     )
-    cast(Any, reactor).addSystemEventTrigger(
-        "after", "startup", _chainRotation, reactor, daemon.runtime.sinks.reopenAll
-    )
-    _setUpLog(options, reactor, daemon, result)
+    first: list[IService] = [twistdLog, control]
+    if options["metrics"] is not None:
+        from twinetd.metrics import MetricsService
+
+        try:
+            first.append(MetricsService(options["metrics"], daemon, reactor))
+        except ValueError as e:
+            sys.stderr.write(f"twinetd: --metrics {options['metrics']}: {e}\n")
+            raise SystemExit(1) from None
+    # Before the listeners: they listen in privilegedStartService.
+    for service in reversed(first):
+        service.setServiceParent(daemon)  # type: ignore[no-untyped-call]
+        daemon.services.remove(service)
+        daemon.services.insert(0, service)
     return daemon
 
 
-def _setUpLog(
+def _umask(options: Options) -> int | None:
+    """
+    The umask children inherit, as xinetd's: the invoking one with 022
+    added.  twistd sets 077 after L{makeService} when it goes to the
+    background, so L{DaemonControl} sets this one when the daemon starts;
+    C{None} when twistd was given C{--umask}, which then stands.
+    """
+    parent = getattr(options, "parent", None)
+    if parent is not None and parent.get("umask") is not None:
+        return None
+    # Read without changing it (there is no getumask).
+    invoking = os.umask(0o022)
+    os.umask(invoking)
+    return invoking | 0o022
+
+
+def _twistdLog(
     options: Options, reactor: Any, daemon: TwinetdService, result: LoadResult
-) -> None:
+) -> TwistdLog:
     """
     twistd's log for the daemon (L{TwistdLog}: without Twisted's per-port
-    lines, failed accepts summarised, the JSON log, a startup summary),
-    started before the daemon's listeners.
+    lines, failed accepts summarised, the JSON log, a startup summary);
+    it must start before the daemon's listeners.
     """
     from twinetd.logs.jsonlog import JsonLog
     from twinetd.logs.twistd import LoadCounts, TwistdLog
@@ -322,79 +337,4 @@ def _setUpLog(
         errors=len(result.errors),
         warnings=len(result.warnings),
     )
-    twistdLog = TwistdLog(reactor, daemon.runtime.sinks, counts, jsonLog)
-    twistdLog.setServiceParent(daemon)  # type: ignore[no-untyped-call]
-    daemon.services.remove(twistdLog)
-    daemon.services.insert(0, twistdLog)
-    cast(Any, reactor).addSystemEventTrigger(
-        "after", "startup", _chainRotation, reactor, twistdLog.reopen
-    )
-
-
-def _ignore(signum: int, frame: Any) -> None:
-    """
-    A handler that does nothing: the daemon still ignores the signal, and
-    its children, where handlers revert at exec, do not.
-    """
-
-
-def prepareProcess() -> None:
-    """
-    Set the daemon process up as xinetd sets itself up, for its children:
-
-      - the soft C{RLIMIT_NOFILE} is raised to the hard limit (children
-        inherit it, as xinetd's do);
-      - signals the daemon inherited as ignored (C{nohup}, a shell's
-        background job) are caught by a handler that does nothing instead,
-        so that no child starts with them ignored (xinetd resets every
-        signal in its children).  C{SIGPIPE} and C{SIGXFSZ}, which Python
-        ignores, are reset in each child by the spawner;
-      - a root daemon drops its own supplementary groups: xinetd's children
-        get none unless C{groups = yes} (C{setgroups(0, NULL)}), and then a
-        C{user = root} child needs no switch at all, the cheap spawn.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    for signum in signal.valid_signals():
-        if signum in (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ):
-            continue
-        with contextlib.suppress(ValueError, OSError):
-            if signal.getsignal(signum) == signal.SIG_IGN:
-                signal.signal(signum, _ignore)
-    if os.geteuid() == 0 and os.getgroups():
-        with contextlib.suppress(OSError):
-            os.setgroups([])
-
-
-def exitZeroOnTerm(reactor: Any) -> None:
-    """
-    After a shutdown caused by C{SIGTERM}, let twistd exit with status 0.
-
-    twistd re-raises the signal that stopped the reactor once the reactor
-    has stopped (the process ends "killed by SIGTERM", status 143); xinetd
-    exits 0 on SIGTERM, and service managers count anything else as a
-    failure.  This runs as an "after shutdown" trigger: every service has
-    stopped by then, and every child has ended.  C{SIGINT} (^C) is left
-    to twistd.
-    """
-    # Twisted's ReactorBase._exitSignal, read by twistd's runner after the
-    # reactor stops (twisted.application.app.ApplicationRunner.startReactor).
-    if getattr(reactor, "_exitSignal", None) == signal.SIGTERM:
-        reactor._exitSignal = None
-
-
-def _chainRotation(reactor: Any, reopen: Callable[[], None]) -> None:
-    """
-    twistd rotates its own log on SIGUSR1; reopen the services' log files
-    then too (after twistd's handler, which is installed by then).
-    """
-    previous = signal.getsignal(signal.SIGUSR1)
-
-    def rotate(signum: int, frame: Any) -> None:
-        if callable(previous):
-            previous(signum, frame)
-        reactor.callFromThread(reopen)
-
-    signal.signal(signal.SIGUSR1, rotate)
+    return TwistdLog(reactor, daemon.runtime.sinks, counts, jsonLog)

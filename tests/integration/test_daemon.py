@@ -242,10 +242,15 @@ async def test_cpsPausesListening(daemons: Any, events: Any) -> None:
     ]
     with pytest.raises(ConnectionRefusedError):
         await fetch(port)
+    # The status says so (twinetd_listening 0 while paused).
+    [state] = d.daemon.states()
+    assert (state.listening, state.paused, state.settled) == (False, True, True)
     # xinetd's cps window lasts `rate` seconds and a trip does not reset it:
     # past the pause (and so the window), the service serves again.
     await sleep(3.1)
     assert json.loads((await fetch(port)).data)["env"]["REMOTE_ADDR"] == "127.0.0.1"
+    [state] = d.daemon.states()
+    assert (state.listening, state.paused, state.port) == (True, False, port)
 
 
 @pytest_twisted.ensureDeferred
@@ -279,6 +284,8 @@ async def test_portInUse(events: Any) -> None:
             await sleep(0.05)
         assert [e["service"] for e in errors] == ["busy"]
         assert daemon.listener("busy").port is None
+        states = {s.id: (s.listening, s.settled) for s in daemon.states()}
+        assert states == {"busy": (False, True), "free": (True, True)}
     finally:
         taken.close()
         await within(daemon.stopService())

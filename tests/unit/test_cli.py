@@ -10,7 +10,7 @@ import io
 from twisted.trial.unittest import SynchronousTestCase
 
 import twinetd
-from twinetd.cli import twistdArgv
+from twinetd.cli import status, statusConnection, twistdArgv
 
 
 def translate(*argv: str, umask: int = 0o002) -> tuple[list[str], str | None]:
@@ -150,3 +150,36 @@ class TwistdArgvTests(SynchronousTestCase):
         self.assertEqual(raised.exception.code, 0)
         self.assertEqual(out.getvalue().strip(), twinetd.versionText())
         self.assertIn(twinetd.__version__, out.getvalue())
+
+
+class StatusTests(SynchronousTestCase):
+    """
+    C{twinetd status ENDPOINT}: where it connects for each description.
+    """
+
+    def test_tcp(self) -> None:
+        for endpoint, expected in [
+            ("tcp:9465:interface=127.0.0.1", ("127.0.0.1", 9465)),
+            ("tcp:9465", ("127.0.0.1", 9465)),
+            ("tcp:9465:interface=0.0.0.0:backlog=5", ("127.0.0.1", 9465)),
+            ("tcp6:9465:interface=\\:\\:1", ("::1", 9465)),
+            ("tcp6:9465", ("::1", 9465)),
+        ]:
+            connection = statusConnection(endpoint, 1.0)
+            self.assertEqual((connection.host, connection.port), expected, endpoint)
+
+    def test_unix(self) -> None:
+        connection = statusConnection("unix:/run/twinetd/metrics.sock:lockfile=1", 1)
+        self.assertEqual(connection._path, "/run/twinetd/metrics.sock")  # type: ignore[attr-defined]
+
+    def test_other(self) -> None:
+        for endpoint in ("ssl:9465", "tcp:http", "unix:", "9465"):
+            with self.assertRaises(ValueError):
+                statusConnection(endpoint, 1.0)
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            self.assertEqual(status(["ssl:9465"], io.StringIO()), 1)
+        self.assertEqual(
+            err.getvalue(),
+            "twinetd status: ssl:9465: not a tcp: or unix: endpoint: ssl:9465\n",
+        )

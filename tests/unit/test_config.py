@@ -926,3 +926,55 @@ class SystemLookupsTests(SynchronousTestCase):
         self.assertIsNone(lookups.group("no-such-group-twinetd"))
         self.assertIsNone(lookups.servicePort("no-such-service-twinetd", "tcp"))
         self.assertEqual(lookups.euid, os.geteuid())
+
+    def test_defaultLookups(self) -> None:
+        """
+        Without C{lookups}, C{loadText} and C{loadPath} use the system's.
+        """
+        text = service(" user = -\n", name="mine")
+        self.assertEqual([c.id for c in loadText(text, "/etc/t/f").services], ["mine"])
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        with open(os.path.join(folder, "mine"), "w") as f:
+            f.write(text)
+        self.assertEqual([c.id for c in loadPath(folder).services], ["mine"])
+
+
+class FailedTests(SynchronousTestCase):
+    """
+    L{LoadResult.failed}: the services left out for errors, by id, each
+    with its first error (what a reload needs to keep their previous
+    definition).
+    """
+
+    def test_attributeError(self) -> None:
+        result = load(
+            service(" only_form = 1.2.3.4\n bogus = 1\n", name="s")
+            + service(" id = other\n nice = lots\n", name="t", port=20001)
+            + service("", name="good", port=20002)
+        )
+        self.assertEqual(
+            [(i, str(p)) for i, p in result.failed],
+            [
+                (
+                    "s",
+                    "/etc/t/f.conf:9: s: unknown attribute only_form (did you "
+                    "mean only_from?)",
+                ),
+                ("other", str(result.failed[1][1])),
+            ],
+        )
+        self.assertIn("nice", str(result.failed[1][1]))
+        self.assertEqual([c.id for c in result.services], ["good"])
+
+    def test_syntaxError(self) -> None:
+        """
+        A service dropped for a syntax error is failed under its name.
+        """
+        result = load("service s\n{\n type = UNLISTED\n port = 1\n")
+        self.assertEqual([i for i, _ in result.failed], ["s"])
+        self.assertTrue(result.failed[0][1].isError)
+
+    def test_disabledIsNotFailed(self) -> None:
+        result = load(service(" disable = yes\n bogus = 1\n"))
+        self.assertEqual(result.failed, ())

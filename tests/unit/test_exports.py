@@ -10,6 +10,18 @@ import importlib
 from twisted.trial.unittest import SynchronousTestCase
 
 PUBLIC = {
+    "twinetd.service": [
+        "DaemonControl",
+        "DaemonSettings",
+        "TwinetdService",
+        "fromPath",
+        "fromRecords",
+        "fromText",
+        "keepPrevious",
+        "logProblems",
+        "summary",
+        "unsupportedReason",
+    ],
     "twinetd.testing": [
         "FakeProcess",
         "FakeUDPPort",

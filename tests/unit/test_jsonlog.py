@@ -46,6 +46,7 @@ class EventAsJSONTests(SynchronousTestCase):
                 "pid": 4242,
                 "host": "::ffff:127.0.0.1",
                 "port": 40000,
+                "latency": None,
             },
         )
 

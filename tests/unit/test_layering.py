@@ -45,8 +45,10 @@ ORDER: list[tuple[str, ...]] = [
         "logs.repeats",
         "logs.jsonlog",
         "logs.twistd",
+        "logs.counters",
         "logs",
     ),
+    ("status",),
     ("spawn",),
     ("child",),
     ("modes.bridge", "modes.handoff", "modes.internal", "modes.redirect"),
@@ -56,8 +58,10 @@ ORDER: list[tuple[str, ...]] = [
         "listeners.waitstream",
         "listeners.datagram",
     ),
-    ("service",),
     ("sdnotify",),
+    ("control",),
+    ("service",),
+    ("metrics",),
     ("testing.fakes", "testing.daemon", "testing"),
     ("tap", "cli"),
     ("__main__",),
@@ -77,6 +81,8 @@ PURE = {
     "policy.limits",
     "launch",
     "listeners.sockets",
+    "logs.counters",
+    "status",
 }
 
 

@@ -1,5 +1,5 @@
 """
-Tests for the daemon's shutdown glue in L{twinetd.tap}.
+Tests for the daemon's shutdown glue in L{twinetd.control}.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from twisted.application import app
 from twisted.internet.base import ReactorBase
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd.tap import exitZeroOnTerm
+from twinetd.control import exitZeroOnTerm
 
 
 class _Stopping:

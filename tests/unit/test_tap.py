@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
 import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -256,3 +257,55 @@ class StartupTests(SynchronousTestCase):
         self.assertEqual(self.start({}, nodaemon=True), (None, []))
         self.assertEqual(self.start({}, nodaemon=None), (None, []))
         self.assertEqual([s.name for s in self.result.services], ["good"])
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    C{makeService} only builds: the process is as it was.
+    """
+
+    def test_buildsOnly(self) -> None:
+        from twisted.internet import process
+
+        from twinetd.control import DaemonControl
+        from twinetd.logs.twistd import TwistdLog
+        from twinetd.service import TwinetdService
+        from twinetd.tap import makeService
+
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        with open(os.path.join(folder, "good"), "w") as f:
+            f.write(GOOD.replace("user = nobody", "user = -"))
+        signals = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+        handlers = [signal.getsignal(s) for s in signals]
+        reaper = process.reapAllProcesses
+        umask = os.umask(0o002)
+        self.addCleanup(os.umask, umask)
+        options = Options()
+        options.parseOptions(["-c", folder])
+        options.parent = {"nodaemon": True, "umask": None}  # as twistd sets it
+        daemon = makeService(options)
+        self.assertEqual([signal.getsignal(s) for s in signals], handlers)
+        self.assertIs(process.reapAllProcesses, reaper)
+        self.assertEqual(os.umask(0o002), 0o002)
+        assert isinstance(daemon, TwinetdService)
+        log, control, listener = list(daemon)
+        self.assertIsInstance(log, TwistdLog)
+        assert isinstance(control, DaemonControl)
+        self.assertEqual(control.umask, 0o022)
+        self.assertEqual(list(daemon.records), ["good"])
+        self.assertIs(daemon.getServiceNamed("good"), listener)
+
+    def test_umaskGiven(self) -> None:
+        """
+        With twistd's C{--umask}, that umask stands (the control sets none).
+        """
+        from twinetd.tap import _umask
+
+        options = Options()
+        options.parent = {"umask": 0o077}
+        self.assertIsNone(_umask(options))
+        options.parent = {"umask": None}
+        umask = os.umask(0o007)
+        self.addCleanup(os.umask, umask)
+        self.assertEqual(_umask(options), 0o027)

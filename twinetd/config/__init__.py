@@ -69,12 +69,17 @@ __all__ = [
 
 
 def loadText(
-    text: str, filename: str, lookups: Lookups, baseDir: str | None = None
+    text: str,
+    filename: str,
+    lookups: Lookups | None = None,
+    baseDir: str | None = None,
 ) -> LoadResult:
     """
     Load configuration given as text.
 
     @param filename: the name used in problems.
+    @param lookups: the system's users, groups and services; by default
+        this machine's (L{Lookups.system}).
     @param baseDir: the folder relative includes, servers and banners are
         resolved against; by default the folder of C{filename}, else the
         current directory.
@@ -83,11 +88,13 @@ def loadText(
     if baseDir is None:
         baseDir = os.path.dirname(filename) or os.getcwd()
     loader.loadText(text, filename, baseDir, ())
-    return build(loader, lookups)
+    return build(loader, lookups or Lookups.system())
 
 
 def loadPath(
-    path: str | None, lookups: Lookups, inetdConf: str | None = None
+    path: str | None,
+    lookups: Lookups | None = None,
+    inetdConf: str | None = None,
 ) -> LoadResult:
     """
     Load a configuration file (an C{xinetd.conf} with C{defaults} and
@@ -95,9 +102,13 @@ def loadPath(
     reads one), and an inetd.conf file.
 
     @param path: the xinetd configuration, or C{None} for none.
+    @param lookups: the system's users, groups and services; by default
+        this machine's (L{Lookups.system}).
     @param inetdConf: an inetd.conf file whose lines are services too
         (xinetd's C{-inetd_compat}), or C{None}.
     """
+    if lookups is None:
+        lookups = Lookups.system()
     loader = Loader()
     if path is not None:
         loader.loadPath(path)

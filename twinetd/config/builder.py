@@ -40,6 +40,9 @@ class LoadResult:
     @ivar disabledIds: ids of services left out on purpose (C{disable = yes},
         or not admitted by C{defaults}' C{enabled}/C{disabled}).
     @ivar skippedNames: names of services left out because of errors.
+    @ivar failed: the services left out because of errors whose id is
+        known, each with its first error: a reload keeps serving the
+        previous definition of such a service.
     @ivar unreadable: the problems (among C{problems}) that kept the
         configuration file or folder itself from being read at all: there
         is no configuration to serve, not even an empty one.
@@ -50,6 +53,7 @@ class LoadResult:
     disabledIds: tuple[str, ...] = ()
     skippedNames: tuple[str, ...] = ()
     unreadable: tuple[Problem, ...] = ()
+    failed: tuple[tuple[str, Problem], ...] = ()
 
     @property
     def disabled(self) -> int:
@@ -108,6 +112,7 @@ class _ServiceBuilder:
         self.defaults = defaults
         self.pending: list[tuple[Key, Problem]] = []
         self.broken = False
+        self.serviceId = located.section.name
         self.values: dict[str, Any] = {}
         lists = dict(defaults.lists)
         lists.pop("enabled", None)
@@ -140,7 +145,7 @@ class _ServiceBuilder:
         self.checkName()
         self.reader.read(self.section.assignments)
         self.values.update(self.reader.lists)
-        serviceId = str(self.values.get("id", self.section.name))
+        serviceId = self.serviceId = str(self.values.get("id", self.section.name))
         if self.values.get("disable") is True:
             return serviceId
         if not self.broken and not self.isEnabled(serviceId):
@@ -414,6 +419,7 @@ class _Builder:
         self.services: list[ServiceConfig] = []
         self.disabled: list[str] = []
         self.skipped: list[str] = list(loader.dropped)
+        self.failed: list[tuple[str, Problem]] = []
         self.byId: dict[str, ServiceConfig] = {}
         self.byAddress: dict[tuple[int, str, str], ServiceConfig] = {}
 
@@ -425,12 +431,19 @@ class _Builder:
         for located in sections:
             if located.section.kind == "service":
                 self.addService(located)
+        problems = self.loader.problems.sorted()
+        for name in self.loader.dropped:
+            # A syntax error: the service's id is its name.
+            first = next((p for p in problems if p.isError and p.service == name), None)
+            if first is not None:
+                self.failed.append((name, first))
         return LoadResult(
             tuple(self.services),
-            self.loader.problems.sorted(),
+            problems,
             tuple(self.disabled),
             tuple(self.skipped),
             tuple(self.loader.unreadable),
+            tuple(self.failed),
         )
 
     def readDefaults(self, located: Located) -> None:
@@ -456,8 +469,9 @@ class _Builder:
 
     def addService(self, located: Located) -> None:
         section = located.section
+        builder = _ServiceBuilder(self, located, self.defaults)
         try:
-            outcome = _ServiceBuilder(self, located, self.defaults).build()
+            outcome = builder.build()
         except Exception as e:
             # A bug, not the configuration's fault: lose this service only.
             self.loader.problems.add(
@@ -476,6 +490,9 @@ class _Builder:
             return
         if outcome is None:
             self.skipped.append(section.name)
+            first = next((p for _, p in builder.pending if p.isError), None)
+            if first is not None:
+                self.failed.append((builder.serviceId, first))
             return
         clash = self.clash(outcome)
         if clash is not None:

@@ -244,8 +244,8 @@ class DatagramSocket(Protocol):
     def close(self) -> None: ...
 
 
-def _peerOf(addr: Any, local: tuple[str, int]) -> Peer:
-    return Peer("udp", str(addr[0]), int(addr[1]), local[0], local[1])
+def _peerOf(addr: Any, local: tuple[str, int], accepted: float) -> Peer:
+    return Peer("udp", str(addr[0]), int(addr[1]), local[0], local[1], accepted)
 
 
 class _Child(ChildProcess):
@@ -650,7 +650,7 @@ class DatagramService(Service):
     # wait = no and internal
 
     def _datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        peer = _peerOf(addr, self._local())
+        peer = _peerOf(addr, self._local(), self._clock.seconds())
         if not self.running:
             self._drops.drop(REASON_STOPPING, peer)
             return
@@ -796,7 +796,7 @@ class DatagramService(Service):
             )
             self._watch()
             return
-        peer = _peerOf(addr, self._local())
+        peer = _peerOf(addr, self._local(), self._clock.seconds())
         self._busy = True
 
         def decided(admission: Any) -> None:

@@ -153,7 +153,10 @@ class Front(Protocol):
         IPushProducer(self.transport).pauseProducing()
         config = self.factory.config
         self.transport.write(readBanner(config, config.banner))
-        peer = self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
+        peer = self._peer = attrs.evolve(
+            peerFromTransport(cast(ITCPTransport, self.transport)),
+            accepted=self.factory.runtime.clock.seconds(),
+        )
         d = self.factory.runtime.gate.admit(config, peer)
         d.addCallback(self._decided).addErrback(self._broken)
 
@@ -264,7 +267,7 @@ class StreamFactory(ServerFactory):
         if self.config.redirect is not None:
             # As in xinetd, redirect wins over server.
             return self._serveRedirect(ticket, peer, self.config.redirect)
-        return self._serveChild(ticket)
+        return self._serveChild(ticket, peer)
 
     def _serveRedirect(
         self, ticket: Ticket, peer: Peer, target: tuple[str, int]
@@ -320,7 +323,7 @@ class StreamFactory(ServerFactory):
         self.live.add(connection)
         return protocol
 
-    def _serveChild(self, ticket: Ticket) -> Protocol:
+    def _serveChild(self, ticket: Ticket, peer: Peer) -> Protocol:
         protocol: BridgeProtocol | HandoffProtocol
 
         def ended() -> None:
@@ -348,6 +351,7 @@ class StreamFactory(ServerFactory):
                 onEnded=ended,
             )
         protocol.factory = self
+        protocol.peer = peer
         self.live.add(protocol)
         return protocol
 

@@ -19,6 +19,7 @@ import math
 import string
 
 import attrs
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher
 
 from twinetd.model import Peer, ServiceConfig, SocketType
@@ -36,7 +37,9 @@ NO_ADDRESS = "<no address>"
 # The names of the events (the value of EVENT_FIELD); their fields and
 # texts are in KINDS below.
 
-#: A server was started (C{pid} 0 for a service served inside the daemon).
+#: A server was started (C{pid} 0 for a service served inside the daemon);
+#: C{latency}: seconds from the accept (or the datagram's arrival) to the
+#: child running, when known (C{None} for C{pid} 0 and C{wait = yes}).
 START = "start"
 #: A server ended: C{status} (exit code, or C{None} when killed by a
 #: signal), C{signal} (or C{None}), C{duration} in whole seconds as xinetd
@@ -56,6 +59,10 @@ USERID = "userid"
 #: A redirect ended: C{bytesIn} read from the client, C{bytesOut} read from
 #: the target.
 TRAFFIC = "traffic"
+#: A bridged connection ended: C{bytesIn} read from the client (to the
+#: child), C{bytesOut} sent to it (from the child).  Debug level: it feeds
+#: the metrics; xinetd has no such line.
+RELAYED = "relayed"
 #: A redirect could not reach its target; the client is closed.
 REDIRECT_FAILED = "redirectFailed"
 #: Datagrams dropped since the last such event (at most one per second per
@@ -86,6 +93,13 @@ ACCEPT_FAILURES = "acceptFailures"
 
 #: The daemon has started: how many services listen, were skipped, ...
 STARTED = "started"
+#: A reload changed a service: C{change} is C{added}, C{changed},
+#: C{removed} or C{kept} (its new definition has errors: C{detail}, the
+#: first of them, and the previous definition still serves).
+RELOADED = "reloaded"
+#: The status (SIGUSR2): C{table} for people, C{status} the document
+#: C{/status} serves.
+STATUS = "status"
 
 PROBLEM_SOFT_LIMIT = "softLimit"
 PROBLEM_HARD_LIMIT = "hardLimit"
@@ -146,7 +160,7 @@ KINDS: dict[str, EventKind] = {
         EventKind(
             START,
             _info,
-            ("service", "pid", "host", "port"),
+            ("service", "pid", "host", "port", "latency"),
             ("START: {service} pid={pid} from={host}",),
         ),
         EventKind(
@@ -182,6 +196,12 @@ KINDS: dict[str, EventKind] = {
             _info,
             ("service", "bytesIn", "bytesOut"),
             ("TRAFFIC: {service} in={bytesIn}(bytes) out={bytesOut}(bytes)",),
+        ),
+        EventKind(
+            RELAYED,
+            LogLevel.debug,
+            ("service", "bytesIn", "bytesOut"),
+            ("{service}: relayed in={bytesIn}(bytes) out={bytesOut}(bytes)",),
         ),
         EventKind(
             REDIRECT_FAILED,
@@ -281,6 +301,16 @@ KINDS: dict[str, EventKind] = {
                 "{warnings} warnings",
             ),
         ),
+        EventKind(
+            RELOADED,
+            _info,
+            ("service", "change", "detail"),
+            (
+                "{service}: {change} previous definition: {detail}",
+                "{service}: {change}",
+            ),
+        ),
+        EventKind(STATUS, _info, ("table", "status"), ("twinetd status:\n{table}",)),
     ]
 }
 
@@ -325,6 +355,8 @@ class ServiceLog:
         client's ident server (L{twinetd.logs.ident.queryIdent}) after
         starting a server, and pass the answer to L{userid}.
     @ivar wantsUseridOnFailure: the same after refusing a client.
+    @ivar clock: the reactor's time, for C{START}'s C{latency} (C{None}: not
+        measured).
     """
 
     def __init__(
@@ -334,9 +366,11 @@ class ServiceLog:
         *,
         wantsUseridOnSuccess: bool = False,
         wantsUseridOnFailure: bool = False,
+        clock: IReactorTime | None = None,
     ) -> None:
         self.service = service
         self.logger = logger
+        self.clock = clock
         self.wantsUseridOnSuccess = wantsUseridOnSuccess
         self.wantsUseridOnFailure = wantsUseridOnFailure
 
@@ -346,6 +380,7 @@ class ServiceLog:
         config: ServiceConfig,
         lines: ILogObserver | None = None,
         logger: Logger = log,
+        clock: IReactorTime | None = None,
     ) -> ServiceLog:
         """
         The log of C{config}'s service.
@@ -354,6 +389,7 @@ class ServiceLog:
             xinetd lines: L{twinetd.logs.sinks.LogSinks.serviceLog}), or
             C{None}.
         @param logger: where events go (after C{lines}).
+        @param clock: see L{clock}.
         """
         # xinetd queries ident only for wait = no stream services (it drops
         # USERID from the others) and only when there is a log to write.
@@ -371,6 +407,7 @@ class ServiceLog:
             logger,
             wantsUseridOnSuccess=asks and "USERID" in config.logOnSuccess,
             wantsUseridOnFailure=asks and "USERID" in config.logOnFailure,
+            clock=clock,
         )
 
     def emit(self, kind: str, **fields: object) -> None:
@@ -386,7 +423,10 @@ class ServiceLog:
         stream).
         """
         port = peer.remotePort if peer is not None else 0
-        self.emit(START, pid=pid, host=_host(peer), port=port)
+        latency = None
+        if pid and peer is not None and peer.accepted is not None and self.clock:
+            latency = self.clock.seconds() - peer.accepted
+        self.emit(START, pid=pid, host=_host(peer), port=port, latency=latency)
 
     def exit(
         self, pid: int | None, status: int | None, signal: int | None, duration: int
@@ -418,6 +458,13 @@ class ServiceLog:
         to it.
         """
         self.emit(TRAFFIC, bytesIn=bytesIn, bytesOut=bytesOut)
+
+    def relayed(self, bytesIn: int, bytesOut: int) -> None:
+        """
+        A bridged connection ended: C{bytesIn} read from the client,
+        C{bytesOut} sent to it.
+        """
+        self.emit(RELAYED, bytesIn=bytesIn, bytesOut=bytesOut)
 
     def userid(self, text: str) -> None:
         """

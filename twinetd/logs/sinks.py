@@ -462,7 +462,7 @@ class LogSinks:
         lines = None
         if sink is not None:
             lines = ServiceLines(sink, config.logOnSuccess, config.logOnFailure)
-        return ServiceLog.fromConfig(config, lines, self._events)
+        return ServiceLog.fromConfig(config, lines, self._events, self._clock)
 
     def keepOnly(self, targets: Iterable[LogTarget | None]) -> None:
         """

@@ -3,6 +3,8 @@
 What twistd's log shows of the daemon (C{twistd twinetd} sets this up; an
 application embedding twinetd keeps its own log as it is):
 
+  - each bridged connection's byte counts (L{RELAYED}, for the metrics)
+    left out;
   - Twisted's per-service noise left out: each port's C{StreamFactory
     starting on N} and C{(TCP Port N Closed)}, and the C{Starting factory}
     / C{Starting protocol} lines of twinetd's own factories and protocols
@@ -44,6 +46,7 @@ from twinetd.logs.events import (
     CANNOT_LISTEN,
     EVENT_FIELD,
     LISTENING,
+    RELAYED,
     STARTED,
     emit,
 )
@@ -94,6 +97,7 @@ class TwistdLogFilter:
             isAcceptNote(event)
             or isPortLine(event)
             or isLifecycleLine(event, "twinetd.")
+            or event.get(EVENT_FIELD) == RELAYED
         ):
             return
         self.observer(event)

@@ -121,8 +121,15 @@ class BridgeProtocol(ChildConnection):
     @ivar process: the child's transport, once started.
     @ivar child: the child's process protocol, once its start was
         attempted.
+    @ivar peer: the client as the listener saw it (with its accept time),
+        if it gives it; else taken from the transport.
+    @ivar bytesIn: bytes read from the client.
+    @ivar bytesOut: bytes sent to the client.
     """
 
+    peer: Peer | None = None
+    bytesIn = 0
+    bytesOut = 0
     process: IProcessTransport | None = None
     child: ChildProcess | None = None
     _peer: Peer | None = None
@@ -135,7 +142,9 @@ class BridgeProtocol(ChildConnection):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        peer = self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
+        peer = self._peer = self.peer or peerFromTransport(
+            cast(ITCPTransport, self.transport)
+        )
         try:
             plan = self._makePlan(peer)
             self.child = _BridgeChild(self, peer)
@@ -153,6 +162,7 @@ class BridgeProtocol(ChildConnection):
         self._closeConnection()
 
     def dataReceived(self, data: bytes) -> None:
+        self.bytesIn += len(data)
         if self.process is not None and self._stdinOpen:
             self.process.write(data)
 
@@ -166,6 +176,7 @@ class BridgeProtocol(ChildConnection):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._connectionDone = True
+        self.serviceLog.relayed(self.bytesIn, self.bytesOut)
         if self._abortCall is not None and self._abortCall.active():
             self._abortCall.cancel()
         self._abortCall = None
@@ -224,6 +235,7 @@ class BridgeProtocol(ChildConnection):
 
     def _childStdout(self, data: bytes) -> None:
         if not self._connectionDone and self.transport is not None:
+            self.bytesOut += len(data)
             self.transport.write(data)
 
     def _childFDClosed(self, childFD: int) -> None:

@@ -234,8 +234,11 @@ class HandoffProtocol(ChildConnection):
 
     @ivar child: the child's tracker, once started.
     @ivar lostReason: why the connection was lost, once it was.
+    @ivar peer: the client as the listener saw it (with its accept time),
+        if it gives it; else taken from the transport.
     """
 
+    peer: Peer | None = None
     child: HandoffChild | None = None
     lostReason: Failure | None = None
 
@@ -262,7 +265,7 @@ class HandoffProtocol(ChildConnection):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        peer = peerFromTransport(cast(ITCPTransport, self.transport))
+        peer = self.peer or peerFromTransport(cast(ITCPTransport, self.transport))
         try:
             plan = self._makePlan(peer)
         except Exception as e:

@@ -1,0 +1,401 @@
+# -*- test-case-name: tests.unit.test_control -*-
+"""
+What C{twistd twinetd} does around a running daemon, as a service an
+embedding application adds to its tree (L{DaemonControl}, exported by
+L{twinetd.service}): signals, umask, reaping, systemd notifications, and
+the record-level part of a reload (L{keepPrevious}).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+from collections.abc import Callable, Iterable, Mapping
+from types import FrameType
+from typing import Any, cast
+from typing import Protocol as TypingProtocol
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.task import LoopingCall
+from twisted.logger import ILogObserver, Logger
+
+from twinetd._twistedcompat import clearExitSignal, exitSignal
+from twinetd.config import LoadResult
+from twinetd.errors import Problem
+from twinetd.logs import (
+    CANNOT_LISTEN,
+    EVENT_FIELD,
+    LISTENING,
+    RELOADED,
+    STATUS,
+    LogSinks,
+    emit,
+)
+from twinetd.model import ServiceConfig
+from twinetd.sdnotify import Notifier
+from twinetd.spawn import installExitedReaper
+from twinetd.status import ServiceState, statusTable, summaryLine
+
+log = Logger(namespace="twinetd")
+
+
+class _Runtime(TypingProtocol):
+    @property
+    def sinks(self) -> LogSinks: ...
+
+
+class Controlled(TypingProtocol):
+    """
+    What L{DaemonControl} needs of the daemon (a
+    L{twinetd.service.TwinetdService}).
+    """
+
+    @property
+    def records(self) -> Mapping[str, ServiceConfig]: ...
+
+    @property
+    def runtime(self) -> _Runtime: ...
+
+    def reload(self, records: Iterable[ServiceConfig]) -> Deferred[None]: ...
+
+    def states(self) -> list[ServiceState]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def logProblems(result: LoadResult) -> None:
+    """
+    Log every problem of a configuration load, errors as errors.
+    """
+    for problem in result.problems:
+        if problem.isError:
+            log.error("{problem}", problem=str(problem), twinetdProblem=problem)
+        else:
+            log.warn("{problem}", problem=str(problem), twinetdProblem=problem)
+
+
+def summary(result: LoadResult) -> str:
+    """
+    One line: how many services load, how many are skipped, how many
+    warnings.
+    """
+    services = len(result.services)
+    errors = len(result.errors)
+    warnings = len(result.warnings)
+    return (
+        f"{services} service{'s' if services != 1 else ''} loaded, "
+        f"{result.skipped} skipped, {result.disabled} disabled, "
+        f"{errors} error{'s' if errors != 1 else ''}, "
+        f"{warnings} warning{'s' if warnings != 1 else ''}"
+    )
+
+
+def keepPrevious(
+    running: Mapping[str, ServiceConfig], result: LoadResult
+) -> tuple[list[ServiceConfig], list[tuple[ServiceConfig, Problem]]]:
+    """
+    What a reload serves: the services C{result} loaded, plus the running
+    definition of each service whose new one has errors (as nginx and
+    HAProxy keep a configuration that does not load; xinetd drops the
+    service).  A service missing from a file that now has an error outside
+    any service (the file cannot be read, a line no entry holds) is kept
+    too, and when the configuration cannot be read at all, every running
+    service is.  A kept service that would clash with a loaded one
+    (its id, or its port and protocol) is not kept.
+
+    @param running: the records being served, by id.
+    @return: the records to serve, and each kept record with the first
+        error of its new definition.
+    """
+    records = list(result.services)
+    kept: list[tuple[ServiceConfig, Problem]] = []
+    if result.unreadable:
+        failed = {serviceId: result.unreadable[0] for serviceId in running}
+    else:
+        failed = dict(result.failed)
+    broken: dict[str, Problem] = {}
+    for error in result.errors:
+        if error.service is None:
+            broken.setdefault(error.location.file, error)
+    taken = {c.id for c in records} | {(c.port, c.protocol) for c in records}
+    for serviceId, old in running.items():
+        problem = failed.get(serviceId) or broken.get(old.source.file)
+        if problem is None or serviceId in taken or (old.port, old.protocol) in taken:
+            continue
+        records.append(old)
+        kept.append((old, problem))
+    return records, kept
+
+
+def _ignore(signum: int, frame: Any) -> None:
+    """
+    A handler that does nothing: the daemon still ignores the signal, and
+    its children, where handlers revert at exec, do not.
+    """
+
+
+def prepareProcess() -> None:
+    """
+    Set the daemon process up as xinetd sets itself up, for its children:
+
+      - the soft C{RLIMIT_NOFILE} is raised to the hard limit (children
+        inherit it, as xinetd's do);
+      - signals the daemon inherited as ignored (C{nohup}, a shell's
+        background job) are caught by a handler that does nothing instead,
+        so that no child starts with them ignored (xinetd resets every
+        signal in its children).  C{SIGPIPE} and C{SIGXFSZ}, which Python
+        ignores, are reset in each child by the spawner;
+      - a root daemon drops its own supplementary groups: xinetd's children
+        get none unless C{groups = yes} (C{setgroups(0, NULL)}), and then a
+        C{user = root} child needs no switch at all, the cheap spawn.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    for signum in signal.valid_signals():
+        if signum in (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE, signal.SIGXFSZ):
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signum) == signal.SIG_IGN:
+                signal.signal(signum, _ignore)
+    if os.geteuid() == 0 and os.getgroups():
+        with contextlib.suppress(OSError):
+            os.setgroups([])
+
+
+def exitZeroOnTerm(reactor: object) -> None:
+    """
+    After a shutdown caused by C{SIGTERM}, let twistd exit with status 0.
+
+    twistd re-raises the signal that stopped the reactor once the reactor
+    has stopped (the process ends "killed by SIGTERM", status 143); xinetd
+    exits 0 on SIGTERM, and service managers count anything else as a
+    failure.  Run as an "after shutdown" trigger: every service has stopped
+    by then, and every child has ended.  C{SIGINT} (^C) is left to twistd.
+    """
+    if exitSignal(reactor) == signal.SIGTERM:
+        clearExitSignal(reactor)
+
+
+#: The signals L{DaemonControl} answers to.
+_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class DaemonControl(Service):
+    """
+    What C{twistd twinetd} does beyond building the tree, as a service an
+    embedding application adds to its own (once):
+
+      - B{SIGHUP} (xinetd's): the configuration is loaded again with
+        C{load}, the log files reopened, and the daemon changed to the new
+        records (L{TwinetdService.reload}); a service whose new definition
+        has errors keeps its previous one (L{keepPrevious});
+      - B{SIGUSR1}: the log files are reopened, after whatever handler was
+        there before (twistd rotates its own log on it);
+      - B{SIGUSR2}: the status table is logged (xinetd dumps its state on
+        SIGUSR1, which twistd has taken);
+      - the umask children inherit (unless a service sets its own);
+      - with C{processLikeXinetd}, the process set up for its children as
+        xinetd's (L{prepareProcess}) and exit status 0 after SIGTERM;
+      - Twisted reaps only the children that exited
+        (L{installExitedReaper}; global, left in place at stop);
+      - systemd is told C{READY=1} once every service listens or has given
+        up binding, C{RELOADING=1} and C{READY=1} around a reload,
+        C{STOPPING=1} at shutdown, with a C{STATUS=} line, refreshed while
+        it changes.
+
+    Everything is set up when the service starts and undone (the previous
+    signal handlers and umask restored) when it stops.
+
+    @ivar daemon: the daemon it controls.
+    @ivar umask: the umask set at start, or C{None} to leave it.
+    @ivar notifier: systemd's notification socket, or C{None}.
+    """
+
+    #: Seconds between C{STATUS=} refreshes (sent only when it changed).
+    statusInterval = 5.0
+
+    def __init__(
+        self,
+        daemon: Controlled,
+        reactor: Any,
+        load: Callable[[], LoadResult] | None = None,
+        *,
+        umask: int | None = None,
+        notifier: Notifier | None = None,
+        reopen: Iterable[Callable[[], None]] = (),
+        processLikeXinetd: bool = False,
+    ) -> None:
+        """
+        @param reactor: provides C{IReactorTime} and C{callFromThread}.
+        @param processLikeXinetd: at start, set the whole process up as
+            xinetd does for its children (L{prepareProcess}), and let a
+            SIGTERM shutdown exit 0 (L{exitZeroOnTerm}); the plugin does,
+            an embedding application may.
+        @param load: loads the configuration again (SIGHUP); C{None}: SIGHUP
+            only reopens the log files.
+        @param reopen: more to reopen with the services' log files (the
+            plugin's JSON log).
+        """
+        self.daemon = daemon
+        self._reactor = reactor
+        self._load = load
+        self.umask = umask
+        self.notifier = notifier
+        self._reopen = [daemon.runtime.sinks.reopenAll, *reopen]
+        self._previous: dict[int, Any] = {}
+        self._previousUmask: int | None = None
+        self._queue: Deferred[None] = succeed(None)
+        self._waiting = False
+        self._status = ""
+        self._refresh: LoopingCall | None = None
+        self._installed = False
+        self._observer = cast(ILogObserver, self._listenEvent)
+        self._processLikeXinetd = processLikeXinetd
+        self._exitTrigger: object = None
+
+    # starting and stopping
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)  # type: ignore[no-untyped-call]
+        self._install()
+
+    def startService(self) -> None:
+        Service.startService(self)  # type: ignore[no-untyped-call]
+        self._install()
+        if self.notifier is not None:
+            self.daemon.runtime.sinks.addObserver(self._observer)
+            self._awaitSettled()
+            self._refresh = LoopingCall(self._refreshStatus)
+            self._refresh.clock = self._reactor
+            self._refresh.start(self.statusInterval, now=False)
+
+    def _install(self) -> None:
+        # Before the listeners (they bind in privilegedStartService) and
+        # after twistd daemonized, which sets umask 077 unless told.
+        if self._installed:
+            return
+        self._installed = True
+        if self.umask is not None:
+            self._previousUmask = os.umask(self.umask)
+        if self._processLikeXinetd:
+            prepareProcess()
+            if self._exitTrigger is None:
+                self._exitTrigger = self._reactor.addSystemEventTrigger(
+                    "after", "shutdown", exitZeroOnTerm, self._reactor
+                )
+        installExitedReaper()
+        handlers = (self._hup, self._usr1, self._usr2)
+        for signum, handler in zip(_SIGNALS, handlers, strict=True):
+            self._previous[signum] = signal.signal(signum, handler)
+
+    def stopService(self) -> None:
+        Service.stopService(self)  # type: ignore[no-untyped-call]
+        if self.notifier is not None:
+            self.notifier.stopping()
+            self.daemon.runtime.sinks.removeObserver(self._observer)
+        if self._refresh is not None and self._refresh.running:
+            self._refresh.stop()
+        self._refresh = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+        if self._previousUmask is not None:
+            os.umask(self._previousUmask)
+            self._previousUmask = None
+        self._installed = False
+
+    # signals: handled in the reactor's thread, outside the handler
+
+    def _hup(self, signum: int, frame: FrameType | None) -> None:
+        self._reactor.callFromThread(self.reload)
+
+    def _usr1(self, signum: int, frame: FrameType | None) -> None:
+        previous = self._previous.get(signum)
+        if callable(previous):
+            previous(signum, frame)
+        self._reactor.callFromThread(self.reopenLogs)
+
+    def _usr2(self, signum: int, frame: FrameType | None) -> None:
+        self._reactor.callFromThread(self.logStatus)
+
+    # what they do
+
+    def reopenLogs(self) -> None:
+        """
+        Reopen the services' log files (and the others given).
+        """
+        for reopen in self._reopen:
+            reopen()
+
+    def logStatus(self) -> None:
+        """
+        Log the status (SIGUSR2): the table, and the document as a field.
+        """
+        document = self.daemon.status()
+        emit(STATUS, log, table=statusTable(document), status=document)
+
+    def reload(self) -> Deferred[None]:
+        """
+        Load the configuration again and serve it (SIGHUP); reloads asked
+        for while one runs follow it in turn.
+
+        @return: fires when this reload is done.
+        """
+        done: Deferred[None] = Deferred()
+
+        def step(_: object) -> Deferred[None]:
+            d: Deferred[None] = maybeDeferred(self._reloadNow)
+            d.addErrback(lambda f: log.failure("while reloading", f))
+            return d.addBoth(lambda _: done.callback(None))
+
+        self._queue.addCallback(step)
+        return done
+
+    def _reloadNow(self) -> Deferred[None]:
+        if self._load is None:
+            self.reopenLogs()
+            return succeed(None)
+        log.info("SIGHUP: reloading the configuration")
+        if self.notifier is not None:
+            self.notifier.reloading()
+        self.reopenLogs()
+        result = self._load()
+        logProblems(result)
+        log.info("{summary}", summary=summary(result))
+        records, kept = keepPrevious(self.daemon.records, result)
+        for config, problem in kept:
+            emit(RELOADED, log, service=config.id, change="kept", detail=str(problem))
+        d = self.daemon.reload(records)
+        return d.addCallback(lambda _: self._awaitSettled())
+
+    # systemd
+
+    def _awaitSettled(self) -> None:
+        if self.notifier is None:
+            return
+        self._waiting = True
+        # Once the services started with this one (or by this reload) have.
+        self._reactor.callLater(0, self._checkSettled)
+
+    def _listenEvent(self, event: dict[str, Any]) -> None:
+        if self._waiting and event.get(EVENT_FIELD) in (LISTENING, CANNOT_LISTEN):
+            self._reactor.callLater(0, self._checkSettled)
+
+    def _checkSettled(self) -> None:
+        states = self.daemon.states()
+        ready = self._waiting and self.running and all(s.settled for s in states)
+        if ready and self.notifier is not None:
+            self._waiting = False
+            self._status = summaryLine(states)
+            self.notifier.ready(self._status)
+
+    def _refreshStatus(self) -> None:
+        status = summaryLine(self.daemon.states())
+        if self.notifier is not None and not self._waiting and status != self._status:
+            self._status = status
+            self.notifier.status(status)
