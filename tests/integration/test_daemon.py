@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from tests.integration.conftest import (
 )
 from twinetd import logs
 from twinetd.config import Lookups, loadText
+from twinetd.modes.bridge import BridgeProtocol
 from twinetd.service import DaemonSettings, fromRecords
 from twinetd.testing import RunningDaemon, runConfig
 
@@ -590,6 +592,86 @@ async def test_noDescriptorLeak(daemons: Any) -> None:
             break
         await sleep(0.05)
     assert openDescriptors() <= before
+
+
+@pytest_twisted.ensureDeferred
+async def test_pausedClientLeavesSlotReleased(daemons: Any, events: Any) -> None:
+    """
+    With instances = 1: a client fills a child that never reads (the daemon
+    stops reading it) and resets.  The daemon notices without reading: the
+    child gets SIGTERM within the kill delay, the slot is released (the
+    next client is served) and the daemon's descriptors are back to their
+    count before.
+    """
+    d = daemons(
+        service(
+            "pin",
+            "stubborn",
+            "noread",
+            extra="\tinstances = 1\n\tenv = KEEP_TERM=1\n",
+        )
+    )
+    port = d.port("pin")
+    factory = d.daemon.listener("pin").factory
+    # Warm up (the hang-up watcher's descriptor, the resolver, ...).
+    warm = socket.create_connection(("127.0.0.1", port))
+    await fillUntilPaused(warm, factory)
+    warm.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    warm.close()
+    await until(lambda: not factory.live)
+    before = openDescriptors()
+
+    client = socket.create_connection(("127.0.0.1", port))
+    await fillUntilPaused(client, factory)
+    assert openDescriptors() > before
+    left = reactor.seconds()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    await until(lambda: not factory.live)
+    assert reactor.seconds() - left < SETTINGS.killDelay + 1.0
+    exits = [e for e in events if e.get("twinetdEvent") == logs.EXIT]
+    assert exits[-1]["signal"] == 15
+    assert openDescriptors() == before
+    served = Client(want=b"ready\n")
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    await within(connectProtocol(endpoint, served))
+    await within(served.got)
+    served.transport.abortConnection()
+    await until(lambda: not factory.live)
+
+
+async def until(condition: Any, seconds: float = 10.0) -> None:
+    deadline = reactor.seconds() + seconds
+    while not condition():
+        assert reactor.seconds() < deadline, "condition not met in time"
+        await sleep(0.02)
+
+
+async def fillUntilPaused(sock: socket.socket, factory: Any) -> None:
+    """
+    Once the child said "ready", send on C{sock} until the daemon stops
+    reading it (the child does not read).
+    """
+    sock.setblocking(False)
+    got = b""
+    deadline = reactor.seconds() + 10
+    while got != b"ready\n":
+        assert reactor.seconds() < deadline, got
+        with contextlib.suppress(BlockingIOError):
+            got += sock.recv(6 - len(got))
+        await sleep(0.01)
+    bridges: list[Any] = []
+
+    def paused() -> bool:
+        bridges[:] = [c for c in factory.live if isinstance(c, BridgeProtocol)]
+        return bool(bridges) and bridges[0].transport not in reactor.getReaders()
+
+    deadline = reactor.seconds() + 10
+    while not paused():
+        assert reactor.seconds() < deadline, "the daemon never stopped reading"
+        with contextlib.suppress(BlockingIOError):
+            sock.send(b"p" * 65536)
+        await sleep(0.01)
 
 
 @pytest_twisted.ensureDeferred

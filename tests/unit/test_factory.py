@@ -17,13 +17,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs
 from twinetd.errors import SourceLocation
+from twinetd.hangup import END_OF_FILE, RESET
 from twinetd.listeners.stream import Front, Runtime, StreamFactory
 from twinetd.model import AddressRule, ServiceConfig, SocketType
 from twinetd.policy.access import DenyList
 from twinetd.policy.gate import Gate, Refused
 from twinetd.policy.limits import Limits, Ticket
 from twinetd.spawn import ReactorSpawner
-from twinetd.testing import MemoryProcessReactor
+from twinetd.testing import FakeHangupWatcher, MemoryProcessReactor
 
 CONFIG = ServiceConfig(
     name="svc",
@@ -52,6 +53,7 @@ class Harness:
                 self.reactor, limits, DenyList(self.reactor), resolveName, lambda _: 600
             )
         self.gate = gate
+        self.watcher = FakeHangupWatcher()
         self.runtime = Runtime(
             spawner=ReactorSpawner(self.reactor),
             clock=self.reactor,
@@ -60,6 +62,7 @@ class Harness:
             environment={},
             uid=0,
             killDelay=5.0,
+            hangups=self.watcher,
         )
         self.factory = StreamFactory(config, self.runtime)
 
@@ -197,6 +200,40 @@ class PendingTests(SynchronousTestCase):
         pending.callback("ok.example")
         self.assertEqual(h.reactor.spawned, [])
         self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
+
+    def test_clientResetDuringLookup(self) -> None:
+        """
+        The client is watched while the gate decides (its socket is not
+        read): a reset drops it at once, and its slot is released when the
+        decision comes.  Its end of file does not (it may have sent its
+        whole request).
+        """
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
+        transport = h.connect()
+        self.assertTrue(h.watcher.isWatched(transport))
+        h.watcher.hangUp(transport, END_OF_FILE)
+        h.reactor.advance(3600)
+        self.assertFalse(transport.disconnecting)
+        h.watcher.hangUp(transport, RESET)
+        self.assertTrue(transport.disconnected)
+        transport.protocol.connectionLost(None)
+        self.assertFalse(h.watcher.isWatched(transport))
+        pending.callback("ok.example")
+        self.assertEqual(h.reactor.spawned, [])
+        self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
+
+    def test_notWatchedOnceServed(self) -> None:
+        """
+        The front's watch ends when the service's protocol takes over.
+        """
+        h = Harness()
+        transport = h.connect()
+        self.assertEqual(len(h.reactor.spawned), 1)
+        self.assertFalse(h.watcher.isWatched(transport))
 
     def test_nameAdmits(self) -> None:
         """

@@ -27,6 +27,7 @@ ORDER: list[tuple[str, ...]] = [
     ("logs.ident", "logs"),
     ("spawn",),
     ("child",),
+    ("hangup",),
     ("modes.bridge", "modes.handoff", "modes.internal", "modes.redirect"),
     (
         "listeners.sockets",

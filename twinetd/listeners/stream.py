@@ -30,7 +30,6 @@ from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IListeningPort,
-    IPushProducer,
     IReactorSocket,
     IReactorTCP,
     IReactorTime,
@@ -42,6 +41,7 @@ from twisted.python.failure import Failure
 
 from twinetd import logs
 from twinetd.child import peerFromTransport
+from twinetd.hangup import PausedReading, Watcher, hangupWatcher
 from twinetd.launch import LaunchPlan, planLaunch
 from twinetd.listeners.sockets import bindSocket, listenAddress
 from twinetd.logs.ident import queryIdent
@@ -82,6 +82,9 @@ class Runtime:
     @ivar handoff: the default of C{twinetd_mode} (C{twistd twinetd
         --handoff}): hand every stream service's socket to its program, with
         standard error on the socket too, as xinetd does.
+    @ivar hangups: watches the sockets the daemon does not read (for flow
+        control, or while the gate decides) for their client's departure;
+        by default the reactor's own (L{twinetd.hangup.hangupWatcher}).
     """
 
     def handsOff(self, config: ServiceConfig) -> bool:
@@ -110,6 +113,9 @@ class Runtime:
     handoff: bool = False
     sinks: logs.LogSinks = attrs.field(
         default=attrs.Factory(lambda self: logs.LogSinks(self.clock), takes_self=True)
+    )
+    hangups: Watcher | None = attrs.field(
+        default=attrs.Factory(lambda self: hangupWatcher(self.tcp), takes_self=True)
     )
 
 
@@ -145,12 +151,23 @@ class Front(Protocol):
     def __init__(self) -> None:
         self._peer: Peer | None = None
         self._gone = False
+        self._reading: PausedReading | None = None
         self.inner: Protocol | None = None
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        # Nothing is read from the client until the gate has decided.
-        IPushProducer(self.transport).pauseProducing()
+        runtime = self.factory.runtime
+        # Nothing is read from the client until the gate has decided; a
+        # client that resets meanwhile is dropped at once (its end of file
+        # is not a departure: it may have sent its whole request).
+        self._reading = PausedReading(
+            self.transport,
+            runtime.hangups,
+            runtime.clock,
+            None,
+            self._clientGone,
+        )
+        self._reading.pause()
         config = self.factory.config
         self.transport.write(readBanner(config, config.banner))
         peer = self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
@@ -185,8 +202,14 @@ class Front(Protocol):
             peer.localPort,
         ).addCallback(answered)
 
+    def _clientGone(self, reset: bool) -> None:
+        if self.transport is not None and not self._gone:
+            cast(Any, self.transport).abortConnection()
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._gone = True
+        if self._reading is not None:
+            self._reading.close()
         self.factory.ended(self)
 
     def stop(self) -> None:
@@ -201,7 +224,8 @@ class Front(Protocol):
             if serviceLog.wantsUseridOnFailure:
                 self._queryIdent()
             if not self._gone:
-                assert self.transport is not None
+                assert self.transport is not None and self._reading is not None
+                self._reading.close()
                 self.transport.write(readBanner(config, config.bannerFail))
                 self.transport.loseConnection()
             return
@@ -217,7 +241,9 @@ class Front(Protocol):
         # factory tracks from here on.
         self.factory.live.discard(self)
         cast(Any, self.transport).protocol = inner
-        IPushProducer(self.transport).resumeProducing()
+        assert self._reading is not None
+        self._reading.resume()
+        self._reading.close()
         cast(Any, inner).makeConnection(self.transport)
 
 
@@ -326,6 +352,7 @@ class StreamFactory(ServerFactory):
                 runtime.clock,
                 killDelay=runtime.killDelay,
                 onEnded=ended,
+                hangups=runtime.hangups,
             )
         protocol.factory = self
         self.live.add(protocol)
