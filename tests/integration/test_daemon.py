@@ -13,18 +13,20 @@ import re
 import socket
 import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 import pytest_twisted
+from twisted.internet import defer, task
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     connectProtocol,
 )
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.logger import globalLogPublisher
 
 from tests.integration.conftest import (
@@ -37,6 +39,7 @@ from tests.integration.conftest import (
 )
 from twinetd import logs
 from twinetd.config import Lookups, loadText
+from twinetd.listeners import stream
 from twinetd.modes.bridge import BridgeProtocol
 from twinetd.service import DaemonSettings, fromRecords
 from twinetd.testing import RunningDaemon, runConfig
@@ -80,6 +83,20 @@ async def fetch(port: int, host: str = "127.0.0.1", bindAddress: Any = None) -> 
     await within(connectProtocol(endpoint, client))
     await within(client.done)
     return client
+
+
+async def exchange(port: int, data: bytes) -> bytes:
+    """
+    Send C{data} to 127.0.0.1:C{port}, shut the sending side, return the
+    whole reply.
+    """
+    client = Client()
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    await within(connectProtocol(endpoint, client))
+    client.transport.write(data)
+    client.transport.loseWriteConnection()
+    reply: bytes = await within(client.done)
+    return reply
 
 
 @pytest.fixture
@@ -317,12 +334,7 @@ async def test_internalStream(daemons: Any) -> None:
     Internal stream services run inside the daemon, behind the gate.
     """
     d = daemons(internal("echo") + internal("time"))
-    client = Client()
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", d.port("echo"))
-    await within(connectProtocol(endpoint, client))
-    client.transport.write(b"ping\r\n")
-    client.transport.loseWriteConnection()
-    assert await within(client.done) == b"ping\r\n"
+    assert await exchange(d.port("echo"), b"ping\r\n") == b"ping\r\n"
     assert len((await fetch(d.port("time"))).data) == 4
 
 
@@ -640,6 +652,136 @@ async def test_pausedClientLeavesSlotReleased(daemons: Any, events: Any) -> None
     await until(lambda: not factory.live)
 
 
+@pytest_twisted.ensureDeferred
+async def test_bannersBeforeHandoff(daemons: Any, tmp_path: Path) -> None:
+    """
+    A handed-off program's client gets C{banner} and C{banner_success}
+    first, then what the program writes on the socket.
+    """
+    (tmp_path / "banner").write_bytes(b"hello\r\n")
+    (tmp_path / "success").write_bytes(b"welcome\r\n")
+    d = daemons(
+        service(
+            "handed",
+            "env",
+            extra="\ttwinetd_mode = handoff\n"
+            f"\tbanner = {tmp_path / 'banner'}\n"
+            f"\tbanner_success = {tmp_path / 'success'}\n",
+        )
+    )
+    data = (await fetch(d.port("handed"))).data
+    assert data.startswith(b"hello\r\nwelcome\r\n")
+    assert b'"REMOTE_HOST": "127.0.0.1"' in data
+
+
+@pytest_twisted.ensureDeferred
+async def test_bannerNotReadDelaysNobody(
+    daemons: Any, events: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """
+    A client of a handed-off service that never reads its (large) banner:
+    the daemon never blocks for it (no gap in a 10 ms heartbeat, other
+    services' clients answered at once), drops it after the banner timeout
+    (logged), releases its slot and starts nothing for it.
+    """
+    monkeypatch.setattr(stream, "BANNER_TIMEOUT", 1.5)
+    banner = tmp_path / "banner"
+    banner.write_bytes(b"b" * (16 * 1024 * 1024))
+    d = daemons(
+        service(
+            "slow",
+            "env",
+            extra=f"\ttwinetd_mode = handoff\n\tbanner_success = {banner}\n",
+        )
+        + internal("echo", extra="\tcps = 100000 1\n")
+    )
+    beats: list[float] = []
+    heartbeat = task.LoopingCall(lambda: beats.append(time.monotonic()))
+    heartbeat.start(0.01)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", d.port("slow")))
+    try:
+        latencies = []
+        started = time.monotonic()
+        while not any(e.get("twinetdBannerTimeout") for e in events):
+            assert time.monotonic() - started < 10, "never dropped"
+            asked = time.monotonic()
+            assert await exchange(d.port("echo"), b"ping") == b"ping"
+            latencies.append(time.monotonic() - asked)
+        dropped = time.monotonic() - started
+    finally:
+        heartbeat.stop()
+        slow.close()
+    assert 1.4 < dropped < 3.0
+    assert len(latencies) > 5 and max(latencies) < 0.5
+    assert max(b - a for a, b in itertools.pairwise(beats)) < 0.5
+    starts = [e for e in events if e.get("twinetdEvent") == logs.START]
+    assert [e for e in starts if e["service"] == "slow"] == []
+    await until(lambda: d.daemon.runtime.gate.limits.running("slow") == 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bindHostNameLookedUpOnce(daemons: Any, monkeypatch: Any) -> None:
+    """
+    A host name in C{bind} is looked up through the reactor's resolver (in
+    the background: the other services serve meanwhile), once: a cps resume
+    binds the address found then.
+    """
+    asked: list[str] = []
+    answer: defer.Deferred[str] = defer.Deferred()
+
+    def resolve(name: str, timeout: Any = None) -> defer.Deferred[str]:
+        asked.append(name)
+        return answer
+
+    monkeypatch.setattr(reactor, "resolve", resolve)
+    d = daemons(
+        service("named", "env", extra="\tbind = localhost\n").replace(
+            "cps = 1000 1", "cps = 2 1"
+        )
+        + service("plain", "env", extra="\tbind = 127.0.0.1\n"),
+        bind=None,
+    )
+    named = d.daemon.listener("named")
+    assert asked == ["localhost"] and named.port is None
+    assert b"REMOTE_HOST" in (await fetch(d.port("plain"))).data
+    answer.callback("127.0.0.1")
+    assert b"REMOTE_HOST" in (await fetch(d.port("named"))).data
+    port = d.port("named")
+    for _ in range(3):
+        with contextlib.suppress(ConnectionRefusedError):
+            await fetch(port)
+    # cps tripped: the port closes for a second, then listens again.
+    await until(lambda: named.port is None)
+    await until(lambda: named.port is not None)
+    assert d.port("named") == port
+    assert named.port.getHost().host == "127.0.0.1"
+    assert asked == ["localhost"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_bindHostNameUnknown(daemons: Any, events: Any, monkeypatch: Any) -> None:
+    """
+    A C{bind} name that cannot be looked up: that service cannot listen
+    (logged as file:line: service: message); the others serve.
+    """
+
+    def resolve(name: str, timeout: Any = None) -> defer.Deferred[str]:
+        return defer.fail(DNSLookupError(name))
+
+    monkeypatch.setattr(reactor, "resolve", resolve)
+    d = daemons(
+        service("named", "env", extra="\tbind = nowhere.invalid\n")
+        + service("plain", "env", extra="\tbind = 127.0.0.1\n"),
+        bind=None,
+    )
+    assert d.daemon.listener("named").failure is not None
+    [cannot] = [e for e in events if e.get("twinetdEvent") == logs.CANNOT_LISTEN]
+    assert cannot["service"] == "named" and "nowhere.invalid" in cannot["reason"]
+    assert b"REMOTE_HOST" in (await fetch(d.port("plain"))).data
+
+
 async def until(condition: Any, seconds: float = 10.0) -> None:
     deadline = reactor.seconds() + seconds
     while not condition():
@@ -714,7 +856,8 @@ async def test_waitStreamBehindTheGate(daemons: Any, events: Any) -> None:
     assert [(e["reason"], e["host"]) for e in fails][:1] == [
         ("service_limit", "<no address>")
     ]
-    assert not [e for e in events if e.get("twinetdEvent") == logs.START]
+    starts = [e for e in events if e.get("twinetdEvent") == logs.START]
+    assert [e for e in starts if e["service"] == "slow"] == []
     assert not client.done.called
     client.transport.loseConnection()
     await within(client.done)

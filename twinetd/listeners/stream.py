@@ -28,22 +28,27 @@ from twisted.internet.defer import (
 )
 from twisted.internet.interfaces import (
     IAddress,
+    IConsumer,
     IDelayedCall,
     IListeningPort,
+    IPullProducer,
+    IReactorCore,
     IReactorSocket,
     IReactorTCP,
     IReactorTime,
     ITCPTransport,
+    ITransport,
 )
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from twinetd import logs
 from twinetd.child import peerFromTransport
 from twinetd.hangup import PausedReading, Watcher, hangupWatcher
 from twinetd.launch import LaunchPlan, planLaunch
-from twinetd.listeners.sockets import bindSocket, listenAddress
+from twinetd.listeners.sockets import bindSocket, listenAddress, needsLookup
 from twinetd.logs.ident import queryIdent
 from twinetd.model import Peer, ServiceConfig
 from twinetd.modes.bridge import BridgeProtocol
@@ -140,10 +145,77 @@ def readBanner(config: ServiceConfig, path: str | None) -> bytes:
         return b""
 
 
+#: Seconds a client of a handed-off service may take to receive its banners
+#: (the socket is handed over only once they are sent) before it is dropped.
+BANNER_TIMEOUT = 10.0
+
+
+@implementer(IPullProducer)
+class _Sent:
+    """
+    What the front wrote, and when it has all reached the kernel: a pull
+    producer, registered while something is unsent, whom Twisted asks for
+    more once its buffer is empty.
+
+    @ivar unsent: whether some of it is still in Twisted's buffer.
+    """
+
+    unsent = False
+    _registered = False
+
+    def __init__(self, transport: ITransport) -> None:
+        self._transport = transport
+        self._then: Callable[[], None] | None = None
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._registered:
+            self._registered = True
+            # Twisted asks for more at once, then each time its buffer
+            # empties: only the latter counts (nothing is unsent yet).
+            IConsumer(self._transport).registerProducer(self, False)
+        self.unsent = True
+        self._transport.write(data)
+
+    def whenSent(self, then: Callable[[], None]) -> None:
+        """
+        Call C{then} once everything written has reached the kernel.
+        """
+        if self.unsent:
+            self._then = then
+        else:
+            then()
+
+    def stop(self) -> None:
+        """
+        Stop tracking; must precede C{loseConnection} (a registered pull
+        producer would be asked for more instead of the connection closing)
+        and the service's own producers.
+        """
+        self._then = None
+        if self._registered:
+            self._registered = False
+            IConsumer(self._transport).unregisterProducer()
+
+    def resumeProducing(self) -> None:
+        if not self.unsent:
+            return
+        self.unsent = False
+        then = self._then
+        self.stop()
+        if then is not None:
+            then()
+
+    def stopProducing(self) -> None:
+        self._then = None
+
+
 class Front(Protocol):
     """
     The first protocol of every accepted connection: banners and the gate,
-    then the service's own protocol takes the transport over.
+    then the service's own protocol takes the transport over (for a
+    handed-off service, once the banners are sent).
     """
 
     factory: StreamFactory
@@ -152,6 +224,9 @@ class Front(Protocol):
         self._peer: Peer | None = None
         self._gone = False
         self._reading: PausedReading | None = None
+        self._sent: _Sent | None = None
+        self._waiting: Ticket | None = None
+        self._timeout: IDelayedCall | None = None
         self.inner: Protocol | None = None
 
     def connectionMade(self) -> None:
@@ -168,8 +243,9 @@ class Front(Protocol):
             self._clientGone,
         )
         self._reading.pause()
+        self._sent = _Sent(self.transport)
         config = self.factory.config
-        self.transport.write(readBanner(config, config.banner))
+        self._sent.write(readBanner(config, config.banner))
         peer = self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
         d = self.factory.runtime.gate.admit(config, peer)
         d.addCallback(self._decided).addErrback(self._broken)
@@ -181,7 +257,14 @@ class Front(Protocol):
             failure,
             service=self.factory.config.id,
         )
+        self._close()
+
+    def _close(self, data: bytes = b"") -> None:
         if self.transport is not None and not self._gone:
+            assert self._sent is not None and self._reading is not None
+            self._reading.close()
+            self._sent.stop()
+            self.transport.write(data)
             self.transport.loseConnection()
 
     def _queryIdent(self) -> None:
@@ -210,11 +293,16 @@ class Front(Protocol):
         self._gone = True
         if self._reading is not None:
             self._reading.close()
+        if self._sent is not None:
+            self._sent.stopProducing()
+        self._cancelTimeout()
+        ticket, self._waiting = self._waiting, None
+        if ticket is not None:
+            ticket.release()
         self.factory.ended(self)
 
     def stop(self) -> None:
-        if self.transport is not None and not self._gone:
-            self.transport.loseConnection()
+        self._close()
 
     def _decided(self, admission: Ticket | Refused) -> None:
         config = self.factory.config
@@ -223,25 +311,68 @@ class Front(Protocol):
             serviceLog.fail(admission.reason, self._peer, admission.detail)
             if serviceLog.wantsUseridOnFailure:
                 self._queryIdent()
-            if not self._gone:
-                assert self.transport is not None and self._reading is not None
-                self._reading.close()
-                self.transport.write(readBanner(config, config.bannerFail))
-                self.transport.loseConnection()
+            self._close(readBanner(config, config.bannerFail))
             return
         if self._gone:
             admission.release()
             return
-        assert self.transport is not None and self._peer is not None
-        self.transport.write(readBanner(config, config.bannerSuccess))
+        assert self._sent is not None
+        self._sent.write(readBanner(config, config.bannerSuccess))
         if serviceLog.wantsUseridOnSuccess:
             self._queryIdent()
-        inner = self.inner = self.factory.serve(admission, self._peer)
+        if self.factory.handsOff and self._sent.unsent:
+            # The child gets the socket itself: the banners must reach the
+            # kernel first, without blocking the daemon for a client that
+            # does not read them.
+            self._waiting = admission
+            clock = self.factory.runtime.clock
+            self._timeout = clock.callLater(BANNER_TIMEOUT, self._bannerTimedOut)
+
+            def sent() -> None:
+                # Not from inside Twisted's write handler, which calls this.
+                clock.callLater(0, self._bannerSent)
+
+            self._sent.whenSent(sent)
+            return
+        self._serve(admission)
+
+    def _bannerSent(self) -> None:
+        ticket, self._waiting = self._waiting, None
+        if ticket is None or self._gone:
+            return
+        self._cancelTimeout()
+        self._serve(ticket)
+
+    def _bannerTimedOut(self) -> None:
+        self._timeout = None
+        if self._gone or self.transport is None:
+            return
+        assert self._peer is not None
+        log.warn(
+            "{service}: client {host} port {port} did not take its banner "
+            "within {seconds} seconds; dropped",
+            service=self.factory.config.id,
+            host=self._peer.remoteHost,
+            port=self._peer.remotePort,
+            seconds=BANNER_TIMEOUT,
+            twinetdBannerTimeout=True,
+        )
+        cast(Any, self.transport).abortConnection()
+
+    def _cancelTimeout(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+
+    def _serve(self, ticket: Ticket) -> None:
+        assert self.transport is not None and self._peer is not None
+        assert self._reading is not None and self._sent is not None
+        self._sent.stop()
+        inner = self.inner = self.factory.serve(ticket, self._peer)
         # Switch: the transport now feeds the service's protocol, which the
         # factory tracks from here on.
         self.factory.live.discard(self)
         cast(Any, self.transport).protocol = inner
-        assert self._reading is not None
         self._reading.resume()
         self._reading.close()
         cast(Any, inner).makeConnection(self.transport)
@@ -279,6 +410,18 @@ class StreamFactory(ServerFactory):
         front.factory = self
         self.live.add(front)
         return front
+
+    @property
+    def handsOff(self) -> bool:
+        """
+        Whether each connection's socket goes to the service's program.
+        """
+        config = self.config
+        return (
+            not config.isInternal
+            and config.redirect is None
+            and self.runtime.handsOff(config)
+        )
 
     def serve(self, ticket: Ticket, peer: Peer) -> Protocol:
         """
@@ -427,7 +570,9 @@ class ListenerService(Service):
     Listens on one stream service's port.  A port that cannot be bound is
     logged and leaves this service idle; the daemon's other services are
     unaffected.  While C{cps} has tripped the port is closed (clients are
-    refused, as under xinetd).
+    refused, as under xinetd).  A host name in C{bind} is looked up once,
+    through the reactor's resolver (never blocking the reactor), and its
+    address kept for every later bind.
 
     @ivar port: the listening port while listening, else C{None}.
     @ivar failure: why listening failed, if it did.
@@ -435,6 +580,9 @@ class ListenerService(Service):
 
     port: IListeningPort | None = None
     failure: OSError | None = None
+    _address: str | None = None
+    _lookingUp = False
+    _stopped = False
 
     def __init__(
         self, config: ServiceConfig, factory: StreamFactory, reactor: Any
@@ -459,10 +607,16 @@ class ListenerService(Service):
 
     def _listen(self) -> None:
         config = self.config
+        self._stopped = False
         if self._boundPort is not None:
             # Listening again (after a cps pause): the same port, also when
             # the configuration asked for an ephemeral one.
             config = attrs.evolve(config, port=self._boundPort)
+        if config.bind is not None and needsLookup(config.bind):
+            if self._address is None:
+                self._lookUp(config.bind)
+                return
+            config = attrs.evolve(config, bind=self._address)
         self._retry = None
         try:
             sock = bindSocket(config)
@@ -493,6 +647,29 @@ class ListenerService(Service):
             address=listenAddress(config),
             port=self.boundPort,
         )
+
+    def _lookUp(self, name: str) -> None:
+        # Through the reactor's resolver (a thread), once: the address is
+        # kept for every later bind (cps resumes).
+        if self._lookingUp:
+            return
+        self._lookingUp = True
+
+        def found(address: str) -> None:
+            self._lookingUp = False
+            self._address = address
+            if not self._stopped:
+                self._listen()
+
+        def failed(reason: Failure) -> None:
+            self._lookingUp = False
+            if self._stopped:
+                return
+            message = f"cannot resolve {name}: {reason.getErrorMessage()}"
+            self.failure = OSError(errno.EADDRNOTAVAIL, message)
+            logs.logCannotListen(self.config, name, message, log)
+
+        IReactorCore(self._reactor).resolve(name).addCallbacks(found, failed)
 
     @property
     def boundPort(self) -> int | None:
@@ -530,6 +707,7 @@ class ListenerService(Service):
         """
         Close the port; connections already accepted go on.
         """
+        self._stopped = True
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
