@@ -447,6 +447,55 @@ async def test_reload(daemons: Any, tmp_path: Path) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_reloadKeepsListening(daemons: Any) -> None:
+    """
+    Clients connect in a loop to a changed and an unchanged service during
+    repeated reloads: none is refused or dropped.  The changed service keeps
+    its listener and its port (never closed), which serves the newest
+    configuration.
+    """
+    keep = fixed(service("keep", "env"))
+    change = fixed(service("change", "env"))
+    d = daemons(keep + change, ephemeral=False)
+    listener = d.daemon.getServiceNamed("change")
+    port = listener.port
+    failures: list[Any] = []
+    served = {"keep": 0, "change": 0}
+    reloading = True
+
+    async def clients(name: str) -> None:
+        while reloading:
+            try:
+                data = (await fetch(d.port(name))).data
+            except Exception as e:
+                failures.append((name, repr(e)))
+                continue
+            if b"REMOTE_HOST" in data:
+                served[name] += 1
+            else:
+                failures.append((name, data))
+
+    running = [
+        defer.Deferred.fromCoroutine(clients(name))
+        for name in ("keep", "change", "keep", "change")
+    ]
+    for generation in range(10):
+        changed = change.replace(
+            "cps = 1000 1", f"cps = 1000 1\n\tenv = GEN={generation}"
+        )
+        await within(d.daemon.reload(records(keep + changed)))
+        await sleep(0.1)
+    reloading = False
+    for r in running:
+        await within(r)
+    assert failures == []
+    assert served["keep"] >= 5 and served["change"] >= 5
+    assert d.daemon.getServiceNamed("change") is listener and listener.port is port
+    reply = json.loads((await fetch(d.port("change"))).data)
+    assert reply["env"]["GEN"] == "9"
+
+
+@pytest_twisted.ensureDeferred
 async def test_fileLog(daemons: Any, tmp_path: Path) -> None:
     """
     log_type = FILE writes xinetd's lines: START and EXIT for a served

@@ -574,6 +574,12 @@ class ListenerService(Service):
     through the reactor's resolver (never blocking the reactor), and its
     address kept for every later bind.
 
+    A reload that changes the service but not its socket hands the running
+    port the new configuration (L{takeOver}): the port is never closed, so
+    no client is refused or dropped, as under xinetd.
+
+    @ivar config: the service's record.
+    @ivar factory: builds the connections accepted from now on.
     @ivar port: the listening port while listening, else C{None}.
     @ivar failure: why listening failed, if it did.
     """
@@ -589,6 +595,9 @@ class ListenerService(Service):
     ) -> None:
         self.config = config
         self.factory = factory
+        # The factories of earlier configurations, while their connections
+        # last (stopped with this service).
+        self._earlier: list[StreamFactory] = []
         self._reactor = reactor
         self._boundPort: int | None = None
         self._attempts = 0
@@ -635,7 +644,7 @@ class ListenerService(Service):
             return
         try:
             self.port = IReactorSocket(self._reactor).adoptStreamPort(
-                sock.fileno(), sock.family, self.factory
+                sock.fileno(), sock.family, _Current(self)
             )
         finally:
             sock.close()
@@ -717,6 +726,33 @@ class ListenerService(Service):
         d: Deferred[Any] = maybeDeferred(cast(Any, port.stopListening))
         return d.addCallback(lambda _: None)
 
+    def takeOver(self, other: ListenerService) -> bool:
+        """
+        Serve C{other}'s configuration (a reload changed it) on this
+        service's port, if C{other} would listen on the same socket: the
+        port stays open, connections accepted from now on get C{other}'s
+        factory, and those already running go on with their own.
+
+        @return: whether this service took C{other}'s configuration over
+            (if not, C{other} must listen itself).
+        """
+        if self.failure is not None or _socketOf(self.config) != _socketOf(
+            other.config
+        ):
+            return False
+        self._earlier = [f for f in self._earlier if f.live]
+        if self.factory.live:
+            self._earlier.append(self.factory)
+        self.config, self.factory = other.config, other.factory
+        return True
+
+    @property
+    def busy(self) -> bool:
+        """
+        Whether connections accepted by this service are still running.
+        """
+        return any(f.live for f in (self.factory, *self._earlier))
+
     def stopService(self) -> Deferred[None]:
         """
         Stop listening, then stop the children of live connections; the
@@ -725,5 +761,35 @@ class ListenerService(Service):
         if self.running:
             Service.stopService(self)  # type: ignore[no-untyped-call]
         stopped = self.stopListening()
-        children = self.factory.stop()
-        return gatherResults([stopped, children]).addCallback(lambda _: None)
+        factories, self._earlier = [self.factory, *self._earlier], []
+        children = [f.stop() for f in factories]
+        return gatherResults([stopped, *children]).addCallback(lambda _: None)
+
+
+class _Current(ServerFactory):
+    """
+    The factory a listening port calls: the listener's current one, which a
+    reload may replace while the port stays open.
+    """
+
+    noisy = False
+
+    def __init__(self, listener: ListenerService) -> None:
+        self._listener = listener
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        return self._listener.factory.buildProtocol(addr)
+
+
+def _socketOf(config: ServiceConfig) -> tuple[object, ...]:
+    """
+    What decides the listening socket of a stream service: two
+    configurations with the same can share one.
+    """
+    return (
+        listenAddress(config),
+        config.port,
+        config.v6only,
+        "KEEPALIVE" in config.flags,
+        "NODELAY" in config.flags,
+    )
