@@ -241,12 +241,28 @@ class PausedReading:
         self.patience = patience
         self._onGone = onGone
 
-    def pause(self) -> None:
+    def pause(self, watch: bool = True) -> None:
+        """
+        Stop reading, and watch the peer unless C{watch} is false (a pause
+        expected to end at once: L{watch} if it does not).
+        """
         if self.paused or self._closed:
             return
         self.paused = True
         IPushProducer(self._transport).pauseProducing()
-        if self._watcher is not None:
+        if watch:
+            self.watch()
+
+    def watch(self) -> None:
+        """
+        Watch the peer while paused (if not watched yet).
+        """
+        if (
+            self.paused
+            and not self._closed
+            and self._token is None
+            and self._watcher is not None
+        ):
             self._token = self._watcher.watch(self._transport, self._hangup)
 
     def resume(self) -> None:

@@ -55,18 +55,19 @@ class FakeHangupWatcher:
     watched, and L{hangUp} plays their peer's end of file or reset.
 
     @ivar watched: the watched transports and their callbacks, by token.
+    @ivar watches: how many watches were ever asked for.
     """
 
     def __init__(self) -> None:
         self.watched: dict[int, tuple[ITransport, Callable[[bool], None]]] = {}
-        self._tokens = 0
+        self.watches = 0
 
     def watch(
         self, transport: ITransport, onHangup: Callable[[bool], None]
     ) -> int | None:
-        self._tokens += 1
-        self.watched[self._tokens] = (transport, onHangup)
-        return self._tokens
+        self.watches += 1
+        self.watched[self.watches] = (transport, onHangup)
+        return self.watches
 
     def unwatch(self, token: int) -> None:
         self.watched.pop(token, None)

@@ -81,6 +81,7 @@ class Sampler:
             time.sleep(self._every)
 
 
+@pytest.mark.timeout(300)
 def test_tenThousandConnectionsEndingEveryWay(daemon: Daemon) -> None:
     """
     10 000 sequential connections, a quarter ending each way: the client
@@ -125,6 +126,7 @@ def test_tenThousandConnectionsEndingEveryWay(daemon: Daemon) -> None:
     assert daemon.rss() - rss < 5 * MB, (rss, daemon.rss())
 
 
+@pytest.mark.timeout(300)
 def test_gigabyteEachWayToNonReadingPeer(daemon: Daemon) -> None:
     """
     1 GiB from a child to a client that reads nothing for a second and then
@@ -176,6 +178,7 @@ def manyFiles() -> Iterator[None]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@pytest.mark.timeout(300)
 @pytest.mark.usefixtures("manyFiles")
 def test_twoThousandIdleConnections(daemon: Daemon) -> None:
     """

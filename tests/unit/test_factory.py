@@ -314,12 +314,31 @@ class PendingTests(SynchronousTestCase):
         self.assertEqual(h.reactor.spawned, [])
         self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
 
+    def test_immediateDecisionNotWatched(self) -> None:
+        """
+        A decision that comes at once (no name to look up) costs no watch.
+        """
+        h = Harness()
+        transport = h.connect()
+        self.assertEqual(len(h.reactor.spawned), 1)
+        self.assertFalse(h.watcher.isWatched(transport))
+        self.assertEqual(h.watcher.watches, 0)
+        h = Harness(attrs.evolve(CONFIG, onlyFrom=(rule("10.0.0.0/8"),)))
+        h.connect()
+        self.assertEqual(h.watcher.watches, 0)
+
     def test_notWatchedOnceServed(self) -> None:
         """
         The front's watch ends when the service's protocol takes over.
         """
-        h = Harness()
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
         transport = h.connect()
+        self.assertTrue(h.watcher.isWatched(transport))
+        pending.callback("ok.example")
         self.assertEqual(len(h.reactor.spawned), 1)
         self.assertFalse(h.watcher.isWatched(transport))
 

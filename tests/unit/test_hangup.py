@@ -140,6 +140,24 @@ class PausedReadingTests(SynchronousTestCase):
         h.reading.resume()
         self.assertEqual(h.transport.producerState, "paused")
 
+    def test_watchLater(self) -> None:
+        """
+        A pause expected to end at once is watched only when asked; never
+        once closed or resumed.
+        """
+        h = Harness()
+        h.reading.pause(watch=False)
+        self.assertFalse(h.watched)
+        h.reading.watch()
+        self.assertTrue(h.watched)
+        h.reading.resume()
+        h.reading.watch()
+        self.assertFalse(h.watched)
+        h.reading.pause(watch=False)
+        h.reading.close()
+        h.reading.watch()
+        self.assertEqual(h.watcher.watches, 1)
+
     def test_withoutWatcher(self) -> None:
         """
         Without a watcher (no epoll, a fake reactor) pausing still works.

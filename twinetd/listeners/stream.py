@@ -242,13 +242,17 @@ class Front(Protocol):
             None,
             self._clientGone,
         )
-        self._reading.pause()
+        # Most decisions come at once: the client is watched only when this
+        # one does not (a name lookup).
+        self._reading.pause(watch=False)
         self._sent = _Sent(self.transport)
         config = self.factory.config
         self._sent.write(readBanner(config, config.banner))
         peer = self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
         d = self.factory.runtime.gate.admit(config, peer)
         d.addCallback(self._decided).addErrback(self._broken)
+        if not d.called:
+            self._reading.watch()
 
     def _broken(self, failure: Failure) -> None:
         # A bug must not leave the client hanging, paused, forever.
