@@ -784,6 +784,10 @@ class _Current(ServerFactory):
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         return self._listener.factory.buildProtocol(addr)
 
+    def logPrefix(self) -> str:
+        # Twisted's port lines ("... starting on PORT") name the service.
+        return self._listener.config.id
+
 
 def _socketOf(config: ServiceConfig) -> tuple[object, ...]:
     """
