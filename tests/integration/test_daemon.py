@@ -763,8 +763,9 @@ async def test_bannerNotReadDelaysNobody(
         heartbeat.stop()
         slow.close()
     assert 1.4 < dropped < 3.0
-    assert len(latencies) > 5 and max(latencies) < 0.5
-    assert max(b - a for a, b in itertools.pairwise(beats)) < 0.5
+    # Generous bounds: the blocking send stalled everything for 2 s.
+    assert len(latencies) > 5 and max(latencies) < 1.0
+    assert max(b - a for a, b in itertools.pairwise(beats)) < 1.0
     starts = [e for e in events if e.get("twinetdEvent") == logs.START]
     assert [e for e in starts if e["service"] == "slow"] == []
     await until(lambda: d.daemon.runtime.gate.limits.running("slow") == 0)
