@@ -1,5 +1,6 @@
 """
-This process's children, for the checks that no test leaves one behind.
+Processes seen through /proc: this process's children, for the checks that
+no test leaves one behind, and a daemon's, for tests that measure one.
 """
 
 from __future__ import annotations
@@ -8,11 +9,11 @@ import os
 from pathlib import Path
 
 
-def childProcesses() -> dict[int, str]:
+def childStates(parent: int) -> dict[int, tuple[str, str]]:
     """
-    This process's children (zombies included), pid to command name.
+    The children of process C{parent} (zombies included): pid to (command
+    name, state letter such as C{"S"} or C{"Z"}).
     """
-    me = os.getpid()
     found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -24,6 +25,14 @@ def childProcesses() -> dict[int, str]:
         # The command name may contain spaces and parentheses: the fields
         # after the last ")" are fixed.
         name, fields = stat.rsplit(")", 1)
-        if int(fields.split()[1]) == me:
-            found[int(entry)] = name.split("(", 1)[1]
+        state, ppid = fields.split()[:2]
+        if int(ppid) == parent:
+            found[int(entry)] = (name.split("(", 1)[1], state)
     return found
+
+
+def childProcesses() -> dict[int, str]:
+    """
+    This process's children (zombies included), pid to command name.
+    """
+    return {pid: name for pid, (name, _) in childStates(os.getpid()).items()}

@@ -213,10 +213,14 @@ class TwinetdService(MultiService):
         Serve C{records} instead of the current set, changing only what
         differs (xinetd's SIGHUP): a removed service stops listening and its
         running servers are stopped (as xinetd terminates them); a new one
-        starts; a changed stream service stops listening and the new
-        configuration listens, while connections already running go on to
-        their end; a changed datagram service is restarted.  Live counts
-        (C{instances}, C{per_source}, C{cps}) carry over by service id.
+        starts; a changed C{wait = no} stream service whose socket is the
+        same (address, port, socket options) keeps its listening port, which
+        serves the new configuration from the next connection on (no client
+        is refused or dropped), while connections already running go on to
+        their end; one whose socket changed stops listening and the new
+        configuration listens; a changed datagram or C{wait = yes} service
+        is restarted.  Live counts (C{instances}, C{per_source}, C{cps})
+        carry over by service id.
 
         @return: fires when every stopped service has stopped.
         """
@@ -230,13 +234,16 @@ class TwinetdService(MultiService):
         for serviceId in sorted(wanted.keys() - self.records.keys()):
             emit(RELOADED, log, service=serviceId, change="added", detail=None)
         stopping: list[Deferred[Any]] = []
-        self._retired = {child for child in self._retired if child.factory.live}
+        self._retired = {child for child in self._retired if child.busy}
         for serviceId, old in list(self.records.items()):
             new = wanted.get(serviceId)
             if new is not None and _sameService(old, new):
                 self.records[serviceId] = new
                 continue
             child = self.getServiceNamed(serviceId)
+            if new is not None and self._takeOver(child, new):
+                emit(RELOADED, log, service=serviceId, change="changed", detail=None)
+                continue
             del self.records[serviceId]
             if new is not None and isinstance(child, ListenerService):
                 # Detached without stopService: its running connections keep
@@ -254,6 +261,23 @@ class TwinetdService(MultiService):
             emit(RELOADED, log, service=serviceId, change=change, detail=None)
         done = gatherResults(stopping) if stopping else succeed([])
         return done.addCallback(lambda _: self._startNew(wanted))
+
+    def _takeOver(self, child: Service, config: ServiceConfig) -> bool:
+        """
+        Give a running stream listener C{config} if its socket stays the
+        same (L{ListenerService.takeOver}).
+        """
+        if not isinstance(child, ListenerService):
+            return False
+        try:
+            successor = _serviceFor(config, self.runtime, self._reactor)
+        except OSError:
+            return False
+        if not isinstance(successor, ListenerService) or not child.takeOver(successor):
+            return False
+        self.runtime.gate.limits.updateConfig(config.id, config)
+        self.records[config.id] = config
+        return True
 
     def _startNew(self, wanted: dict[str, ServiceConfig]) -> None:
         for serviceId, config in wanted.items():

@@ -4,9 +4,14 @@ The bridge with real sockets on 127.0.0.1 and real children.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import resource
 import signal
+import socket
+import struct
+import termios
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -156,11 +161,10 @@ async def test_clientFloodingChildThatDoesNotRead(server: Any) -> None:
     """
     A client sending 64 MiB to a child that never reads: the daemon stops
     reading the socket, its buffer towards the child stays under a fixed
-    bound.  (Its client gone, such a child is noticed only when it reads,
-    writes or exits: the daemon is not reading the socket, as with xinetd,
-    where the child holds the socket itself.)
+    bound.  When the client then resets the connection, the daemon notices
+    without reading: the child gets SIGTERM a kill delay later.
     """
-    s = server(always(childPlan("ignorestdin", env={"LINGER": "3"})))
+    s = server(always(childPlan("ignorestdin")), killDelay=KILL_DELAY)
     client = await s.connect(Collector(want=b"ready\n"))
     await within(client.got)
     client.transport.write(b"y" * (64 * 1024 * 1024))
@@ -175,10 +179,94 @@ async def test_clientFloodingChildThatDoesNotRead(server: Any) -> None:
     # waiting on the client's side.
     assert s.protocols[0].transport not in reactor.getReaders()
     assert bufferedBytes(client.transport) > 32 * 1024 * 1024
+    left = time.monotonic()
     client.transport.abortConnection()
     await within(s.ended[0])
-    assert s.of(logs.EXIT)[0]["status"] == 0
+    took = time.monotonic() - left
+    assert s.of(logs.EXIT)[0]["signal"] == signal.SIGTERM
+    assert KILL_DELAY - 0.1 < took < KILL_DELAY + 1.0
     assert s.endedCounts == [1]
+
+
+KILL_DELAY = 0.5
+
+
+def outQueue(sock: socket.socket) -> int:
+    """
+    Bytes a socket sent that its peer's kernel has not acknowledged yet.
+    """
+    queued = fcntl.ioctl(sock, termios.TIOCOUTQ, struct.pack("i", 0))
+    return int(struct.unpack("i", queued)[0])
+
+
+async def pauseWithEverythingSent(s: BridgeServer) -> socket.socket:
+    """
+    A plain client of C{s}'s first connection sends until the bridge stops
+    reading it, and then until its own kernel holds nothing unsent: its end
+    of file, when it comes, reaches the daemon at once.
+    """
+    sock = socket.create_connection(("127.0.0.1", s.port.getHost().port))
+    sock.setblocking(False)
+    deadline = time.monotonic() + 10
+    while not s.protocols or s.protocols[0].transport in reactor.getReaders():
+        assert time.monotonic() < deadline, "the bridge never paused"
+        with contextlib.suppress(BlockingIOError):
+            sock.send(b"z" * 16384)
+        await sleep(0.01)
+    while outQueue(sock):
+        assert time.monotonic() < deadline, "the daemon's window stayed shut"
+        await sleep(0.01)
+    return sock
+
+
+@pytest_twisted.ensureDeferred
+async def test_pausedClientEndOfFileNoProgress(server: Any) -> None:
+    """
+    A client whose bytes wait for a child that does not read, and which then
+    stops sending (its end of file, half-close or close alike): once its
+    bytes waited the kill delay without the child taking any, it counts as
+    gone, its connection is reset and the child gets SIGTERM; SIGKILL
+    follows a kill delay later for a child that ignores it.
+    """
+    s = server(always(childPlan("stubborn", "noread")), killDelay=KILL_DELAY)
+    sock = await pauseWithEverythingSent(s)
+    left = time.monotonic()
+    sock.shutdown(socket.SHUT_WR)
+    await within(s.ended[0])
+    took = time.monotonic() - left
+    [end] = s.of(logs.EXIT)
+    assert end["signal"] == signal.SIGKILL
+    assert 2 * KILL_DELAY - 0.1 < took < 2 * KILL_DELAY + 1.0
+    [gone] = [e for e in s.events if e.get("twinetdClientGone")]
+    assert gone["reset"] is False
+    sock.setblocking(True)
+    with pytest.raises(ConnectionResetError):
+        while sock.recv(100):  # "ready", then the reset
+            pass
+    sock.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_pausedHalfCloseServedWithProgress(server: Any) -> None:
+    """
+    The same client, with a child that starts reading within the kill delay:
+    the half-close is legitimate and the reply arrives.
+    """
+    s = server(
+        always(childPlan("replyaftereof", env={"DELAY": str(KILL_DELAY / 2)})),
+        killDelay=KILL_DELAY,
+    )
+    sock = await pauseWithEverythingSent(s)
+    sent = s.protocols[0].process
+    sock.shutdown(socket.SHUT_WR)
+    await within(s.ended[0])
+    sock.setblocking(True)
+    reply = sock.recv(100)
+    sock.close()
+    assert sent is not None
+    assert reply.startswith(b"read ") and reply.endswith(b" bytes\n")
+    assert int(reply.split()[1]) > 128 * 1024
+    assert s.of(logs.EXIT)[0]["status"] == 0
 
 
 @pytest_twisted.ensureDeferred

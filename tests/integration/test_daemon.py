@@ -11,19 +11,22 @@ import json
 import os
 import re
 import socket
+import struct
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 import pytest_twisted
+from twisted.internet import defer, task
 from twisted.internet.endpoints import (
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     connectProtocol,
 )
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from twisted.logger import globalLogPublisher
 
 from tests.integration.conftest import (
@@ -36,8 +39,10 @@ from tests.integration.conftest import (
 )
 from twinetd import logs
 from twinetd.config import Lookups, loadText
+from twinetd.listeners import stream
+from twinetd.modes.bridge import BridgeProtocol
 from twinetd.service import DaemonSettings, fromRecords
-from twinetd.testing import RunningDaemon, runConfig
+from twinetd.testing import RunningDaemon, converse, runConfig
 
 pytestmark = pytest.mark.usefixtures("noChildLeft")
 
@@ -319,26 +324,13 @@ class Datagrams:
         raise AssertionError("no reply")
 
 
-async def echoed(port: int, data: bytes) -> bytes:
-    """
-    Send C{data} to 127.0.0.1:C{port}, half-close, and return the answer.
-    """
-    client = Client()
-    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
-    await within(connectProtocol(endpoint, client))
-    client.transport.write(data)
-    client.transport.loseWriteConnection()
-    answer: bytes = await within(client.done)
-    return answer
-
-
 @pytest_twisted.ensureDeferred
 async def test_internalStream(daemons: Any) -> None:
     """
     Internal stream services run inside the daemon, behind the gate.
     """
     d = daemons(internal("echo") + internal("time"))
-    assert await echoed(d.port("echo"), b"ping\r\n") == b"ping\r\n"
+    assert await converse(reactor, d.port("echo"), b"ping\r\n") == b"ping\r\n"
     assert len((await fetch(d.port("time"))).data) == 4
 
 
@@ -373,7 +365,7 @@ async def test_internalStreamWaitYes(daemons: Any) -> None:
         internal("echo").replace("wait = no", "wait = yes")
         + internal("daytime").replace("wait = no", "wait = yes")
     )
-    assert await echoed(d.port("echo"), b"ping\r\n") == b"ping\r\n"
+    assert await converse(reactor, d.port("echo"), b"ping\r\n") == b"ping\r\n"
     assert (await fetch(d.port("daytime"))).data.endswith(b"\r\n")
 
 
@@ -481,6 +473,55 @@ async def test_reload(daemons: Any, tmp_path: Path) -> None:
     assert d.daemon.records["change"].env == (("NEW", "1"),)
     # The connection accepted before the reload still gets its reply.
     assert await within(running.done) == b"1\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_reloadKeepsListening(daemons: Any) -> None:
+    """
+    Clients connect in a loop to a changed and an unchanged service during
+    repeated reloads: none is refused or dropped.  The changed service keeps
+    its listener and its port (never closed), which serves the newest
+    configuration.
+    """
+    keep = fixed(service("keep", "env"))
+    change = fixed(service("change", "env"))
+    d = daemons(keep + change, ephemeral=False)
+    listener = d.daemon.getServiceNamed("change")
+    port = listener.port
+    failures: list[Any] = []
+    served = {"keep": 0, "change": 0}
+    reloading = True
+
+    async def clients(name: str) -> None:
+        while reloading:
+            try:
+                data = (await fetch(d.port(name))).data
+            except Exception as e:
+                failures.append((name, repr(e)))
+                continue
+            if b"REMOTE_HOST" in data:
+                served[name] += 1
+            else:
+                failures.append((name, data))
+
+    running = [
+        defer.Deferred.fromCoroutine(clients(name))
+        for name in ("keep", "change", "keep", "change")
+    ]
+    for generation in range(10):
+        changed = change.replace(
+            "cps = 1000 1", f"cps = 1000 1\n\tenv = GEN={generation}"
+        )
+        await within(d.daemon.reload(records(keep + changed)))
+        await sleep(0.1)
+    reloading = False
+    for r in running:
+        await within(r)
+    assert failures == []
+    assert served["keep"] >= 5 and served["change"] >= 5
+    assert d.daemon.getServiceNamed("change") is listener and listener.port is port
+    reply = json.loads((await fetch(d.port("change"))).data)
+    assert reply["env"]["GEN"] == "9"
 
 
 @pytest_twisted.ensureDeferred
@@ -644,6 +685,217 @@ async def test_noDescriptorLeak(daemons: Any) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_pausedClientLeavesSlotReleased(daemons: Any, events: Any) -> None:
+    """
+    With instances = 1: a client fills a child that never reads (the daemon
+    stops reading it) and resets.  The daemon notices without reading: the
+    child gets SIGTERM within the kill delay, the slot is released (the
+    next client is served) and the daemon's descriptors are back to their
+    count before.
+    """
+    d = daemons(
+        service(
+            "pin",
+            "stubborn",
+            "noread",
+            extra="\tinstances = 1\n\tenv = KEEP_TERM=1\n",
+        )
+    )
+    port = d.port("pin")
+    factory = d.daemon.listener("pin").factory
+    # Warm up (the hang-up watcher's descriptor, the resolver, ...).
+    warm = socket.create_connection(("127.0.0.1", port))
+    await fillUntilPaused(warm, factory)
+    warm.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    warm.close()
+    await until(lambda: not factory.live)
+    before = openDescriptors()
+
+    client = socket.create_connection(("127.0.0.1", port))
+    await fillUntilPaused(client, factory)
+    assert openDescriptors() > before
+    left = reactor.seconds()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    await until(lambda: not factory.live)
+    assert reactor.seconds() - left < SETTINGS.killDelay + 1.0
+    exits = [e for e in events if e.get("twinetdEvent") == logs.EXIT]
+    assert exits[-1]["signal"] == 15
+    assert openDescriptors() == before
+    served = Client(want=b"ready\n")
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+    await within(connectProtocol(endpoint, served))
+    await within(served.got)
+    served.transport.abortConnection()
+    await until(lambda: not factory.live)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bannersBeforeHandoff(daemons: Any, tmp_path: Path) -> None:
+    """
+    A handed-off program's client gets C{banner} and C{banner_success}
+    first, then what the program writes on the socket.
+    """
+    (tmp_path / "banner").write_bytes(b"hello\r\n")
+    (tmp_path / "success").write_bytes(b"welcome\r\n")
+    d = daemons(
+        service(
+            "handed",
+            "env",
+            extra="\ttwinetd_mode = handoff\n"
+            f"\tbanner = {tmp_path / 'banner'}\n"
+            f"\tbanner_success = {tmp_path / 'success'}\n",
+        )
+    )
+    data = (await fetch(d.port("handed"))).data
+    assert data.startswith(b"hello\r\nwelcome\r\n")
+    assert b'"REMOTE_HOST": "127.0.0.1"' in data
+
+
+@pytest_twisted.ensureDeferred
+async def test_bannerNotReadDelaysNobody(
+    daemons: Any, events: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """
+    A client of a handed-off service that never reads its (large) banner:
+    the daemon never blocks for it (no gap in a 10 ms heartbeat, other
+    services' clients answered at once), drops it after the banner timeout
+    (logged), releases its slot and starts nothing for it.
+    """
+    monkeypatch.setattr(stream, "BANNER_TIMEOUT", 1.5)
+    banner = tmp_path / "banner"
+    banner.write_bytes(b"b" * (16 * 1024 * 1024))
+    d = daemons(
+        service(
+            "slow",
+            "env",
+            extra=f"\ttwinetd_mode = handoff\n\tbanner_success = {banner}\n",
+        )
+        + internal("echo", extra="\tcps = 100000 1\n")
+    )
+    beats: list[float] = []
+    heartbeat = task.LoopingCall(lambda: beats.append(time.monotonic()))
+    heartbeat.start(0.01)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", d.port("slow")))
+    try:
+        latencies = []
+        started = time.monotonic()
+        while not any(e.get("twinetdBannerTimeout") for e in events):
+            assert time.monotonic() - started < 10, "never dropped"
+            asked = time.monotonic()
+            assert await converse(reactor, d.port("echo"), b"ping") == b"ping"
+            latencies.append(time.monotonic() - asked)
+        dropped = time.monotonic() - started
+    finally:
+        heartbeat.stop()
+        slow.close()
+    assert 1.4 < dropped < 3.0
+    # Generous bounds: the blocking send stalled everything for 2 s.
+    assert len(latencies) > 5 and max(latencies) < 1.0
+    assert max(b - a for a, b in itertools.pairwise(beats)) < 1.0
+    starts = [e for e in events if e.get("twinetdEvent") == logs.START]
+    assert [e for e in starts if e["service"] == "slow"] == []
+    await until(lambda: d.daemon.runtime.gate.limits.running("slow") == 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_bindHostNameLookedUpOnce(daemons: Any, monkeypatch: Any) -> None:
+    """
+    A host name in C{bind} is looked up through the reactor's resolver (in
+    the background: the other services serve meanwhile), once: a cps resume
+    binds the address found then.
+    """
+    asked: list[str] = []
+    answer: defer.Deferred[str] = defer.Deferred()
+
+    def resolve(name: str, timeout: Any = None) -> defer.Deferred[str]:
+        asked.append(name)
+        return answer
+
+    monkeypatch.setattr(reactor, "resolve", resolve)
+    d = daemons(
+        service("named", "env", extra="\tbind = localhost\n").replace(
+            "cps = 1000 1", "cps = 2 1"
+        )
+        + service("plain", "env", extra="\tbind = 127.0.0.1\n"),
+        bind=None,
+    )
+    named = d.daemon.listener("named")
+    assert asked == ["localhost"] and named.port is None
+    assert b"REMOTE_HOST" in (await fetch(d.port("plain"))).data
+    answer.callback("127.0.0.1")
+    assert b"REMOTE_HOST" in (await fetch(d.port("named"))).data
+    port = d.port("named")
+    for _ in range(3):
+        with contextlib.suppress(ConnectionRefusedError):
+            await fetch(port)
+    # cps tripped: the port closes for a second, then listens again.
+    await until(lambda: named.port is None)
+    await until(lambda: named.port is not None)
+    assert d.port("named") == port
+    assert named.port.getHost().host == "127.0.0.1"
+    assert asked == ["localhost"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_bindHostNameUnknown(daemons: Any, events: Any, monkeypatch: Any) -> None:
+    """
+    A C{bind} name that cannot be looked up: that service cannot listen
+    (logged as file:line: service: message); the others serve.
+    """
+
+    def resolve(name: str, timeout: Any = None) -> defer.Deferred[str]:
+        return defer.fail(DNSLookupError(name))
+
+    monkeypatch.setattr(reactor, "resolve", resolve)
+    d = daemons(
+        service("named", "env", extra="\tbind = nowhere.invalid\n")
+        + service("plain", "env", extra="\tbind = 127.0.0.1\n"),
+        bind=None,
+    )
+    assert d.daemon.listener("named").failure is not None
+    [cannot] = [e for e in events if e.get("twinetdEvent") == logs.CANNOT_LISTEN]
+    assert cannot["service"] == "named" and "nowhere.invalid" in cannot["reason"]
+    assert b"REMOTE_HOST" in (await fetch(d.port("plain"))).data
+
+
+async def until(condition: Any, seconds: float = 10.0) -> None:
+    deadline = reactor.seconds() + seconds
+    while not condition():
+        assert reactor.seconds() < deadline, "condition not met in time"
+        await sleep(0.02)
+
+
+async def fillUntilPaused(sock: socket.socket, factory: Any) -> None:
+    """
+    Once the child said "ready", send on C{sock} until the daemon stops
+    reading it (the child does not read).
+    """
+    sock.setblocking(False)
+    got = b""
+    deadline = reactor.seconds() + 10
+    while got != b"ready\n":
+        assert reactor.seconds() < deadline, got
+        with contextlib.suppress(BlockingIOError):
+            got += sock.recv(6 - len(got))
+        await sleep(0.01)
+    bridges: list[Any] = []
+
+    def paused() -> bool:
+        bridges[:] = [c for c in factory.live if isinstance(c, BridgeProtocol)]
+        return bool(bridges) and bridges[0].transport not in reactor.getReaders()
+
+    deadline = reactor.seconds() + 10
+    while not paused():
+        assert reactor.seconds() < deadline, "the daemon never stopped reading"
+        with contextlib.suppress(BlockingIOError):
+            sock.send(b"p" * 65536)
+        await sleep(0.01)
+
+
+@pytest_twisted.ensureDeferred
 async def test_ipv4RuleOnDualStack(daemons: Any, events: Any) -> None:
     """
     On the default dual-stack socket, an IPv4 rule admits the IPv4 client
@@ -683,7 +935,8 @@ async def test_waitStreamBehindTheGate(daemons: Any, events: Any) -> None:
     assert [(e["reason"], e["host"]) for e in fails][:1] == [
         ("service_limit", "<no address>")
     ]
-    assert not [e for e in events if e.get("twinetdEvent") == logs.START]
+    starts = [e for e in events if e.get("twinetdEvent") == logs.START]
+    assert [e for e in starts if e["service"] == "slow"] == []
     assert not client.done.called
     client.transport.loseConnection()
     await within(client.done)

@@ -447,6 +447,39 @@ async def test_clientResetClosesTarget(targets: Any) -> None:
 
 
 @pytest_twisted.ensureDeferred
+async def test_pausedClientResetClosesTarget(targets: Any) -> None:
+    """
+    A client whose bytes wait for a target that does not read (the relay
+    stopped reading it) and which then resets: noticed without reading (the
+    target still reads nothing), the target connection is closed and the
+    relay ends.
+    """
+    relay = targets.relayTo(targets.listen(lambda: Peer(paused=True)))
+    client = await relay.connect(Peer())
+    server = await within(targets.accepted)
+    client.transport.write(b"x" * (32 * 1024 * 1024))
+    side = relay.protocols[0].client
+    for _ in range(500):
+        if side.received and side.paused:
+            break
+        await sleep(0.01)
+    assert side.received and side.transport not in reactor.getReaders()
+    client.transport.abortConnection()
+    for _ in range(200):
+        if relay.protocols[0].client.lost:
+            break
+        await sleep(0.01)
+    assert relay.protocols[0].client.lost
+    assert relay.protocols[0].target.closing
+    # The target's connection is closed once what it holds is delivered.
+    server.transport.resumeProducing()
+    traffic = await within(relay.ended[0])
+    await within(server.eof)
+    assert 0 < traffic.bytesIn < 32 * 1024 * 1024
+    assert relay.endedCounts == [1]
+
+
+@pytest_twisted.ensureDeferred
 async def test_hostNameTarget(targets: Any) -> None:
     """
     A host name is resolved through the reactor's resolver (an IPv4

@@ -17,12 +17,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs
+from twinetd.hangup import END_OF_FILE, RESET
 from twinetd.launch import LaunchPlan
 from twinetd.logs import MAX_STDERR_LINE, ServiceLog
 from twinetd.model import Peer
 from twinetd.modes.bridge import BridgeProtocol
 from twinetd.spawn import ReactorSpawner
-from twinetd.testing import FakeProcess, MemoryProcessReactor
+from twinetd.testing import FakeHangupWatcher, FakeProcess, MemoryProcessReactor
 
 KILL_DELAY = 5.0
 
@@ -57,6 +58,7 @@ class Harness:
         def onEnded() -> None:
             self.ended += 1
 
+        self.watcher = FakeHangupWatcher()
         self.protocol = BridgeProtocol(
             ServiceLog("svc", logger=Logger(observer=self.events.append)),
             makePlan or plan,
@@ -64,6 +66,7 @@ class Harness:
             self.reactor,
             killDelay=KILL_DELAY,
             onEnded=onEnded,
+            hangups=self.watcher,
         )
         self.transport = StringTransport(
             peerAddress=peer or IPv4Address("TCP", "192.0.2.7", 40000),
@@ -238,6 +241,102 @@ class FlowControlTests(SynchronousTestCase):
         h.process.fdLost(0)
         self.assertEqual(h.transport.producerState, "producing")
         self.assertFalse(h.transport.disconnecting)
+
+
+def aborted(h: Harness) -> bool:
+    # StringTransport.abortConnection sets "disconnected" (not "aborted").
+    return bool(h.transport.disconnected)
+
+
+class PausedClientTests(SynchronousTestCase):
+    """
+    A client that leaves while the bridge does not read it (its bytes wait
+    for a child that does not read them) is noticed.
+    """
+
+    def paused(self) -> Harness:
+        h = Harness()
+        h.connect()
+        assert h.process.producer is not None
+        h.process.producer.pauseProducing()
+        self.assertTrue(h.watcher.isWatched(h.transport))
+        return h
+
+    def test_watchedOnlyWhilePaused(self) -> None:
+        h = Harness()
+        h.connect()
+        self.assertFalse(h.watcher.isWatched(h.transport))
+        h = self.paused()
+        assert h.process.producer is not None
+        h.process.producer.resumeProducing()
+        self.assertFalse(h.watcher.isWatched(h.transport))
+
+    def test_resetTermAfterKillDelay(self) -> None:
+        """
+        A reset: the connection is dropped at once; the child's pipes are
+        closed, SIGTERM follows the kill delay, SIGKILL as long again.
+        """
+        h = self.paused()
+        h.watcher.hangUp(h.transport, RESET)
+        self.assertTrue(aborted(h))
+        h.clientGone()
+        self.assertEqual(sorted(h.process.closedFDs), [0, 1, 2])
+        h.reactor.advance(KILL_DELAY)
+        self.assertEqual(h.process.signals, ["TERM"])
+        h.reactor.advance(KILL_DELAY)
+        self.assertEqual(h.process.signals, ["TERM", "KILL"])
+        h.process.end(signal=9)
+        self.assertEqual(h.ended, 1)
+        [gone] = [e for e in h.events if e.get("twinetdClientGone")]
+        self.assertEqual((gone["host"], gone["reset"]), ("192.0.2.7", True))
+
+    def test_endOfFileWithoutProgress(self) -> None:
+        """
+        The client's end of file while its bytes wait: after the kill delay
+        without the child taking any of them, the client counts as gone;
+        the child gets SIGTERM then (the kill delay is spent), SIGKILL a
+        kill delay later.
+        """
+        h = self.paused()
+        h.watcher.hangUp(h.transport, END_OF_FILE)
+        h.reactor.advance(KILL_DELAY - 0.01)
+        self.assertFalse(aborted(h))
+        self.assertEqual(h.process.signals, [])
+        h.reactor.advance(0.01)
+        self.assertTrue(aborted(h))
+        self.assertEqual(h.process.signals, ["TERM"])
+        h.clientGone()
+        h.reactor.advance(KILL_DELAY)
+        self.assertEqual(h.process.signals, ["TERM", "KILL"])
+
+    def test_halfCloseWithProgressServed(self) -> None:
+        """
+        A client that half-closed is served while the child keeps taking
+        its bytes, however long it all takes.
+        """
+        h = self.paused()
+        producer = h.process.producer
+        assert producer is not None
+        for _ in range(5):
+            h.watcher.hangUp(h.transport, END_OF_FILE)
+            h.reactor.advance(KILL_DELAY - 1)
+            producer.resumeProducing()
+            producer.pauseProducing()
+        producer.resumeProducing()
+        h.protocol.readConnectionLost()
+        h.reactor.advance(KILL_DELAY * 3)
+        self.assertFalse(aborted(h))
+        self.assertEqual(h.process.signals, [])
+        self.assertTrue(h.process.stdinClosed)
+
+    def test_notWatchedAfterClose(self) -> None:
+        """
+        Once the bridge closes the connection (the child exited) the watch
+        ends.
+        """
+        h = self.paused()
+        h.process.end(status=0)
+        self.assertFalse(h.watcher.isWatched(h.transport))
 
 
 class EndTests(SynchronousTestCase):

@@ -23,6 +23,7 @@ PUBLIC = {
         "unsupportedReason",
     ],
     "twinetd.testing": [
+        "FakeHangupWatcher",
         "FakeProcess",
         "FakeUDPPort",
         "MemoryProcessReactor",

@@ -11,19 +11,21 @@ from typing import Any
 import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs
 from twinetd.errors import SourceLocation
-from twinetd.listeners.stream import Front, Runtime, StreamFactory
+from twinetd.hangup import END_OF_FILE, RESET
+from twinetd.listeners.stream import BANNER_TIMEOUT, Front, Runtime, StreamFactory
 from twinetd.model import AddressRule, ServiceConfig, SocketType
 from twinetd.policy.access import DenyList
 from twinetd.policy.gate import Gate, Refused
 from twinetd.policy.limits import Limits, Ticket
 from twinetd.spawn import ReactorSpawner
-from twinetd.testing import MemoryProcessReactor
+from twinetd.testing import FakeHangupWatcher, MemoryProcessReactor
 
 CONFIG = ServiceConfig(
     name="svc",
@@ -52,6 +54,7 @@ class Harness:
                 self.reactor, limits, DenyList(self.reactor), resolveName, lambda _: 600
             )
         self.gate = gate
+        self.watcher = FakeHangupWatcher()
         self.runtime = Runtime(
             spawner=ReactorSpawner(self.reactor),
             clock=self.reactor,
@@ -60,6 +63,7 @@ class Harness:
             environment={},
             uid=0,
             killDelay=5.0,
+            hangups=self.watcher,
         )
         self.factory = StreamFactory(config, self.runtime)
 
@@ -126,6 +130,93 @@ class AdmittedTests(SynchronousTestCase):
         self.assertTrue(
             any("cannot read banner" in e.get("log_format", "") for e in seen)
         )
+
+
+class HandoffBannerTests(SynchronousTestCase):
+    """
+    A handed-off connection's banners are sent through Twisted; the socket
+    is handed over once they have reached the kernel, never by blocking.
+    """
+
+    def harness(self, banner: bytes = b"welcome\r\n") -> tuple[Harness, list[Any]]:
+        config = attrs.evolve(CONFIG, handoff=True)
+        if banner:
+            path = self.mktemp()
+            with open(path, "wb") as f:
+                f.write(banner)
+            config = attrs.evolve(config, bannerSuccess=path)
+        h = Harness(config)
+        served: list[Any] = []
+
+        def serve(ticket: Ticket, peer: Any) -> Any:
+            # The transport is already free of the front's producer.
+            transport = getattr(self, "transport", None)
+            served.append((ticket, peer, getattr(transport, "producer", None)))
+            return Protocol()
+
+        h.factory.serve = serve  # type: ignore[method-assign]
+        return h, served
+
+    def test_handedOverOnceSent(self) -> None:
+        h, served = self.harness()
+        self.transport = h.connect()
+        self.assertEqual(self.transport.value(), b"welcome\r\n")
+        self.assertEqual(served, [])
+        # Twisted asks its pull producer for more: its buffer is empty.
+        self.transport.producer.resumeProducing()
+        self.assertEqual(served, [])
+        h.reactor.advance(0)
+        self.assertEqual(len(served), 1)
+        self.assertIsNone(served[0][2])
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_noBannerAtOnce(self) -> None:
+        h, served = self.harness(banner=b"")
+        self.transport = h.connect()
+        self.assertEqual(len(served), 1)
+
+    def test_bannerNotTaken(self) -> None:
+        """
+        A client that does not take its banner within L{BANNER_TIMEOUT} is
+        dropped, logged; its slot is released and nothing is started.
+        """
+        seen = events(self)
+        h, served = self.harness()
+        self.transport = h.connect()
+        self.assertEqual(h.gate.limits.running(CONFIG.id), 1)
+        h.reactor.advance(BANNER_TIMEOUT - 0.1)
+        self.assertFalse(self.transport.disconnected)
+        h.reactor.advance(0.1)
+        self.assertTrue(self.transport.disconnected)
+        [dropped] = [e for e in seen if e.get("twinetdBannerTimeout")]
+        self.assertEqual((dropped["service"], dropped["host"]), ("svc", "192.0.2.7"))
+        self.transport.protocol.connectionLost(None)
+        self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
+        self.transport.producer.resumeProducing()
+        h.reactor.advance(0)
+        self.assertEqual(served, [])
+
+    def test_clientGoneWhileSending(self) -> None:
+        h, served = self.harness()
+        self.transport = h.connect()
+        self.transport.protocol.connectionLost(None)
+        self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+        self.assertEqual(served, [])
+
+    def test_refusedClosesWithoutProducer(self) -> None:
+        """
+        A refused client is closed with no producer left registered (a pull
+        producer would hold Twisted's close back).
+        """
+        config = attrs.evolve(CONFIG, handoff=True, onlyFrom=(rule("10.0.0.0/8"),))
+        banner = self.mktemp()
+        with open(banner, "wb") as f:
+            f.write(b"hi\r\n")
+        h = Harness(attrs.evolve(config, banner=banner))
+        transport = h.connect()
+        self.assertTrue(transport.disconnecting)
+        self.assertIsNone(transport.producer)
 
 
 class RefusedTests(SynchronousTestCase):
@@ -197,6 +288,59 @@ class PendingTests(SynchronousTestCase):
         pending.callback("ok.example")
         self.assertEqual(h.reactor.spawned, [])
         self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
+
+    def test_clientResetDuringLookup(self) -> None:
+        """
+        The client is watched while the gate decides (its socket is not
+        read): a reset drops it at once, and its slot is released when the
+        decision comes.  Its end of file does not (it may have sent its
+        whole request).
+        """
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
+        transport = h.connect()
+        self.assertTrue(h.watcher.isWatched(transport))
+        h.watcher.hangUp(transport, END_OF_FILE)
+        h.reactor.advance(3600)
+        self.assertFalse(transport.disconnecting)
+        h.watcher.hangUp(transport, RESET)
+        self.assertTrue(transport.disconnected)
+        transport.protocol.connectionLost(None)
+        self.assertFalse(h.watcher.isWatched(transport))
+        pending.callback("ok.example")
+        self.assertEqual(h.reactor.spawned, [])
+        self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
+
+    def test_immediateDecisionNotWatched(self) -> None:
+        """
+        A decision that comes at once (no name to look up) costs no watch.
+        """
+        h = Harness()
+        transport = h.connect()
+        self.assertEqual(len(h.reactor.spawned), 1)
+        self.assertFalse(h.watcher.isWatched(transport))
+        self.assertEqual(h.watcher.watches, 0)
+        h = Harness(attrs.evolve(CONFIG, onlyFrom=(rule("10.0.0.0/8"),)))
+        h.connect()
+        self.assertEqual(h.watcher.watches, 0)
+
+    def test_notWatchedOnceServed(self) -> None:
+        """
+        The front's watch ends when the service's protocol takes over.
+        """
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
+        transport = h.connect()
+        self.assertTrue(h.watcher.isWatched(transport))
+        pending.callback("ok.example")
+        self.assertEqual(len(h.reactor.spawned), 1)
+        self.assertFalse(h.watcher.isWatched(transport))
 
     def test_nameAdmits(self) -> None:
         """

@@ -51,8 +51,8 @@ class FakeSocket:
         self.family = family
         self.fd = FD
         self.blocking = False
-        self.timeout: float | None = None
         self.sent = b""
+        self.room = 1 << 20
         self.options: list[tuple[int, int, int]] = []
         self.sendError: OSError | None = None
 
@@ -63,15 +63,13 @@ class FakeSocket:
         self.trail.append(f"setblocking {flag}")
         self.blocking = flag
 
-    def settimeout(self, timeout: float) -> None:
-        self.trail.append("settimeout")
-        self.timeout = timeout
-
-    def sendall(self, data: bytes) -> None:
-        self.trail.append("sendall")
+    def send(self, data: bytes) -> int:
+        self.trail.append("send" if not self.blocking else "blocking send")
         if self.sendError is not None:
             raise self.sendError
-        self.sent += data
+        taken = data[: self.room]
+        self.sent += taken
+        return len(taken)
 
     def setsockopt(self, level: int, option: int, value: int) -> None:
         self.options.append((level, option, value))
@@ -358,7 +356,8 @@ class HandOffTests(SynchronousTestCase):
     def test_pendingOutputSentFirst(self) -> None:
         """
         Output the daemon wrote but Twisted has not sent (banners) is sent
-        before the child starts, and taken out of Twisted's buffers.
+        before the child starts, without waiting (the socket is still
+        non-blocking), and taken out of Twisted's buffers.
         """
         h = HandOffHarness()
         h.transport.dataBuffer = b"xxBAN"
@@ -367,9 +366,7 @@ class HandOffTests(SynchronousTestCase):
         h.transport._tempDataLen = 7
         h.handOff()
         self.assertEqual(h.transport.socket.sent, b"BANNER\nok\n")
-        self.assertEqual(
-            h.transport.trail[:3], ["settimeout", "sendall", "setblocking True"]
-        )
+        self.assertEqual(h.transport.trail[:2], ["send", "setblocking True"])
         self.assertEqual(
             (
                 h.transport.dataBuffer,
@@ -391,6 +388,20 @@ class HandOffTests(SynchronousTestCase):
         self.assertIn("cannot send pending output", failed["message"])
         self.assertEqual(h.reactor.spawned, [])
         self.assertEqual(h.ended, 1)
+
+    def test_pendingOutputNotTaken(self) -> None:
+        """
+        A client whose socket cannot take the pending output at once fails
+        the start; the daemon never waits for it.
+        """
+        h = HandOffHarness()
+        h.transport._tempDataBuffer = [b"BANNER\n"]
+        h.transport.socket.room = 3
+        self.assertIsNone(h.handOff())
+        [failed] = h.of(logs.SPAWN_FAILED)
+        self.assertIn("not reading", failed["message"])
+        self.assertNotIn("blocking send", h.transport.trail)
+        self.assertEqual(h.reactor.spawned, [])
 
     def test_mappedClientBecomesIPv4(self) -> None:
         """

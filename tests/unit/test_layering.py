@@ -51,6 +51,7 @@ ORDER: list[tuple[str, ...]] = [
     ("status",),
     ("spawn",),
     ("child",),
+    ("hangup",),
     ("modes.bridge", "modes.handoff", "modes.internal", "modes.redirect"),
     (
         "listeners.sockets",

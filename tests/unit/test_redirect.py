@@ -28,7 +28,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from twinetd import logs
+from twinetd.hangup import END_OF_FILE, RESET
 from twinetd.modes.redirect import RedirectProtocol, Traffic
+from twinetd.testing import FakeHangupWatcher
 
 TARGET = ("192.0.2.7", 2323)
 CONNECT_TIMEOUT = 7.0
@@ -68,6 +70,8 @@ class Harness:
         self.reactor = MemoryReactorClock()
         self.events: list[dict[str, Any]] = []
         self.ended: list[Traffic] = []
+        self.watcher = FakeHangupWatcher()
+        kwargs.setdefault("hangups", self.watcher)
         self.relay = RedirectProtocol(
             "redir",
             TARGET,
@@ -415,6 +419,86 @@ class RelayTests(SynchronousTestCase):
         h.clientLost()
         self.assertEqual(h.events, [])
         self.assertEqual(len(h.ended), 1)
+
+
+class PausedSideTests(SynchronousTestCase):
+    """
+    A side that leaves while the relay does not read it (its bytes wait for
+    the other side) is noticed.
+    """
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.target = self.h.connectTarget()
+
+    def test_clientResetWhilePaused(self) -> None:
+        """
+        The client resets while the target does not read: the client is
+        dropped, the target closed (aborted after the close timeout), and
+        the relay ends.
+        """
+        watcher, client = self.h.watcher, self.h.client
+        self.assertFalse(watcher.isWatched(client))
+        self.target.producer.pauseProducing()
+        self.assertTrue(watcher.isWatched(client))
+        watcher.hangUp(client, RESET)
+        self.assertTrue(client.disconnected)
+        self.h.clientLost(ConnectionLost())
+        self.assertTrue(self.target.disconnecting)
+        self.assertFalse(watcher.isWatched(client))
+        self.h.targetLost()
+        self.assertEqual(len(self.h.ended), 1)
+        [gone] = [e for e in self.h.events if "twinetdClientGone" in e]
+        self.assertEqual((gone["side"], gone["reset"]), ("client", True))
+
+    def test_clientEndOfFileWithoutProgress(self) -> None:
+        """
+        The client's end of file while its bytes wait for the target: after
+        the close timeout without the target taking any, it counts as gone.
+        """
+        self.target.producer.pauseProducing()
+        self.h.watcher.hangUp(self.h.client, END_OF_FILE)
+        self.h.reactor.advance(CLOSE_TIMEOUT - 0.01)
+        self.assertFalse(self.h.client.disconnected)
+        self.h.reactor.advance(0.01)
+        self.assertTrue(self.h.client.disconnected)
+
+    def test_clientEndOfFileWithProgress(self) -> None:
+        """
+        A half-closed client whose bytes keep moving is not dropped.
+        """
+        producer = self.target.producer
+        for _ in range(4):
+            producer.pauseProducing()
+            self.h.watcher.hangUp(self.h.client, END_OF_FILE)
+            self.h.reactor.advance(CLOSE_TIMEOUT - 1)
+            producer.resumeProducing()
+        self.assertFalse(self.h.client.disconnected)
+
+    def test_targetResetWhilePaused(self) -> None:
+        """
+        The target resets while the client does not read: the target is
+        dropped and the client closed.
+        """
+        self.h.client.producer.pauseProducing()
+        self.assertTrue(self.h.watcher.isWatched(self.target))
+        self.h.watcher.hangUp(self.target, RESET)
+        self.assertTrue(self.target.disconnected)
+        self.h.targetLost(ConnectionLost())
+        self.assertTrue(self.h.client.disconnecting)
+
+    def test_connectingEndOfFileWaits(self) -> None:
+        """
+        While the target is being reached, the client's end of file is not
+        a departure (the connect timeout bounds the wait); a reset is.
+        """
+        h = Harness()
+        self.assertTrue(h.watcher.isWatched(h.client))
+        h.watcher.hangUp(h.client, END_OF_FILE)
+        h.reactor.advance(CONNECT_TIMEOUT - 0.1)
+        self.assertFalse(h.client.disconnected)
+        h.watcher.hangUp(h.client, RESET)
+        self.assertTrue(h.client.disconnected)
 
 
 class LogTests(SynchronousTestCase):

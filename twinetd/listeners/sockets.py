@@ -48,12 +48,31 @@ def listenAddress(config: ServiceConfig) -> str:
     return "::"
 
 
+def needsLookup(address: str) -> bool:
+    """
+    Whether C{address} (a C{bind} value) is a host name, which must be
+    looked up before it can be bound (as an IPv4 address: a name binds an
+    IPv4 socket, see L{bindSocket}).
+    """
+    if ":" in address:
+        return False
+    try:
+        socket.inet_aton(address)
+    except OSError:
+        return True
+    # inet_aton takes "127.1" and "1"; bind() resolves those without a
+    # lookup too.
+    return False
+
+
 def bindSocket(
     config: ServiceConfig, kind: int = socket.SOCK_STREAM, *, blocking: bool = False
 ) -> socket.socket:
     """
     A socket bound to C{config}'s address and port (and listening, for a
-    stream), with xinetd's options.
+    stream), with xinetd's options.  A host name in C{bind} is looked up by
+    C{bind()} itself, blocking: callers in the reactor look it up first
+    (L{needsLookup}).
 
     @param kind: C{SOCK_STREAM} or C{SOCK_DGRAM}.
     @param blocking: leave the socket blocking (one a child will use, as

@@ -28,22 +28,27 @@ from twisted.internet.defer import (
 )
 from twisted.internet.interfaces import (
     IAddress,
+    IConsumer,
     IDelayedCall,
     IListeningPort,
-    IPushProducer,
+    IPullProducer,
+    IReactorCore,
     IReactorSocket,
     IReactorTCP,
     IReactorTime,
     ITCPTransport,
+    ITransport,
 )
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from twinetd import logs
 from twinetd.child import peerFromTransport
+from twinetd.hangup import PausedReading, Watcher, hangupWatcher
 from twinetd.launch import LaunchPlan, planLaunch
-from twinetd.listeners.sockets import bindSocket, listenAddress
+from twinetd.listeners.sockets import bindSocket, listenAddress, needsLookup
 from twinetd.logs.ident import queryIdent
 from twinetd.model import Peer, ServiceConfig
 from twinetd.modes.bridge import BridgeProtocol
@@ -82,6 +87,9 @@ class Runtime:
     @ivar handoff: the default of C{twinetd_mode} (C{twistd twinetd
         --handoff}): hand every stream service's socket to its program, with
         standard error on the socket too, as xinetd does.
+    @ivar hangups: watches the sockets the daemon does not read (for flow
+        control, or while the gate decides) for their client's departure;
+        by default the reactor's own (L{twinetd.hangup.hangupWatcher}).
     """
 
     def handsOff(self, config: ServiceConfig) -> bool:
@@ -111,6 +119,9 @@ class Runtime:
     sinks: logs.LogSinks = attrs.field(
         default=attrs.Factory(lambda self: logs.LogSinks(self.clock), takes_self=True)
     )
+    hangups: Watcher | None = attrs.field(
+        default=attrs.Factory(lambda self: hangupWatcher(self.tcp), takes_self=True)
+    )
 
 
 def readBanner(config: ServiceConfig, path: str | None) -> bytes:
@@ -134,10 +145,77 @@ def readBanner(config: ServiceConfig, path: str | None) -> bytes:
         return b""
 
 
+#: Seconds a client of a handed-off service may take to receive its banners
+#: (the socket is handed over only once they are sent) before it is dropped.
+BANNER_TIMEOUT = 10.0
+
+
+@implementer(IPullProducer)
+class _Sent:
+    """
+    What the front wrote, and when it has all reached the kernel: a pull
+    producer, registered while something is unsent, whom Twisted asks for
+    more once its buffer is empty.
+
+    @ivar unsent: whether some of it is still in Twisted's buffer.
+    """
+
+    unsent = False
+    _registered = False
+
+    def __init__(self, transport: ITransport) -> None:
+        self._transport = transport
+        self._then: Callable[[], None] | None = None
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        if not self._registered:
+            self._registered = True
+            # Twisted asks for more at once, then each time its buffer
+            # empties: only the latter counts (nothing is unsent yet).
+            IConsumer(self._transport).registerProducer(self, False)
+        self.unsent = True
+        self._transport.write(data)
+
+    def whenSent(self, then: Callable[[], None]) -> None:
+        """
+        Call C{then} once everything written has reached the kernel.
+        """
+        if self.unsent:
+            self._then = then
+        else:
+            then()
+
+    def stop(self) -> None:
+        """
+        Stop tracking; must precede C{loseConnection} (a registered pull
+        producer would be asked for more instead of the connection closing)
+        and the service's own producers.
+        """
+        self._then = None
+        if self._registered:
+            self._registered = False
+            IConsumer(self._transport).unregisterProducer()
+
+    def resumeProducing(self) -> None:
+        if not self.unsent:
+            return
+        self.unsent = False
+        then = self._then
+        self.stop()
+        if then is not None:
+            then()
+
+    def stopProducing(self) -> None:
+        self._then = None
+
+
 class Front(Protocol):
     """
     The first protocol of every accepted connection: banners and the gate,
-    then the service's own protocol takes the transport over.
+    then the service's own protocol takes the transport over (for a
+    handed-off service, once the banners are sent).
     """
 
     factory: StreamFactory
@@ -145,20 +223,39 @@ class Front(Protocol):
     def __init__(self) -> None:
         self._peer: Peer | None = None
         self._gone = False
+        self._reading: PausedReading | None = None
+        self._sent: _Sent | None = None
+        self._waiting: Ticket | None = None
+        self._timeout: IDelayedCall | None = None
         self.inner: Protocol | None = None
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        # Nothing is read from the client until the gate has decided.
-        IPushProducer(self.transport).pauseProducing()
+        runtime = self.factory.runtime
+        # Nothing is read from the client until the gate has decided; a
+        # client that resets meanwhile is dropped at once (its end of file
+        # is not a departure: it may have sent its whole request).
+        self._reading = PausedReading(
+            self.transport,
+            runtime.hangups,
+            runtime.clock,
+            None,
+            self._clientGone,
+        )
+        # Most decisions come at once: the client is watched only when this
+        # one does not (a name lookup).
+        self._reading.pause(watch=False)
+        self._sent = _Sent(self.transport)
         config = self.factory.config
-        self.transport.write(readBanner(config, config.banner))
+        self._sent.write(readBanner(config, config.banner))
         peer = self._peer = attrs.evolve(
             peerFromTransport(cast(ITCPTransport, self.transport)),
             accepted=self.factory.runtime.clock.seconds(),
         )
         d = self.factory.runtime.gate.admit(config, peer)
         d.addCallback(self._decided).addErrback(self._broken)
+        if not d.called:
+            self._reading.watch()
 
     def _broken(self, failure: Failure) -> None:
         # A bug must not leave the client hanging, paused, forever.
@@ -167,7 +264,14 @@ class Front(Protocol):
             failure,
             service=self.factory.config.id,
         )
+        self._close()
+
+    def _close(self, data: bytes = b"") -> None:
         if self.transport is not None and not self._gone:
+            assert self._sent is not None and self._reading is not None
+            self._reading.close()
+            self._sent.stop()
+            self.transport.write(data)
             self.transport.loseConnection()
 
     def _queryIdent(self) -> None:
@@ -188,13 +292,24 @@ class Front(Protocol):
             peer.localPort,
         ).addCallback(answered)
 
+    def _clientGone(self, reset: bool) -> None:
+        if self.transport is not None and not self._gone:
+            cast(Any, self.transport).abortConnection()
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._gone = True
+        if self._reading is not None:
+            self._reading.close()
+        if self._sent is not None:
+            self._sent.stopProducing()
+        self._cancelTimeout()
+        ticket, self._waiting = self._waiting, None
+        if ticket is not None:
+            ticket.release()
         self.factory.ended(self)
 
     def stop(self) -> None:
-        if self.transport is not None and not self._gone:
-            self.transport.loseConnection()
+        self._close()
 
     def _decided(self, admission: Ticket | Refused) -> None:
         config = self.factory.config
@@ -203,24 +318,70 @@ class Front(Protocol):
             serviceLog.fail(admission.reason, self._peer, admission.detail)
             if serviceLog.wantsUseridOnFailure:
                 self._queryIdent()
-            if not self._gone:
-                assert self.transport is not None
-                self.transport.write(readBanner(config, config.bannerFail))
-                self.transport.loseConnection()
+            self._close(readBanner(config, config.bannerFail))
             return
         if self._gone:
             admission.release()
             return
-        assert self.transport is not None and self._peer is not None
-        self.transport.write(readBanner(config, config.bannerSuccess))
+        assert self._sent is not None
+        self._sent.write(readBanner(config, config.bannerSuccess))
         if serviceLog.wantsUseridOnSuccess:
             self._queryIdent()
-        inner = self.inner = self.factory.serve(admission, self._peer)
+        if self.factory.handsOff and self._sent.unsent:
+            # The child gets the socket itself: the banners must reach the
+            # kernel first, without blocking the daemon for a client that
+            # does not read them.
+            self._waiting = admission
+            clock = self.factory.runtime.clock
+            self._timeout = clock.callLater(BANNER_TIMEOUT, self._bannerTimedOut)
+
+            def sent() -> None:
+                # Not from inside Twisted's write handler, which calls this.
+                clock.callLater(0, self._bannerSent)
+
+            self._sent.whenSent(sent)
+            return
+        self._serve(admission)
+
+    def _bannerSent(self) -> None:
+        ticket, self._waiting = self._waiting, None
+        if ticket is None or self._gone:
+            return
+        self._cancelTimeout()
+        self._serve(ticket)
+
+    def _bannerTimedOut(self) -> None:
+        self._timeout = None
+        if self._gone or self.transport is None:
+            return
+        assert self._peer is not None
+        log.warn(
+            "{service}: client {host} port {port} did not take its banner "
+            "within {seconds} seconds; dropped",
+            service=self.factory.config.id,
+            host=self._peer.remoteHost,
+            port=self._peer.remotePort,
+            seconds=BANNER_TIMEOUT,
+            twinetdBannerTimeout=True,
+        )
+        cast(Any, self.transport).abortConnection()
+
+    def _cancelTimeout(self) -> None:
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+
+    def _serve(self, ticket: Ticket) -> None:
+        assert self.transport is not None and self._peer is not None
+        assert self._reading is not None and self._sent is not None
+        self._sent.stop()
+        inner = self.inner = self.factory.serve(ticket, self._peer)
         # Switch: the transport now feeds the service's protocol, which the
         # factory tracks from here on.
         self.factory.live.discard(self)
         cast(Any, self.transport).protocol = inner
-        IPushProducer(self.transport).resumeProducing()
+        self._reading.resume()
+        self._reading.close()
         cast(Any, inner).makeConnection(self.transport)
 
 
@@ -256,6 +417,18 @@ class StreamFactory(ServerFactory):
         front.factory = self
         self.live.add(front)
         return front
+
+    @property
+    def handsOff(self) -> bool:
+        """
+        Whether each connection's socket goes to the service's program.
+        """
+        config = self.config
+        return (
+            not config.isInternal
+            and config.redirect is None
+            and self.runtime.handsOff(config)
+        )
 
     def serve(self, ticket: Ticket, peer: Peer) -> Protocol:
         """
@@ -349,6 +522,7 @@ class StreamFactory(ServerFactory):
                 runtime.clock,
                 killDelay=runtime.killDelay,
                 onEnded=ended,
+                hangups=runtime.hangups,
             )
         protocol.factory = self
         protocol.peer = peer
@@ -429,20 +603,34 @@ class ListenerService(Service):
     Listens on one stream service's port.  A port that cannot be bound is
     logged and leaves this service idle; the daemon's other services are
     unaffected.  While C{cps} has tripped the port is closed (clients are
-    refused, as under xinetd).
+    refused, as under xinetd).  A host name in C{bind} is looked up once,
+    through the reactor's resolver (never blocking the reactor), and its
+    address kept for every later bind.
 
+    A reload that changes the service but not its socket hands the running
+    port the new configuration (L{takeOver}): the port is never closed, so
+    no client is refused or dropped, as under xinetd.
+
+    @ivar config: the service's record.
+    @ivar factory: builds the connections accepted from now on.
     @ivar port: the listening port while listening, else C{None}.
     @ivar failure: why listening failed, if it did.
     """
 
     port: IListeningPort | None = None
     failure: OSError | None = None
+    _address: str | None = None
+    _lookingUp = False
+    _stopped = False
 
     def __init__(
         self, config: ServiceConfig, factory: StreamFactory, reactor: Any
     ) -> None:
         self.config = config
         self.factory = factory
+        # The factories of earlier configurations, while their connections
+        # last (stopped with this service).
+        self._earlier: list[StreamFactory] = []
         self._reactor = reactor
         self._boundPort: int | None = None
         self._attempts = 0
@@ -461,10 +649,16 @@ class ListenerService(Service):
 
     def _listen(self) -> None:
         config = self.config
+        self._stopped = False
         if self._boundPort is not None:
             # Listening again (after a cps pause): the same port, also when
             # the configuration asked for an ephemeral one.
             config = attrs.evolve(config, port=self._boundPort)
+        if config.bind is not None and needsLookup(config.bind):
+            if self._address is None:
+                self._lookUp(config.bind)
+                return
+            config = attrs.evolve(config, bind=self._address)
         self._retry = None
         try:
             sock = bindSocket(config)
@@ -485,7 +679,7 @@ class ListenerService(Service):
             return
         try:
             self.port = IReactorSocket(self._reactor).adoptStreamPort(
-                sock.fileno(), sock.family, self.factory
+                sock.fileno(), sock.family, _Current(self)
             )
         finally:
             sock.close()
@@ -494,6 +688,29 @@ class ListenerService(Service):
         self.factory.serviceLog.listening(
             listenAddress(config), self.boundPort, config.protocol
         )
+
+    def _lookUp(self, name: str) -> None:
+        # Through the reactor's resolver (a thread), once: the address is
+        # kept for every later bind (cps resumes).
+        if self._lookingUp:
+            return
+        self._lookingUp = True
+
+        def found(address: str) -> None:
+            self._lookingUp = False
+            self._address = address
+            if not self._stopped:
+                self._listen()
+
+        def failed(reason: Failure) -> None:
+            self._lookingUp = False
+            if self._stopped:
+                return
+            message = f"cannot resolve {name}: {reason.getErrorMessage()}"
+            self.failure = OSError(errno.EADDRNOTAVAIL, message)
+            self.factory.serviceLog.cannotListen(self.config, name, message)
+
+        IReactorCore(self._reactor).resolve(name).addCallbacks(found, failed)
 
     @property
     def boundPort(self) -> int | None:
@@ -531,6 +748,7 @@ class ListenerService(Service):
         """
         Close the port; connections already accepted go on.
         """
+        self._stopped = True
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
         self._retry = None
@@ -540,6 +758,33 @@ class ListenerService(Service):
         d: Deferred[Any] = maybeDeferred(cast(Any, port.stopListening))
         return d.addCallback(lambda _: None)
 
+    def takeOver(self, other: ListenerService) -> bool:
+        """
+        Serve C{other}'s configuration (a reload changed it) on this
+        service's port, if C{other} would listen on the same socket: the
+        port stays open, connections accepted from now on get C{other}'s
+        factory, and those already running go on with their own.
+
+        @return: whether this service took C{other}'s configuration over
+            (if not, C{other} must listen itself).
+        """
+        if self.failure is not None or _socketOf(self.config) != _socketOf(
+            other.config
+        ):
+            return False
+        self._earlier = [f for f in self._earlier if f.live]
+        if self.factory.live:
+            self._earlier.append(self.factory)
+        self.config, self.factory = other.config, other.factory
+        return True
+
+    @property
+    def busy(self) -> bool:
+        """
+        Whether connections accepted by this service are still running.
+        """
+        return any(f.live for f in (self.factory, *self._earlier))
+
     def stopService(self) -> Deferred[None]:
         """
         Stop listening, then stop the children of live connections; the
@@ -548,5 +793,39 @@ class ListenerService(Service):
         if self.running:
             Service.stopService(self)  # type: ignore[no-untyped-call]
         stopped = self.stopListening()
-        children = self.factory.stop()
-        return gatherResults([stopped, children]).addCallback(lambda _: None)
+        factories, self._earlier = [self.factory, *self._earlier], []
+        children = [f.stop() for f in factories]
+        return gatherResults([stopped, *children]).addCallback(lambda _: None)
+
+
+class _Current(ServerFactory):
+    """
+    The factory a listening port calls: the listener's current one, which a
+    reload may replace while the port stays open.
+    """
+
+    noisy = False
+
+    def __init__(self, listener: ListenerService) -> None:
+        self._listener = listener
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        return self._listener.factory.buildProtocol(addr)
+
+    def logPrefix(self) -> str:
+        # Twisted's port lines ("... starting on PORT") name the service.
+        return self._listener.config.id
+
+
+def _socketOf(config: ServiceConfig) -> tuple[object, ...]:
+    """
+    What decides the listening socket of a stream service: two
+    configurations with the same can share one.
+    """
+    return (
+        listenAddress(config),
+        config.port,
+        config.v6only,
+        "KEEPALIVE" in config.flags,
+        "NODELAY" in config.flags,
+    )

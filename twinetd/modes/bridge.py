@@ -9,7 +9,11 @@ not read while the child does not read).  The daemon buffers at most about
 one transport buffer per direction, whatever the child or the client do.
 
 The client's end of file closes the child's standard input, and the
-connection stays open for the reply (half-close).  The child closing its
+connection stays open for the reply (half-close).  While the socket is not
+read, the client's departure is still noticed (L{twinetd.hangup}): a reset
+at once; an end of file once its bytes have waited the kill delay without
+the child taking any more of them (the child then gets C{SIGTERM} at once,
+the kill delay being spent).  The child closing its
 standard output, or exiting, closes the connection once everything it wrote
 is sent.  A child that outlives its client gets its pipes closed, then
 C{SIGTERM} and later C{SIGKILL} (to its whole process group when it has
@@ -18,6 +22,7 @@ one, see L{twinetd.spawn.IProcessGroup}).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.internet.interfaces import (
@@ -26,15 +31,20 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IProcessTransport,
     IPushProducer,
+    IReactorTime,
     ITCPTransport,
 )
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twinetd import logs
 from twinetd.child import ChildConnection, ChildProcess, peerFromTransport
 from twinetd.errors import SpawnError
+from twinetd.hangup import PausedReading, Watcher, hangupWatcher
+from twinetd.launch import LaunchPlan
 from twinetd.model import Peer
+from twinetd.spawn import Spawner
 
 
 @implementer(IPushProducer)
@@ -115,8 +125,8 @@ class BridgeProtocol(ChildConnection):
     """
     Relays one TCP connection to a child process started for it.
 
-    The constructor is L{ChildConnection}'s; C{killDelay} is also the time
-    from the client's departure to C{SIGTERM}.
+    The constructor is L{ChildConnection}'s, plus C{hangups}; C{killDelay}
+    is also the time from the client's departure to C{SIGTERM}.
 
     @ivar process: the child's transport, once started.
     @ivar child: the child's process protocol, once its start was
@@ -135,13 +145,35 @@ class BridgeProtocol(ChildConnection):
     _peer: Peer | None = None
     _stdinOpen = False
     _outputRegistered = False
-    _clientPaused = False
     _abortCall: IDelayedCall | None = None
+    _reading: PausedReading | None = None
+
+    def __init__(
+        self,
+        serviceLog: logs.ServiceLog,
+        makePlan: Callable[[Peer], LaunchPlan],
+        spawner: Spawner,
+        clock: IReactorTime,
+        killDelay: float = 5.0,
+        onEnded: Callable[[], None] | None = None,
+        hangups: Watcher | None = None,
+    ) -> None:
+        """
+        As L{ChildConnection}.
+
+        @param hangups: watches the paused socket; by default the clock's
+            own L{twinetd.hangup.HangupWatcher} when it is a reactor.
+        """
+        super().__init__(serviceLog, makePlan, spawner, clock, killDelay, onEnded)
+        self._hangups = hangups if hangups is not None else hangupWatcher(clock)
 
     # TCP side
 
     def connectionMade(self) -> None:
         assert self.transport is not None
+        self._reading = PausedReading(
+            self.transport, self._hangups, self._clock, self._killDelay, self._gone
+        )
         peer = self._peer = self.peer or peerFromTransport(
             cast(ITCPTransport, self.transport)
         )
@@ -177,6 +209,8 @@ class BridgeProtocol(ChildConnection):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._connectionDone = True
         self.serviceLog.relayed(self.bytesIn, self.bytesOut)
+        if self._reading is not None:
+            self._reading.close()
         if self._abortCall is not None and self._abortCall.active():
             self._abortCall.cancel()
         self._abortCall = None
@@ -208,20 +242,37 @@ class BridgeProtocol(ChildConnection):
 
     def _closeConnection(self) -> None:
         if self.transport is not None and not self._connectionDone:
+            if self._reading is not None:
+                # Closing: a peer gone now is noticed by the writes.
+                self._reading.close()
             self._unregisterOutput()
             self.transport.loseConnection()
 
     def _pauseClient(self) -> None:
-        if not self._connectionDone and not self._clientPaused:
-            self._clientPaused = True
-            assert self.transport is not None
-            IPushProducer(self.transport).pauseProducing()
+        if not self._connectionDone and self._reading is not None:
+            self._reading.pause()
 
     def _resumeClient(self) -> None:
-        if not self._connectionDone and self._clientPaused:
-            self._clientPaused = False
-            assert self.transport is not None
-            IPushProducer(self.transport).resumeProducing()
+        if not self._connectionDone and self._reading is not None:
+            self._reading.resume()
+
+    def _gone(self, reset: bool) -> None:
+        # The client left while the child was not taking its bytes.
+        assert self.transport is not None and self._peer is not None
+        self.log.info(
+            "{service}: client {host} port {port} gone while its data waited "
+            "for the child ({how})",
+            service=self.serviceId,
+            host=self._peer.remoteHost,
+            port=self._peer.remotePort,
+            how="reset" if reset else "end of file, no progress",
+            twinetdClientGone=True,
+            reset=reset,
+        )
+        if not reset and self.child is not None:
+            # Its bytes already waited the kill delay: SIGTERM now.
+            self.child.terminate()
+        cast(Any, self.transport).abortConnection()
 
     # child side
 

@@ -46,11 +46,6 @@ from twinetd.launch import LaunchPlan
 from twinetd.model import Peer
 from twinetd.spawn import ChildFDs, Spawner
 
-#: How long output the daemon wrote before the handoff (banners) may take to
-#: reach the socket's send buffer.
-PENDING_SEND_TIMEOUT = 2.0
-
-
 #: Linux's C{IPV6_ADDRFORM} (C{<linux/in6.h>}); Python does not export it.
 _IPV6_ADDRFORM = 1
 
@@ -145,7 +140,10 @@ def handOff(
     The child gets the socket, in blocking mode, as descriptors 0 and 1; its
     descriptor 2 is a pipe whose lines are logged (L{logs.STDERR}) or,
     with C{stderrToSocket}, the socket too (xinetd's behaviour).  Output the
-    daemon wrote and Twisted has not sent yet (banners) is sent first.
+    daemon wrote and Twisted has not sent yet is sent first if the socket
+    takes it at once; otherwise the start fails rather than block the
+    daemon (the stream front waits until its banners are sent before it
+    hands a connection over).
 
     On success the daemon keeps nothing of the socket: before this returns,
     its descriptor is closed (never shut down) and the transport's protocol
@@ -178,11 +176,15 @@ def handOff(
     try:
         pending = _takePendingOutput(transport)
         if pending:
-            sock.settimeout(PENDING_SEND_TIMEOUT)
+            # The socket is still non-blocking: this never waits.
             try:
-                sock.sendall(pending)
+                sent = sock.send(pending)
             except OSError as e:
                 raise SpawnError(f"cannot send pending output: {e}") from e
+            if sent < len(pending):
+                raise SpawnError(
+                    "cannot send pending output: the client is not reading"
+                )
         # O_NONBLOCK belongs to the open file, which the child shares: the
         # child expects a blocking socket, the daemon no longer uses it.
         sock.setblocking(True)

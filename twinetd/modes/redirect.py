@@ -50,6 +50,7 @@ from zope.interface import implementer
 
 from twinetd import logs
 from twinetd.child import peerFromTransport
+from twinetd.hangup import PausedReading, Watcher, hangupWatcher
 from twinetd.model import Peer
 
 #: Seconds allowed for the connection to the target (resolution included).
@@ -83,7 +84,8 @@ class _Side:
 
     @ivar name: C{"client"} or C{"target"}, for messages.
     @ivar transport: the connection, once it is up.
-    @ivar paused: whether the relay paused its reading.
+    @ivar reading: its reading, paused and resumed by the relay, once it is
+        up.
     @ivar readDone: its end of file was received.
     @ivar writeShut: its write side was (or is being) shut down.
     @ivar consuming: the other side's producer is registered with it.
@@ -95,7 +97,7 @@ class _Side:
     def __init__(self, name: str) -> None:
         self.name = name
         self.transport: ITransport | None = None
-        self.paused = False
+        self.reading: PausedReading | None = None
         self.readDone = False
         self.writeShut = False
         self.consuming = False
@@ -106,6 +108,13 @@ class _Side:
     @property
     def open(self) -> bool:
         return self.transport is not None and not self.lost
+
+    @property
+    def paused(self) -> bool:
+        """
+        Whether the relay paused its reading.
+        """
+        return self.reading is not None and self.reading.paused
 
 
 @implementer(IPushProducer)
@@ -186,6 +195,7 @@ class RedirectProtocol(Protocol):
         onEnded: Callable[[Traffic], None] | None = None,
         closeTimeout: float = DEFAULT_CLOSE_TIMEOUT,
         keepAlive: bool = False,
+        hangups: Watcher | None = None,
     ) -> None:
         """
         @param serviceId: the service's id, for logs.
@@ -201,6 +211,10 @@ class RedirectProtocol(Protocol):
             what it still holds before it is aborted.
         @param keepAlive: set C{SO_KEEPALIVE} on the target connection
             (xinetd does so for C{flags = KEEPALIVE}).
+        @param hangups: watches paused sockets; by default the reactor's
+            own L{twinetd.hangup.HangupWatcher}.  A side whose reading is
+            paused counts as gone at a reset, or when its end of file came
+            and its bytes then waited C{closeTimeout} for the other side.
         """
         self.serviceId = serviceId
         self.targetAddress = target
@@ -209,6 +223,7 @@ class RedirectProtocol(Protocol):
         self._connectTimeout = connectTimeout
         self._closeTimeout = closeTimeout
         self._keepAlive = keepAlive
+        self._hangups = hangups if hangups is not None else hangupWatcher(reactor)
         self._onEnded = onEnded
         self.client = _Side("client")
         self.target = _Side("target")
@@ -225,7 +240,7 @@ class RedirectProtocol(Protocol):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        self.client.transport = self.transport
+        self._attach(self.client, self.transport, None)
         self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
         self._startTime = self._clock.seconds()
         # Nothing is read from the client until the target can take it.
@@ -262,7 +277,7 @@ class RedirectProtocol(Protocol):
     def _targetConnected(self, transport: ITransport) -> None:
         self._connector = None
         self._everConnected = True
-        self.target.transport = transport
+        self._attach(self.target, transport, self._closeTimeout)
         if self.client.lost:
             transport.loseConnection()
             return
@@ -271,6 +286,10 @@ class RedirectProtocol(Protocol):
             tcp = ITCPTransport(transport, None)
             if tcp is not None:
                 tcp.setTcpKeepAlive(True)
+        # From now on the client's bytes wait only for a target that does not
+        # read them (before, for the connection).
+        assert self.client.reading is not None
+        self.client.reading.patience = self._closeTimeout
         pending, self._pending = self._pending, []
         for data in pending:
             transport.write(data)
@@ -328,7 +347,6 @@ class RedirectProtocol(Protocol):
 
     def _endOfFile(self, side: _Side) -> None:
         side.readDone = True
-        side.paused = False
         other = self._other(side)
         if other.open:
             # The end of file is passed on; the reply keeps flowing back.
@@ -340,7 +358,8 @@ class RedirectProtocol(Protocol):
         if side.lost:
             return
         side.lost = True
-        side.paused = False
+        if side.reading is not None:
+            side.reading.close()
         # Twisted drops the registered producer of a lost connection itself.
         side.consuming = False
         if side is self.client:
@@ -366,6 +385,9 @@ class RedirectProtocol(Protocol):
         if not side.open or side.closing:
             return
         side.closing = True
+        if side.reading is not None:
+            # Closing: a peer gone now is noticed by the close itself.
+            side.reading.close()
         self._unregister(side)
         assert side.transport is not None
         side.transport.loseConnection()
@@ -387,18 +409,38 @@ class RedirectProtocol(Protocol):
             assert consumer.transport is not None
             IConsumer(consumer.transport).unregisterProducer()
 
+    def _attach(
+        self, side: _Side, transport: ITransport, patience: float | None
+    ) -> None:
+        side.transport = transport
+
+        def gone(reset: bool) -> None:
+            # Its peer left while its bytes waited for the other side.
+            self.log.info(
+                "{service}: {side} gone while its data waited ({how})",
+                service=self.serviceId,
+                side=side.name,
+                how="reset" if reset else "end of file, no progress",
+                twinetdClientGone=side is self.client,
+                reset=reset,
+            )
+            if side.open:
+                cast(Any, transport).abortConnection()
+
+        side.reading = PausedReading(
+            transport, self._hangups, self._clock, patience, gone
+        )
+
     def _pause(self, side: _Side) -> None:
-        if side.open and not (side.paused or side.readDone or side.closing):
-            side.paused = True
-            assert side.transport is not None
-            IPushProducer(side.transport).pauseProducing()
+        if side.open and not (side.readDone or side.closing):
+            assert side.reading is not None
+            side.reading.pause()
 
     def _resume(self, side: _Side) -> None:
         # A transport whose end of file was read must not read again.
-        if side.open and side.paused and not (side.readDone or side.closing):
-            side.paused = False
-            assert side.transport is not None
-            IPushProducer(side.transport).resumeProducing()
+        if side.open and not (side.readDone or side.closing):
+            assert side.reading is not None
+            side.reading.resume()
 
     # the end
 

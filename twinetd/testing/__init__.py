@@ -9,7 +9,8 @@ configuration file.
 
 Unit tests (no processes, no sockets, no time): L{MemoryProcessReactor} is a
 fake reactor that spawns L{FakeProcess}es the test drives and listens on
-L{FakeUDPPort}s.
+L{FakeUDPPort}s; L{FakeHangupWatcher} stands for the watcher that notices
+paused clients leaving.
 """
 
 from twinetd.testing.daemon import (
@@ -20,6 +21,7 @@ from twinetd.testing.daemon import (
     serviceRecord,
 )
 from twinetd.testing.fakes import (
+    FakeHangupWatcher,
     FakeProcess,
     FakeUDPPort,
     MemoryProcessReactor,
@@ -27,6 +29,7 @@ from twinetd.testing.fakes import (
 )
 
 __all__ = [
+    "FakeHangupWatcher",
     "FakeProcess",
     "FakeUDPPort",
     "MemoryProcessReactor",

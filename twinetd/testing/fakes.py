@@ -9,12 +9,14 @@ Fakes for unit tests of twinetd and of applications embedding it.
     the datagrams written and lets a test deliver datagrams;
     L{MemoryProcessReactor.bindDatagramPort} does the same for a
     L{twinetd.listeners.datagram.DatagramService} (its C{bindPort}), binding no socket.
+  - L{FakeHangupWatcher}: a L{twinetd.hangup.Watcher} whose peers a test
+    hangs up (L{FakeHangupWatcher.hangUp}).
 """
 
 from __future__ import annotations
 
 import signal as _signal
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, AnyStr
 
 import attrs
@@ -28,6 +30,7 @@ from twisted.internet.interfaces import (
     IProducer,
     IReactorProcess,
     IReactorUDP,
+    ITransport,
     IUDPTransport,
 )
 from twisted.internet.protocol import AbstractDatagramProtocol
@@ -39,6 +42,48 @@ from twinetd.listeners.datagram import MAX_DATAGRAM
 from twinetd.listeners.sockets import listenAddress
 from twinetd.model import ServiceConfig
 from twinetd.spawn import IProcessGroup
+
+# Paused sockets
+
+
+class FakeHangupWatcher:
+    """
+    A L{twinetd.hangup.Watcher} for tests: it records which transports are
+    watched, and L{hangUp} plays their peer's end of file or reset.
+
+    @ivar watched: the watched transports and their callbacks, by token.
+    @ivar watches: how many watches were ever asked for.
+    """
+
+    def __init__(self) -> None:
+        self.watched: dict[int, tuple[ITransport, Callable[[bool], None]]] = {}
+        self.watches = 0
+
+    def watch(
+        self, transport: ITransport, onHangup: Callable[[bool], None]
+    ) -> int | None:
+        self.watches += 1
+        self.watched[self.watches] = (transport, onHangup)
+        return self.watches
+
+    def unwatch(self, token: int) -> None:
+        self.watched.pop(token, None)
+
+    def isWatched(self, transport: ITransport) -> bool:
+        """
+        Whether C{transport} is watched now.
+        """
+        return any(t is transport for t, _ in self.watched.values())
+
+    def hangUp(self, transport: ITransport, reset: bool) -> None:
+        """
+        C{transport}'s peer resets the connection (C{reset}) or its end of
+        file arrives: the watches of C{transport} are told.
+        """
+        for watched, onHangup in list(self.watched.values()):
+            if watched is transport:
+                onHangup(reset)
+
 
 # Processes
 

@@ -1,7 +1,10 @@
-"""Reads standard input to end of file, then reports how much it read."""
+"""Waits DELAY seconds (default 0) without reading, then reads standard
+input to end of file and reports how much it read."""
 
 import os
+import time
 
+time.sleep(float(os.environ.get("DELAY", "0")))
 total = 0
 while True:
     data = os.read(0, 65536)
