@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import attrs
 
+__all__ = [
+    "ConfigError",
+    "Problem",
+    "SourceLocation",
+    "SpawnError",
+    "TwinetdError",
+    "printable",
+]
+
 
 @attrs.frozen
 class SourceLocation:

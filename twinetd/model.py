@@ -16,6 +16,19 @@ import attrs
 
 from twinetd.errors import SourceLocation
 
+__all__ = [
+    "INTERNAL_SERVICES",
+    "AddressRule",
+    "FileTarget",
+    "IPNetwork",
+    "LogTarget",
+    "Peer",
+    "ServiceConfig",
+    "SocketType",
+    "SyslogTarget",
+    "unmapped",
+]
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 

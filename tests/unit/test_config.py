@@ -254,28 +254,6 @@ class BasicTests(SynchronousTestCase):
             recordFields - tableFields, {"name", "source", "user", "uid", "rlimits"}
         )
 
-    def test_publicNames(self) -> None:
-        """
-        The package exports its public API and nothing else.
-        """
-        import twinetd.config
-
-        self.assertEqual(
-            sorted(twinetd.config.__all__),
-            [
-                "ATTRIBUTES",
-                "AttributeSpec",
-                "LoadResult",
-                "Lookups",
-                "UserEntry",
-                "loadPath",
-                "loadText",
-                "parseAddress",
-            ],
-        )
-        for name in twinetd.config.__all__:
-            self.assertTrue(hasattr(twinetd.config, name), name)
-
     def test_unsupportedWarnings(self) -> None:
         """
         Each attribute the runtime does not implement yet gives one warning

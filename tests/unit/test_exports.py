@@ -10,6 +10,36 @@ import importlib
 from twisted.trial.unittest import SynchronousTestCase
 
 PUBLIC = {
+    "twinetd.config": [
+        "ATTRIBUTES",
+        "AttributeSpec",
+        "LoadResult",
+        "Lookups",
+        "UserEntry",
+        "loadPath",
+        "loadText",
+        "parseAddress",
+    ],
+    "twinetd.errors": [
+        "ConfigError",
+        "Problem",
+        "SourceLocation",
+        "SpawnError",
+        "TwinetdError",
+        "printable",
+    ],
+    "twinetd.model": [
+        "INTERNAL_SERVICES",
+        "AddressRule",
+        "FileTarget",
+        "IPNetwork",
+        "LogTarget",
+        "Peer",
+        "ServiceConfig",
+        "SocketType",
+        "SyslogTarget",
+        "unmapped",
+    ],
     "twinetd.service": [
         "DaemonControl",
         "DaemonSettings",
