@@ -93,7 +93,7 @@ def fillExactly(sock: socket.socket, port: int) -> None:
             time.sleep(0.1)
             if receiveQueue(port, local) == waiting:
                 break
-    until(lambda: outQueue(sock) == 0, 5)
+    until(lambda: outQueue(sock) == 0)
 
 
 def termAndKillTimes(mark: Path, daemon: Daemon, pid: int) -> tuple[float, float]:
@@ -101,9 +101,9 @@ def termAndKillTimes(mark: Path, daemon: Daemon, pid: int) -> tuple[float, float
     Seconds until the child recorded SIGTERM, and until it was gone.
     """
     start = time.monotonic()
-    until(lambda: mark.exists() and "TERM" in mark.read_text(), 10)
+    until(lambda: mark.exists() and "TERM" in mark.read_text())
     term = time.monotonic() - start
-    until(lambda: pid not in daemon.children(), 10)
+    until(lambda: pid not in daemon.children())
     return term, time.monotonic() - start
 
 
@@ -138,8 +138,10 @@ def test_pausedClientLeaves(pinned: tuple[Daemon, int, Path]) -> None:
         else:
             sock.shutdown(socket.SHUT_WR)
         term, gone = termAndKillTimes(mark, daemon, pid)
-        assert KILL_DELAY - 0.2 < term < KILL_DELAY + 1.0, how
-        assert 2 * KILL_DELAY - 0.2 < gone < 2 * KILL_DELAY + 1.5, how
+        # Not before the kill delay; the upper bounds only say "it came"
+        # (a loaded CI machine may be seconds late).
+        assert KILL_DELAY - 0.2 < term < KILL_DELAY + 5.0, how
+        assert 2 * KILL_DELAY - 0.2 < gone < 2 * KILL_DELAY + 8.0, how
         daemon.settle(before)
         assert daemon.descriptors() == before
         mark.unlink()
