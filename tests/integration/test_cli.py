@@ -119,7 +119,7 @@ def test_dontforkServes(tmp_path: Path) -> None:
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(DEADLINE)
+        assert proc.wait(DEADLINE) == 0
         assert proc.stdout is not None
         proc.stdout.close()
     text = log.read_text()

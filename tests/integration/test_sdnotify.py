@@ -154,7 +154,7 @@ def test_daemonNotifies(tmp_path: Path, systemd: socket.socket, command: str) ->
         assert received(systemd)["READY"] == "1"
         proc.send_signal(signal.SIGTERM)
         assert received(systemd) == {"STOPPING": "1", "STATUS": "stopping"}
-        assert proc.wait(DEADLINE) in (0, -signal.SIGTERM)
+        assert proc.wait(DEADLINE) == 0
     finally:
         stopped(proc)
 
@@ -187,10 +187,10 @@ def test_readyWaitsForBindRetries(tmp_path: Path, systemd: socket.socket) -> Non
         systemd.setblocking(True)
         systemd.settimeout(DEADLINE)
         holder.close()
-        assert received(systemd) == {
-            "READY": "1",
-            "STATUS": "2 of 2 services listening, 0 servers running",
-        }
+        ready = received(systemd)
+        assert ready["READY"] == "1"
+        # The child started by the probe above may still be running.
+        assert ready["STATUS"].startswith("2 of 2 services listening, "), ready
     finally:
         holder.close()
         stopped(proc)
