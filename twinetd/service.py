@@ -45,8 +45,8 @@ from twinetd.logs.counters import Counters
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.internal import ChargenRing, internalFor
 from twinetd.policy.access import DenyList
-from twinetd.policy.gate import Gate, Refused, noNames, threadedResolver
-from twinetd.policy.limits import Limits, Ticket
+from twinetd.policy.gate import Gate, noNames, threadedResolver
+from twinetd.policy.limits import Limits
 from twinetd.spawn import spawnerFor
 from twinetd.status import ServiceState, statusDocument
 
@@ -196,18 +196,6 @@ class TwinetdService(MultiService):
         assert isinstance(child, ListenerService)
         return child
 
-    def _paused(self, serviceId: str, seconds: int) -> None:
-        child = self.namedServices.get(serviceId)
-        if isinstance(child, ListenerService):
-            child.pause(seconds)
-        elif isinstance(child, DatagramService):
-            child.suspend()
-
-    def _resumed(self, serviceId: str) -> None:
-        child = self.namedServices.get(serviceId)
-        if isinstance(child, (ListenerService, DatagramService)):
-            child.resume()
-
     def reload(self, records: Iterable[ServiceConfig]) -> Deferred[None]:
         """
         Serve C{records} instead of the current set, changing only what
@@ -303,7 +291,6 @@ class TwinetdService(MultiService):
         return gatherResults([d, *retired]).addBoth(self._stopped)
 
     def _stopped(self, result: Any) -> None:
-        self.runtime.gate.limits.stop()
         self.runtime.sinks.close()
 
 
@@ -373,9 +360,6 @@ def fromRecords(
     """
     runtime = _runtime(reactor, settings or DaemonSettings())
     daemon = TwinetdService(runtime, reactor)
-    limits = runtime.gate.limits
-    limits.onDisable = daemon._paused
-    limits.onEnable = daemon._resumed
     for config in records:
         reason = unsupportedReason(config)
         if reason is not None:
@@ -393,8 +377,8 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
         service).
     """
     serviceLog = runtime.sinks.serviceLog(config)
+    admit = runtime.gate.admitter(config)
     if config.socketType is SocketType.DGRAM:
-        gate = runtime.gate
 
         def makePlan(peer: Peer | None) -> LaunchPlan:
             return planLaunch(
@@ -405,9 +389,6 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
                 runtime.gid,
                 runtime.handsOff(config),
             )
-
-        def admit(peer: Peer) -> Deferred[Ticket | Refused]:
-            return gate.admit(config, peer)
 
         return DatagramService(
             config,
@@ -439,7 +420,7 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Servic
             serviceLog=serviceLog,
             stderrToSocket=runtime.stderrToSocket(config),
             killDelay=runtime.killDelay,
-            admit=lambda: runtime.gate.admit(config, None),
+            admit=admit,
         )
     return ListenerService(config, StreamFactory(config, runtime, serviceLog), reactor)
 

@@ -26,6 +26,8 @@ from twinetd.launch import LaunchPlan, planLaunch
 from twinetd.listeners.datagram import DatagramService
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.internal import TIME_OFFSET, InternalService
+from twinetd.policy.gate import Admission
+from twinetd.policy.limits import Ticket as LimitsTicket
 from twinetd.spawn import spawnerFor
 
 from .conftest import CHILDREN, DEADLINE, reactor, sleep, within
@@ -358,12 +360,12 @@ async def test_waitYesRefusedAndUnread(services: Any, clients: Any) -> None:
     backs off, without a fork storm.
     """
 
-    @attrs.frozen
-    class No:
-        reason: str = "address"
-
     config = record("refuse", wait=True)
-    refusing = services(config, planFor(config, "tftpish"), admit=lambda p: No())
+    refusing = services(
+        config,
+        planFor(config, "tftpish"),
+        admit=lambda p: defer.succeed(Admission.refused("address")),
+    )
     client = clients()
     for i in range(3):
         client.send(b"r%d" % i, refusing.boundPort)
@@ -394,7 +396,7 @@ async def test_internalServices(services: Any, clients: Any) -> None:
     """
     released: list[Peer] = []
 
-    class Ticket:
+    class Ticket(LimitsTicket):
         def __init__(self, peer: Peer) -> None:
             self.peer = peer
 
@@ -405,7 +407,7 @@ async def test_internalServices(services: Any, clients: Any) -> None:
     echo = services(
         echoConfig,
         internal=InternalService("echo", SocketType.DGRAM),
-        admit=Ticket,
+        admit=lambda peer: defer.succeed(Admission(ticket=Ticket(peer))),
     )
     client = clients()
     client.send(b"ping", echo.boundPort)

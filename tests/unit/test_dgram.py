@@ -8,8 +8,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -26,6 +25,8 @@ from twinetd.listeners.datagram import (
 )
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.internal import InternalService
+from twinetd.policy.gate import Admission
+from twinetd.policy.limits import Ticket as LimitsTicket
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, FakeUDPPort, MemoryProcessReactor
 
@@ -50,19 +51,30 @@ def record(
     )
 
 
-@attrs.frozen
-class No:
-    reason: str
-    detail: str = ""
+def No(reason: str, detail: str = "") -> Deferred[Admission]:
+    """
+    An admission hook's refusal.
+    """
+    return succeed(Admission.refused(reason, detail))
 
 
-class Ticket:
-    def __init__(self, peer: Peer, log: list[str]) -> None:
-        self.peer = peer
+class LoggedTicket(LimitsTicket):
+    """
+    A ticket that notes its releases.
+    """
+
+    def __init__(self, log: list[str]) -> None:
         self.log = log
 
     def release(self) -> None:
         self.log.append("release")
+
+
+def Ticket(peer: Peer | None, log: list[str]) -> Deferred[Admission]:
+    """
+    An admission hook's admission, whose ticket notes its releases.
+    """
+    return succeed(Admission(ticket=LoggedTicket(log)))
 
 
 class FakeSocket:
@@ -383,8 +395,8 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
             self.port.deliver(b"%d" % i, CLIENT)
         self.assertEqual(len(pending), 2)
         self.assertEqual(self.service.dropped["service_limit"], 1)
-        pending[0].callback(Ticket(Peer("udp", "", 0, "", 0), log))
-        pending[1].callback(No("address"))
+        pending[0].callback(Admission(ticket=LoggedTicket(log)))
+        pending[1].callback(Admission.refused("address"))
         [child] = self.spawned
         self.assertEqual(child.written, [b"0"])
         self.assertEqual(self.service.dropped["address"], 1)
@@ -461,6 +473,32 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.spawned[1].endBySignal("KILL")
         self.successResultOf(d)
         self.assertIsNone(service.boundPort)
+
+    def test_cpsPause(self) -> None:
+        """
+        A datagram that trips C{cps} makes the service stop reading for the
+        pause the gate gives, then read again on its own.
+        """
+        answers = [succeed(Admission.refused("connections per second", pause=3))]
+        service = self.setUpService(
+            record(), admit=lambda peer: answers.pop() if answers else No("x")
+        )
+        self.port.deliver(b"q", CLIENT)
+        self.assertFalse(self.port.reading)
+        self.reactor.advance(2.9)
+        self.assertFalse(self.port.reading)
+        self.reactor.advance(0.1)
+        self.assertTrue(self.port.reading)
+        self.assertEqual(service.dropped["connections per second"], 1)
+
+    def test_stopEndsPause(self) -> None:
+        service = self.setUpService(
+            record(),
+            admit=lambda peer: succeed(Admission.refused("x", pause=3)),
+        )
+        self.port.deliver(b"q", CLIENT)
+        self.successResultOf(service.stopService())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
 
     def test_suspendResume(self) -> None:
         service = self.setUpService(record())

@@ -22,8 +22,8 @@ from twinetd.hangup import END_OF_FILE, RESET
 from twinetd.listeners.stream import BANNER_TIMEOUT, Front, Runtime, StreamFactory
 from twinetd.model import AddressRule, ServiceConfig, SocketType
 from twinetd.policy.access import DenyList
-from twinetd.policy.gate import Gate, Refused
-from twinetd.policy.limits import Limits, Ticket
+from twinetd.policy.gate import REASON_ERROR, Admission, Gate
+from twinetd.policy.limits import Limits
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeHangupWatcher, MemoryProcessReactor
 
@@ -148,7 +148,7 @@ class HandoffBannerTests(SynchronousTestCase):
         h = Harness(config)
         served: list[Any] = []
 
-        def serve(ticket: Ticket, peer: Any) -> Any:
+        def serve(ticket: Admission, peer: Any) -> Any:
             # The transport is already free of the front's producer.
             transport = getattr(self, "transport", None)
             served.append((ticket, peer, getattr(transport, "producer", None)))
@@ -388,7 +388,7 @@ class GateTests(SynchronousTestCase):
         results = [self.successResultOf(gate.admit(config, peer())) for _ in range(4)]
         # The third connection within the second trips cps (3 > 2).
         self.assertEqual(
-            [r.reason for r in results if isinstance(r, Refused)],
+            [r.reason for r in results if not r.admitted],
             ["address", "address", "connections per second", "connections per second"],
         )
 
@@ -398,7 +398,7 @@ class GateTests(SynchronousTestCase):
         limits = Limits(reactor)
         limits.updateConfig(config.id, config)
         result = self.successResultOf(Gate(reactor, limits).admit(config, peer()))
-        self.assertIsInstance(result, Refused)
+        self.assertFalse(result.admitted)
         self.assertEqual(limits.running(config.id), 0)
 
     def test_noPeerAdmitted(self) -> None:
@@ -410,7 +410,58 @@ class GateTests(SynchronousTestCase):
         limits = Limits(reactor)
         limits.updateConfig(config.id, config)
         result = self.successResultOf(Gate(reactor, limits).admit(config, None))
-        self.assertIsInstance(result, Ticket)
+        self.assertTrue(result.admitted)
+        self.assertEqual(limits.running(config.id), 1)
+        result.release()
+        result.release()
+        self.assertEqual(limits.running(config.id), 0)
+
+    def test_cpsTripSaysHowLong(self) -> None:
+        """
+        The connection that trips C{cps} is refused with the pause its
+        listener is to take; the ones refused while paused carry none.
+        """
+        reactor = MemoryProcessReactor()
+        config = attrs.evolve(CONFIG, cps=(1, 7))
+        limits = Limits(reactor)
+        limits.updateConfig(config.id, config)
+        gate = Gate(reactor, limits, minutes=lambda _: 0)
+        results = [self.successResultOf(gate.admit(config, peer())) for _ in range(3)]
+        self.assertEqual(
+            [(r.reason, r.pause) for r in results],
+            [(None, 0), ("connections per second", 7), ("connections per second", 0)],
+        )
+        self.assertTrue(limits.isDisabled(config.id))
+        reactor.advance(7)
+        self.assertFalse(limits.isDisabled(config.id))
+
+    def test_errorRefusesAndReleases(self) -> None:
+        """
+        An error while deciding is logged and refuses the connection
+        (reason C{error}); the ticket taken before it is given back.
+        """
+        reactor = MemoryProcessReactor()
+        limits = Limits(reactor)
+        limits.updateConfig(CONFIG.id, CONFIG)
+
+        def broken(address: str) -> Deferred[str | None]:
+            raise ZeroDivisionError()
+
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        gate = Gate(reactor, limits, resolveName=broken)
+        result = self.successResultOf(gate.admit(config, peer()))
+        self.assertEqual(
+            (result.reason, result.detail), (REASON_ERROR, "admission failed")
+        )
+        self.assertEqual(limits.running(config.id), 0)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_refusalHoldsNothing(self) -> None:
+        refusal = Admission.refused("address", "only_from")
+        self.assertFalse(refusal.admitted)
+        refusal.release()
 
 
 def peer() -> Any:

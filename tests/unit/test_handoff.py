@@ -14,6 +14,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -31,7 +32,8 @@ from twinetd.modes.handoff import (
     SocketHandedOff,
     handOff,
 )
-from twinetd.policy.gate import Refused
+from twinetd.policy.gate import Admission
+from twinetd.policy.limits import Limits, ServiceLimits, Ticket
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, MemoryProcessReactor
 
@@ -898,36 +900,34 @@ class WaitStreamAdmissionTests(SynchronousTestCase):
     """
 
     def test_ticketHeldWhileChildRuns(self) -> None:
-        tickets: list[Any] = []
+        limits = Limits(Clock())
+        limits.updateConfig("svc", ServiceLimits())
+        peers: list[Any] = []
 
-        class Ticket:
-            released = False
-
-            def release(self) -> None:
-                self.released = True
-
-        def admit() -> Deferred[Any]:
-            tickets.append(Ticket())
-            return succeed(tickets[-1])
+        def admit(peer: Any) -> Deferred[Admission]:
+            peers.append(peer)
+            ticket = limits.acquire("svc", None)
+            assert isinstance(ticket, Ticket)
+            return succeed(Admission(ticket=ticket))
 
         h = WaitStreamHarness(admit=admit)
         h.service.startService()
         h.readable()
         [process] = h.reactor.spawned
-        self.assertFalse(tickets[0].released)
+        self.assertEqual(peers, [None])
+        self.assertEqual(limits.running("svc"), 1)
         process.end(0)
-        self.assertTrue(tickets[0].released)
+        self.assertEqual(limits.running("svc"), 0)
 
     def test_refusedWaitsAndAsksAgain(self) -> None:
         """
         A refusal logs FAIL (from <no address>), starts nothing, and the
         service asks again after REFUSED_RETRY seconds.
         """
-        answers: list[Any] = [Refused("connections per second")]
+        answers = [Admission.refused("connections per second")]
 
-        def admit() -> Deferred[Any]:
-            answer = answers.pop(0) if answers else _FreeTicket()
-            return succeed(answer)
+        def admit(peer: Any) -> Deferred[Admission]:
+            return succeed(answers.pop(0) if answers else Admission())
 
         h = WaitStreamHarness(admit=admit)
         h.service.startService()
@@ -943,7 +943,19 @@ class WaitStreamAdmissionTests(SynchronousTestCase):
         h.readable()
         self.assertEqual(len(h.reactor.spawned), 1)
 
+    def test_cpsPauseWaits(self) -> None:
+        """
+        A refusal that trips C{cps} stops watching for the whole pause.
+        """
+        answers = [Admission.refused("connections per second", pause=5)]
 
-class _FreeTicket:
-    def release(self) -> None:
-        pass
+        def admit(peer: Any) -> Deferred[Admission]:
+            return succeed(answers.pop(0) if answers else Admission())
+
+        h = WaitStreamHarness(admit=admit)
+        h.service.startService()
+        h.readable()
+        h.reactor.advance(4.9)
+        self.assertFalse(h.watching)
+        h.reactor.advance(0.1)
+        self.assertTrue(h.watching)

@@ -105,7 +105,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
@@ -128,6 +128,7 @@ from twinetd.launch import LaunchPlan
 from twinetd.listeners.sockets import bindSocket, listenAddress
 from twinetd.model import Peer, ServiceConfig
 from twinetd.modes.internal import InternalService, LocalTime
+from twinetd.policy.gate import Admission, Admit, admitEveryone
 from twinetd.spawn import Spawner
 
 #: The largest reply: the largest UDP payload over IPv4.
@@ -156,41 +157,6 @@ HOLD_POLL_MAX = 0.1
 REASON_SERVICE_LIMIT = "service_limit"
 #: The reason for datagrams arriving while the service stops.
 REASON_STOPPING = "stopping"
-
-
-@runtime_checkable
-class AdmissionTicket(Protocol):
-    """
-    An admitted datagram's slot (L{twinetd.policy.limits.Ticket}): held while its
-    server runs; C{release} is idempotent.
-    """
-
-    def release(self) -> None: ...
-
-
-class AdmissionRefusal(Protocol):
-    """
-    A refusal (L{twinetd.policy.gate.Refused}, L{twinetd.policy.limits.Refusal}).
-    """
-
-    @property
-    def reason(self) -> str: ...
-
-
-#: The admission hook: a peer gives a ticket or a refusal, at once or later.
-Admit = Callable[[Peer], "AdmissionTicket | AdmissionRefusal | Deferred[Any]"]
-
-
-class _FreeTicket:
-    def release(self) -> None:
-        pass
-
-
-def admitAll(peer: Peer) -> AdmissionTicket:
-    """
-    The default admission hook: everyone is admitted.
-    """
-    return _FreeTicket()
 
 
 def bindDatagramSocket(config: ServiceConfig) -> socket.socket:
@@ -255,9 +221,7 @@ class _Child(ChildProcess):
     @ivar exitedWell: whether it exited with status 0.
     """
 
-    def __init__(
-        self, service: DatagramService, peer: Peer, ticket: AdmissionTicket
-    ) -> None:
+    def __init__(self, service: DatagramService, peer: Peer, ticket: Admission) -> None:
         super().__init__(
             service.serviceLog,
             peer,
@@ -299,7 +263,7 @@ class _ReplyingChild(_Child):
         self,
         service: DatagramService,
         peer: Peer,
-        ticket: AdmissionTicket,
+        ticket: Admission,
         datagram: bytes,
         addr: Any,
     ) -> None:
@@ -424,7 +388,7 @@ class DatagramService(Service):
         makePlan: Callable[[Peer | None], LaunchPlan],
         spawner: Spawner,
         reactor: IReactorSocket,
-        admit: Admit = admitAll,
+        admit: Admit = admitEveryone,
         killDelay: float = 5.0,
         internal: InternalService | None = None,
         *,
@@ -445,7 +409,7 @@ class DatagramService(Service):
         @param reactor: a reactor providing C{IReactorSocket} and
             C{IReactorTime}, and C{IReactorFDSet} for C{wait = yes}.
         @param admit: decides on each datagram (C{wait = no}, internal) or
-            each child (C{wait = yes}); may return a Deferred.
+            each child (C{wait = yes}).
         @param killDelay: seconds from C{SIGTERM} to C{SIGKILL}.
         @param internal: for C{type = INTERNAL} records, the builtin to serve.
         @param childTimeout: seconds a C{wait = no} child may run.
@@ -501,6 +465,7 @@ class DatagramService(Service):
         self._holding: _HandedChild | None = None
         self._holdPoll: IDelayedCall | None = None
         self._holdDelay = HOLD_POLL_FIRST
+        self._pauseEnds: IDelayedCall | None = None
         self.setName(config.id)  # type: ignore[no-untyped-call]
 
     @property
@@ -588,9 +553,10 @@ class DatagramService(Service):
             self._inner.doStop()  # type: ignore[no-untyped-call]
             self._inner = None
         self._unwatch()
-        if self._backoff is not None and self._backoff.active():
-            self._backoff.cancel()
-        self._backoff = None
+        for call in (self._backoff, self._pauseEnds):
+            if call is not None and call.active():
+                call.cancel()
+        self._backoff = self._pauseEnds = None
         self._stopHoldPoll()
         self._holding = None
         sock, self.socket = self.socket, None
@@ -603,9 +569,24 @@ class DatagramService(Service):
         self._drops.stop()
         return DeferredList(waits).addCallback(lambda _: None)
 
+    def pauseFor(self, seconds: int) -> None:
+        """
+        C{cps} tripped: stop reading datagrams for C{seconds} (they wait
+        in the kernel), then read again.
+        """
+        if self._pauseEnds is not None:
+            return
+        self._pauseEnds = self._clock.callLater(seconds, self._pauseOver)
+        self.suspend()
+
+    def _pauseOver(self) -> None:
+        self._pauseEnds = None
+        self.log.error("Activating service {service}", service=self.config.id)
+        self.resume()
+
     def suspend(self) -> None:
         """
-        Stop reading datagrams (C{cps} tripped); they wait in the kernel.
+        Stop reading datagrams; they wait in the kernel.
         """
         self._suspended = True
         if self.port is not None:
@@ -626,26 +607,18 @@ class DatagramService(Service):
 
     # admission, shared by the modes
 
-    def _decide(self, peer: Peer, then: Callable[[Any], None]) -> None:
+    def _decide(self, peer: Peer, then: Callable[[Admission], None]) -> None:
         """
-        Run the admission hook for C{peer}; C{then} gets a ticket or a
-        refusal (or, if the hook failed, a refusal-like failure reason).
+        Ask the gate about C{peer}; C{then} gets its answer.  A C{cps}
+        trip suspends the service for the pause.
         """
-        try:
-            result = self._admit(peer)
-        except Exception:
-            self.log.failure("admission of {host}", host=peer.remoteHost)
-            then(_HookFailed())
-            return
-        if isinstance(result, Deferred):
 
-            def failed(f: Failure) -> _HookFailed:
-                self.log.failure("admission of {host}", f, host=peer.remoteHost)
-                return _HookFailed()
+        def decided(admission: Admission) -> None:
+            if admission.pause:
+                self.pauseFor(admission.pause)
+            then(admission)
 
-            result.addErrback(failed).addCallback(then)
-        else:
-            then(result)
+        self._admit(peer).addCallback(decided)
 
     # wait = no and internal
 
@@ -664,12 +637,10 @@ class DatagramService(Service):
             return
         self._pending += 1
 
-        def decided(admission: Any) -> None:
+        def decided(admission: Admission) -> None:
             self._pending -= 1
-            if not isinstance(admission, AdmissionTicket):
-                self._drops.drop(
-                    admission.reason, peer, str(getattr(admission, "detail", ""))
-                )
+            if admission.reason is not None:
+                self._drops.drop(admission.reason, peer, admission.detail)
                 return
             if not self.running:
                 admission.release()
@@ -683,7 +654,7 @@ class DatagramService(Service):
         self._decide(peer, decided)
 
     def _answerInternal(
-        self, ticket: AdmissionTicket, peer: Peer, datagram: bytes, addr: Any
+        self, ticket: Admission, peer: Peer, datagram: bytes, addr: Any
     ) -> None:
         try:
             # xinetd logs internal services that do not fork with pid 0.
@@ -702,7 +673,7 @@ class DatagramService(Service):
             ticket.release()
 
     def _spawnForDatagram(
-        self, ticket: AdmissionTicket, peer: Peer, datagram: bytes, addr: Any
+        self, ticket: Admission, peer: Peer, datagram: bytes, addr: Any
     ) -> None:
         child = _ReplyingChild(self, peer, ticket, datagram, addr)
         if not self._spawn(child, None):
@@ -799,19 +770,16 @@ class DatagramService(Service):
         peer = _peerOf(addr, self._local(), self._clock.seconds())
         self._busy = True
 
-        def decided(admission: Any) -> None:
+        def decided(admission: Admission) -> None:
             if self.socket is not sock:
                 # Stopped meanwhile.
-                if isinstance(admission, AdmissionTicket):
-                    admission.release()
+                admission.release()
                 self._busy = False
                 return
-            if not isinstance(admission, AdmissionTicket):
+            if admission.reason is not None:
                 # Consume the refused datagram, or it triggers forever.
                 self._drain(1)
-                self._drops.drop(
-                    admission.reason, peer, str(getattr(admission, "detail", ""))
-                )
+                self._drops.drop(admission.reason, peer, admission.detail)
                 self._busy = False
                 self._watch()
                 return
@@ -979,17 +947,8 @@ class _HandedChild(_Child):
         self,
         service: DatagramService,
         peer: Peer,
-        ticket: AdmissionTicket,
+        ticket: Admission,
         head: tuple[bytes, Any],
     ) -> None:
         super().__init__(service, peer, ticket)
         self.head = head
-
-
-class _HookFailed:
-    """
-    The admission hook raised: the datagram is refused.
-    """
-
-    reason = "error"
-    detail = "admission failed"

@@ -55,8 +55,7 @@ from twinetd.modes.bridge import BridgeProtocol
 from twinetd.modes.handoff import HandoffProtocol
 from twinetd.modes.internal import ChargenRing, internalFor
 from twinetd.modes.redirect import RedirectProtocol, Traffic
-from twinetd.policy.gate import Gate, Refused
-from twinetd.policy.limits import Ticket
+from twinetd.policy.gate import Admission, Gate
 from twinetd.spawn import Spawner
 
 log = Logger(namespace="twinetd")
@@ -225,7 +224,7 @@ class Front(Protocol):
         self._gone = False
         self._reading: PausedReading | None = None
         self._sent: _Sent | None = None
-        self._waiting: Ticket | None = None
+        self._waiting: Admission | None = None
         self._timeout: IDelayedCall | None = None
         self.inner: Protocol | None = None
 
@@ -311,10 +310,12 @@ class Front(Protocol):
     def stop(self) -> None:
         self._close()
 
-    def _decided(self, admission: Ticket | Refused) -> None:
+    def _decided(self, admission: Admission) -> None:
         config = self.factory.config
         serviceLog = self.factory.serviceLog
-        if isinstance(admission, Refused):
+        if admission.pause:
+            self.factory.pause(admission.pause)
+        if admission.reason is not None:
             serviceLog.fail(admission.reason, self._peer, admission.detail)
             if serviceLog.wantsUseridOnFailure:
                 self._queryIdent()
@@ -344,11 +345,11 @@ class Front(Protocol):
         self._serve(admission)
 
     def _bannerSent(self) -> None:
-        ticket, self._waiting = self._waiting, None
-        if ticket is None or self._gone:
+        admission, self._waiting = self._waiting, None
+        if admission is None or self._gone:
             return
         self._cancelTimeout()
-        self._serve(ticket)
+        self._serve(admission)
 
     def _bannerTimedOut(self) -> None:
         self._timeout = None
@@ -371,7 +372,7 @@ class Front(Protocol):
             self._timeout.cancel()
         self._timeout = None
 
-    def _serve(self, ticket: Ticket) -> None:
+    def _serve(self, ticket: Admission) -> None:
         assert self.transport is not None and self._peer is not None
         assert self._reading is not None and self._sent is not None
         self._sent.stop()
@@ -394,6 +395,9 @@ class StreamFactory(ServerFactory):
     @ivar serviceLog: the service's log.
     @ivar live: the connections not yet ended (fronts and service
         protocols), for L{stop}.
+    @ivar pause: called with the seconds of a C{cps} pause when a
+        connection trips it; the listener that listens with this factory
+        sets it (L{ListenerService.pauseFor}).
     """
 
     # The daemon logs its own "listening" line; Twisted's per-factory
@@ -411,6 +415,7 @@ class StreamFactory(ServerFactory):
         self.serviceLog = serviceLog or logs.ServiceLog.fromConfig(config, None)
         self.live: set[Stoppable] = set()
         self._waiters: dict[Stoppable, list[Deferred[None]]] = {}
+        self.pause: Callable[[int], object] = lambda seconds: None
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         front = Front()
@@ -430,7 +435,7 @@ class StreamFactory(ServerFactory):
             and self.runtime.handsOff(config)
         )
 
-    def serve(self, ticket: Ticket, peer: Peer) -> Protocol:
+    def serve(self, ticket: Admission, peer: Peer) -> Protocol:
         """
         The protocol of an admitted connection; C{ticket} is released when
         it ends.
@@ -443,7 +448,7 @@ class StreamFactory(ServerFactory):
         return self._serveChild(ticket, peer)
 
     def _serveRedirect(
-        self, ticket: Ticket, peer: Peer, target: tuple[str, int]
+        self, ticket: Admission, peer: Peer, target: tuple[str, int]
     ) -> Protocol:
         protocol: RedirectProtocol
         serviceLog, clock = self.serviceLog, self.runtime.clock
@@ -472,7 +477,7 @@ class StreamFactory(ServerFactory):
         self.live.add(protocol)
         return protocol
 
-    def _serveInternal(self, ticket: Ticket, peer: Peer) -> Protocol:
+    def _serveInternal(self, ticket: Admission, peer: Peer) -> Protocol:
         builtin = internalFor(self.config, self.runtime.chargenRing)
         protocol = builtin.buildStream(self.runtime.clock)
         connection = _Closing(protocol)
@@ -496,7 +501,7 @@ class StreamFactory(ServerFactory):
         self.live.add(connection)
         return protocol
 
-    def _serveChild(self, ticket: Ticket, peer: Peer) -> Protocol:
+    def _serveChild(self, ticket: Admission, peer: Peer) -> Protocol:
         protocol: BridgeProtocol | HandoffProtocol
 
         def ended() -> None:
@@ -635,6 +640,8 @@ class ListenerService(Service):
         self._boundPort: int | None = None
         self._attempts = 0
         self._retry: IDelayedCall | None = None
+        self._pauseEnds: IDelayedCall | None = None
+        factory.pause = self.pauseFor
         self.setName(config.id)  # type: ignore[no-untyped-call]
 
     def privilegedStartService(self) -> None:
@@ -722,24 +729,26 @@ class ListenerService(Service):
         port: int = self.port.getHost().port  # type: ignore[attr-defined]
         return port
 
-    def pause(self, seconds: int) -> None:
+    def pauseFor(self, seconds: int) -> None:
         """
-        C{cps} tripped: stop listening for C{seconds}.
+        C{cps} tripped: stop listening for C{seconds}, then listen again.
         """
+        if self._pauseEnds is not None:
+            return
         log.warn(
             "{service}: connections per second exceeded; not listening for "
             "{seconds} seconds",
             service=self.config.id,
             seconds=seconds,
         )
+        self._pauseEnds = self.factory.runtime.clock.callLater(seconds, self._resume)
         port, self.port = self.port, None
         if port is not None:
             port.stopListening()
 
-    def resume(self) -> None:
-        """
-        The C{cps} pause is over: listen again.
-        """
+    def _resume(self) -> None:
+        self._pauseEnds = None
+        log.error("Activating service {service}", service=self.config.id)
         if self.running and self.port is None:
             self.failure = None
             self._listen()
@@ -749,9 +758,10 @@ class ListenerService(Service):
         Close the port; connections already accepted go on.
         """
         self._stopped = True
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
+        for call in (self._retry, self._pauseEnds):
+            if call is not None and call.active():
+                call.cancel()
+        self._retry = self._pauseEnds = None
         port, self.port = self.port, None
         if port is None:
             return succeed(None)
@@ -776,6 +786,7 @@ class ListenerService(Service):
         if self.factory.live:
             self._earlier.append(self.factory)
         self.config, self.factory = other.config, other.factory
+        self.factory.pause = self.pauseFor
         return True
 
     @property

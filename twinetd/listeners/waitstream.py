@@ -12,7 +12,7 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
 from twisted.application.service import Service
@@ -33,6 +33,7 @@ from twinetd.launch import LaunchPlan
 from twinetd.listeners.sockets import bindSocket, listenAddress
 from twinetd.model import ServiceConfig
 from twinetd.modes.handoff import HandoffChild
+from twinetd.policy.gate import Admission, Admit, admitEveryone
 from twinetd.spawn import ChildFDs, Spawner
 
 
@@ -201,7 +202,7 @@ class WaitStreamService(Service):
         guard: LoopGuard | None = None,
         bind: Callable[[ServiceConfig, str], Listener] = bindStream,
         backoffLogInterval: float = 60.0,
-        admit: Callable[[], Deferred[Any]] | None = None,
+        admit: Admit = admitEveryone,
     ) -> None:
         """
         @param makePlan: what to run (the plan of a peer-less launch:
@@ -217,11 +218,11 @@ class WaitStreamService(Service):
         @param bind: makes the listening socket (for tests).
         @param backoffLogInterval: the same back-off delay is logged at most
             once per this many seconds.
-        @param admit: asked before each child (C{cps}, C{max_load},
-            C{access_times}, the daemon's C{--limit}: there is no peer yet);
-            fires with a ticket (with C{release}, held while the child runs)
-            or a refusal (with C{reason}), after which the pending client
-            waits and the service asks again L{REFUSED_RETRY} seconds later.
+        @param admit: asked before each child, with no peer (C{cps},
+            C{max_load}, C{access_times}, the daemon's C{--limit}); an
+            admission is held while the child runs; after a refusal the
+            pending client waits and the service asks again
+            L{REFUSED_RETRY} seconds later (or when a C{cps} pause ends).
         """
         self.config = config
         self.setName(config.id)  # type: ignore[no-untyped-call]
@@ -243,7 +244,7 @@ class WaitStreamService(Service):
         self._stopping: list[Deferred[None]] = []
         self._lastBackoff: tuple[float, float] | None = None
         self._admit = admit
-        self._ticket: Any = None
+        self._ticket: Admission | None = None
 
     @property
     def port(self) -> int | None:
@@ -329,17 +330,12 @@ class WaitStreamService(Service):
         self._unwatch()
         if self.listener is None or self.child is not None:
             return
-        if self._admit is None:
-            self._start()
-            return
-        self._admit().addCallback(self._admitted).addErrback(self._admitFailed)
+        self._admit(None).addCallback(self._admitted)
 
-    def _admitted(self, admission: Any) -> None:
-        if not hasattr(admission, "release"):
-            self.serviceLog.fail(
-                admission.reason, None, getattr(admission, "detail", "")
-            )
-            self._retryLater()
+    def _admitted(self, admission: Admission) -> None:
+        if admission.reason is not None:
+            self.serviceLog.fail(admission.reason, None, admission.detail)
+            self._retryLater(admission.pause or REFUSED_RETRY)
             return
         if not self.running or self.listener is None:
             admission.release()
@@ -347,13 +343,9 @@ class WaitStreamService(Service):
         self._ticket = admission
         self._start()
 
-    def _admitFailed(self, failure: Failure) -> None:
-        self.log.failure("{service}: while admitting", failure, service=self.config.id)
-        self._retryLater()
-
-    def _retryLater(self) -> None:
+    def _retryLater(self, delay: float) -> None:
         if self.running and self.listener is not None:
-            self._resumeCall = self._clock.callLater(REFUSED_RETRY, self._resumeLater)
+            self._resumeCall = self._clock.callLater(delay, self._resumeLater)
 
     def _releaseTicket(self) -> None:
         ticket, self._ticket = self._ticket, None
