@@ -9,7 +9,9 @@ L{twinetd.modes.handoff}, L{twinetd.listeners.datagram}):
     it leads one, L{IProcessGroup}), and calls C{onEnded} once;
   - L{ChildConnection}: the start of a connection protocol served by one
     child, whose C{onEnded} runs once when both the connection and the
-    child are over.
+    child are over;
+  - L{spawnFailed}: how every mode and listener reports a child that could
+    not be started.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 
 from twinetd import logs
+from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 from twinetd.model import Peer
 from twinetd.spawn import IProcessGroup, Spawner
@@ -49,6 +52,30 @@ def peerFromTransport(transport: ITCPTransport, protocol: str = "tcp") -> Peer:
     remoteHost, remotePort = _hostAndPort(transport.getPeer())
     localHost, localPort = _hostAndPort(transport.getHost())
     return Peer(protocol, remoteHost, remotePort, localHost, localPort)
+
+
+def spawnFailed(
+    serviceLog: logs.ServiceLog, peer: Peer | None, error: Exception
+) -> None:
+    """
+    Report a child that could not be started (L{logs.SPAWN_FAILED}, and
+    xinetd's FAIL line where asked): a L{SpawnError} (the system refused:
+    no such program, no more processes, ...) with its message; anything
+    else is a bug in the daemon, logged with its traceback too.
+
+    @param peer: the client, or C{None} when there is none yet.
+    @param error: what the attempt raised (planning it included).
+    """
+    if isinstance(error, SpawnError):
+        message = str(error)
+    else:
+        serviceLog.logger.failure(
+            "while starting {service}",
+            Failure(error, type(error), error.__traceback__),  # type: ignore[no-untyped-call]
+            service=serviceLog.service,
+        )
+        message = f"{type(error).__name__}: {error}"
+    serviceLog.spawnFailed(peer, message)
 
 
 def exitFields(reason: Failure) -> tuple[int | None, int | None]:

@@ -247,11 +247,23 @@ class Peer:
     def localAddress(self) -> str:
         return unmapped(self.localHost)
 
+    @property
+    def mapped(self) -> bool:
+        """
+        Whether the client is an IPv4 client of a dual-stack IPv6 socket.
+        """
+        return self.remoteAddress != self.remoteHost
+
 
 def unmapped(host: str) -> str:
     """
-    C{host} without the C{::ffff:} of an IPv4-mapped IPv6 address.
+    C{host} without the C{::ffff:} of an IPv4-mapped IPv6 address (as a
+    dotted quad); any other text unchanged.  The one place twinetd unmaps.
     """
-    if host.lower().startswith("::ffff:") and "." in host:
-        return host[len("::ffff:") :]
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
     return host

@@ -23,7 +23,7 @@ from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan
 from twinetd.listeners.sockets import listenAddress
-from twinetd.listeners.waitstream import REFUSED_RETRY, LoopGuard, WaitStreamService
+from twinetd.listeners.waitstream import REFUSED_RETRY, WaitStreamService
 from twinetd.logs.sinks import ServiceLines
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.handoff import (
@@ -32,6 +32,7 @@ from twinetd.modes.handoff import (
     SocketHandedOff,
     handOff,
 )
+from twinetd.policy.backoff import Backoff, doubling
 from twinetd.policy.gate import Admission
 from twinetd.policy.limits import Limits, ServiceLimits, Ticket
 from twinetd.spawn import ReactorSpawner
@@ -544,36 +545,6 @@ class HandoffProtocolTests(SynchronousTestCase):
         self.assertEqual(self.ended, 1)
 
 
-class LoopGuardTests(SynchronousTestCase):
-    def test_burstThenDoubling(self) -> None:
-        guard = LoopGuard(quickExit=1.0, burst=3, firstDelay=0.5, maxDelay=3.0)
-        delays = [guard.childEnded(0.1, pending=True) for _ in range(8)]
-        self.assertEqual(delays, [0, 0, 0, 0.5, 1.0, 2.0, 3.0, 3.0])
-        self.assertEqual(guard.quickExits, 8)
-
-    def test_slowExitResets(self) -> None:
-        guard = LoopGuard(quickExit=1.0, burst=1, firstDelay=1.0)
-        guard.childEnded(0.1, True)
-        self.assertEqual(guard.childEnded(0.1, True), 1.0)
-        self.assertEqual(guard.childEnded(1.5, True), 0)
-        self.assertEqual(guard.quickExits, 0)
-
-    def test_nothingPendingResets(self) -> None:
-        """
-        A child that exits at once leaving no connection behind took what
-        there was: not a loop.
-        """
-        guard = LoopGuard(burst=0)
-        self.assertEqual(guard.childEnded(0.0, False), 0)
-        self.assertEqual(guard.quickExits, 0)
-
-    def test_huge(self) -> None:
-        guard = LoopGuard(burst=0, firstDelay=1.0, maxDelay=10.0)
-        for _ in range(5000):
-            delay = guard.childEnded(0.0, True)
-        self.assertEqual(delay, 10.0)
-
-
 # wait = yes
 
 
@@ -610,7 +581,7 @@ class FakeListener:
 
 
 class WaitStreamHarness:
-    def __init__(self, guard: LoopGuard | None = None, **kw: Any) -> None:
+    def __init__(self, backoff: Backoff | None = None, **kw: Any) -> None:
         self.reactor = MemoryProcessReactor()
         self.reactor.advance(100.0)
         self.listener = FakeListener()
@@ -636,7 +607,7 @@ class WaitStreamHarness:
                 "ws", logger=Logger(observer=self.events.append)
             ),
             killDelay=KILL_DELAY,
-            guard=guard,
+            backoff=backoff,
             bind=bind,
             **kw,
         )
@@ -720,7 +691,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         burst, the socket is watched again only after the back-off delay,
         which is logged (once per delay).
         """
-        h = WaitStreamHarness(LoopGuard(quickExit=1.0, burst=2, firstDelay=1.0))
+        h = WaitStreamHarness(Backoff(doubling(1.0, 10.0), free=2))
         h.listener.isPending = True
         h.service.startService()
         for _ in range(2):
@@ -754,9 +725,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         At the maximum delay the same back-off is logged at most once per
         interval.
         """
-        h = WaitStreamHarness(
-            LoopGuard(burst=0, firstDelay=1.0, maxDelay=1.0), backoffLogInterval=10.0
-        )
+        h = WaitStreamHarness(Backoff(doubling(1.0, 1.0)), backoffLogInterval=10.0)
         h.listener.isPending = True
         h.service.startService()
         for _ in range(12):
@@ -767,7 +736,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         self.assertEqual(len(h.of(logs.STREAM_BACKOFF)), 2)
 
     def test_slowChildNoBackoff(self) -> None:
-        h = WaitStreamHarness(LoopGuard(quickExit=1.0, burst=0))
+        h = WaitStreamHarness(Backoff(doubling(1.0, 10.0)))
         h.listener.isPending = True
         h.service.startService()
         h.readable()
@@ -779,7 +748,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         """
         A child that cannot start is logged and counts as a quick exit.
         """
-        h = WaitStreamHarness(LoopGuard(burst=1, firstDelay=1.0))
+        h = WaitStreamHarness(Backoff(doubling(1.0, 10.0), free=1))
         h.reactor.spawnErrors["/usr/bin/server"] = OSError(errno.ENOENT, "nope")
         h.listener.isPending = True
         h.service.startService()
@@ -857,7 +826,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         self.assertEqual(h.reactor.getDelayedCalls(), [])
 
     def test_stopDuringBackoff(self) -> None:
-        h = WaitStreamHarness(LoopGuard(burst=0, firstDelay=5.0))
+        h = WaitStreamHarness(Backoff(doubling(5.0, 10.0)))
         h.listener.isPending = True
         h.service.startService()
         h.readable()

@@ -34,7 +34,7 @@ ORDER: list[tuple[str, ...]] = [
     ("model",),
     ("_twistedcompat",),
     CONFIG,
-    ("policy.access", "policy.limits", "policy.gate"),
+    ("policy.access", "policy.limits", "policy.backoff", "policy.gate"),
     ("launch",),
     (
         "logs.ident",
@@ -80,6 +80,7 @@ PURE = {
     *CONFIG,
     "policy.access",
     "policy.limits",
+    "policy.backoff",
     "launch",
     "listeners.sockets",
     "logs.counters",

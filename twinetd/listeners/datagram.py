@@ -122,12 +122,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twinetd import logs
-from twinetd.child import ChildProcess
-from twinetd.errors import SpawnError
+from twinetd.child import ChildProcess, spawnFailed
 from twinetd.launch import LaunchPlan
 from twinetd.listeners.sockets import bindSocket, listenAddress
 from twinetd.model import Peer, ServiceConfig
 from twinetd.modes.internal import InternalService, LocalTime
+from twinetd.policy.backoff import QUICK_EXIT, Backoff, doubling
 from twinetd.policy.gate import Admission, Admit, admitEveryone
 from twinetd.spawn import Spawner
 
@@ -142,11 +142,9 @@ DEFAULT_MAX_CHILDREN = 64
 #: The most datagrams one drain reads (the loop is bounded; the rest
 #: trigger a new child).
 DRAIN_LIMIT = 1024
-#: C{wait = yes} back-off: first delay, longest delay, and the lifetime
-#: under which a child that left datagrams unread counts as a failure.
+#: C{wait = yes} back-off: the first delay and the longest.
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 10.0
-QUICK_EXIT = 1.0
 
 #: Drop-in C{wait = no}: how soon after the spawn, and then how often at
 #: most, the daemon looks whether the child has taken its datagram.
@@ -458,7 +456,7 @@ class DatagramService(Service):
         self._watcher: _SocketWatcher | None = None
         self._watching = False
         self._busy = False
-        self._failures = 0
+        self._failures = Backoff(doubling(BACKOFF_FIRST, BACKOFF_MAX))
         self._backoff: IDelayedCall | None = None
         self._suspended = False
         self.handOff = handOff and not config.wait and internal is None
@@ -694,12 +692,7 @@ class DatagramService(Service):
             self.children.discard(child)
             child.ended = True
             child.ticket.release()
-            if isinstance(e, SpawnError):
-                message = str(e)
-            else:
-                self.log.failure("while starting {service}", service=self.config.id)
-                message = f"{type(e).__name__}: {e}"
-            self.serviceLog.spawnFailed(child.peer, message)
+            spawnFailed(self.serviceLog, child.peer, e)
             return False
         return True
 
@@ -830,14 +823,13 @@ class DatagramService(Service):
         if not child.exitedWell or (left and lived < QUICK_EXIT):
             self._failed(child.pid)
         else:
-            self._failures = 0
+            self._failures.succeeded()
             self._watch()
 
     def _failed(self, pid: int | None) -> None:
-        self._failures += 1
-        delay = min(BACKOFF_FIRST * 2 ** (self._failures - 1), BACKOFF_MAX)
+        delay = self._failures.failed()
         self.serviceLog.emit(
-            logs.DGRAM_BACKOFF, pid=pid, delay=delay, failures=self._failures
+            logs.DGRAM_BACKOFF, pid=pid, delay=delay, failures=self._failures.failures
         )
         self._backoff = self._clock.callLater(delay, self._backoffOver)
 
@@ -917,7 +909,7 @@ class DatagramService(Service):
                 self._failed(child.pid)
                 return
         if child.exitedWell:
-            self._failures = 0
+            self._failures.succeeded()
         self._watchIfRoom()
 
     def _watchIfRoom(self) -> None:

@@ -3,8 +3,15 @@ A C{wait = yes} stream service: the daemon only watches a listening socket;
 when a connection is pending it starts the child with the I{listening}
 socket as descriptors 0 and 1 (the child accepts), and watches again when
 the child has exited.  A child that exits at once without accepting would be
-restarted in a loop; after a few such exits in a row L{LoopGuard} delays the
+restarted in a loop; after a few such exits in a row a L{Backoff} delays the
 next start.
+
+xinetd restarts such a server as long as a connection is pending, up to its
+C{cps} limit (50 starts a second by default), then closes the listening
+socket for 10 seconds (resetting the pending connections).  Here a child
+that exits within L{QUICK_EXIT} seconds while a connection is still pending
+is a quick exit; after five quick exits in a row each next start waits a
+second, doubling up to ten.  Any other exit starts the count again.
 """
 
 from __future__ import annotations
@@ -28,58 +35,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twinetd import logs
-from twinetd.errors import SpawnError
+from twinetd.child import spawnFailed
 from twinetd.launch import LaunchPlan
 from twinetd.listeners.sockets import bindSocket, listenAddress
 from twinetd.model import ServiceConfig
 from twinetd.modes.handoff import HandoffChild
+from twinetd.policy.backoff import QUICK_EXIT, Backoff, doubling
 from twinetd.policy.gate import Admission, Admit, admitEveryone
 from twinetd.spawn import ChildFDs, Spawner
-
-
-class LoopGuard:
-    """
-    Keeps a C{wait = yes} stream server that never accepts from being
-    restarted in a loop.
-
-    xinetd restarts such a server as long as a connection is pending, up to
-    its C{cps} limit (50 starts a second by default), then closes the
-    listening socket for 10 seconds (resetting the pending connections).
-    Here a child that exits within C{quickExit} seconds while a connection
-    is still pending is a quick exit; after C{burst} quick exits in a row
-    each next start waits C{firstDelay} seconds, doubling up to
-    C{maxDelay}.  Any other exit starts the count again.
-
-    @ivar quickExits: quick exits in a row so far.
-    """
-
-    def __init__(
-        self,
-        quickExit: float = 1.0,
-        burst: int = 5,
-        firstDelay: float = 1.0,
-        maxDelay: float = 10.0,
-    ) -> None:
-        self.quickExit = quickExit
-        self.burst = burst
-        self.firstDelay = firstDelay
-        self.maxDelay = maxDelay
-        self.quickExits = 0
-
-    def childEnded(self, duration: float, pending: bool) -> float:
-        """
-        A child ended after C{duration} seconds, with (C{pending}) or
-        without a connection waiting to be accepted; return how many seconds
-        to wait before watching the socket again.
-        """
-        if pending and duration < self.quickExit:
-            self.quickExits += 1
-        else:
-            self.quickExits = 0
-        over = self.quickExits - self.burst
-        if over <= 0:
-            return 0.0
-        return float(min(self.maxDelay, self.firstDelay * 2 ** min(over - 1, 62)))
 
 
 class Listener(Protocol):
@@ -179,7 +142,7 @@ class WaitStreamService(Service):
     @ivar port: the bound port number once listening, else C{None}.
     @ivar failure: why listening failed, if it did.
     @ivar child: the running child's tracker, if one runs.
-    @ivar guard: the L{LoopGuard}.
+    @ivar backoff: the quick exits in a row, and the delay they cause.
     @ivar serviceLog: the service's log (events, and xinetd's lines).
     @ivar log: where events go.
     """
@@ -199,7 +162,7 @@ class WaitStreamService(Service):
         interface: str | None = None,
         stderrToSocket: bool = False,
         killDelay: float = 5.0,
-        guard: LoopGuard | None = None,
+        backoff: Backoff | None = None,
         bind: Callable[[ServiceConfig, str], Listener] = bindStream,
         backoffLogInterval: float = 60.0,
         admit: Admit = admitEveryone,
@@ -235,7 +198,9 @@ class WaitStreamService(Service):
         self._interface = interface if interface is not None else listenAddress(config)
         self._stderrToSocket = stderrToSocket
         self._killDelay = killDelay
-        self.guard = guard if guard is not None else LoopGuard()
+        self.backoff = (
+            backoff if backoff is not None else Backoff(doubling(1.0, 10.0), free=5)
+        )
         self._bind = bind
         self._backoffLogInterval = backoffLogInterval
         self._watcher: _Watcher | None = None
@@ -366,14 +331,9 @@ class WaitStreamService(Service):
         try:
             self._spawner.spawn(child, self._makePlan(), childFDs)
         except Exception as e:
-            if isinstance(e, SpawnError):
-                message = str(e)
-            else:
-                self.log.failure("while starting {service}", service=self.config.id)
-                message = f"{type(e).__name__}: {e}"
-            self.serviceLog.spawnFailed(None, message)
+            spawnFailed(self.serviceLog, None, e)
             self._releaseTicket()
-            # As a child that exited at once: the guard decides when to
+            # As a child that exited at once: the backoff decides when to
             # try again.
             self._resume(None, 0.0)
             return
@@ -396,7 +356,11 @@ class WaitStreamService(Service):
     def _resume(self, pid: int | None, duration: float) -> None:
         if not self.running or self.listener is None:
             return
-        delay = self.guard.childEnded(duration, self.listener.pending())
+        if duration < QUICK_EXIT and self.listener.pending():
+            delay = self.backoff.failed()
+        else:
+            self.backoff.succeeded()
+            delay = 0.0
         if delay <= 0:
             self._watch()
             return
@@ -415,5 +379,5 @@ class WaitStreamService(Service):
                 return
         self._lastBackoff = (delay, now)
         self.serviceLog.emit(
-            logs.STREAM_BACKOFF, pid=pid, delay=delay, quickExits=self.guard.quickExits
+            logs.STREAM_BACKOFF, pid=pid, delay=delay, quickExits=self.backoff.failures
         )
