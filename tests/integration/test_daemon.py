@@ -39,7 +39,7 @@ from tests.integration.conftest import (
 )
 from twinetd import logs
 from twinetd.config import Lookups, loadText
-from twinetd.listeners import stream
+from twinetd.listeners import front
 from twinetd.modes.bridge import BridgeProtocol
 from twinetd.service import DaemonSettings, fromRecords
 from twinetd.testing import RunningDaemon, converse, runConfig
@@ -762,7 +762,7 @@ async def test_bannerNotReadDelaysNobody(
     services' clients answered at once), drops it after the banner timeout
     (logged), releases its slot and starts nothing for it.
     """
-    monkeypatch.setattr(stream, "BANNER_TIMEOUT", 1.5)
+    monkeypatch.setattr(front, "BANNER_TIMEOUT", 1.5)
     banner = tmp_path / "banner"
     banner.write_bytes(b"b" * (16 * 1024 * 1024))
     d = daemons(

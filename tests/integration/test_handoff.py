@@ -1,7 +1,7 @@
 """
 Socket handoff with real sockets on loopback and real children: C{wait =
 no} connections handed to the child (L{HandoffProtocol}) and C{wait = yes}
-stream services (L{WaitStreamService}).
+stream services (L{WaitStreamListener}).
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ from twisted.logger import Logger
 from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan
-from twinetd.listeners.waitstream import WaitStreamService
+from twinetd.listeners.waitstream import WaitStreamListener
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.handoff import HandoffProtocol, SocketHandedOff
 from twinetd.policy.backoff import Backoff, doubling
+from twinetd.policy.gate import admitEveryone
 from twinetd.spawn import spawnerFor
 
+from ..runtime import runtimeFor
 from .conftest import Collector, childPlan, reactor, sleep, within
 
 pytestmark = pytest.mark.usefixtures("noChildLeft")
@@ -367,15 +369,15 @@ class WaitHarness:
     ) -> None:
         self.events: list[dict[str, Any]] = []
         self.plan = plan
-        self.service = WaitStreamService(
+        self.service = WaitStreamListener(
             waitConfig(),
-            lambda: self.plan,
-            spawnerFor(reactor),
+            runtimeFor(reactor, killDelay=killDelay),
             reactor,
+            admit=admitEveryone,
+            makePlan=lambda peer: self.plan,
             serviceLog=logs.ServiceLog(
                 "waitstream", logger=Logger(observer=self.events.append)
             ),
-            killDelay=killDelay,
             backoff=backoff,
         )
 

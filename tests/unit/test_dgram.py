@@ -16,19 +16,22 @@ from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan, planLaunch
 from twinetd.listeners.datagram import (
-    BACKOFF_FIRST,
     DEFAULT_CHILD_TIMEOUT,
+    MAX_DATAGRAM,
+    DatagramServing,
+)
+from twinetd.listeners.waitdatagram import (
+    BACKOFF_FIRST,
     HOLD_POLL_FIRST,
     HOLD_POLL_MAX,
-    MAX_DATAGRAM,
-    DatagramService,
 )
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.internal import InternalService
 from twinetd.policy.gate import Admission
 from twinetd.policy.limits import Ticket as LimitsTicket
-from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, FakeUDPPort, MemoryProcessReactor
+
+from ..runtime import datagramListener
 
 CLIENT = ("127.0.0.1", 5555)
 OTHER = ("127.0.0.1", 6666)
@@ -113,7 +116,7 @@ class FakeSocket:
 
 
 class DatagramTestsMixin:
-    def setUpService(self, config: ServiceConfig, **kw: Any) -> DatagramService:
+    def setUpService(self, config: ServiceConfig, **kw: Any) -> DatagramServing:
         self.reactor = MemoryProcessReactor()
         self.events: list[dict[str, Any]] = []
         self.peers: list[Peer | None] = []
@@ -129,9 +132,7 @@ class DatagramTestsMixin:
                 config, None, Logger(observer=self.events.append)
             ),
         )
-        service = DatagramService(
-            config, makePlan, ReactorSpawner(self.reactor), self.reactor, **kw
-        )
+        service = datagramListener(config, self.reactor, makePlan=makePlan, **kw)
         service.startService()
         self.service = service
         return service
@@ -502,9 +503,9 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
 
     def test_suspendResume(self) -> None:
         service = self.setUpService(record())
-        service.suspend()
+        service._stopAccepting()
         self.assertFalse(self.port.reading)
-        service.resume()
+        service._startAccepting()
         self.assertTrue(self.port.reading)
 
 
@@ -575,11 +576,10 @@ class WaitTests(DatagramTestsMixin, SynchronousTestCase):
         self.sock = FakeSocket()
         self.reactor = MemoryProcessReactor()
         events: list[dict[str, Any]] = []
-        service = DatagramService(
+        service = datagramListener(
             record(wait=True),
-            lambda peer: planLaunch(record(wait=True), peer, {}, 1000),
-            ReactorSpawner(self.reactor),
             self.reactor,
+            makePlan=lambda peer: planLaunch(record(wait=True), peer, {}, 1000),
             makeSocket=lambda: self.sock,
             serviceLog=logs.ServiceLog.fromConfig(
                 record(wait=True), None, Logger(observer=events.append)

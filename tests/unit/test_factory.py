@@ -11,6 +11,11 @@ from typing import Any
 import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IConsumer,
+    IHalfCloseableProtocol,
+    ITransport,
+)
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
@@ -19,8 +24,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.hangup import END_OF_FILE, RESET
-from twinetd.listeners.stream import BANNER_TIMEOUT, Front, Runtime, StreamFactory
+from twinetd.listeners.base import Runtime
+from twinetd.listeners.connections import ConnectionFactory
+from twinetd.listeners.front import BANNER_TIMEOUT, Front
 from twinetd.model import AddressRule, ServiceConfig, SocketType
+from twinetd.modes.bridge import BridgeProtocol
 from twinetd.policy.access import DenyList
 from twinetd.policy.gate import REASON_ERROR, Admission, Gate
 from twinetd.policy.limits import Limits
@@ -65,7 +73,7 @@ class Harness:
             killDelay=5.0,
             hangups=self.watcher,
         )
-        self.factory = StreamFactory(config, self.runtime)
+        self.factory = ConnectionFactory(config, self.runtime)
 
     def connect(self, host: str = "192.0.2.7", port: int = 40000) -> StringTransport:
         transport = StringTransport(
@@ -73,8 +81,8 @@ class Harness:
             hostAddress=IPv4Address("TCP", "127.0.0.1", 7000),
         )
         protocol = self.factory.buildProtocol(transport.getPeer())
-        # As a real TCP transport, which the front switches to the service's
-        # protocol.
+        # As a real TCP transport: its protocol is the front, for the whole
+        # connection.
         transport.protocol = protocol  # type: ignore[attr-defined]
         protocol.makeConnection(transport)
         return transport
@@ -90,17 +98,85 @@ def events(test: SynchronousTestCase) -> list[dict[str, Any]]:
 class AdmittedTests(SynchronousTestCase):
     def test_bridged(self) -> None:
         """
-        An admitted connection is switched to the bridge, which spawns the
-        server; the client is read again.
+        An admitted connection's front forwards to the bridge, which spawns
+        the server, and is its transport; the client is read again.
         """
         h = Harness()
         transport = h.connect()
         [process] = h.reactor.spawned
         self.assertEqual(process.call.executable, "/usr/bin/server")
         self.assertEqual(transport.producerState, "producing")
-        self.assertNotIsInstance(transport.protocol, Front)
+        front = transport.protocol
+        self.assertIsInstance(front, Front)
+        self.assertIsInstance(front.wrappedProtocol, BridgeProtocol)
+        self.assertIs(front.wrappedProtocol.transport, front)
         transport.protocol.dataReceived(b"hello")
         self.assertEqual(process.written, [b"hello"])
+        process.output(b"reply")
+        self.assertEqual(transport.value(), b"reply")
+
+    def test_halfCloseForwarded(self) -> None:
+        """
+        The bridge half-closes: the front provides
+        L{IHalfCloseableProtocol} once it forwards to it, so the client's
+        end of file reaches the child's standard input.
+        """
+        h = Harness()
+        transport = h.connect()
+        [process] = h.reactor.spawned
+        self.assertTrue(IHalfCloseableProtocol.providedBy(transport.protocol))
+        transport.protocol.readConnectionLost()
+        self.assertTrue(process.stdinClosed)
+        self.assertFalse(transport.disconnecting)
+
+    def test_notHalfCloseableBeforeServed(self) -> None:
+        """
+        Before the service's protocol exists, and for one that does not
+        half-close, the transport closes at the client's end of file, as
+        it would without the front.
+        """
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
+        transport = h.connect()
+        self.assertFalse(IHalfCloseableProtocol.providedBy(transport.protocol))
+        plain = Harness()
+        plain.factory.serve = lambda admission, peer: Protocol()  # type: ignore[method-assign]
+        transport = plain.connect()
+        self.assertIsNotNone(transport.protocol.wrappedProtocol)
+        self.assertFalse(IHalfCloseableProtocol.providedBy(transport.protocol))
+
+    def test_earlyBytesFirst(self) -> None:
+        """
+        Bytes that reach the front before the service's protocol exists
+        (a decision that waits for a name) reach that protocol first.
+        """
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
+        transport = h.connect()
+        transport.protocol.dataReceived(b"early ")
+        pending.callback("ok.example")
+        [process] = h.reactor.spawned
+        transport.protocol.dataReceived(b"late")
+        self.assertEqual(process.written, [b"early ", b"late"])
+
+    def test_transportInterfaces(self) -> None:
+        """
+        The front, as its service's transport, provides its own
+        transport's interfaces, not its protocol-side ones.
+        """
+        h = Harness()
+        transport = h.connect()
+        front = transport.protocol
+        self.assertTrue(ITransport.providedBy(front))
+        self.assertTrue(IConsumer.providedBy(front))
+        self.assertFalse(IHalfCloseableProtocol.providedBy(Harness().connect()))
+        self.assertEqual(front.getPeer(), transport.getPeer())
 
     def test_bannersInOrder(self) -> None:
         """
@@ -479,10 +555,10 @@ class BrokenGateTests(SynchronousTestCase):
         seen = events(self)
         h = Harness()
 
-        def broken(config: Any, peer: Any) -> Deferred[Any]:
+        def broken(peer: Any) -> Deferred[Any]:
             return Deferred.fromCoroutine(_raise())
 
-        h.gate.admit = broken  # type: ignore[method-assign]
+        h.factory.admit = broken
         transport = h.connect()
         self.assertTrue(transport.disconnecting)
         self.assertEqual(h.reactor.spawned, [])

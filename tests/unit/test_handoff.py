@@ -10,6 +10,7 @@ import socket
 import sys
 from typing import Any
 
+import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError, ConnectionDone
@@ -23,7 +24,7 @@ from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan
 from twinetd.listeners.sockets import listenAddress
-from twinetd.listeners.waitstream import REFUSED_RETRY, WaitStreamService
+from twinetd.listeners.waitstream import REFUSED_RETRY, WaitStreamListener
 from twinetd.logs.sinks import ServiceLines
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.handoff import (
@@ -33,10 +34,12 @@ from twinetd.modes.handoff import (
     handOff,
 )
 from twinetd.policy.backoff import Backoff, doubling
-from twinetd.policy.gate import Admission
+from twinetd.policy.gate import Admission, admitEveryone
 from twinetd.policy.limits import Limits, ServiceLimits, Ticket
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, MemoryProcessReactor
+
+from ..runtime import runtimeFor
 
 FD = 17
 KILL_DELAY = 5.0
@@ -594,19 +597,22 @@ class WaitStreamHarness:
             self.binds.append((config, interface))
             return self.listener
 
-        def makePlan() -> LaunchPlan:
+        def makePlan(peer: Peer | None) -> LaunchPlan:
+            assert peer is None
             self.plans += 1
             return PLAN
 
-        self.service = WaitStreamService(
+        kw.setdefault("admit", admitEveryone)
+        if kw.pop("stderrToSocket", False):
+            self.config = attrs.evolve(self.config, stderrToSocket=True)
+        self.service = WaitStreamListener(
             self.config,
-            makePlan,
-            ReactorSpawner(self.reactor),
+            runtimeFor(self.reactor, killDelay=KILL_DELAY),
             self.reactor,
+            makePlan=makePlan,
             serviceLog=logs.ServiceLog(
                 "ws", logger=Logger(observer=self.events.append)
             ),
-            killDelay=KILL_DELAY,
             backoff=backoff,
             bind=bind,
             **kw,
@@ -627,7 +633,7 @@ class WaitStreamHarness:
         return [e for e in self.events if e.get(logs.EVENT_FIELD) == kind]
 
 
-class WaitStreamServiceTests(SynchronousTestCase):
+class WaitStreamListenerTests(SynchronousTestCase):
     def test_listensAndWatches(self) -> None:
         h = WaitStreamHarness()
         self.assertIsNone(h.service.port)

@@ -29,6 +29,14 @@ CONFIG = (
     "config",
 )
 
+MODES = (
+    "modes.bridge",
+    "modes.handoff",
+    "modes.internal",
+    "modes.redirect",
+    "modes.datagram",
+)
+
 ORDER: list[tuple[str, ...]] = [
     ("errors",),
     ("model",),
@@ -52,12 +60,16 @@ ORDER: list[tuple[str, ...]] = [
     ("spawn",),
     ("child",),
     ("hangup",),
-    ("modes.bridge", "modes.handoff", "modes.internal", "modes.redirect"),
+    MODES,
     (
         "listeners.sockets",
+        "listeners.base",
+        "listeners.front",
+        "listeners.connections",
         "listeners.stream",
         "listeners.waitstream",
         "listeners.datagram",
+        "listeners.waitdatagram",
     ),
     ("sdnotify",),
     ("control",),
@@ -70,7 +82,7 @@ ORDER: list[tuple[str, ...]] = [
 
 SIBLINGS = {
     ("tap", "cli"),
-    ("modes.bridge", "modes.handoff", "modes.internal", "modes.redirect"),
+    MODES,
 }
 
 # Modules that must stay free of Twisted's reactor machinery.

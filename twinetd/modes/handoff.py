@@ -12,12 +12,13 @@ Two cases:
     protocol gets C{connectionLost} with L{SocketHandedOff}.  The client sees
     end of file the moment the child (and whatever it passed the socket on
     to) exits: the daemon keeps no copy, unlike Twisted's old inetd.
-  - L{WaitStreamService}: a C{wait = yes} stream service.  The daemon only
-    watches a listening socket; when a connection is pending it starts the
-    child with the I{listening} socket as descriptors 0 and 1 (the child
-    accepts), and watches again when the child has exited.  A child that
-    exits at once without accepting would be restarted in a loop; after a
-    few such exits in a row L{LoopGuard} delays the next start.
+  - L{HandoffChild}, the tracker of a child given a socket, which the
+    C{wait = yes} stream listener also uses
+    (L{twinetd.listeners.waitstream}): there the child gets the
+    I{listening} socket and accepts itself.
+
+A handed-off connection needs a plain socket (TCP, UNIX, or one systemd
+passed): the front hands the protocol the socket's own transport.
 """
 
 from __future__ import annotations
