@@ -170,7 +170,7 @@ class TwinetdService(MultiService):
                     id=serviceId,
                     protocol=config.protocol,
                     port=config.port if bound is None else bound,
-                    address=listenAddress(config),
+                    address=_address(config),
                     kind=_kind(config, self.runtime),
                     listening=bound is not None and not paused,
                     paused=paused,
@@ -297,6 +297,12 @@ class TwinetdService(MultiService):
 
     def _stopped(self, result: Any) -> None:
         self.runtime.sinks.close()
+
+
+def _address(config: ServiceConfig) -> str:
+    if config.listen:
+        return " ".join(spec.text for spec in config.listen)
+    return listenAddress(config)
 
 
 def _kind(config: ServiceConfig, runtime: Runtime) -> str:

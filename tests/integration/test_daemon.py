@@ -27,7 +27,6 @@ from twisted.internet.endpoints import (
     connectProtocol,
 )
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
-from twisted.logger import globalLogPublisher
 
 from tests.integration.conftest import (
     CHILDREN,
@@ -86,14 +85,6 @@ async def fetch(port: int, host: str = "127.0.0.1", bindAddress: Any = None) -> 
     await within(connectProtocol(endpoint, client))
     await within(client.done)
     return client
-
-
-@pytest.fixture
-def events() -> Any:
-    seen: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(seen.append)
-    yield seen
-    globalLogPublisher.removeObserver(seen.append)
 
 
 @pytest_twisted.async_yield_fixture

@@ -14,20 +14,22 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IConsumer,
     IHalfCloseableProtocol,
+    ISSLTransport,
     ITransport,
 )
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import alsoProvides
 
 from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.hangup import END_OF_FILE, RESET
 from twinetd.listeners.base import Runtime
 from twinetd.listeners.connections import ConnectionFactory
-from twinetd.listeners.front import BANNER_TIMEOUT, Front
-from twinetd.model import AddressRule, ServiceConfig, SocketType
+from twinetd.listeners.front import BANNER_TIMEOUT, HANDSHAKE_TIMEOUT, Front
+from twinetd.model import AddressRule, Peer, ServiceConfig, SocketType
 from twinetd.modes.bridge import BridgeProtocol
 from twinetd.policy.access import DenyList
 from twinetd.policy.gate import REASON_ERROR, Admission, Gate
@@ -206,6 +208,42 @@ class AdmittedTests(SynchronousTestCase):
         self.assertTrue(
             any("cannot read banner" in e.get("log_format", "") for e in seen)
         )
+
+
+class TLSTests(SynchronousTestCase):
+    """
+    Over TLS the front asks the gate once the handshake is over (so that
+    the client's certificate is known), and drops a client that does not
+    finish it.
+    """
+
+    def connect(self, h: Harness) -> StringTransport:
+        transport = StringTransport(
+            peerAddress=IPv4Address("TCP", "192.0.2.7", 40000),
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 7000),
+        )
+        alsoProvides(transport, ISSLTransport)
+        protocol = h.factory.buildProtocol(transport.getPeer())
+        transport.protocol = protocol  # type: ignore[attr-defined]
+        protocol.makeConnection(transport)
+        return transport
+
+    def test_afterHandshake(self) -> None:
+        h = Harness()
+        transport = self.connect(h)
+        self.assertEqual(h.reactor.spawned, [])
+        self.assertEqual(transport.producerState, "producing")
+        transport.protocol.handshakeCompleted()
+        self.assertEqual(len(h.reactor.spawned), 1)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+
+    def test_handshakeTimeout(self) -> None:
+        h = Harness()
+        transport = self.connect(h)
+        h.reactor.advance(HANDSHAKE_TIMEOUT)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(h.reactor.spawned, [])
+        self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
 
 
 class HandoffBannerTests(SynchronousTestCase):
@@ -533,6 +571,20 @@ class GateTests(SynchronousTestCase):
         )
         self.assertEqual(limits.running(config.id), 0)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_unixClientHasNoAddress(self) -> None:
+        """
+        A UNIX-socket client has no address: address rules and per_source
+        do not apply (its socket file's mode decides); instances do.
+        """
+        reactor = MemoryProcessReactor()
+        config = attrs.evolve(CONFIG, onlyFrom=(), perSource=1, instances=2)
+        limits = Limits(reactor)
+        limits.updateConfig(config.id, config)
+        gate = Gate(reactor, limits, minutes=lambda _: 0)
+        unixPeer = Peer("unix", "<unix uid=0 pid=1>", 0, "/run/s.sock", 0)
+        answers = [self.successResultOf(gate.admit(config, unixPeer)) for _ in range(3)]
+        self.assertEqual([a.reason for a in answers], [None, None, "service_limit"])
 
     def test_refusalHoldsNothing(self) -> None:
         refusal = Admission.refused("address", "only_from")

@@ -25,7 +25,7 @@ from twinetd.config.loader import Key, Loader, Located
 from twinetd.config.lookups import Lookups, UserEntry
 from twinetd.config.values import BadValue
 from twinetd.errors import Problem, SourceLocation
-from twinetd.model import INTERNAL_SERVICES, ServiceConfig, SocketType
+from twinetd.model import INTERNAL_SERVICES, ListenSpec, ServiceConfig, SocketType
 
 _RECORD_FIELDS = frozenset(attrs.fields_dict(ServiceConfig))
 
@@ -227,6 +227,7 @@ class _ServiceChecks:
         self.checkMissing(socketType)
         self.checkKind(socketType)
         self.checkFlagsAndLogs()
+        self.checkListen(socketType)
         port = self.findPort(protocol)
         credentials = self.credentials()
         self.checkFiles()
@@ -322,12 +323,74 @@ class _ServiceChecks:
                 "log_on_success",
             )
 
+    def checkListen(self, socketType: SocketType | None) -> None:
+        """
+        What each kind of service supports over C{twinetd_listen}'s
+        endpoints, and the PROXY header's balancers.
+        """
+        listen: tuple[ListenSpec, ...] = self.values.get("listen", ())
+        proxyFrom = self.values.get("proxyFrom")
+        where = self.line("listen")
+        internal = "INTERNAL" in self.types or "SENSOR" in self.flags
+        if listen and socketType is SocketType.DGRAM:
+            self.report(
+                where,
+                "twinetd_listen is for stream services; a datagram service "
+                "listens on port and bind",
+                "twinetd_listen",
+            )
+        elif listen and self.values.get("wait") is True and not internal:
+            self.report(
+                where,
+                "twinetd_listen is for wait = no services (a wait = yes program "
+                "accepts on the socket the daemon binds: use port and bind)",
+                "twinetd_listen",
+            )
+        if self.values.get("handoff") is True:
+            for spec in listen:
+                if not spec.plainSocket:
+                    why = "TLS" if spec.kind == "ssl" else "a PROXY header"
+                    self.report(
+                        self.line("handoff"),
+                        f"twinetd_mode = handoff needs a plain socket, and "
+                        f"{spec.text} has {why} the daemon reads first; use "
+                        "twinetd_mode = bridge",
+                        "twinetd_mode",
+                    )
+        if any(spec.proxy and not spec.unix for spec in listen) and proxyFrom is None:
+            self.report(
+                where,
+                "haproxy: listeners need twinetd_proxy_from: the balancers "
+                "allowed to send a PROXY header",
+                "twinetd_listen",
+            )
+        if proxyFrom is not None and not any(spec.proxy for spec in listen):
+            self.report(
+                self.line("proxyFrom"),
+                "twinetd_proxy_from has no effect without a haproxy: listener",
+                "twinetd_proxy_from",
+                "warning",
+            )
+        if any(spec.unix for spec in listen):
+            for field, name in (("onlyFrom", "only_from"), ("noAccess", "no_access")):
+                if field in self.lines:
+                    self.report(
+                        self.line(field),
+                        f"{name} does not apply to a UNIX-socket client (it has "
+                        "no address): the socket file's owner and mode decide",
+                        name,
+                    )
+
     def findPort(self, protocol: str | None) -> int | None:
         """
-        The port, as xinetd's service_fill and check_entry find it.
+        The port, as xinetd's service_fill and check_entry find it.  A
+        service that listens on C{twinetd_listen}'s endpoints needs none.
         """
         given: int | None = self.values.get("port")
         name = self.name
+        if self.values.get("listen"):
+            known = self.lookups.servicePort(name, protocol or "tcp")
+            return given if given is not None else (known or 0)
         if self.types & {"RPC", "TCPMUX", "TCPMUXPLUS"}:
             return given if given is not None else 0
         if "UNLISTED" in self.types:
@@ -520,8 +583,16 @@ class _Builder:
                 f"service at {first.source}); skipped",
                 "id",
             )
-        others = [self.byAddress.get(a) for a in _addresses(config)]
-        other = next((o for o in others if o is not None), None)
+        others = [(a, self.byAddress.get(a)) for a in _addresses(config)]
+        address, other = next(
+            ((a, o) for a, o in others if o is not None), (None, None)
+        )
+        if other is not None and address is not None and address[1] == "listen":
+            return (
+                f"twinetd_listen {address[2]} is already used by service "
+                f"{other.id} at {other.source}; skipped",
+                "twinetd_listen",
+            )
         if other is not None:
             return (
                 f"port {config.port}/{config.protocol} is already used by "
@@ -537,6 +608,9 @@ def _addresses(config: ServiceConfig) -> tuple[tuple[int, str, str], ...]:
     C{bind}, else IPv4 (C{flags = IPv4}), IPv6 only (C{v6only}) or both.
     An IPv4 and an IPv6-only service may share a port.
     """
+    if config.listen:
+        # Its endpoints: two services on the same description clash.
+        return tuple((0, "listen", spec.text) for spec in config.listen)
     if config.bind is not None:
         hosts: tuple[str, ...] = (config.bind,)
     elif "IPv4" in config.flags:

@@ -99,9 +99,13 @@ class Runtime:
 
     def handsOff(self, config: ServiceConfig) -> bool:
         """
-        Whether C{config}'s program gets the socket itself.
+        Whether C{config}'s program gets the socket itself: C{twinetd_mode},
+        else the daemon's default, except over endpoints whose bytes the
+        daemon reads first (TLS, a PROXY header), which are bridged.
         """
-        return self.handoff if config.handoff is None else config.handoff
+        if config.handoff is not None:
+            return config.handoff
+        return self.handoff and config.plainSockets
 
     def stderrToSocket(self, config: ServiceConfig) -> bool:
         """

@@ -24,6 +24,7 @@ socket is the child's.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
@@ -39,6 +40,7 @@ from twisted.internet.interfaces import (
     IPullProducer,
     IPushProducer,
     ISSLTransport,
+    ISystemHandle,
     ITCPTransport,
     ITransport,
 )
@@ -366,9 +368,12 @@ class Front(Protocol):
 
     def _queryIdent(self) -> None:
         # USERID (RFC 1413), asked in the background: it never delays the
-        # connection, and logs only if an answer comes.
+        # connection, and logs only if an answer comes.  A UNIX-socket
+        # client has no address to ask.
         peer, serviceLog = self.peer, self.factory.serviceLog
         assert peer is not None
+        if peer.address is None:
+            return
 
         def answered(text: str | None) -> None:
             if text is not None:
@@ -479,6 +484,26 @@ class Front(Protocol):
 
     def stopProducing(self) -> None:
         IPushProducer(self.transport).stopProducing()
+
+    @property
+    def plainSocket(self) -> socket.socket | None:
+        """
+        The connection's socket when the bytes on it are the client's own
+        (TCP or UNIX, a PROXY header already read), or C{None} under TLS:
+        what a mode may read or write directly (after the bytes the front
+        already delivered to it).
+        """
+        current: object = self.transport
+        while current is not None:
+            if ISSLTransport.providedBy(current):
+                return None
+            below = getattr(current, "transport", None)
+            if below is None:
+                handle = ISystemHandle(current, None)
+                found = handle.getHandle() if handle is not None else None
+                return found if isinstance(found, socket.socket) else None
+            current = below
+        return None
 
     @property
     def disconnecting(self) -> bool:

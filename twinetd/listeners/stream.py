@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.integration.test_daemon -*-
 """
 The listener of a C{wait = no} stream service: a listening socket made as
-xinetd makes it (L{twinetd.listeners.sockets}), adopted as an endpoint
-(L{AdoptedStreamServerEndpoint}); each accepted connection gets a
+xinetd makes it (L{twinetd.listeners.sockets}) and adopted as an endpoint
+(L{AdoptedStreamServerEndpoint}), or the endpoints C{twinetd_listen} names
+(L{twinetd.listeners.endpoints}; C{haproxy:} ones behind the PROXY wrapper
+of L{twinetd.listeners.proxy}).  Each accepted connection gets a
 L{twinetd.listeners.front.Front} from the service's
 L{twinetd.listeners.connections.ConnectionFactory}.
 """
@@ -15,14 +17,17 @@ import os
 from typing import Any, cast
 
 import attrs
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IListeningPort,
+    IProtocolFactory,
     IReactorCore,
     IReactorSocket,
+    IStreamServerEndpoint,
 )
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.python.failure import Failure
@@ -30,8 +35,10 @@ from twisted.python.failure import Failure
 from twinetd import logs
 from twinetd.listeners.base import Listener, Runtime
 from twinetd.listeners.connections import ConnectionFactory
+from twinetd.listeners.endpoints import EndpointError, endpointFor
+from twinetd.listeners.proxy import ProxyWrappingFactory
 from twinetd.listeners.sockets import bindSocket, listenAddress, needsLookup
-from twinetd.model import ServiceConfig
+from twinetd.model import ListenSpec, ServiceConfig
 from twinetd.policy.gate import Admit
 
 #: How often, and how far apart in seconds, a port in use is tried again
@@ -39,26 +46,30 @@ from twinetd.policy.gate import Admit
 BIND_RETRIES = 10
 BIND_RETRY_DELAY = 0.2
 
+#: Where a stream service listens: xinetd's own socket (C{None}: C{port},
+#: C{bind}, the flags) or one C{twinetd_listen} endpoint.
+Place = ListenSpec | None
+
 
 class StreamListener(Listener):
     """
-    Listens on one C{wait = no} stream service's port.  A port that cannot
-    be bound is logged and leaves this service idle; the daemon's other
+    Listens for one C{wait = no} stream service: on its port, or on each of
+    its C{twinetd_listen} endpoints.  A place that cannot listen is logged
+    and left idle; the service's other places and the daemon's other
     services are unaffected.  A port in use is tried again
-    (L{BIND_RETRIES}).  While C{cps} has tripped the port is closed
+    (L{BIND_RETRIES}).  While C{cps} has tripped the ports are closed
     (clients are refused, as under xinetd).  A host name in C{bind} is
     looked up once, through the reactor's resolver (never blocking the
     reactor), and its address kept for every later bind.
 
-    A reload that changes the service but not its socket hands the running
-    port the new configuration (L{takeOver}): the port is never closed, so
-    no client is refused or dropped, as under xinetd.
+    A reload that changes the service but not where it listens hands the
+    running ports the new configuration (L{takeOver}): they are never
+    closed, so no client is refused or dropped, as under xinetd.
 
     @ivar factory: builds the connections accepted from now on.
-    @ivar port: the listening port while listening, else C{None}.
+    @ivar ports: the listening ports.
     """
 
-    port: IListeningPort | None = None
     _address: str | None = None
     _lookingUp = False
     _stopped = False
@@ -73,35 +84,80 @@ class StreamListener(Listener):
         admit: Admit | None = None,
     ) -> None:
         """
-        @param reactor: adopts the listening socket; must provide
-            L{IReactorCore} too (for a host name in C{bind}).
+        @param reactor: listens (it must provide L{IReactorCore} too, for a
+            host name in C{bind}, and what the endpoints need).
         """
         super().__init__(config, runtime, serviceLog=serviceLog, admit=admit)
-        self.factory = ConnectionFactory(
-            config, runtime, self.serviceLog, self.admit, self.pauseFor
-        )
+        self.factory = ConnectionFactory(config, runtime, self.serviceLog, self.ask)
         # The factories of earlier configurations, while their connections
         # last (stopped with this service).
         self._earlier: list[ConnectionFactory] = []
         self._reactor = reactor
+        self.ports: list[IListeningPort] = []
         self._boundPort: int | None = None
-        self._attempts = 0
-        self._retry: IDelayedCall | None = None
+        self._retries: dict[int, IDelayedCall] = {}
+
+    @property
+    def port(self) -> IListeningPort | None:
+        """
+        The first listening port, if any.
+        """
+        return self.ports[0] if self.ports else None
 
     @property
     def listening(self) -> bool:
-        return self.port is not None or self._retry is not None or self._lookingUp
+        return bool(self.ports or self._retries or self._lookingUp)
 
     @property
     def boundPort(self) -> int | None:
-        if self.port is None:
-            return None
-        port: int = self.port.getHost().port  # type: ignore[attr-defined]
-        return port
+        for port in self.ports:
+            number = getattr(port.getHost(), "port", None)
+            if isinstance(number, int):
+                return number
+        return None
+
+    def _places(self) -> list[Place]:
+        return list(self.config.listen) if self.config.listen else [None]
 
     def _listen(self) -> None:
-        config = self.config
         self._stopped = False
+        for index, place in enumerate(self._places()):
+            self._listenOn(index, place, 0)
+
+    def _listenOn(self, index: int, place: Place, attempt: int) -> None:
+        self._retries.pop(index, None)
+        if self._stopped:
+            return
+        address = listenAddress(self.config) if place is None else place.text
+        factory: IProtocolFactory = _Current(self)
+        try:
+            if place is None:
+                endpoint = self._ownSocket()
+                if endpoint is None:
+                    return
+            else:
+                endpoint = endpointFor(self._reactor, place)
+                if place.proxy:
+                    factory = ProxyWrappingFactory(factory, self)
+        except (OSError, EndpointError) as e:
+            self._failedOn(index, place, attempt, address, e)
+            return
+        listening: Deferred[IListeningPort] = endpoint.listen(factory)
+        listening.addCallbacks(
+            self._listeningOn,
+            self._listenFailed,
+            callbackArgs=(place, address),
+            errbackArgs=(index, place, attempt, address),
+        )
+
+    def _ownSocket(self) -> IStreamServerEndpoint | None:
+        """
+        xinetd's socket, bound now, as an endpoint (C{None} while a name in
+        C{bind} is looked up).
+
+        @raise OSError: it cannot be bound.
+        """
+        config = self.config
         if self._boundPort is not None:
             # Listening again (after a cps pause): the same port, also when
             # the configuration asked for an ephemeral one.
@@ -109,49 +165,54 @@ class StreamListener(Listener):
         if config.bind is not None and needsLookup(config.bind):
             if self._address is None:
                 self._lookUp(config.bind)
-                return
+                return None
             config = attrs.evolve(config, bind=self._address)
-        self._retry = None
-        try:
-            sock = bindSocket(config)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE and self._attempts < BIND_RETRIES:
-                # As xinetd ("bind retry attempt N"): the port may be held a
-                # moment longer (a child still in exec holds the old socket
-                # until its close-on-exec pass, a reload's old listener).
-                self._attempts += 1
-                self._retry = self._clock.callLater(BIND_RETRY_DELAY, self._listen)
-                return
-            self._cannotListen(e, listenAddress(config), e.strerror)
-            return
+        sock = bindSocket(config)
         family, fd = sock.family, sock.detach()
-        endpoint = AdoptedStreamServerEndpoint(self._reactor, fd, family)  # type: ignore[no-untyped-call]
-        # The endpoint closes the descriptor once the reactor's port has
-        # its own copy (adoptStreamPort duplicates it).
-        listening: Deferred[IListeningPort] = endpoint.listen(_Current(self))  # type: ignore[no-untyped-call]
-        listening.addCallbacks(
-            self._listening,
-            self._adoptFailed,
-            callbackArgs=(config,),
-            errbackArgs=(config, fd),
-        )
+        # The endpoint closes the descriptor once the reactor's port has its
+        # own copy (adoptStreamPort duplicates it); or if that fails.
+        return _ClosingAdopted(self._reactor, fd, family)  # type: ignore[no-untyped-call]
 
-    def _listening(self, port: IListeningPort, config: ServiceConfig) -> None:
+    def _listeningOn(self, port: IListeningPort, place: Place, address: str) -> None:
         if self._stopped:
             port.stopListening()
             return
-        self.port = port
-        self._boundPort = self.boundPort
-        self._attempts = 0
-        self.serviceLog.listening(listenAddress(config), self.boundPort, "tcp")
+        self.ports.append(port)
+        number = getattr(port.getHost(), "port", None)
+        if place is None:
+            self._boundPort = number
+        protocol = "unix" if place is not None and place.unix else "tcp"
+        self.serviceLog.listening(address, number, protocol)
 
-    def _adoptFailed(self, reason: Failure, config: ServiceConfig, fd: int) -> None:
-        with contextlib.suppress(OSError):
-            os.close(fd)
+    def _listenFailed(
+        self, reason: Failure, index: int, place: Place, attempt: int, address: str
+    ) -> None:
         error = reason.value
-        if not isinstance(error, OSError):
-            error = OSError(errno.EINVAL, reason.getErrorMessage())
-        self._cannotListen(error, listenAddress(config), reason.getErrorMessage())
+        if isinstance(error, CannotListenError) and isinstance(
+            error.socketError, OSError
+        ):
+            error = error.socketError
+        if not isinstance(error, Exception):
+            error = EndpointError(reason.getErrorMessage())
+        self._failedOn(index, place, attempt, address, error)
+
+    def _failedOn(
+        self, index: int, place: Place, attempt: int, address: str, error: Exception
+    ) -> None:
+        if (
+            isinstance(error, OSError)
+            and error.errno == errno.EADDRINUSE
+            and attempt < BIND_RETRIES
+        ):
+            # As xinetd ("bind retry attempt N"): the port may be held a
+            # moment longer (a child still in exec holds the old socket
+            # until its close-on-exec pass, a reload's old listener).
+            self._retries[index] = self._clock.callLater(
+                BIND_RETRY_DELAY, self._listenOn, index, place, attempt + 1
+            )
+            return
+        reason = error.strerror if isinstance(error, OSError) else None
+        self._cannotListen(error, address, reason or str(error))
 
     def _lookUp(self, name: str) -> None:
         # Through the reactor's resolver (a thread), once: the address is
@@ -164,7 +225,7 @@ class StreamListener(Listener):
             self._lookingUp = False
             self._address = address
             if not self._stopped:
-                self._listen()
+                self._listenOn(0, None, 0)
 
         def failed(reason: Failure) -> None:
             self._lookingUp = False
@@ -177,29 +238,28 @@ class StreamListener(Listener):
         IReactorCore(self._reactor).resolve(name).addCallbacks(found, failed)
 
     def _startAccepting(self) -> None:
-        # After a cps pause: listen again (the port was closed).
+        # After a cps pause: listen again (the ports were closed).
         if not self.listening:
             self.failure = None
             self._listen()
 
     def _stopAccepting(self) -> None:
-        port, self.port = self.port, None
-        if port is not None:
+        ports, self.ports = self.ports, []
+        for port in ports:
             port.stopListening()
 
     def stopListening(self) -> Deferred[None]:
         """
-        Close the port; connections already accepted go on.
+        Close the ports; connections already accepted go on.
         """
         self._stopped = True
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        port, self.port = self.port, None
-        if port is None:
-            return succeed(None)
-        d: Deferred[Any] = maybeDeferred(cast(Any, port.stopListening))
-        return d.addCallback(lambda _: None)
+        retries, self._retries = self._retries, {}
+        for call in retries.values():
+            if call.active():
+                call.cancel()
+        ports, self.ports = self.ports, []
+        stopped = [maybeDeferred(cast(Any, port.stopListening)) for port in ports]
+        return gatherResults(stopped).addCallback(lambda _: None)
 
     def _stopListening(self) -> Deferred[None]:
         return self.stopListening()
@@ -263,6 +323,8 @@ def _socketOf(config: ServiceConfig) -> tuple[object, ...]:
     What decides the listening socket of a stream service: two
     configurations with the same can share one.
     """
+    if config.listen:
+        return (config.listen,)
     return (
         listenAddress(config),
         config.port,
@@ -270,3 +332,20 @@ def _socketOf(config: ServiceConfig) -> tuple[object, ...]:
         "KEEPALIVE" in config.flags,
         "NODELAY" in config.flags,
     )
+
+
+class _ClosingAdopted(AdoptedStreamServerEndpoint):
+    """
+    Twisted's adopted endpoint, which also closes the descriptor when the
+    reactor cannot adopt it (Twisted's own leaves it open then).
+    """
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        d: Deferred[IListeningPort] = super().listen(factory)  # type: ignore[no-untyped-call]
+
+        def failed(reason: Failure) -> Failure:
+            with contextlib.suppress(OSError):
+                os.close(self.fileno)
+            return reason
+
+        return d.addErrback(failed)

@@ -255,7 +255,10 @@ KINDS: dict[str, EventKind] = {
             LISTENING,
             _info,
             ("service", "address", "port", "protocol"),
-            ("{service} listening on {address} port {port}/{protocol}",),
+            (
+                "{service} listening on {address} port {port}/{protocol}",
+                "{service} listening on {address}",
+            ),
         ),
         EventKind(
             CANNOT_LISTEN,

@@ -178,8 +178,9 @@ class Gate:
         ticket: Ticket | None = None
         try:
             # As the socket reports it (::ffff:a.b.c.d on a dual-stack socket):
-            # IPv6 rules match mapped clients too.
-            address = peer.remoteHost if peer is not None else None
+            # IPv6 rules match mapped clients too.  A UNIX-socket client has
+            # none: no address rule or per_source applies to it.
+            address = peer.address if peer is not None else None
             slot = self.limits.acquire(config.id, address)
             if not isinstance(slot, Ticket):
                 return succeed(Admission.refused(slot.reason, "limit", slot.pause))
