@@ -59,10 +59,11 @@ def run(argv: list[str]) -> int:
 def tlsCertificate() -> None:
     """
     etc/stamp-tls's key and self-signed certificate (for localhost), made
-    once into etc/tls/ (git ignores it), by the venv's Python (the tls
+    once into etc/tls.d/ (git ignores it; a name with a dot, which the
+    configuration folder skips as xinetd does), by the venv's Python (the tls
     extra brings cryptography).
     """
-    folder = ROOT / "etc" / "tls"
+    folder = ROOT / "etc" / "tls.d"
     key, certificate = folder / "stamp.key", folder / "stamp.crt"
     if key.exists() and certificate.exists():
         return

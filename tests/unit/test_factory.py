@@ -210,6 +210,13 @@ class AdmittedTests(SynchronousTestCase):
         )
 
 
+class NoDelayTransport(StringTransport):
+    noDelay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+
 class TLSTests(SynchronousTestCase):
     """
     Over TLS the front asks the gate once the handshake is over (so that
@@ -218,7 +225,7 @@ class TLSTests(SynchronousTestCase):
     """
 
     def connect(self, h: Harness) -> StringTransport:
-        transport = StringTransport(
+        transport = NoDelayTransport(
             peerAddress=IPv4Address("TCP", "192.0.2.7", 40000),
             hostAddress=IPv4Address("TCP", "127.0.0.1", 7000),
         )
@@ -229,8 +236,14 @@ class TLSTests(SynchronousTestCase):
         return transport
 
     def test_afterHandshake(self) -> None:
+        """
+        Nothing is decided before the handshake is over; the socket sends
+        at once (TCP_NODELAY: TLS's small records would otherwise wait for
+        the client's delayed ACK).
+        """
         h = Harness()
         transport = self.connect(h)
+        self.assertTrue(transport.noDelay)
         self.assertEqual(h.reactor.spawned, [])
         self.assertEqual(transport.producerState, "producing")
         transport.protocol.handshakeCompleted()

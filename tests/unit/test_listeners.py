@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs
+from twinetd.config.endpoints import parseListen
 from twinetd.errors import SourceLocation
 from twinetd.listeners.base import Listener
+from twinetd.listeners.stream import StreamListener
 from twinetd.model import ServiceConfig, SocketType
 from twinetd.policy.gate import Admission
 from twinetd.testing import MemoryProcessReactor
@@ -165,3 +168,69 @@ class LifecycleTests(SynchronousTestCase):
         self.assertNotIn("accept", kind.calls)
         kind.reactor.advance(3)
         self.assertIn("accept", kind.calls)
+
+
+class StreamEndpointTests(SynchronousTestCase):
+    """
+    A stream listener on C{twinetd_listen} endpoints, with the fake reactor
+    (its TCP and UNIX ports record what listened).
+    """
+
+    def listener(self, *descriptions: str) -> tuple[StreamListener, list[Any]]:
+        reactor = MemoryProcessReactor()
+        events: list[dict[str, Any]] = []
+        config = attrs.evolve(
+            CONFIG, listen=tuple(parseListen(d, "/run") for d in descriptions)
+        )
+        listener = StreamListener(
+            config,
+            runtimeFor(reactor),
+            reactor,
+            serviceLog=logs.ServiceLog("kind", logger=Logger(observer=events.append)),
+        )
+        return listener, events
+
+    def test_everyEndpoint(self) -> None:
+        """
+        Each endpoint listens; the first numbered port is the bound port;
+        each logs its own listening line with its description.
+        """
+        listener, events = self.listener("unix:s.sock:mode=600", "tcp:8080")
+        listener.startService()
+        self.assertEqual(len(listener.ports), 2)
+        self.assertEqual(listener.boundPort, 8080)
+        listening = [e for e in events if e.get(logs.EVENT_FIELD) == logs.LISTENING]
+        self.assertEqual(
+            [(e["address"], e["protocol"]) for e in listening],
+            [("unix:s.sock:mode=600", "unix"), ("tcp:8080", "tcp")],
+        )
+        self.successResultOf(listener.stopService())
+        self.assertEqual(listener.ports, [])
+
+    def test_oneFailsOthersListen(self) -> None:
+        """
+        An endpoint that cannot be made (no socket passed by systemd) is
+        logged with its description, and the others listen.
+        """
+        listener, events = self.listener("systemd:domain=INET:index=0", "tcp:8080")
+        listener.startService()
+        self.assertEqual(listener.boundPort, 8080)
+        [failed] = [e for e in events if e.get(logs.EVENT_FIELD) == logs.CANNOT_LISTEN]
+        self.assertEqual(
+            (failed["address"], failed["port"]), ("systemd:domain=INET:index=0", None)
+        )
+        self.assertIn("systemd passed no socket", failed["reason"])
+
+    def test_cpsPauseClosesAll(self) -> None:
+        """
+        A cps pause closes every endpoint of the service; it listens on
+        them all again after the pause.
+        """
+        listener, _ = self.listener("tcp:8080", "tcp:8081")
+        listener.startService()
+        reactor = listener.runtime.clock
+        listener.pauseFor(2)
+        self.assertEqual(listener.ports, [])
+        reactor.advance(2)  # type: ignore[attr-defined]
+        self.assertEqual(len(listener.ports), 2)
+        self.assertEqual(len(reactor.tcpServers), 4)  # type: ignore[attr-defined]

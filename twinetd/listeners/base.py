@@ -242,9 +242,22 @@ class Listener(Service):
 
         return self.admit(peer).addCallback(paused)
 
-    def _cannotListen(self, failure: Exception, address: str, reason: object) -> None:
+    def _cannotListen(
+        self,
+        failure: Exception,
+        address: str,
+        reason: object,
+        endpoint: bool = False,
+    ) -> None:
+        """
+        Keep and log why listening on C{address} failed (C{endpoint}: an
+        endpoint description, which has no separate port).
+        """
         self.failure = failure
-        self.serviceLog.cannotListen(self.config, address, reason)
+        if endpoint:
+            self.serviceLog.cannotListen(self.config, address, reason, port=None)
+        else:
+            self.serviceLog.cannotListen(self.config, address, reason)
 
     @property
     def paused(self) -> bool:

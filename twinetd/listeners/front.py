@@ -24,6 +24,7 @@ socket is the child's.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable
 from typing import Any, cast
@@ -223,6 +224,12 @@ class Front(Protocol):
     def connectionMade(self) -> None:
         assert self.transport is not None
         if ISSLTransport.providedBy(self.transport):
+            # TLS sends its records (the reply, then close_notify) as small
+            # writes: with Nagle's algorithm the last waits for the client's
+            # delayed ACK, 40 ms at the end of every connection (stunnel
+            # sets TCP_NODELAY too).
+            with contextlib.suppress(AttributeError, OSError):
+                cast(Any, self.transport).setTcpNoDelay(True)
             # The handshake needs the socket read: the gate is asked once
             # it is over (handshakeCompleted), with the client's certificate.
             self._timeout = self.factory.runtime.clock.callLater(

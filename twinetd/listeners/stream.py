@@ -212,7 +212,7 @@ class StreamListener(Listener):
             )
             return
         reason = error.strerror if isinstance(error, OSError) else None
-        self._cannotListen(error, address, reason or str(error))
+        self._cannotListen(error, address, reason or str(error), place is not None)
 
     def _lookUp(self, name: str) -> None:
         # Through the reactor's resolver (a thread), once: the address is
