@@ -20,12 +20,13 @@ from twinetd.config.attributes import (
     Context,
     rlimitField,
 )
+from twinetd.config.endpoints import listenProblems
 from twinetd.config.entry import EntryReader, checkText
 from twinetd.config.loader import Key, Loader, Located
 from twinetd.config.lookups import Lookups, UserEntry
 from twinetd.config.values import BadValue
 from twinetd.errors import Problem, SourceLocation
-from twinetd.model import INTERNAL_SERVICES, ListenSpec, ServiceConfig, SocketType
+from twinetd.model import INTERNAL_SERVICES, ServiceConfig, SocketType
 
 _RECORD_FIELDS = frozenset(attrs.fields_dict(ServiceConfig))
 
@@ -326,60 +327,21 @@ class _ServiceChecks:
     def checkListen(self, socketType: SocketType | None) -> None:
         """
         What each kind of service supports over C{twinetd_listen}'s
-        endpoints, and the PROXY header's balancers.
+        endpoints, and the PROXY header's balancers
+        (L{twinetd.config.endpoints.listenProblems}).
         """
-        listen: tuple[ListenSpec, ...] = self.values.get("listen", ())
-        proxyFrom = self.values.get("proxyFrom")
-        where = self.line("listen")
-        internal = "INTERNAL" in self.types or "SENSOR" in self.flags
-        if listen and socketType is SocketType.DGRAM:
-            self.report(
-                where,
-                "twinetd_listen is for stream services; a datagram service "
-                "listens on port and bind",
-                "twinetd_listen",
-            )
-        elif listen and self.values.get("wait") is True and not internal:
-            self.report(
-                where,
-                "twinetd_listen is for wait = no services (a wait = yes program "
-                "accepts on the socket the daemon binds: use port and bind)",
-                "twinetd_listen",
-            )
-        if self.values.get("handoff") is True:
-            for spec in listen:
-                if not spec.plainSocket:
-                    why = "TLS" if spec.kind == "ssl" else "a PROXY header"
-                    self.report(
-                        self.line("handoff"),
-                        f"twinetd_mode = handoff needs a plain socket, and "
-                        f"{spec.text} has {why} the daemon reads first; use "
-                        "twinetd_mode = bridge",
-                        "twinetd_mode",
-                    )
-        if any(spec.proxy and not spec.unix for spec in listen) and proxyFrom is None:
-            self.report(
-                where,
-                "haproxy: listeners need twinetd_proxy_from: the balancers "
-                "allowed to send a PROXY header",
-                "twinetd_listen",
-            )
-        if proxyFrom is not None and not any(spec.proxy for spec in listen):
-            self.report(
-                self.line("proxyFrom"),
-                "twinetd_proxy_from has no effect without a haproxy: listener",
-                "twinetd_proxy_from",
-                "warning",
-            )
-        if any(spec.unix for spec in listen):
-            for field, name in (("onlyFrom", "only_from"), ("noAccess", "no_access")):
-                if field in self.lines:
-                    self.report(
-                        self.line(field),
-                        f"{name} does not apply to a UNIX-socket client (it has "
-                        "no address): the socket file's owner and mode decide",
-                        name,
-                    )
+        problems = listenProblems(
+            self.values.get("listen", ()),
+            self.values.get("proxyFrom"),
+            stream=socketType is not SocketType.DGRAM,
+            waits=self.values.get("wait") is True
+            and "INTERNAL" not in self.types
+            and "SENSOR" not in self.flags,
+            handoff=self.values.get("handoff") is True,
+            written=frozenset(self.lines),
+        )
+        for field, attribute, message, severity in problems:
+            self.report(self.line(field), message, attribute, severity)
 
     def findPort(self, protocol: str | None) -> int | None:
         """

@@ -18,7 +18,7 @@ import os
 import re
 
 from twinetd.config.values import BadValue
-from twinetd.model import ListenSpec
+from twinetd.model import AddressRule, ListenSpec
 
 #: What each kind takes: its positional argument (the address, or C{None}),
 #: and its keyword options, with the ones that name a file.
@@ -189,3 +189,79 @@ def _check(spec: ListenSpec) -> None:
             "haproxy: over ssl: is not supported (a balancer sends its header "
             "before TLS; let it end TLS, or listen with ssl: alone)"
         )
+
+
+#: One problem of a service's listeners: the field where it shows, the
+#: attribute to name, the message and its severity.
+ListenProblem = tuple[str, str, str, str]
+
+
+def listenProblems(
+    listen: tuple[ListenSpec, ...],
+    proxyFrom: tuple[AddressRule, ...] | None,
+    *,
+    stream: bool,
+    waits: bool,
+    handoff: bool,
+    written: frozenset[str],
+) -> list[ListenProblem]:
+    """
+    What a service cannot do over its C{twinetd_listen} endpoints: a
+    datagram or C{wait = yes} service listens on C{port}/C{bind}; a
+    handed-off program needs a plain socket; a C{haproxy:} listener needs
+    the balancers allowed to send a header; a UNIX-socket client has no
+    address for the C{only_from}/C{no_access} written in the service
+    (C{written}: the fields the service's own entry sets).
+    """
+    problems: list[ListenProblem] = []
+
+    def problem(field: str, name: str, message: str, severity: str = "error") -> None:
+        problems.append((field, name, message, severity))
+
+    if listen and not stream:
+        problem(
+            "listen",
+            "twinetd_listen",
+            "twinetd_listen is for stream services; a datagram service listens "
+            "on port and bind",
+        )
+    elif listen and waits:
+        problem(
+            "listen",
+            "twinetd_listen",
+            "twinetd_listen is for wait = no services (a wait = yes program "
+            "accepts on the socket the daemon binds: use port and bind)",
+        )
+    for spec in listen:
+        if handoff and not spec.plainSocket:
+            why = "TLS" if spec.kind == "ssl" else "a PROXY header"
+            problem(
+                "handoff",
+                "twinetd_mode",
+                f"twinetd_mode = handoff needs a plain socket, and {spec.text} has "
+                f"{why} the daemon reads first; use twinetd_mode = bridge",
+            )
+    if any(spec.proxy and not spec.unix for spec in listen) and proxyFrom is None:
+        problem(
+            "listen",
+            "twinetd_listen",
+            "haproxy: listeners need twinetd_proxy_from: the balancers allowed "
+            "to send a PROXY header",
+        )
+    if proxyFrom is not None and not any(spec.proxy for spec in listen):
+        problem(
+            "proxyFrom",
+            "twinetd_proxy_from",
+            "twinetd_proxy_from has no effect without a haproxy: listener",
+            "warning",
+        )
+    if any(spec.unix for spec in listen):
+        for field, name in (("onlyFrom", "only_from"), ("noAccess", "no_access")):
+            if field in written:
+                problem(
+                    field,
+                    name,
+                    f"{name} does not apply to a UNIX-socket client (it has no "
+                    "address): the socket file's owner and mode decide",
+                )
+    return problems

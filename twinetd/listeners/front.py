@@ -189,13 +189,93 @@ def _transportInterfaces(transport: ITransport) -> list[Any]:
     ]
 
 
+class _Relay(Protocol):
+    """
+    The transport side of a wrapping protocol: what the protocol it wraps
+    calls on its transport, relayed to its own (as
+    L{twisted.protocols.policies.ProtocolWrapper} relays it).
+    """
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def writeSequence(self, data: Any) -> None:
+        assert self.transport is not None
+        self.transport.writeSequence(data)
+
+    def loseConnection(self) -> None:
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def abortConnection(self) -> None:
+        cast(Any, self.transport).abortConnection()
+
+    def loseWriteConnection(self) -> None:
+        cast(Any, self.transport).loseWriteConnection()
+
+    def getPeer(self) -> Any:
+        assert self.transport is not None
+        return self.transport.getPeer()
+
+    def getHost(self) -> Any:
+        assert self.transport is not None
+        return self.transport.getHost()
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        IConsumer(self.transport).registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        IConsumer(self.transport).unregisterProducer()
+
+    def pauseProducing(self) -> None:
+        IPushProducer(self.transport).pauseProducing()
+
+    def resumeProducing(self) -> None:
+        IPushProducer(self.transport).resumeProducing()
+
+    def stopProducing(self) -> None:
+        IPushProducer(self.transport).stopProducing()
+
+    @property
+    def plainSocket(self) -> socket.socket | None:
+        """
+        The connection's socket when the bytes on it are the client's own
+        (TCP or UNIX, a PROXY header already read), or C{None} under TLS:
+        what a mode may read or write directly (after the bytes the front
+        already delivered to it).
+        """
+        current: object = self.transport
+        while current is not None:
+            if ISSLTransport.providedBy(current):
+                return None
+            below = getattr(current, "transport", None)
+            if below is None:
+                handle = ISystemHandle(current, None)
+                found = handle.getHandle() if handle is not None else None
+                return found if isinstance(found, socket.socket) else None
+            current = below
+        return None
+
+    @property
+    def disconnecting(self) -> bool:
+        return bool(getattr(self.transport, "disconnecting", False))
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else of the transport (getHandle, setTcpNoDelay,
+        # getPeerCertificate, ...), as ProtocolWrapper relays it.
+        if name.startswith("__") or "transport" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.__dict__["transport"], name)
+
+
 @implementer(IHandshakeListener)
-class Front(Protocol):
+class Front(_Relay):
     """
     The protocol of every accepted connection of a C{wait = no} stream
     service, from its first byte to its last: banners and the gate, then
     a wrapper that forwards to the service's protocol and is its
-    transport (see the module's docstring).
+    transport (L{_Relay}; see the module's docstring).
 
     @ivar wrappedProtocol: the service's protocol, once the client is
         admitted (and, for a handed-off service, its banners are sent).
@@ -448,77 +528,3 @@ class Front(Protocol):
                 inner.connectionLost(reason)
         finally:
             self.factory.ended(self)
-
-    # transport side: what the service's protocol calls, relayed
-
-    def write(self, data: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(data)
-
-    def writeSequence(self, data: Any) -> None:
-        assert self.transport is not None
-        self.transport.writeSequence(data)
-
-    def loseConnection(self) -> None:
-        assert self.transport is not None
-        self.transport.loseConnection()
-
-    def abortConnection(self) -> None:
-        cast(Any, self.transport).abortConnection()
-
-    def loseWriteConnection(self) -> None:
-        cast(Any, self.transport).loseWriteConnection()
-
-    def getPeer(self) -> Any:
-        assert self.transport is not None
-        return self.transport.getPeer()
-
-    def getHost(self) -> Any:
-        assert self.transport is not None
-        return self.transport.getHost()
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        IConsumer(self.transport).registerProducer(producer, streaming)
-
-    def unregisterProducer(self) -> None:
-        IConsumer(self.transport).unregisterProducer()
-
-    def pauseProducing(self) -> None:
-        IPushProducer(self.transport).pauseProducing()
-
-    def resumeProducing(self) -> None:
-        IPushProducer(self.transport).resumeProducing()
-
-    def stopProducing(self) -> None:
-        IPushProducer(self.transport).stopProducing()
-
-    @property
-    def plainSocket(self) -> socket.socket | None:
-        """
-        The connection's socket when the bytes on it are the client's own
-        (TCP or UNIX, a PROXY header already read), or C{None} under TLS:
-        what a mode may read or write directly (after the bytes the front
-        already delivered to it).
-        """
-        current: object = self.transport
-        while current is not None:
-            if ISSLTransport.providedBy(current):
-                return None
-            below = getattr(current, "transport", None)
-            if below is None:
-                handle = ISystemHandle(current, None)
-                found = handle.getHandle() if handle is not None else None
-                return found if isinstance(found, socket.socket) else None
-            current = below
-        return None
-
-    @property
-    def disconnecting(self) -> bool:
-        return bool(getattr(self.transport, "disconnecting", False))
-
-    def __getattr__(self, name: str) -> Any:
-        # Anything else of the transport (getHandle, setTcpNoDelay,
-        # getPeerCertificate, ...), as ProtocolWrapper relays it.
-        if name.startswith("__") or "transport" not in self.__dict__:
-            raise AttributeError(name)
-        return getattr(self.__dict__["transport"], name)

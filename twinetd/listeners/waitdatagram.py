@@ -60,7 +60,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorFDSet
+from twisted.internet.interfaces import IDelayedCall, IReactorFDSet, IReactorTime
 
 from twinetd import logs
 from twinetd.child import ChildProcess
@@ -111,6 +111,45 @@ class DatagramSocket(Protocol):
     def close(self) -> None: ...
 
 
+def drain(sock: DatagramSocket | None, limit: int = DRAIN_LIMIT) -> int:
+    """
+    Read and drop up to C{limit} waiting datagrams, without blocking;
+    return how many.
+    """
+    count = 0
+    while sock is not None and count < limit:
+        try:
+            sock.recvfrom(1, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            break
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                break
+            # A queued error (ICMP) is consumed by reading it.
+            continue
+        count += 1
+    return count
+
+
+#: A peek that found a queued error, not a datagram.
+_UNKNOWN: Any = object()
+
+
+def peekHead(sock: DatagramSocket | None) -> object:
+    """
+    The datagram (and sender) at the head of C{sock}'s queue, C{None} if
+    none; L{_UNKNOWN} when the peek reported a queued error instead.
+    """
+    if sock is None:
+        return None
+    try:
+        return sock.recvfrom(MAX_DATAGRAM, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None
+    except OSError:
+        return _UNKNOWN
+
+
 class _HandedChild(ChildProcess):
     """
     A child given the socket; its standard error is logged.
@@ -140,8 +179,55 @@ class _HandedChild(ChildProcess):
         return self.exitStatus == 0
 
 
-#: A peek that found a queued error, not a datagram.
-_UNKNOWN: Any = object()
+class _Hold:
+    """
+    Drop-in C{wait = no}: a child was given the socket to receive the
+    datagram at the head of the queue, and nothing is watched until it has
+    (or has ended).  No event says that a datagram left the queue, so the
+    head is looked at shortly after the spawn and then less and less often
+    (at most every L{HOLD_POLL_MAX} seconds): the daemon stays idle while a
+    child takes its time, where xinetd 2.3.15.3 spins.
+
+    @ivar child: the child held for, if any.
+    """
+
+    child: _HandedChild | None = None
+    _call: IDelayedCall | None = None
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        head: Callable[[], object],
+        taken: Callable[[], None],
+    ) -> None:
+        self._clock = clock
+        self._head = head
+        self._taken = taken
+        self._delay = HOLD_POLL_FIRST
+
+    def start(self, child: _HandedChild) -> None:
+        self.child = child
+        self._delay = HOLD_POLL_FIRST
+        self._call = self._clock.callLater(self._delay, self._poll)
+
+    def _poll(self) -> None:
+        self._call = None
+        child = self.child
+        if child is None:
+            return
+        head = self._head()
+        if head is _UNKNOWN or head == child.head:
+            self._delay = min(self._delay * 2, HOLD_POLL_MAX)
+            self._call = self._clock.callLater(self._delay, self._poll)
+            return
+        self.child = None
+        self._taken()
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        self.child = None
 
 
 class WaitDatagramListener(DatagramServing):
@@ -189,9 +275,7 @@ class WaitDatagramListener(DatagramServing):
         self._busy = False
         self._failures = Backoff(doubling(BACKOFF_FIRST, BACKOFF_MAX))
         self._backoff: IDelayedCall | None = None
-        self._holding: _HandedChild | None = None
-        self._holdPoll: IDelayedCall | None = None
-        self._holdDelay = HOLD_POLL_FIRST
+        self._hold = _Hold(self._clock, self._head, self._taken)
 
     @property
     def boundPort(self) -> int | None:
@@ -202,6 +286,9 @@ class WaitDatagramListener(DatagramServing):
     @property
     def listening(self) -> bool:
         return self.socket is not None
+
+    def _head(self) -> object:
+        return peekHead(self.socket)
 
     def _socketFileno(self) -> int:
         return -1 if self.socket is None else self.socket.fileno()
@@ -240,8 +327,7 @@ class WaitDatagramListener(DatagramServing):
         if self._backoff is not None and self._backoff.active():
             self._backoff.cancel()
         self._backoff = None
-        self._stopHoldPoll()
-        self._holding = None
+        self._hold.stop()
         sock, self.socket = self.socket, None
         if sock is not None:
             # The child keeps its own copy until it ends.
@@ -290,7 +376,7 @@ class WaitDatagramListener(DatagramServing):
                 return
             if admission.reason is not None:
                 # Consume the refused datagram, or it triggers forever.
-                self._drain(1)
+                drain(self.socket, 1)
                 self._drops.drop(admission.reason, peer, admission.detail)
                 self._busy = False
                 self._watch.watch()
@@ -307,33 +393,13 @@ class WaitDatagramListener(DatagramServing):
             # with a blocking socket, as under xinetd.
             sock.setblocking(True)
             if not self._spawn(child, peer, admission, {0: fd, 1: fd, 2: "r"}):
-                self._drain(1)
+                drain(self.socket, 1)
                 self._busy = False
                 self._failed(None)
             elif self.handOff and not child.ended:
-                self._hold(child)
+                self._hold.start(child)
 
         self.ask(peer).addCallback(decided)
-
-    def _drain(self, limit: int = DRAIN_LIMIT) -> int:
-        """
-        Read and drop up to C{limit} waiting datagrams, without blocking;
-        return how many.
-        """
-        sock = self.socket
-        count = 0
-        while sock is not None and count < limit:
-            try:
-                sock.recvfrom(1, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                break
-            except OSError as e:
-                if e.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    break
-                # A queued error (ICMP) is consumed by reading it.
-                continue
-            count += 1
-        return count
 
     def _ended(self, child: ChildProcess) -> None:
         assert isinstance(child, _HandedChild)
@@ -343,7 +409,7 @@ class WaitDatagramListener(DatagramServing):
         self._busy = False
         if self.socket is None:
             return
-        left = self._drain()
+        left = drain(self.socket)
         lived = self._clock.seconds() - child.startTime
         if not child.exitedWell or (left and lived < QUICK_EXIT):
             self._failed(child.pid)
@@ -367,70 +433,27 @@ class WaitDatagramListener(DatagramServing):
 
     # drop-in wait = no: one child per datagram, given the socket
 
-    def _peekHead(self) -> object:
-        """
-        The datagram at the head of the socket's queue, C{None} if none;
-        L{_UNKNOWN} when the peek reported a queued error instead.
-        """
-        sock = self.socket
-        if sock is None:
-            return None
-        try:
-            return sock.recvfrom(MAX_DATAGRAM, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return None
-        except OSError:
-            return _UNKNOWN
-
-    def _hold(self, child: _HandedChild) -> None:
-        """
-        C{child} was given the socket to receive the datagram at the head of
-        the queue: watch nothing until it has (or has ended).  No event
-        says that a datagram left the queue, so the head is looked at
-        shortly after the spawn and then less and less often (at most every
-        L{HOLD_POLL_MAX} seconds): the daemon stays idle while a child
-        takes its time, where xinetd 2.3.15.3 spins.
-        """
-        self._holding = child
-        self._holdDelay = HOLD_POLL_FIRST
-        self._holdPoll = self._clock.callLater(self._holdDelay, self._pollHold)
-
-    def _pollHold(self) -> None:
-        self._holdPoll = None
-        child = self._holding
-        if child is None:
-            return
-        head = self._peekHead()
-        if head is _UNKNOWN or head == child.head:
-            self._holdDelay = min(self._holdDelay * 2, HOLD_POLL_MAX)
-            self._holdPoll = self._clock.callLater(self._holdDelay, self._pollHold)
-            return
-        # Taken: the next datagram (if any) may have a child of its own.
-        self._holding = None
+    def _taken(self) -> None:
+        # The held child took its datagram: the next one (if any) may have
+        # a child of its own.
         self._busy = False
         self._watchIfRoom()
 
-    def _stopHoldPoll(self) -> None:
-        if self._holdPoll is not None and self._holdPoll.active():
-            self._holdPoll.cancel()
-        self._holdPoll = None
-
     def _handedOffEnded(self, child: _HandedChild) -> None:
-        if child is self._holding:
-            self._stopHoldPoll()
-            self._holding = None
+        if child is self._hold.child:
+            self._hold.stop()
             self._busy = False
             lived = self._clock.seconds() - child.startTime
             if (
                 self.socket is not None
-                and self._peekHead() == child.head
+                and peekHead(self.socket) == child.head
                 and (not child.exitedWell or lived < QUICK_EXIT)
             ):
                 # It never received its datagram: drop it, or the next
                 # child would get it, and the next (xinetd's loop).  An
                 # identical datagram queued behind it is told apart only by
                 # the child's success and life time, as for wait = yes.
-                self._drain(1)
+                drain(self.socket, 1)
                 self._failed(child.pid)
                 return
         if child.exitedWell:
