@@ -35,6 +35,11 @@ setup(
         "prometheus_client>=0.17",
     ],
     extras_require={
+        # ssl: listeners (twinetd_listen): Twisted's TLS.
+        "tls": [
+            "pyOpenSSL>=21.0",
+            "service_identity>=18.1",
+        ],
         "test": [
             "pytest>=8",
             "pytest-twisted>=1.14",

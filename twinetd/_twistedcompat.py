@@ -14,6 +14,23 @@ from typing import Any
 
 from twisted.logger import ILogObserver, LogPublisher
 
+# twisted.protocols.haproxy exports only proxyEndpoint, whose wrapper makes
+# the wrapped protocol's connection before the header is read and drops a
+# bad header silently; twinetd's PROXY wrapper (listeners/proxy.py) builds
+# on the same wrapper class and header parsers, which live in private
+# modules.
+from twisted.protocols.haproxy._exceptions import (
+    InvalidProxyHeader as InvalidProxyHeader,
+)
+from twisted.protocols.haproxy._v1parser import V1Parser as V1Parser
+from twisted.protocols.haproxy._v2parser import V2Parser as V2Parser
+from twisted.protocols.haproxy._wrapper import (
+    HAProxyProtocolWrapper as HAProxyProtocolWrapper,
+)
+from twisted.protocols.haproxy._wrapper import (
+    HAProxyWrappingFactory as HAProxyWrappingFactory,
+)
+
 # twisted.internet.tcp's accept loop (tcp._accept, logging through
 # tcp.Port._logger): one event per connection it could not accept.
 TCP_PORT_NAMESPACE = "twisted.internet.tcp.Port"
@@ -27,8 +44,13 @@ EMFILE_NOTES = frozenset(
 )
 
 # Legacy (twisted.python.log.msg) lines of every listening port:
-# tcp.Port.startListening and tcp.Port / udp.Port connectionLost.
-_PORT_LINES = re.compile(r"\S+ starting on \d+|\((TCP|UDP) Port \d+ Closed\)")
+# tcp.Port.startListening (its factory's logPrefix: a TLS or PROXY wrapping
+# factory adds " (TLS)" or " (PROXY)"), unix.Port's, and tcp.Port /
+# udp.Port / unix.Port connectionLost.
+_PORT_LINES = re.compile(
+    r"\S+( \((TLS|PROXY)\))* starting on (\d+|'[^']*')"
+    r"|\((TCP|UDP) Port \d+ Closed\)|\(UNIX Port .+ Closed\)"
+)
 
 # protocol.Factory.doStart/doStop of a factory whose C{noisy} is set
 # (twisted.logger, the factory as log_source), and DatagramProtocol's

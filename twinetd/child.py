@@ -9,28 +9,39 @@ L{twinetd.modes.handoff}, L{twinetd.listeners.datagram}):
     it leads one, L{IProcessGroup}), and calls C{onEnded} once;
   - L{ChildConnection}: the start of a connection protocol served by one
     child, whose C{onEnded} runs once when both the connection and the
-    child are over.
+    child are over;
+  - L{spawnFailed}: how every mode and listener reports a child that could
+    not be started.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 from collections.abc import Callable
+from typing import Any, cast
 
+from twisted.internet.address import UNIXAddress
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
     IProcessTransport,
     IReactorTime,
+    ISSLTransport,
     ITCPTransport,
 )
 from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 
 from twinetd import logs
+from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
-from twinetd.model import Peer
+from twinetd.model import Peer, TLSClient, UnixCredentials
 from twinetd.spawn import IProcessGroup, Spawner
+
+#: C{struct ucred} (Linux): pid, uid, gid.
+_CREDENTIALS = struct.Struct("3i")
 
 
 def _hostAndPort(address: IAddress) -> tuple[str, int]:
@@ -44,11 +55,91 @@ def _hostAndPort(address: IAddress) -> tuple[str, int]:
 def peerFromTransport(transport: ITCPTransport, protocol: str = "tcp") -> Peer:
     """
     The L{Peer} of a connected transport.  An IPv4 client of a dual-stack
-    IPv6 socket keeps its C{::ffff:a.b.c.d} form, as xinetd reports it.
+    IPv6 socket keeps its C{::ffff:a.b.c.d} form, as xinetd reports it.  A
+    UNIX-socket client is known by its process (C{SO_PEERCRED}); a TLS
+    connection tells its protocol, cipher and client certificate.
     """
-    remoteHost, remotePort = _hostAndPort(transport.getPeer())
-    localHost, localPort = _hostAndPort(transport.getHost())
-    return Peer(protocol, remoteHost, remotePort, localHost, localPort)
+    remote, local = transport.getPeer(), transport.getHost()
+    tls = tlsClient(transport) if ISSLTransport.providedBy(transport) else None
+    if isinstance(remote, UNIXAddress) or isinstance(local, UNIXAddress):
+        credentials = peerCredentials(transport)
+        who = (
+            "<unix>"
+            if credentials is None
+            else f"<unix uid={credentials.uid} pid={credentials.pid}>"
+        )
+        path = getattr(local, "name", None)
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "surrogateescape")
+        return Peer("unix", who, 0, path or "", 0, credentials=credentials, tls=tls)
+    remoteHost, remotePort = _hostAndPort(remote)
+    localHost, localPort = _hostAndPort(local)
+    return Peer(protocol, remoteHost, remotePort, localHost, localPort, tls=tls)
+
+
+def peerCredentials(transport: object) -> UnixCredentials | None:
+    """
+    The process at the other end of a UNIX socket (C{SO_PEERCRED}: pid,
+    uid, gid), or C{None} when the system does not say.
+    """
+    try:
+        sock = cast(Any, transport).getHandle()
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
+    except (AttributeError, OSError):
+        return None
+    pid, uid, gid = _CREDENTIALS.unpack(raw)
+    return UnixCredentials(pid, uid, gid)
+
+
+def tlsClient(transport: object) -> TLSClient | None:
+    """
+    What a TLS transport (Twisted's over pyOpenSSL) tells of its client,
+    once its handshake is over: the version, the cipher and, when the
+    client sent a certificate (it was asked for one and it verified: the
+    handshake fails otherwise), the certificate's subject and issuer.
+    """
+    try:
+        connection = cast(Any, transport).getHandle()
+        version = str(connection.get_protocol_version_name())
+        cipher = str(connection.get_cipher_name())
+        certificate = cast(Any, transport).getPeerCertificate()
+    except Exception:
+        return None
+    if certificate is None:
+        return TLSClient(version, cipher)
+    parsed = certificate.to_cryptography()
+    return TLSClient(
+        version,
+        cipher,
+        verify="SUCCESS",
+        subject=parsed.subject.rfc4514_string(),
+        issuer=parsed.issuer.rfc4514_string(),
+        serial=format(parsed.serial_number, "X"),
+    )
+
+
+def spawnFailed(
+    serviceLog: logs.ServiceLog, peer: Peer | None, error: Exception
+) -> None:
+    """
+    Report a child that could not be started (L{logs.SPAWN_FAILED}, and
+    xinetd's FAIL line where asked): a L{SpawnError} (the system refused:
+    no such program, no more processes, ...) with its message; anything
+    else is a bug in the daemon, logged with its traceback too.
+
+    @param peer: the client, or C{None} when there is none yet.
+    @param error: what the attempt raised (planning it included).
+    """
+    if isinstance(error, SpawnError):
+        message = str(error)
+    else:
+        serviceLog.logger.failure(
+            "while starting {service}",
+            Failure(error, type(error), error.__traceback__),  # type: ignore[no-untyped-call]
+            service=serviceLog.service,
+        )
+        message = f"{type(error).__name__}: {error}"
+    serviceLog.spawnFailed(peer, message)
 
 
 def exitFields(reason: Failure) -> tuple[int | None, int | None]:

@@ -81,6 +81,29 @@ def peerState(fd: int) -> bool | None:
     return None
 
 
+def socketFileno(transport: object) -> int | None:
+    """
+    The descriptor of the socket under C{transport}, under any wrapping
+    (the stream front, TLS, a PROXY header): its peer's end of file or
+    reset is the connection's.  C{None} when there is none.
+    """
+    current: object = transport
+    for _ in range(8):
+        handle = ISystemHandle(current, None)
+        if handle is not None:
+            try:
+                fd = cast(Any, handle.getHandle()).fileno()
+            except Exception:
+                # A TLS connection's handle is its OpenSSL connection.
+                fd = None
+            if isinstance(fd, int) and fd >= 0:
+                return fd
+        current = getattr(current, "transport", None)
+        if current is None:
+            break
+    return None
+
+
 class Watcher(Protocol):
     """
     What L{PausedReading} needs of L{HangupWatcher} (tests give a fake).
@@ -117,14 +140,8 @@ class HangupWatcher:
         @return: the token for L{unwatch}, or C{None} when C{transport} has
             no socket this watcher can watch (nothing will be called).
         """
-        handle = ISystemHandle(transport, None)
-        if handle is None or not _EPOLL:
-            return None
-        try:
-            fd: int = cast(Any, handle.getHandle()).fileno()
-        except (AttributeError, OSError):
-            return None
-        if fd < 0:
+        fd = socketFileno(transport) if _EPOLL else None
+        if fd is None:
             return None
         if self._epoll is None:
             self._epoll = select.epoll()

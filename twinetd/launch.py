@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import attrs
 
-from twinetd.model import Peer, ServiceConfig
+from twinetd.model import Peer, ServiceConfig, TLSClient
 
 
 @attrs.frozen
@@ -94,7 +94,11 @@ def environmentFor(
     and the UCSPI variables (C{PROTO}, C{TCPREMOTEIP}, ...) are set, so that a
     program whose standard input is a pipe still knows its client.  For
     C{wait = yes} services there is no peer and C{REMOTE_HOST} is
-    C{<no address>}, as in xinetd.
+    C{<no address>}, as in xinetd.  A UNIX-socket client has no address:
+    its variables are UCSPI's for UNIX sockets (C{PROTO=UNIX},
+    C{UNIXLOCALPATH}, C{UNIXREMOTEPID}, C{UNIXREMOTEEUID},
+    C{UNIXREMOTEEGID}).  Over TLS, Apache's and stunnel's C{SSL_*}
+    variables tell the protocol, the cipher and the client certificate.
     """
     env: dict[str, str] = {}
     if inheritAll and config.passenv is None:
@@ -106,6 +110,8 @@ def environmentFor(
         env[name] = value
     if peer is None:
         env["REMOTE_HOST"] = "<no address>"
+    elif peer.protocol == "unix":
+        env.update(_unixVariables(peer))
     else:
         env["REMOTE_HOST"] = peer.remoteHost
         env["REMOTE_ADDR"] = peer.remoteAddress
@@ -116,7 +122,37 @@ def environmentFor(
         env[proto + "REMOTEPORT"] = str(peer.remotePort)
         env[proto + "LOCALIP"] = peer.localAddress
         env[proto + "LOCALPORT"] = str(peer.localPort)
+    if peer is not None and peer.tls is not None:
+        env.update(_tlsVariables(peer.tls))
     return tuple(env.items())
+
+
+def _unixVariables(peer: Peer) -> dict[str, str]:
+    # UCSPI's UNIX protocol (ucspi-unix's unixserver).
+    env = {"PROTO": "UNIX", "UNIXLOCALPATH": peer.localHost}
+    credentials = peer.credentials
+    if credentials is not None:
+        env["UNIXREMOTEPID"] = str(credentials.pid)
+        env["UNIXREMOTEEUID"] = str(credentials.uid)
+        env["UNIXREMOTEEGID"] = str(credentials.gid)
+    return env
+
+
+def _tlsVariables(tls: TLSClient) -> dict[str, str]:
+    # As Apache's mod_ssl names them (stunnel sets the same subject as
+    # SSL_CLIENT_DN); the distinguished names in RFC 4514's form.
+    env = {
+        "SSL_PROTOCOL": tls.protocol,
+        "SSL_CIPHER": tls.cipher,
+        "SSL_CLIENT_VERIFY": tls.verify,
+    }
+    if tls.subject is not None:
+        env["SSL_CLIENT_S_DN"] = env["SSL_CLIENT_DN"] = tls.subject
+    if tls.issuer is not None:
+        env["SSL_CLIENT_I_DN"] = env["SSL_CLIENT_IDN"] = tls.issuer
+    if tls.serial is not None:
+        env["SSL_CLIENT_M_SERIAL"] = tls.serial
+    return env
 
 
 def planLaunch(

@@ -94,6 +94,85 @@ LogTarget = SyslogTarget | FileTarget
 
 
 @attrs.frozen
+class ListenSpec:
+    """
+    One C{twinetd_listen} value: a Twisted server endpoint description,
+    read and checked (L{twinetd.config.endpoints}).
+
+    @ivar text: the description as written.
+    @ivar kind: C{tcp}, C{tcp6}, C{unix}, C{ssl} or C{systemd}.
+    @ivar proxy: behind C{haproxy:}: each connection starts with a PROXY
+        header (v1 or v2) naming the real client.
+    @ivar address: the port (C{tcp}, C{tcp6}, C{ssl}) or the socket's path
+        (C{unix}, absolute); empty for C{systemd}.
+    @ivar options: the keyword options, sorted, paths absolute.
+    """
+
+    text: str
+    kind: str
+    proxy: bool = False
+    address: str = ""
+    options: tuple[tuple[str, str], ...] = ()
+
+    def option(self, name: str) -> str | None:
+        """
+        The value of option C{name}, or C{None}.
+        """
+        return dict(self.options).get(name)
+
+    @property
+    def plainSocket(self) -> bool:
+        """
+        Whether a connection's bytes are the client's own on its socket, with
+        nothing the daemon reads first: what a handed-off program needs.
+        """
+        return self.kind != "ssl" and not self.proxy
+
+    @property
+    def unix(self) -> bool:
+        """
+        Whether its clients are UNIX-socket clients (no address).
+        """
+        return self.kind == "unix" or (
+            self.kind == "systemd" and self.option("domain") == "UNIX"
+        )
+
+
+@attrs.frozen
+class UnixCredentials:
+    """
+    A UNIX-socket client, as the kernel tells it (C{SO_PEERCRED}): the
+    process that connected.
+    """
+
+    pid: int
+    uid: int
+    gid: int
+
+
+@attrs.frozen
+class TLSClient:
+    """
+    What a TLS connection tells of its client.
+
+    @ivar protocol: the TLS version (C{TLSv1.3}).
+    @ivar cipher: the cipher suite.
+    @ivar verify: Apache's C{SSL_CLIENT_VERIFY}: C{SUCCESS} (a certificate,
+        verified against C{caCerts}) or C{NONE} (none was sent).
+    @ivar subject: the certificate's subject (RFC 4514), if one was sent.
+    @ivar issuer: its issuer (RFC 4514).
+    @ivar serial: its serial number, in hexadecimal.
+    """
+
+    protocol: str
+    cipher: str
+    verify: str = "NONE"
+    subject: str | None = None
+    issuer: str | None = None
+    serial: str | None = None
+
+
+@attrs.frozen
 class ServiceConfig:
     """
     One configured service, fully resolved: C{defaults} applied, names looked
@@ -164,6 +243,11 @@ class ServiceConfig:
     @ivar rpcNumber: C{rpc_number}, or C{None}.
     @ivar libwrap: C{libwrap}: the service name given to libwrap, or C{None}.
     @ivar mdns: C{mdns}, or C{None} when not set.
+    @ivar listen: twinetd's C{twinetd_listen}: the endpoints a stream
+        service listens on instead of C{port}/C{bind}; empty for xinetd's
+        own socket.
+    @ivar proxyFrom: twinetd's C{twinetd_proxy_from}: the balancers allowed
+        to send a PROXY header on a C{haproxy:} listener, or C{None}.
     """
 
     name: str
@@ -209,6 +293,8 @@ class ServiceConfig:
     rpcNumber: int | None = None
     libwrap: str | None = None
     mdns: bool | None = None
+    listen: tuple[ListenSpec, ...] = ()
+    proxyFrom: tuple[AddressRule, ...] | None = None
 
     def __attrs_post_init__(self) -> None:
         if not self.id:
@@ -224,22 +310,34 @@ class ServiceConfig:
     def nameInArgs(self) -> bool:
         return "NAMEINARGS" in self.flags
 
+    @property
+    def plainSockets(self) -> bool:
+        """
+        Whether every connection comes on a plain socket (no TLS, no PROXY
+        header): what a handed-off program needs.
+        """
+        return all(spec.plainSocket for spec in self.listen)
+
 
 @attrs.frozen
 class Peer:
     """
     The two ends of a connection (or the sender of a datagram), as plain text.
 
-    @ivar protocol: C{"tcp"} or C{"udp"}.
+    @ivar protocol: C{"tcp"}, C{"udp"} or C{"unix"} (a UNIX-socket client,
+        which has no address).
     @ivar remoteHost: the client's address as xinetd puts it in
         C{REMOTE_HOST} (on a dual-stack socket an IPv4 client is
-        C{::ffff:a.b.c.d}).
-    @ivar remotePort: the client's port.
-    @ivar localHost: the address the client reached.
+        C{::ffff:a.b.c.d}); for a UNIX-socket client, who it is
+        (C{<unix uid=1000 pid=4242>}), for the log.
+    @ivar remotePort: the client's port (0 for a UNIX-socket client).
+    @ivar localHost: the address the client reached (a UNIX socket's path).
     @ivar localPort: the port the client reached.
     @ivar accepted: when the connection was accepted (or the datagram
         read), on the reactor's clock, if known; not part of the peer's
         identity.
+    @ivar credentials: a UNIX-socket client's process.
+    @ivar tls: what TLS tells of the client, on a TLS connection.
     """
 
     protocol: str
@@ -248,6 +346,17 @@ class Peer:
     localHost: str
     localPort: int
     accepted: float | None = attrs.field(default=None, eq=False, repr=False)
+    credentials: UnixCredentials | None = None
+    tls: TLSClient | None = None
+
+    @property
+    def address(self) -> str | None:
+        """
+        The client's address as the socket reports it (L{remoteHost}), or
+        C{None} for a UNIX-socket client: address rules and C{per_source}
+        do not apply to it.
+        """
+        return None if self.protocol == "unix" else self.remoteHost
 
     @property
     def remoteAddress(self) -> str:
@@ -260,11 +369,23 @@ class Peer:
     def localAddress(self) -> str:
         return unmapped(self.localHost)
 
+    @property
+    def mapped(self) -> bool:
+        """
+        Whether the client is an IPv4 client of a dual-stack IPv6 socket.
+        """
+        return self.remoteAddress != self.remoteHost
+
 
 def unmapped(host: str) -> str:
     """
-    C{host} without the C{::ffff:} of an IPv4-mapped IPv6 address.
+    C{host} without the C{::ffff:} of an IPv4-mapped IPv6 address (as a
+    dotted quad); any other text unchanged.  The one place twinetd unmaps.
     """
-    if host.lower().startswith("::ffff:") and "." in host:
-        return host[len("::ffff:") :]
+    try:
+        address = ipaddress.ip_address(host.partition("%")[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
     return host

@@ -35,18 +35,19 @@ import twinetd
 from twinetd.config import LoadResult, Lookups, loadPath, loadText
 from twinetd.control import DaemonControl, keepPrevious, logProblems, summary
 from twinetd.errors import ConfigError
-from twinetd.launch import LaunchPlan, planLaunch
-from twinetd.listeners.datagram import DatagramService
+from twinetd.listeners.base import Listener, Runtime
+from twinetd.listeners.datagram import DatagramListener
 from twinetd.listeners.sockets import listenAddress
-from twinetd.listeners.stream import ListenerService, Runtime, StreamFactory
-from twinetd.listeners.waitstream import WaitStreamService
+from twinetd.listeners.stream import StreamListener
+from twinetd.listeners.waitdatagram import WaitDatagramListener
+from twinetd.listeners.waitstream import WaitStreamListener
 from twinetd.logs import RELOADED, LogSinks, emit
 from twinetd.logs.counters import Counters
-from twinetd.model import Peer, ServiceConfig, SocketType
+from twinetd.model import ServiceConfig, SocketType
 from twinetd.modes.internal import ChargenRing, internalFor
 from twinetd.policy.access import DenyList
-from twinetd.policy.gate import Gate, Refused, noNames, threadedResolver
-from twinetd.policy.limits import Limits, Ticket
+from twinetd.policy.gate import Gate, noNames, threadedResolver
+from twinetd.policy.limits import Limits
 from twinetd.spawn import spawnerFor
 from twinetd.status import ServiceState, statusDocument
 
@@ -144,7 +145,7 @@ class TwinetdService(MultiService):
         self._reactor = reactor
         self.records: dict[str, ServiceConfig] = {}
         # Listeners replaced by a reload, whose connections still run.
-        self._retired: set[ListenerService] = set()
+        self._retired: set[StreamListener] = set()
         self.counters = Counters()
         runtime.sinks.addObserver(self.counters)
 
@@ -160,15 +161,16 @@ class TwinetdService(MultiService):
         states = []
         for serviceId, config in self.records.items():
             child = self.namedServices.get(serviceId)
-            bound = getattr(child, "boundPort", None)
-            failed = getattr(child, "failure", None) is not None
+            listener = child if isinstance(child, Listener) else None
+            bound = listener.boundPort if listener is not None else None
+            failed = listener is not None and listener.failure is not None
             paused = limits.isDisabled(serviceId)
             states.append(
                 ServiceState(
                     id=serviceId,
                     protocol=config.protocol,
                     port=config.port if bound is None else bound,
-                    address=listenAddress(config),
+                    address=_address(config),
                     kind=_kind(config, self.runtime),
                     listening=bound is not None and not paused,
                     paused=paused,
@@ -191,22 +193,13 @@ class TwinetdService(MultiService):
             version=twinetd.__version__,
         )
 
-    def listener(self, serviceId: str) -> ListenerService:
+    def listener(self, serviceId: str) -> Listener:
+        """
+        The listener of the service C{serviceId}.
+        """
         child = self.getServiceNamed(serviceId)
-        assert isinstance(child, ListenerService)
+        assert isinstance(child, Listener)
         return child
-
-    def _paused(self, serviceId: str, seconds: int) -> None:
-        child = self.namedServices.get(serviceId)
-        if isinstance(child, ListenerService):
-            child.pause(seconds)
-        elif isinstance(child, DatagramService):
-            child.suspend()
-
-    def _resumed(self, serviceId: str) -> None:
-        child = self.namedServices.get(serviceId)
-        if isinstance(child, (ListenerService, DatagramService)):
-            child.resume()
 
     def reload(self, records: Iterable[ServiceConfig]) -> Deferred[None]:
         """
@@ -245,7 +238,7 @@ class TwinetdService(MultiService):
                 emit(RELOADED, log, service=serviceId, change="changed", detail=None)
                 continue
             del self.records[serviceId]
-            if new is not None and isinstance(child, ListenerService):
+            if new is not None and isinstance(child, StreamListener):
                 # Detached without stopService: its running connections keep
                 # their servers (stopped with the daemon at the latest).
                 del self.namedServices[serviceId]
@@ -265,15 +258,15 @@ class TwinetdService(MultiService):
     def _takeOver(self, child: Service, config: ServiceConfig) -> bool:
         """
         Give a running stream listener C{config} if its socket stays the
-        same (L{ListenerService.takeOver}).
+        same (L{StreamListener.takeOver}).
         """
-        if not isinstance(child, ListenerService):
+        if not isinstance(child, StreamListener):
             return False
         try:
             successor = _serviceFor(config, self.runtime, self._reactor)
         except OSError:
             return False
-        if not isinstance(successor, ListenerService) or not child.takeOver(successor):
+        if not isinstance(successor, StreamListener) or not child.takeOver(successor):
             return False
         self.runtime.gate.limits.updateConfig(config.id, config)
         self.records[config.id] = config
@@ -303,8 +296,13 @@ class TwinetdService(MultiService):
         return gatherResults([d, *retired]).addBoth(self._stopped)
 
     def _stopped(self, result: Any) -> None:
-        self.runtime.gate.limits.stop()
         self.runtime.sinks.close()
+
+
+def _address(config: ServiceConfig) -> str:
+    if config.listen:
+        return " ".join(spec.text for spec in config.listen)
+    return listenAddress(config)
 
 
 def _kind(config: ServiceConfig, runtime: Runtime) -> str:
@@ -373,9 +371,6 @@ def fromRecords(
     """
     runtime = _runtime(reactor, settings or DaemonSettings())
     daemon = TwinetdService(runtime, reactor)
-    limits = runtime.gate.limits
-    limits.onDisable = daemon._paused
-    limits.onEnable = daemon._resumed
     for config in records:
         reason = unsupportedReason(config)
         if reason is not None:
@@ -385,63 +380,30 @@ def fromRecords(
     return daemon
 
 
-def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Service:
+def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Listener:
     """
-    The service serving C{config}.
+    The listener serving C{config}.
 
     @raise OSError: its log file cannot be opened (xinetd disables such a
         service).
     """
     serviceLog = runtime.sinks.serviceLog(config)
     if config.socketType is SocketType.DGRAM:
-        gate = runtime.gate
-
-        def makePlan(peer: Peer | None) -> LaunchPlan:
-            return planLaunch(
+        if config.isInternal:
+            return DatagramListener(
                 config,
-                peer,
-                runtime.environment,
-                runtime.uid,
-                runtime.gid,
-                runtime.handsOff(config),
+                runtime,
+                reactor,
+                serviceLog=serviceLog,
+                internal=internalFor(config, runtime.chargenRing),
             )
-
-        def admit(peer: Peer) -> Deferred[Ticket | Refused]:
-            return gate.admit(config, peer)
-
-        return DatagramService(
-            config,
-            makePlan,
-            runtime.spawner,
-            reactor,
-            admit=admit,
-            killDelay=runtime.killDelay,
-            internal=internalFor(config, runtime.chargenRing)
-            if config.isInternal
-            else None,
-            serviceLog=serviceLog,
-            handOff=runtime.handsOff(config),
-        )
+        if config.wait or runtime.handsOff(config):
+            return WaitDatagramListener(config, runtime, reactor, serviceLog=serviceLog)
+        return DatagramListener(config, runtime, reactor, serviceLog=serviceLog)
     if config.wait and not config.isInternal:
         # Internal services are served in the daemon whatever wait says.
-        return WaitStreamService(
-            config,
-            lambda: planLaunch(
-                config,
-                None,
-                runtime.environment,
-                runtime.uid,
-                runtime.gid,
-                runtime.handsOff(config),
-            ),
-            runtime.spawner,
-            reactor,
-            serviceLog=serviceLog,
-            stderrToSocket=runtime.stderrToSocket(config),
-            killDelay=runtime.killDelay,
-            admit=lambda: runtime.gate.admit(config, None),
-        )
-    return ListenerService(config, StreamFactory(config, runtime, serviceLog), reactor)
+        return WaitStreamListener(config, runtime, reactor, serviceLog=serviceLog)
+    return StreamListener(config, runtime, reactor, serviceLog=serviceLog)
 
 
 def fromPath(

@@ -22,7 +22,7 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.internet.task import deferLater
-from twisted.logger import Logger
+from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
 from tests.processes import childProcesses
@@ -47,6 +47,17 @@ def childPlan(name: str, *args: str, env: dict[str, str] | None = None) -> Launc
         argv=(sys.executable, script, *args),
         env=tuple((env or {}).items()),
     )
+
+
+@pytest.fixture
+def events() -> Any:
+    """
+    Every log event while the test runs.
+    """
+    seen: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(seen.append)
+    yield seen
+    globalLogPublisher.removeObserver(seen.append)
 
 
 async def sleep(seconds: float) -> None:

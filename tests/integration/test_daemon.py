@@ -27,7 +27,6 @@ from twisted.internet.endpoints import (
     connectProtocol,
 )
 from twisted.internet.error import ConnectionRefusedError, DNSLookupError
-from twisted.logger import globalLogPublisher
 
 from tests.integration.conftest import (
     CHILDREN,
@@ -39,7 +38,7 @@ from tests.integration.conftest import (
 )
 from twinetd import logs
 from twinetd.config import Lookups, loadText
-from twinetd.listeners import stream
+from twinetd.listeners import front
 from twinetd.modes.bridge import BridgeProtocol
 from twinetd.service import DaemonSettings, fromRecords
 from twinetd.testing import RunningDaemon, converse, runConfig
@@ -86,14 +85,6 @@ async def fetch(port: int, host: str = "127.0.0.1", bindAddress: Any = None) -> 
     await within(connectProtocol(endpoint, client))
     await within(client.done)
     return client
-
-
-@pytest.fixture
-def events() -> Any:
-    seen: list[dict[str, Any]] = []
-    globalLogPublisher.addObserver(seen.append)
-    yield seen
-    globalLogPublisher.removeObserver(seen.append)
 
 
 @pytest_twisted.async_yield_fixture
@@ -762,7 +753,7 @@ async def test_bannerNotReadDelaysNobody(
     services' clients answered at once), drops it after the banner timeout
     (logged), releases its slot and starts nothing for it.
     """
-    monkeypatch.setattr(stream, "BANNER_TIMEOUT", 1.5)
+    monkeypatch.setattr(front, "BANNER_TIMEOUT", 1.5)
     banner = tmp_path / "banner"
     banner.write_bytes(b"b" * (16 * 1024 * 1024))
     d = daemons(

@@ -23,11 +23,13 @@ from twisted.logger import Logger
 from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan, planLaunch
-from twinetd.listeners.datagram import DatagramService
+from twinetd.listeners.datagram import DatagramServing
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.internal import TIME_OFFSET, InternalService
-from twinetd.spawn import spawnerFor
+from twinetd.policy.gate import Admission
+from twinetd.policy.limits import Ticket as LimitsTicket
 
+from ..runtime import datagramListener
 from .conftest import CHILDREN, DEADLINE, reactor, sleep, within
 
 pytestmark = pytest.mark.usefixtures("noChildLeft")
@@ -114,20 +116,16 @@ def clients() -> Any:
 
 @pytest_twisted.async_yield_fixture
 async def services() -> Any:
-    made: list[DatagramService] = []
+    made: list[DatagramServing] = []
 
-    def make(config: ServiceConfig, makePlan: Any = None, **kw: Any) -> DatagramService:
+    def make(config: ServiceConfig, makePlan: Any = None, **kw: Any) -> DatagramServing:
         events: list[dict[str, Any]] = []
         kw.setdefault(
             "serviceLog",
             logs.ServiceLog.fromConfig(config, None, Logger(observer=events.append)),
         )
-        service = DatagramService(
-            config,
-            makePlan or planFor(config, "dgreply"),
-            spawnerFor(reactor),
-            reactor,
-            **kw,
+        service = datagramListener(
+            config, reactor, makePlan=makePlan or planFor(config, "dgreply"), **kw
         )
         service.events = events  # type: ignore[attr-defined]
         service.startService()
@@ -140,7 +138,7 @@ async def services() -> Any:
             await within(service.stopService())
 
 
-def of(service: DatagramService, kind: str) -> list[dict[str, Any]]:
+def of(service: DatagramServing, kind: str) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = service.events  # type: ignore[attr-defined]
     return [
         e
@@ -264,10 +262,10 @@ async def test_flood(services: Any, clients: Any, tmp_path: Path) -> None:
     config = record(instances=instances)
     records = tmp_path / "records"
     records.mkdir()
-    service: DatagramService = services(
+    service: DatagramServing = services(
         config, planFor(config, "dgreply", "record", str(records), "0.05")
     )
-    spawner = service._spawner
+    spawner = service.runtime.spawner
     peaks: list[int] = []
 
     class Counting:
@@ -275,7 +273,7 @@ async def test_flood(services: Any, clients: Any, tmp_path: Path) -> None:
             peaks.append(len(service.children) + service._pending)
             return spawner.spawn(protocol, plan, childFDs)
 
-    service._spawner = Counting()
+    service.runtime = attrs.evolve(service.runtime, spawner=Counting())
     client = clients()
     port = service.boundPort
     for i in range(2000):
@@ -358,12 +356,12 @@ async def test_waitYesRefusedAndUnread(services: Any, clients: Any) -> None:
     backs off, without a fork storm.
     """
 
-    @attrs.frozen
-    class No:
-        reason: str = "address"
-
     config = record("refuse", wait=True)
-    refusing = services(config, planFor(config, "tftpish"), admit=lambda p: No())
+    refusing = services(
+        config,
+        planFor(config, "tftpish"),
+        admit=lambda p: defer.succeed(Admission.refused("address")),
+    )
     client = clients()
     for i in range(3):
         client.send(b"r%d" % i, refusing.boundPort)
@@ -394,7 +392,7 @@ async def test_internalServices(services: Any, clients: Any) -> None:
     """
     released: list[Peer] = []
 
-    class Ticket:
+    class Ticket(LimitsTicket):
         def __init__(self, peer: Peer) -> None:
             self.peer = peer
 
@@ -405,7 +403,7 @@ async def test_internalServices(services: Any, clients: Any) -> None:
     echo = services(
         echoConfig,
         internal=InternalService("echo", SocketType.DGRAM),
-        admit=Ticket,
+        admit=lambda peer: defer.succeed(Admission(ticket=Ticket(peer))),
     )
     client = clients()
     client.send(b"ping", echo.boundPort)

@@ -132,7 +132,9 @@ def test_gigabyteEachWayToNonReadingPeer(daemon: Daemon) -> None:
     1 GiB from a child to a client that reads nothing for a second and then
     stalls every 128 MiB, and 1 GiB from a client to a child that reads
     nothing for a second: every byte arrives, and the daemon's RSS stays
-    under 50 MB throughout.
+    within 12 MB of its idle size throughout (50 MB with an idle 38 MB;
+    Twisted's endpoints import pyOpenSSL when it is installed, as the tls
+    extra does: 14 MB more before any connection).
     """
     down, up = freePort(), freePort()
     daemon.write("down", service("down", down, child("flood", str(GiB))))
@@ -141,6 +143,7 @@ def test_gigabyteEachWayToNonReadingPeer(daemon: Daemon) -> None:
         service("up", up, child("replyaftereof") + "\tenv = DELAY=1\n"),
     )
     daemon.start(down, up)
+    idle = daemon.rss()
     with Sampler(daemon.rss) as rss:
         with socket.create_connection(("127.0.0.1", down), timeout=DEADLINE) as s:
             time.sleep(1)
@@ -159,7 +162,7 @@ def test_gigabyteEachWayToNonReadingPeer(daemon: Daemon) -> None:
             s.shutdown(socket.SHUT_WR)
             assert readAll(s) == b"read %d bytes\n" % GiB
     assert rss.samples > 10
-    assert rss.highest < 50 * MB, rss.highest
+    assert rss.highest < idle + 12 * MB, (idle, rss.highest)
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """
 Socket handoff with real sockets on loopback and real children: C{wait =
 no} connections handed to the child (L{HandoffProtocol}) and C{wait = yes}
-stream services (L{WaitStreamService}).
+stream services (L{WaitStreamListener}).
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ from twisted.logger import Logger
 from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan
-from twinetd.listeners.waitstream import LoopGuard, WaitStreamService
+from twinetd.listeners.waitstream import WaitStreamListener
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.handoff import HandoffProtocol, SocketHandedOff
+from twinetd.policy.backoff import Backoff, doubling
+from twinetd.policy.gate import admitEveryone
 from twinetd.spawn import spawnerFor
 
+from ..runtime import runtimeFor
 from .conftest import Collector, childPlan, reactor, sleep, within
 
 pytestmark = pytest.mark.usefixtures("noChildLeft")
@@ -362,20 +365,20 @@ def waitConfig() -> ServiceConfig:
 
 class WaitHarness:
     def __init__(
-        self, plan: LaunchPlan, guard: LoopGuard | None = None, killDelay: float = 1.0
+        self, plan: LaunchPlan, backoff: Backoff | None = None, killDelay: float = 1.0
     ) -> None:
         self.events: list[dict[str, Any]] = []
         self.plan = plan
-        self.service = WaitStreamService(
+        self.service = WaitStreamListener(
             waitConfig(),
-            lambda: self.plan,
-            spawnerFor(reactor),
+            runtimeFor(reactor, killDelay=killDelay),
             reactor,
+            admit=admitEveryone,
+            makePlan=lambda peer: self.plan,
             serviceLog=logs.ServiceLog(
                 "waitstream", logger=Logger(observer=self.events.append)
             ),
-            killDelay=killDelay,
-            guard=guard,
+            backoff=backoff,
         )
 
     def of(self, kind: str) -> list[dict[str, Any]]:
@@ -451,13 +454,13 @@ async def test_waitNoForkStorm(waitHarness: Any) -> None:
     """
     h: WaitHarness = waitHarness(
         childPlan("noaccept"),
-        LoopGuard(quickExit=1.0, burst=3, firstDelay=0.3, maxDelay=0.6),
+        Backoff(doubling(0.3, 0.6), free=3),
     )
     client = await h.connect(Collector())
     await sleep(2.0)
     starts = len(h.of(logs.START))
     # 3 at once, then one after 0.3 s and one per 0.6 s: about 6 in 2 s
-    # (without the guard: hundreds).
+    # (without the backoff: hundreds).
     assert 4 <= starts <= 10, starts
     backoffs = h.of(logs.STREAM_BACKOFF)
     assert [b["delay"] for b in backoffs][:2] == [0.3, 0.6]

@@ -21,9 +21,8 @@ from twinetd import logs
 from twinetd.service import DaemonSettings
 from twinetd.testing import runConfig
 
-# The fixtures of the in-process daemon tests.
+# The in-process daemon tests' fixture (events is the conftest's).
 daemons = test_daemon.daemons
-events = test_daemon.events
 
 STAMP = r"\d\d/\d{1,2}/\d{1,2}@\d\d:\d\d:\d\d: "
 DEADLINE = 10.0

@@ -94,7 +94,7 @@ def configDir(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     target = tmp_path / "etc"
     shutil.copytree(ETC, target)
     port = freePort()
-    for name in ("enter", "pyserv", "prompt", "fromfd", "fromfdpeer"):
+    for name in ("enter", "pyserv", "prompt", "fromfd", "fromfdpeer", "stamp-tls"):
         (target / name).unlink()
     stamp = target / "stamp"
     text = stamp.read_text().replace("51423", str(port))
@@ -211,7 +211,7 @@ def test_checkClean() -> None:
     """
     result = runCheck(ETC)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.search(rb"^6 services loaded, 0 skipped", result.stdout, re.M), (
+    assert re.search(rb"^7 services loaded, 0 skipped", result.stdout, re.M), (
         result.stdout
     )
 

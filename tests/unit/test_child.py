@@ -13,15 +13,72 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs
-from twinetd.child import ChildConnection, ChildProcess, exitFields, signalChild
+from twinetd.child import (
+    ChildConnection,
+    ChildProcess,
+    exitFields,
+    signalChild,
+    spawnFailed,
+)
+from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
-from twinetd.model import Peer
+from twinetd.model import Peer, unmapped
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, MemoryProcessReactor
 
 KILL_DELAY = 5.0
 PLAN = LaunchPlan(executable="/usr/bin/server", argv=("server",), env=())
 PEER = Peer("tcp", "10.0.0.7", 40001, "127.0.0.1", 7000)
+
+
+class SpawnFailedTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.serviceLog = logs.ServiceLog(
+            "svc", logger=Logger(observer=self.events.append)
+        )
+
+    def test_systemRefused(self) -> None:
+        """
+        A L{SpawnError} is the system's refusal: its message, no traceback.
+        """
+        spawnFailed(self.serviceLog, PEER, SpawnError("no such program"))
+        [event] = self.events
+        self.assertEqual(event[logs.EVENT_FIELD], logs.SPAWN_FAILED)
+        self.assertEqual(
+            (event["message"], event["host"]), ("no such program", "10.0.0.7")
+        )
+
+    def test_bugLoggedWithTraceback(self) -> None:
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError as e:
+            spawnFailed(self.serviceLog, None, e)
+        failure, failed = self.events
+        self.assertIsInstance(failure["log_failure"].value, ZeroDivisionError)
+        self.assertIsNotNone(failure["log_failure"].getTracebackObject())
+        self.assertEqual(
+            (failed["message"], failed["host"]),
+            ("ZeroDivisionError: division by zero", "<no address>"),
+        )
+
+
+class UnmappedTests(SynchronousTestCase):
+    def test_forms(self) -> None:
+        self.assertEqual(unmapped("::ffff:192.0.2.1"), "192.0.2.1")
+        self.assertEqual(unmapped("::FFFF:c000:201"), "192.0.2.1")
+        self.assertEqual(unmapped("192.0.2.1"), "192.0.2.1")
+        self.assertEqual(unmapped("::1"), "::1")
+        self.assertEqual(unmapped("fe80::1%eth0"), "fe80::1%eth0")
+        self.assertEqual(unmapped("not an address"), "not an address")
+
+    def test_peer(self) -> None:
+        mapped = Peer("tcp", "::ffff:192.0.2.1", 1, "::ffff:127.0.0.1", 2)
+        self.assertTrue(mapped.mapped)
+        self.assertEqual(
+            (mapped.remoteAddress, mapped.localAddress), ("192.0.2.1", "127.0.0.1")
+        )
+        self.assertFalse(PEER.mapped)
 
 
 class ExitFieldsTests(SynchronousTestCase):

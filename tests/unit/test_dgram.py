@@ -8,8 +8,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -17,17 +16,22 @@ from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan, planLaunch
 from twinetd.listeners.datagram import (
-    BACKOFF_FIRST,
     DEFAULT_CHILD_TIMEOUT,
+    MAX_DATAGRAM,
+    DatagramServing,
+)
+from twinetd.listeners.waitdatagram import (
+    BACKOFF_FIRST,
     HOLD_POLL_FIRST,
     HOLD_POLL_MAX,
-    MAX_DATAGRAM,
-    DatagramService,
 )
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.internal import InternalService
-from twinetd.spawn import ReactorSpawner
+from twinetd.policy.gate import Admission
+from twinetd.policy.limits import Ticket as LimitsTicket
 from twinetd.testing import FakeProcess, FakeUDPPort, MemoryProcessReactor
+
+from ..runtime import datagramListener
 
 CLIENT = ("127.0.0.1", 5555)
 OTHER = ("127.0.0.1", 6666)
@@ -50,19 +54,30 @@ def record(
     )
 
 
-@attrs.frozen
-class No:
-    reason: str
-    detail: str = ""
+def No(reason: str, detail: str = "") -> Deferred[Admission]:
+    """
+    An admission hook's refusal.
+    """
+    return succeed(Admission.refused(reason, detail))
 
 
-class Ticket:
-    def __init__(self, peer: Peer, log: list[str]) -> None:
-        self.peer = peer
+class LoggedTicket(LimitsTicket):
+    """
+    A ticket that notes its releases.
+    """
+
+    def __init__(self, log: list[str]) -> None:
         self.log = log
 
     def release(self) -> None:
         self.log.append("release")
+
+
+def Ticket(peer: Peer | None, log: list[str]) -> Deferred[Admission]:
+    """
+    An admission hook's admission, whose ticket notes its releases.
+    """
+    return succeed(Admission(ticket=LoggedTicket(log)))
 
 
 class FakeSocket:
@@ -101,7 +116,7 @@ class FakeSocket:
 
 
 class DatagramTestsMixin:
-    def setUpService(self, config: ServiceConfig, **kw: Any) -> DatagramService:
+    def setUpService(self, config: ServiceConfig, **kw: Any) -> DatagramServing:
         self.reactor = MemoryProcessReactor()
         self.events: list[dict[str, Any]] = []
         self.peers: list[Peer | None] = []
@@ -117,9 +132,7 @@ class DatagramTestsMixin:
                 config, None, Logger(observer=self.events.append)
             ),
         )
-        service = DatagramService(
-            config, makePlan, ReactorSpawner(self.reactor), self.reactor, **kw
-        )
+        service = datagramListener(config, self.reactor, makePlan=makePlan, **kw)
         service.startService()
         self.service = service
         return service
@@ -383,8 +396,8 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
             self.port.deliver(b"%d" % i, CLIENT)
         self.assertEqual(len(pending), 2)
         self.assertEqual(self.service.dropped["service_limit"], 1)
-        pending[0].callback(Ticket(Peer("udp", "", 0, "", 0), log))
-        pending[1].callback(No("address"))
+        pending[0].callback(Admission(ticket=LoggedTicket(log)))
+        pending[1].callback(Admission.refused("address"))
         [child] = self.spawned
         self.assertEqual(child.written, [b"0"])
         self.assertEqual(self.service.dropped["address"], 1)
@@ -462,11 +475,37 @@ class BridgeTests(DatagramTestsMixin, SynchronousTestCase):
         self.successResultOf(d)
         self.assertIsNone(service.boundPort)
 
+    def test_cpsPause(self) -> None:
+        """
+        A datagram that trips C{cps} makes the service stop reading for the
+        pause the gate gives, then read again on its own.
+        """
+        answers = [succeed(Admission.refused("connections per second", pause=3))]
+        service = self.setUpService(
+            record(), admit=lambda peer: answers.pop() if answers else No("x")
+        )
+        self.port.deliver(b"q", CLIENT)
+        self.assertFalse(self.port.reading)
+        self.reactor.advance(2.9)
+        self.assertFalse(self.port.reading)
+        self.reactor.advance(0.1)
+        self.assertTrue(self.port.reading)
+        self.assertEqual(service.dropped["connections per second"], 1)
+
+    def test_stopEndsPause(self) -> None:
+        service = self.setUpService(
+            record(),
+            admit=lambda peer: succeed(Admission.refused("x", pause=3)),
+        )
+        self.port.deliver(b"q", CLIENT)
+        self.successResultOf(service.stopService())
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
     def test_suspendResume(self) -> None:
         service = self.setUpService(record())
-        service.suspend()
+        service._stopAccepting()
         self.assertFalse(self.port.reading)
-        service.resume()
+        service._startAccepting()
         self.assertTrue(self.port.reading)
 
 
@@ -537,11 +576,10 @@ class WaitTests(DatagramTestsMixin, SynchronousTestCase):
         self.sock = FakeSocket()
         self.reactor = MemoryProcessReactor()
         events: list[dict[str, Any]] = []
-        service = DatagramService(
+        service = datagramListener(
             record(wait=True),
-            lambda peer: planLaunch(record(wait=True), peer, {}, 1000),
-            ReactorSpawner(self.reactor),
             self.reactor,
+            makePlan=lambda peer: planLaunch(record(wait=True), peer, {}, 1000),
             makeSocket=lambda: self.sock,
             serviceLog=logs.ServiceLog.fromConfig(
                 record(wait=True), None, Logger(observer=events.append)

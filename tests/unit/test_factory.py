@@ -11,19 +11,29 @@ from typing import Any
 import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IConsumer,
+    IHalfCloseableProtocol,
+    ISSLTransport,
+    ITransport,
+)
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import alsoProvides
 
 from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.hangup import END_OF_FILE, RESET
-from twinetd.listeners.stream import BANNER_TIMEOUT, Front, Runtime, StreamFactory
-from twinetd.model import AddressRule, ServiceConfig, SocketType
+from twinetd.listeners.base import Runtime
+from twinetd.listeners.connections import ConnectionFactory
+from twinetd.listeners.front import BANNER_TIMEOUT, HANDSHAKE_TIMEOUT, Front
+from twinetd.model import AddressRule, Peer, ServiceConfig, SocketType
+from twinetd.modes.bridge import BridgeProtocol
 from twinetd.policy.access import DenyList
-from twinetd.policy.gate import Gate, Refused
-from twinetd.policy.limits import Limits, Ticket
+from twinetd.policy.gate import REASON_ERROR, Admission, Gate
+from twinetd.policy.limits import Limits
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeHangupWatcher, MemoryProcessReactor
 
@@ -65,7 +75,7 @@ class Harness:
             killDelay=5.0,
             hangups=self.watcher,
         )
-        self.factory = StreamFactory(config, self.runtime)
+        self.factory = ConnectionFactory(config, self.runtime)
 
     def connect(self, host: str = "192.0.2.7", port: int = 40000) -> StringTransport:
         transport = StringTransport(
@@ -73,8 +83,8 @@ class Harness:
             hostAddress=IPv4Address("TCP", "127.0.0.1", 7000),
         )
         protocol = self.factory.buildProtocol(transport.getPeer())
-        # As a real TCP transport, which the front switches to the service's
-        # protocol.
+        # As a real TCP transport: its protocol is the front, for the whole
+        # connection.
         transport.protocol = protocol  # type: ignore[attr-defined]
         protocol.makeConnection(transport)
         return transport
@@ -90,17 +100,85 @@ def events(test: SynchronousTestCase) -> list[dict[str, Any]]:
 class AdmittedTests(SynchronousTestCase):
     def test_bridged(self) -> None:
         """
-        An admitted connection is switched to the bridge, which spawns the
-        server; the client is read again.
+        An admitted connection's front forwards to the bridge, which spawns
+        the server, and is its transport; the client is read again.
         """
         h = Harness()
         transport = h.connect()
         [process] = h.reactor.spawned
         self.assertEqual(process.call.executable, "/usr/bin/server")
         self.assertEqual(transport.producerState, "producing")
-        self.assertNotIsInstance(transport.protocol, Front)
+        front = transport.protocol
+        self.assertIsInstance(front, Front)
+        self.assertIsInstance(front.wrappedProtocol, BridgeProtocol)
+        self.assertIs(front.wrappedProtocol.transport, front)
         transport.protocol.dataReceived(b"hello")
         self.assertEqual(process.written, [b"hello"])
+        process.output(b"reply")
+        self.assertEqual(transport.value(), b"reply")
+
+    def test_halfCloseForwarded(self) -> None:
+        """
+        The bridge half-closes: the front provides
+        L{IHalfCloseableProtocol} once it forwards to it, so the client's
+        end of file reaches the child's standard input.
+        """
+        h = Harness()
+        transport = h.connect()
+        [process] = h.reactor.spawned
+        self.assertTrue(IHalfCloseableProtocol.providedBy(transport.protocol))
+        transport.protocol.readConnectionLost()
+        self.assertTrue(process.stdinClosed)
+        self.assertFalse(transport.disconnecting)
+
+    def test_notHalfCloseableBeforeServed(self) -> None:
+        """
+        Before the service's protocol exists, and for one that does not
+        half-close, the transport closes at the client's end of file, as
+        it would without the front.
+        """
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
+        transport = h.connect()
+        self.assertFalse(IHalfCloseableProtocol.providedBy(transport.protocol))
+        plain = Harness()
+        plain.factory.serve = lambda admission, peer: Protocol()  # type: ignore[method-assign]
+        transport = plain.connect()
+        self.assertIsNotNone(transport.protocol.wrappedProtocol)
+        self.assertFalse(IHalfCloseableProtocol.providedBy(transport.protocol))
+
+    def test_earlyBytesFirst(self) -> None:
+        """
+        Bytes that reach the front before the service's protocol exists
+        (a decision that waits for a name) reach that protocol first.
+        """
+        pending: Deferred[str | None] = Deferred()
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        h = Harness(config, resolveName=lambda address: pending)
+        transport = h.connect()
+        transport.protocol.dataReceived(b"early ")
+        pending.callback("ok.example")
+        [process] = h.reactor.spawned
+        transport.protocol.dataReceived(b"late")
+        self.assertEqual(process.written, [b"early ", b"late"])
+
+    def test_transportInterfaces(self) -> None:
+        """
+        The front, as its service's transport, provides its own
+        transport's interfaces, not its protocol-side ones.
+        """
+        h = Harness()
+        transport = h.connect()
+        front = transport.protocol
+        self.assertTrue(ITransport.providedBy(front))
+        self.assertTrue(IConsumer.providedBy(front))
+        self.assertFalse(IHalfCloseableProtocol.providedBy(Harness().connect()))
+        self.assertEqual(front.getPeer(), transport.getPeer())
 
     def test_bannersInOrder(self) -> None:
         """
@@ -132,6 +210,55 @@ class AdmittedTests(SynchronousTestCase):
         )
 
 
+class NoDelayTransport(StringTransport):
+    noDelay = False
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.noDelay = enabled
+
+
+class TLSTests(SynchronousTestCase):
+    """
+    Over TLS the front asks the gate once the handshake is over (so that
+    the client's certificate is known), and drops a client that does not
+    finish it.
+    """
+
+    def connect(self, h: Harness) -> StringTransport:
+        transport = NoDelayTransport(
+            peerAddress=IPv4Address("TCP", "192.0.2.7", 40000),
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 7000),
+        )
+        alsoProvides(transport, ISSLTransport)
+        protocol = h.factory.buildProtocol(transport.getPeer())
+        transport.protocol = protocol  # type: ignore[attr-defined]
+        protocol.makeConnection(transport)
+        return transport
+
+    def test_afterHandshake(self) -> None:
+        """
+        Nothing is decided before the handshake is over; the socket sends
+        at once (TCP_NODELAY: TLS's small records would otherwise wait for
+        the client's delayed ACK).
+        """
+        h = Harness()
+        transport = self.connect(h)
+        self.assertTrue(transport.noDelay)
+        self.assertEqual(h.reactor.spawned, [])
+        self.assertEqual(transport.producerState, "producing")
+        transport.protocol.handshakeCompleted()
+        self.assertEqual(len(h.reactor.spawned), 1)
+        self.assertEqual(h.reactor.getDelayedCalls(), [])
+
+    def test_handshakeTimeout(self) -> None:
+        h = Harness()
+        transport = self.connect(h)
+        h.reactor.advance(HANDSHAKE_TIMEOUT)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(h.reactor.spawned, [])
+        self.assertEqual(h.gate.limits.running(CONFIG.id), 0)
+
+
 class HandoffBannerTests(SynchronousTestCase):
     """
     A handed-off connection's banners are sent through Twisted; the socket
@@ -148,7 +275,7 @@ class HandoffBannerTests(SynchronousTestCase):
         h = Harness(config)
         served: list[Any] = []
 
-        def serve(ticket: Ticket, peer: Any) -> Any:
+        def serve(ticket: Admission, peer: Any) -> Any:
             # The transport is already free of the front's producer.
             transport = getattr(self, "transport", None)
             served.append((ticket, peer, getattr(transport, "producer", None)))
@@ -388,7 +515,7 @@ class GateTests(SynchronousTestCase):
         results = [self.successResultOf(gate.admit(config, peer())) for _ in range(4)]
         # The third connection within the second trips cps (3 > 2).
         self.assertEqual(
-            [r.reason for r in results if isinstance(r, Refused)],
+            [r.reason for r in results if not r.admitted],
             ["address", "address", "connections per second", "connections per second"],
         )
 
@@ -398,7 +525,7 @@ class GateTests(SynchronousTestCase):
         limits = Limits(reactor)
         limits.updateConfig(config.id, config)
         result = self.successResultOf(Gate(reactor, limits).admit(config, peer()))
-        self.assertIsInstance(result, Refused)
+        self.assertFalse(result.admitted)
         self.assertEqual(limits.running(config.id), 0)
 
     def test_noPeerAdmitted(self) -> None:
@@ -410,7 +537,72 @@ class GateTests(SynchronousTestCase):
         limits = Limits(reactor)
         limits.updateConfig(config.id, config)
         result = self.successResultOf(Gate(reactor, limits).admit(config, None))
-        self.assertIsInstance(result, Ticket)
+        self.assertTrue(result.admitted)
+        self.assertEqual(limits.running(config.id), 1)
+        result.release()
+        result.release()
+        self.assertEqual(limits.running(config.id), 0)
+
+    def test_cpsTripSaysHowLong(self) -> None:
+        """
+        The connection that trips C{cps} is refused with the pause its
+        listener is to take; the ones refused while paused carry none.
+        """
+        reactor = MemoryProcessReactor()
+        config = attrs.evolve(CONFIG, cps=(1, 7))
+        limits = Limits(reactor)
+        limits.updateConfig(config.id, config)
+        gate = Gate(reactor, limits, minutes=lambda _: 0)
+        results = [self.successResultOf(gate.admit(config, peer())) for _ in range(3)]
+        self.assertEqual(
+            [(r.reason, r.pause) for r in results],
+            [(None, 0), ("connections per second", 7), ("connections per second", 0)],
+        )
+        self.assertTrue(limits.isDisabled(config.id))
+        reactor.advance(7)
+        self.assertFalse(limits.isDisabled(config.id))
+
+    def test_errorRefusesAndReleases(self) -> None:
+        """
+        An error while deciding is logged and refuses the connection
+        (reason C{error}); the ticket taken before it is given back.
+        """
+        reactor = MemoryProcessReactor()
+        limits = Limits(reactor)
+        limits.updateConfig(CONFIG.id, CONFIG)
+
+        def broken(address: str) -> Deferred[str | None]:
+            raise ZeroDivisionError()
+
+        config = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        gate = Gate(reactor, limits, resolveName=broken)
+        result = self.successResultOf(gate.admit(config, peer()))
+        self.assertEqual(
+            (result.reason, result.detail), (REASON_ERROR, "admission failed")
+        )
+        self.assertEqual(limits.running(config.id), 0)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_unixClientHasNoAddress(self) -> None:
+        """
+        A UNIX-socket client has no address: address rules and per_source
+        do not apply (its socket file's mode decides); instances do.
+        """
+        reactor = MemoryProcessReactor()
+        config = attrs.evolve(CONFIG, onlyFrom=(), perSource=1, instances=2)
+        limits = Limits(reactor)
+        limits.updateConfig(config.id, config)
+        gate = Gate(reactor, limits, minutes=lambda _: 0)
+        unixPeer = Peer("unix", "<unix uid=0 pid=1>", 0, "/run/s.sock", 0)
+        answers = [self.successResultOf(gate.admit(config, unixPeer)) for _ in range(3)]
+        self.assertEqual([a.reason for a in answers], [None, None, "service_limit"])
+
+    def test_refusalHoldsNothing(self) -> None:
+        refusal = Admission.refused("address", "only_from")
+        self.assertFalse(refusal.admitted)
+        refusal.release()
 
 
 def peer() -> Any:
@@ -428,10 +620,10 @@ class BrokenGateTests(SynchronousTestCase):
         seen = events(self)
         h = Harness()
 
-        def broken(config: Any, peer: Any) -> Deferred[Any]:
+        def broken(peer: Any) -> Deferred[Any]:
             return Deferred.fromCoroutine(_raise())
 
-        h.gate.admit = broken  # type: ignore[method-assign]
+        h.factory.admit = broken
         transport = h.connect()
         self.assertTrue(transport.disconnecting)
         self.assertEqual(h.reactor.spawned, [])

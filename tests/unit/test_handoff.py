@@ -10,10 +10,12 @@ import socket
 import sys
 from typing import Any
 
+import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError, ConnectionDone
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -22,7 +24,7 @@ from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan
 from twinetd.listeners.sockets import listenAddress
-from twinetd.listeners.waitstream import REFUSED_RETRY, LoopGuard, WaitStreamService
+from twinetd.listeners.waitstream import REFUSED_RETRY, WaitStreamListener
 from twinetd.logs.sinks import ServiceLines
 from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.handoff import (
@@ -31,9 +33,13 @@ from twinetd.modes.handoff import (
     SocketHandedOff,
     handOff,
 )
-from twinetd.policy.gate import Refused
+from twinetd.policy.backoff import Backoff, doubling
+from twinetd.policy.gate import Admission, admitEveryone
+from twinetd.policy.limits import Limits, ServiceLimits, Ticket
 from twinetd.spawn import ReactorSpawner
 from twinetd.testing import FakeProcess, MemoryProcessReactor
+
+from ..runtime import runtimeFor
 
 FD = 17
 KILL_DELAY = 5.0
@@ -542,36 +548,6 @@ class HandoffProtocolTests(SynchronousTestCase):
         self.assertEqual(self.ended, 1)
 
 
-class LoopGuardTests(SynchronousTestCase):
-    def test_burstThenDoubling(self) -> None:
-        guard = LoopGuard(quickExit=1.0, burst=3, firstDelay=0.5, maxDelay=3.0)
-        delays = [guard.childEnded(0.1, pending=True) for _ in range(8)]
-        self.assertEqual(delays, [0, 0, 0, 0.5, 1.0, 2.0, 3.0, 3.0])
-        self.assertEqual(guard.quickExits, 8)
-
-    def test_slowExitResets(self) -> None:
-        guard = LoopGuard(quickExit=1.0, burst=1, firstDelay=1.0)
-        guard.childEnded(0.1, True)
-        self.assertEqual(guard.childEnded(0.1, True), 1.0)
-        self.assertEqual(guard.childEnded(1.5, True), 0)
-        self.assertEqual(guard.quickExits, 0)
-
-    def test_nothingPendingResets(self) -> None:
-        """
-        A child that exits at once leaving no connection behind took what
-        there was: not a loop.
-        """
-        guard = LoopGuard(burst=0)
-        self.assertEqual(guard.childEnded(0.0, False), 0)
-        self.assertEqual(guard.quickExits, 0)
-
-    def test_huge(self) -> None:
-        guard = LoopGuard(burst=0, firstDelay=1.0, maxDelay=10.0)
-        for _ in range(5000):
-            delay = guard.childEnded(0.0, True)
-        self.assertEqual(delay, 10.0)
-
-
 # wait = yes
 
 
@@ -608,7 +584,7 @@ class FakeListener:
 
 
 class WaitStreamHarness:
-    def __init__(self, guard: LoopGuard | None = None, **kw: Any) -> None:
+    def __init__(self, backoff: Backoff | None = None, **kw: Any) -> None:
         self.reactor = MemoryProcessReactor()
         self.reactor.advance(100.0)
         self.listener = FakeListener()
@@ -621,20 +597,23 @@ class WaitStreamHarness:
             self.binds.append((config, interface))
             return self.listener
 
-        def makePlan() -> LaunchPlan:
+        def makePlan(peer: Peer | None) -> LaunchPlan:
+            assert peer is None
             self.plans += 1
             return PLAN
 
-        self.service = WaitStreamService(
+        kw.setdefault("admit", admitEveryone)
+        if kw.pop("stderrToSocket", False):
+            self.config = attrs.evolve(self.config, stderrToSocket=True)
+        self.service = WaitStreamListener(
             self.config,
-            makePlan,
-            ReactorSpawner(self.reactor),
+            runtimeFor(self.reactor, killDelay=KILL_DELAY),
             self.reactor,
+            makePlan=makePlan,
             serviceLog=logs.ServiceLog(
                 "ws", logger=Logger(observer=self.events.append)
             ),
-            killDelay=KILL_DELAY,
-            guard=guard,
+            backoff=backoff,
             bind=bind,
             **kw,
         )
@@ -654,7 +633,7 @@ class WaitStreamHarness:
         return [e for e in self.events if e.get(logs.EVENT_FIELD) == kind]
 
 
-class WaitStreamServiceTests(SynchronousTestCase):
+class WaitStreamListenerTests(SynchronousTestCase):
     def test_listensAndWatches(self) -> None:
         h = WaitStreamHarness()
         self.assertIsNone(h.service.port)
@@ -718,7 +697,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         burst, the socket is watched again only after the back-off delay,
         which is logged (once per delay).
         """
-        h = WaitStreamHarness(LoopGuard(quickExit=1.0, burst=2, firstDelay=1.0))
+        h = WaitStreamHarness(Backoff(doubling(1.0, 10.0), free=2))
         h.listener.isPending = True
         h.service.startService()
         for _ in range(2):
@@ -752,9 +731,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         At the maximum delay the same back-off is logged at most once per
         interval.
         """
-        h = WaitStreamHarness(
-            LoopGuard(burst=0, firstDelay=1.0, maxDelay=1.0), backoffLogInterval=10.0
-        )
+        h = WaitStreamHarness(Backoff(doubling(1.0, 1.0)), backoffLogInterval=10.0)
         h.listener.isPending = True
         h.service.startService()
         for _ in range(12):
@@ -765,7 +742,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         self.assertEqual(len(h.of(logs.STREAM_BACKOFF)), 2)
 
     def test_slowChildNoBackoff(self) -> None:
-        h = WaitStreamHarness(LoopGuard(quickExit=1.0, burst=0))
+        h = WaitStreamHarness(Backoff(doubling(1.0, 10.0)))
         h.listener.isPending = True
         h.service.startService()
         h.readable()
@@ -777,7 +754,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         """
         A child that cannot start is logged and counts as a quick exit.
         """
-        h = WaitStreamHarness(LoopGuard(burst=1, firstDelay=1.0))
+        h = WaitStreamHarness(Backoff(doubling(1.0, 10.0), free=1))
         h.reactor.spawnErrors["/usr/bin/server"] = OSError(errno.ENOENT, "nope")
         h.listener.isPending = True
         h.service.startService()
@@ -855,7 +832,7 @@ class WaitStreamServiceTests(SynchronousTestCase):
         self.assertEqual(h.reactor.getDelayedCalls(), [])
 
     def test_stopDuringBackoff(self) -> None:
-        h = WaitStreamHarness(LoopGuard(burst=0, firstDelay=5.0))
+        h = WaitStreamHarness(Backoff(doubling(5.0, 10.0)))
         h.listener.isPending = True
         h.service.startService()
         h.readable()
@@ -898,36 +875,34 @@ class WaitStreamAdmissionTests(SynchronousTestCase):
     """
 
     def test_ticketHeldWhileChildRuns(self) -> None:
-        tickets: list[Any] = []
+        limits = Limits(Clock())
+        limits.updateConfig("svc", ServiceLimits())
+        peers: list[Any] = []
 
-        class Ticket:
-            released = False
-
-            def release(self) -> None:
-                self.released = True
-
-        def admit() -> Deferred[Any]:
-            tickets.append(Ticket())
-            return succeed(tickets[-1])
+        def admit(peer: Any) -> Deferred[Admission]:
+            peers.append(peer)
+            ticket = limits.acquire("svc", None)
+            assert isinstance(ticket, Ticket)
+            return succeed(Admission(ticket=ticket))
 
         h = WaitStreamHarness(admit=admit)
         h.service.startService()
         h.readable()
         [process] = h.reactor.spawned
-        self.assertFalse(tickets[0].released)
+        self.assertEqual(peers, [None])
+        self.assertEqual(limits.running("svc"), 1)
         process.end(0)
-        self.assertTrue(tickets[0].released)
+        self.assertEqual(limits.running("svc"), 0)
 
     def test_refusedWaitsAndAsksAgain(self) -> None:
         """
         A refusal logs FAIL (from <no address>), starts nothing, and the
         service asks again after REFUSED_RETRY seconds.
         """
-        answers: list[Any] = [Refused("connections per second")]
+        answers = [Admission.refused("connections per second")]
 
-        def admit() -> Deferred[Any]:
-            answer = answers.pop(0) if answers else _FreeTicket()
-            return succeed(answer)
+        def admit(peer: Any) -> Deferred[Admission]:
+            return succeed(answers.pop(0) if answers else Admission())
 
         h = WaitStreamHarness(admit=admit)
         h.service.startService()
@@ -943,7 +918,19 @@ class WaitStreamAdmissionTests(SynchronousTestCase):
         h.readable()
         self.assertEqual(len(h.reactor.spawned), 1)
 
+    def test_cpsPauseWaits(self) -> None:
+        """
+        A refusal that trips C{cps} stops watching for the whole pause.
+        """
+        answers = [Admission.refused("connections per second", pause=5)]
 
-class _FreeTicket:
-    def release(self) -> None:
-        pass
+        def admit(peer: Any) -> Deferred[Admission]:
+            return succeed(answers.pop(0) if answers else Admission())
+
+        h = WaitStreamHarness(admit=admit)
+        h.service.startService()
+        h.readable()
+        h.reactor.advance(4.9)
+        self.assertFalse(h.watching)
+        h.reactor.advance(0.1)
+        self.assertTrue(h.watching)

@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd.errors import SourceLocation
 from twinetd.launch import argvFor, environmentFor, planLaunch
-from twinetd.model import Peer, ServiceConfig, SocketType
+from twinetd.model import Peer, ServiceConfig, SocketType, TLSClient, UnixCredentials
 
 CONFIG = ServiceConfig(
     name="svc",
@@ -108,6 +108,65 @@ class EnvironmentTests(SynchronousTestCase):
             dict(environmentFor(empty, None, daemon, inheritAll=True)),
             {"REMOTE_HOST": "<no address>"},
         )
+
+    def test_unixClient(self) -> None:
+        """
+        A UNIX-socket client has no address: UCSPI's UNIX variables, with
+        its process's credentials (SO_PEERCRED), and no REMOTE_*.
+        """
+        peer = Peer(
+            "unix",
+            "<unix uid=1000 pid=4242>",
+            0,
+            "/run/svc.sock",
+            0,
+            credentials=UnixCredentials(pid=4242, uid=1000, gid=100),
+        )
+        env = dict(environmentFor(CONFIG, peer, {}))
+        self.assertEqual(
+            env,
+            {
+                "PROTO": "UNIX",
+                "UNIXLOCALPATH": "/run/svc.sock",
+                "UNIXREMOTEPID": "4242",
+                "UNIXREMOTEEUID": "1000",
+                "UNIXREMOTEEGID": "100",
+            },
+        )
+
+    def test_tlsClient(self) -> None:
+        """
+        Over TLS, Apache's (and stunnel's) variables: the protocol, the
+        cipher, the verification and the client certificate.
+        """
+        tls = TLSClient(
+            "TLSv1.3",
+            "TLS_AES_256_GCM_SHA384",
+            "SUCCESS",
+            "CN=client,O=Example",
+            "CN=ca",
+            "1F",
+        )
+        env = dict(environmentFor(CONFIG, attrs.evolve(PEER, tls=tls), {}))
+        self.assertEqual(env["REMOTE_ADDR"], "192.0.2.7")
+        tlsVariables = {k: v for k, v in env.items() if k.startswith("SSL_")}
+        self.assertEqual(
+            tlsVariables,
+            {
+                "SSL_PROTOCOL": "TLSv1.3",
+                "SSL_CIPHER": "TLS_AES_256_GCM_SHA384",
+                "SSL_CLIENT_VERIFY": "SUCCESS",
+                "SSL_CLIENT_S_DN": "CN=client,O=Example",
+                "SSL_CLIENT_DN": "CN=client,O=Example",
+                "SSL_CLIENT_I_DN": "CN=ca",
+                "SSL_CLIENT_IDN": "CN=ca",
+                "SSL_CLIENT_M_SERIAL": "1F",
+            },
+        )
+        anonymous = TLSClient("TLSv1.2", "ECDHE-RSA-AES128-GCM-SHA256")
+        env = dict(environmentFor(CONFIG, attrs.evolve(PEER, tls=anonymous), {}))
+        self.assertEqual(env["SSL_CLIENT_VERIFY"], "NONE")
+        self.assertNotIn("SSL_CLIENT_S_DN", env)
 
     def test_udp(self) -> None:
         peer = Peer("udp", "192.0.2.7", 53, "127.0.0.1", 5353)

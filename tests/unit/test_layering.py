@@ -21,6 +21,7 @@ CONFIG = (
     "config.parser",
     "config.lookups",
     "config.values",
+    "config.endpoints",
     "config.attributes",
     "config.entry",
     "config.inetdconf",
@@ -29,12 +30,20 @@ CONFIG = (
     "config",
 )
 
+MODES = (
+    "modes.bridge",
+    "modes.handoff",
+    "modes.internal",
+    "modes.redirect",
+    "modes.datagram",
+)
+
 ORDER: list[tuple[str, ...]] = [
     ("errors",),
     ("model",),
     ("_twistedcompat",),
     CONFIG,
-    ("policy.access", "policy.limits", "policy.gate"),
+    ("policy.access", "policy.limits", "policy.backoff", "policy.gate"),
     ("launch",),
     (
         "logs.ident",
@@ -52,12 +61,18 @@ ORDER: list[tuple[str, ...]] = [
     ("spawn",),
     ("child",),
     ("hangup",),
-    ("modes.bridge", "modes.handoff", "modes.internal", "modes.redirect"),
+    MODES,
     (
         "listeners.sockets",
+        "listeners.base",
+        "listeners.front",
+        "listeners.connections",
+        "listeners.endpoints",
+        "listeners.proxy",
         "listeners.stream",
         "listeners.waitstream",
         "listeners.datagram",
+        "listeners.waitdatagram",
     ),
     ("sdnotify",),
     ("control",),
@@ -70,7 +85,7 @@ ORDER: list[tuple[str, ...]] = [
 
 SIBLINGS = {
     ("tap", "cli"),
-    ("modes.bridge", "modes.handoff", "modes.internal", "modes.redirect"),
+    MODES,
 }
 
 # Modules that must stay free of Twisted's reactor machinery.
@@ -80,6 +95,7 @@ PURE = {
     *CONFIG,
     "policy.access",
     "policy.limits",
+    "policy.backoff",
     "launch",
     "listeners.sockets",
     "logs.counters",

@@ -11,7 +11,7 @@ import os
 import socket
 from typing import Any
 
-from twisted.internet import tcp, udp
+from twisted.internet import tcp, udp, unix
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.internet.testing import MemoryReactor
@@ -171,7 +171,84 @@ class PortLineTests(SynchronousTestCase):
             [(True, False), (False, True), (True, False), (False, True)],
         )
 
+    def test_wrappedTCP(self) -> None:
+        """
+        A TLS or PROXY wrapping factory names the port after the service
+        with its own suffix.
+        """
+        seen = events(self)
+        for suffix in (" (TLS)", " (PROXY)", " (PROXY) (TLS)"):
+            factory = NoisyFactory()
+            factory.noisy = False
+            factory.logPrefix = lambda suffix=suffix: "svc" + suffix  # type: ignore[method-assign]
+            port = tcp.Port._fromListeningDescriptor(
+                MemoryReactor(), self.adopt(socket.SOCK_STREAM), socket.AF_INET, factory
+            )
+            port.startListening()
+            port.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual([compat.isPortLine(e) for e in seen], [True] * 6)
+
+    def test_unix(self) -> None:
+        seen = events(self)
+        path = self.mktemp()
+        os.makedirs(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(sock.close)
+        sock.bind(os.path.join(path, "s.sock"))
+        sock.listen(1)
+        sock.setblocking(False)
+        factory = NoisyFactory()
+        factory.noisy = False
+        port = unix.Port._fromListeningDescriptor(
+            MemoryReactor(), sock.fileno(), factory
+        )
+        port.startListening()
+        port.connectionLost(Failure(ConnectionDone()))
+        texts = [e.get("log_text") for e in seen]
+        self.assertEqual([compat.isPortLine(e) for e in seen], [True, True], texts)
+
     def test_otherLegacyLines(self) -> None:
         self.assertFalse(
             compat.isPortLine({"log_namespace": "log_legacy", "log_text": "hello"})
         )
+
+
+class ProxyHeaderTests(SynchronousTestCase):
+    """
+    Twisted's PROXY protocol parsers and wrapper, as L{twinetd.listeners.proxy}
+    uses them: C{feed} gives (info, rest) once a header is whole, (None,
+    None) before; C{InvalidProxyHeader} for a bad one; the wrapper's
+    C{getPeer}/C{getHost} read C{_proxyInfo}, and it keeps its parser in
+    C{_parser}.
+    """
+
+    def test_v1(self) -> None:
+        parser = compat.V1Parser()
+        self.assertEqual(parser.feed(b"PROXY TCP4 192.0.2.1 "), (None, None))
+        info, rest = parser.feed(b"10.0.0.1 5555 80\r\nrest")
+        self.assertEqual(rest, b"rest")
+        self.assertEqual((info.source.host, info.source.port), ("192.0.2.1", 5555))
+        self.assertEqual(
+            (info.destination.host, info.destination.port), ("10.0.0.1", 80)
+        )
+        with self.assertRaises(compat.InvalidProxyHeader):
+            compat.V1Parser().feed(b"PROXY TCP9 x\r\n")
+
+    def test_v2(self) -> None:
+        body = socket.inet_aton("192.0.2.1") + socket.inet_aton("10.0.0.1")
+        body += b"\x15\xb3\x00\x50"
+        header = b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00" + bytes([len(body)]) + body
+        info, rest = compat.V2Parser().feed(header + b"x")
+        self.assertEqual(rest, b"x")
+        self.assertEqual((info.source.host, info.source.port), ("192.0.2.1", 5555))
+
+    def test_wrapper(self) -> None:
+        wrapper = compat.HAProxyProtocolWrapper(
+            compat.HAProxyWrappingFactory(Factory()), DatagramProtocol()
+        )
+        self.assertIsNone(wrapper._proxyInfo)
+        self.assertIsNone(wrapper._parser)
+        info, _ = compat.V1Parser().feed(b"PROXY TCP4 192.0.2.1 10.0.0.1 1 2\r\n")
+        wrapper._proxyInfo = info
+        self.assertEqual(wrapper.getPeer(), info.source)
+        self.assertEqual(wrapper.getHost(), info.destination)

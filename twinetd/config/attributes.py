@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from twinetd.config.endpoints import parseListen
 from twinetd.config.lookups import Lookups, UserEntry, asNumber
 from twinetd.config.values import (
     BadValue,
@@ -333,6 +334,23 @@ def _nameItem(value: str) -> tuple[str]:
     return (value,)
 
 
+def _convertListen(context: Context, values: tuple[str, ...]) -> tuple[Any, ...]:
+    tls = context.lookups.tlsAvailable()
+    return tuple(parseListen(value, context.baseDir, tls) for value in values)
+
+
+def _proxyAddress(value: str) -> tuple[AddressRule, ...]:
+    rules = parseAddress(value)
+    if any(rule.hostname is not None for rule in rules):
+        # Whom to believe about a client's address must not depend on
+        # what a name server answers.
+        raise BadValue(
+            f"bad address for twinetd_proxy_from: {value!r} (addresses and "
+            "ranges only, not host names)"
+        )
+    return rules
+
+
 def rlimitField(name: str) -> str:
     """
     The builder's field for C{rlimit_NAME}.
@@ -447,6 +465,16 @@ ATTRIBUTES: dict[str, AttributeSpec] = {
             1,
             _twoWay("twinetd_stderr", "log", "socket", "socket"),
             inDefaults=True,
+        ),
+        # Where a stream service listens (Twisted endpoint descriptions),
+        # and which balancers may send a PROXY header there.
+        _S("twinetd_listen", "listen", SOME, _convertListen, isList=True),
+        _S(
+            "twinetd_proxy_from",
+            "proxyFrom",
+            ANY,
+            _listOf(_proxyAddress),
+            isList=True,
         ),
         _S("deny_time", "denyTime", 1, _convertDenyTime),
         _S("rlimit_as", rlimitField("as"), 1, _rlimit("rlimit_as")),

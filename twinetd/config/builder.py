@@ -20,6 +20,7 @@ from twinetd.config.attributes import (
     Context,
     rlimitField,
 )
+from twinetd.config.endpoints import listenProblems
 from twinetd.config.entry import EntryReader, checkText
 from twinetd.config.loader import Key, Loader, Located
 from twinetd.config.lookups import Lookups, UserEntry
@@ -227,6 +228,7 @@ class _ServiceChecks:
         self.checkMissing(socketType)
         self.checkKind(socketType)
         self.checkFlagsAndLogs()
+        self.checkListen(socketType)
         port = self.findPort(protocol)
         credentials = self.credentials()
         self.checkFiles()
@@ -322,12 +324,35 @@ class _ServiceChecks:
                 "log_on_success",
             )
 
+    def checkListen(self, socketType: SocketType | None) -> None:
+        """
+        What each kind of service supports over C{twinetd_listen}'s
+        endpoints, and the PROXY header's balancers
+        (L{twinetd.config.endpoints.listenProblems}).
+        """
+        problems = listenProblems(
+            self.values.get("listen", ()),
+            self.values.get("proxyFrom"),
+            stream=socketType is not SocketType.DGRAM,
+            waits=self.values.get("wait") is True
+            and "INTERNAL" not in self.types
+            and "SENSOR" not in self.flags,
+            handoff=self.values.get("handoff") is True,
+            written=frozenset(self.lines),
+        )
+        for field, attribute, message, severity in problems:
+            self.report(self.line(field), message, attribute, severity)
+
     def findPort(self, protocol: str | None) -> int | None:
         """
-        The port, as xinetd's service_fill and check_entry find it.
+        The port, as xinetd's service_fill and check_entry find it.  A
+        service that listens on C{twinetd_listen}'s endpoints needs none.
         """
         given: int | None = self.values.get("port")
         name = self.name
+        if self.values.get("listen"):
+            known = self.lookups.servicePort(name, protocol or "tcp")
+            return given if given is not None else (known or 0)
         if self.types & {"RPC", "TCPMUX", "TCPMUXPLUS"}:
             return given if given is not None else 0
         if "UNLISTED" in self.types:
@@ -520,8 +545,16 @@ class _Builder:
                 f"service at {first.source}); skipped",
                 "id",
             )
-        others = [self.byAddress.get(a) for a in _addresses(config)]
-        other = next((o for o in others if o is not None), None)
+        others = [(a, self.byAddress.get(a)) for a in _addresses(config)]
+        address, other = next(
+            ((a, o) for a, o in others if o is not None), (None, None)
+        )
+        if other is not None and address is not None and address[1] == "listen":
+            return (
+                f"twinetd_listen {address[2]} is already used by service "
+                f"{other.id} at {other.source}; skipped",
+                "twinetd_listen",
+            )
         if other is not None:
             return (
                 f"port {config.port}/{config.protocol} is already used by "
@@ -537,6 +570,9 @@ def _addresses(config: ServiceConfig) -> tuple[tuple[int, str, str], ...]:
     C{bind}, else IPv4 (C{flags = IPv4}), IPv6 only (C{v6only}) or both.
     An IPv4 and an IPv6-only service may share a port.
     """
+    if config.listen:
+        # Its endpoints: two services on the same description clash.
+        return tuple((0, "listen", spec.text) for spec in config.listen)
     if config.bind is not None:
         hosts: tuple[str, ...] = (config.bind,)
     elif "IPv4" in config.flags:

@@ -12,6 +12,7 @@ even look up (a NUL byte, text that cannot be encoded) is unknown.
 from __future__ import annotations
 
 import grp
+import importlib.util
 import os
 import pwd
 import socket
@@ -47,6 +48,8 @@ class Lookups:
     @ivar isReadable: whether a path names a readable file (banners).
     @ivar userNames: every user name, for "did you mean" hints.
     @ivar groupNames: every group name, for "did you mean" hints.
+    @ivar tlsAvailable: whether TLS can be served (pyOpenSSL and
+        service_identity, the C{tls} extra, can be imported).
     """
 
     user: Callable[[str], UserEntry | None]
@@ -58,6 +61,7 @@ class Lookups:
     isReadable: Callable[[str], bool] = lambda path: True
     userNames: Callable[[], Sequence[str]] = lambda: ()
     groupNames: Callable[[], Sequence[str]] = lambda: ()
+    tlsAvailable: Callable[[], bool] = lambda: _systemHasTLS()
 
     @classmethod
     def system(cls) -> Lookups:
@@ -186,3 +190,10 @@ def _systemIsExecutable(path: str) -> bool:
         return os.path.isfile(path) and os.access(path, os.X_OK)
     except ValueError:
         return False
+
+
+def _systemHasTLS() -> bool:
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("OpenSSL", "service_identity")
+    )

@@ -3,8 +3,15 @@ A C{wait = yes} stream service: the daemon only watches a listening socket;
 when a connection is pending it starts the child with the I{listening}
 socket as descriptors 0 and 1 (the child accepts), and watches again when
 the child has exited.  A child that exits at once without accepting would be
-restarted in a loop; after a few such exits in a row L{LoopGuard} delays the
+restarted in a loop; after a few such exits in a row a L{Backoff} delays the
 next start.
+
+xinetd restarts such a server as long as a connection is pending, up to its
+C{cps} limit (50 starts a second by default), then closes the listening
+socket for 10 seconds (resetting the pending connections).  Here a child
+that exits within L{QUICK_EXIT} seconds while a connection is still pending
+is a quick exit; after five quick exits in a row each next start waits a
+second, doubling up to ten.  Any other exit starts the count again.
 """
 
 from __future__ import annotations
@@ -12,78 +19,31 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import attrs
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IDelayedCall,
     IReactorFDSet,
-    IReactorTime,
-    IReadDescriptor,
 )
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from twinetd import logs
-from twinetd.errors import SpawnError
+from twinetd.child import spawnFailed
 from twinetd.launch import LaunchPlan
+from twinetd.listeners.base import Listener, Runtime, SocketWatch
 from twinetd.listeners.sockets import bindSocket, listenAddress
-from twinetd.model import ServiceConfig
+from twinetd.model import Peer, ServiceConfig
 from twinetd.modes.handoff import HandoffChild
-from twinetd.spawn import ChildFDs, Spawner
+from twinetd.policy.backoff import QUICK_EXIT, Backoff, doubling
+from twinetd.policy.gate import Admission, Admit
+from twinetd.spawn import ChildFDs
 
 
-class LoopGuard:
+class ListeningSocket(Protocol):
     """
-    Keeps a C{wait = yes} stream server that never accepts from being
-    restarted in a loop.
-
-    xinetd restarts such a server as long as a connection is pending, up to
-    its C{cps} limit (50 starts a second by default), then closes the
-    listening socket for 10 seconds (resetting the pending connections).
-    Here a child that exits within C{quickExit} seconds while a connection
-    is still pending is a quick exit; after C{burst} quick exits in a row
-    each next start waits C{firstDelay} seconds, doubling up to
-    C{maxDelay}.  Any other exit starts the count again.
-
-    @ivar quickExits: quick exits in a row so far.
-    """
-
-    def __init__(
-        self,
-        quickExit: float = 1.0,
-        burst: int = 5,
-        firstDelay: float = 1.0,
-        maxDelay: float = 10.0,
-    ) -> None:
-        self.quickExit = quickExit
-        self.burst = burst
-        self.firstDelay = firstDelay
-        self.maxDelay = maxDelay
-        self.quickExits = 0
-
-    def childEnded(self, duration: float, pending: bool) -> float:
-        """
-        A child ended after C{duration} seconds, with (C{pending}) or
-        without a connection waiting to be accepted; return how many seconds
-        to wait before watching the socket again.
-        """
-        if pending and duration < self.quickExit:
-            self.quickExits += 1
-        else:
-            self.quickExits = 0
-        over = self.quickExits - self.burst
-        if over <= 0:
-            return 0.0
-        return float(min(self.maxDelay, self.firstDelay * 2 ** min(over - 1, 62)))
-
-
-class Listener(Protocol):
-    """
-    A listening socket for L{WaitStreamService}.
+    A listening socket for L{WaitStreamListener}.
     """
 
     port: int
@@ -124,7 +84,7 @@ class SocketListener:
         self.socket.close()
 
 
-def bindStream(config: ServiceConfig, interface: str) -> Listener:
+def bindStream(config: ServiceConfig, interface: str) -> ListeningSocket:
     """
     Bind and listen on C{interface} and C{config.port} as xinetd does (see
     L{twinetd.listeners.sockets.bindSocket}); the socket stays blocking, as xinetd
@@ -139,111 +99,75 @@ def bindStream(config: ServiceConfig, interface: str) -> Listener:
     return SocketListener(sock)
 
 
-@implementer(IReadDescriptor)
-class _Watcher:
-    """
-    The listening socket as the reactor sees it: readable means a
-    connection is pending.
-    """
-
-    def __init__(self, service: WaitStreamService, listener: Listener) -> None:
-        self._service = service
-        self._listener = listener
-
-    def fileno(self) -> int:
-        return self._listener.fileno()
-
-    def doRead(self) -> None:
-        self._service._connectionPending()
-
-    def connectionLost(self, reason: Failure) -> None:
-        self._service._watchFailed(reason)
-
-    def logPrefix(self) -> str:
-        return self._service.config.id
-
-
 #: Seconds a C{wait = yes} stream service waits after a refusal before it
 #: asks again (the client meanwhile waits in the listening socket's queue).
 REFUSED_RETRY = 1.0
 
 
-class WaitStreamService(Service):
+class WaitStreamListener(Listener):
     """
     A C{wait = yes} stream service: one child at a time, given the
     listening socket; the daemon never accepts.
 
-    @ivar config: the service's record.
     @ivar listener: the listening socket while the service runs.
-    @ivar port: the bound port number once listening, else C{None}.
-    @ivar failure: why listening failed, if it did.
     @ivar child: the running child's tracker, if one runs.
-    @ivar guard: the L{LoopGuard}.
-    @ivar serviceLog: the service's log (events, and xinetd's lines).
-    @ivar log: where events go.
+    @ivar backoff: the quick exits in a row, and the delay they cause.
     """
 
-    listener: Listener | None = None
-    failure: Exception | None = None
+    listener: ListeningSocket | None = None
     child: HandoffChild | None = None
 
     def __init__(
         self,
         config: ServiceConfig,
-        makePlan: Callable[[], LaunchPlan],
-        spawner: Spawner,
+        runtime: Runtime,
         reactor: IReactorFDSet,
         *,
         serviceLog: logs.ServiceLog | None = None,
+        admit: Admit | None = None,
+        makePlan: Callable[[Peer | None], LaunchPlan] | None = None,
         interface: str | None = None,
-        stderrToSocket: bool = False,
-        killDelay: float = 5.0,
-        guard: LoopGuard | None = None,
-        bind: Callable[[ServiceConfig, str], Listener] = bindStream,
+        backoff: Backoff | None = None,
+        bind: Callable[[ServiceConfig, str], ListeningSocket] = bindStream,
         backoffLogInterval: float = 60.0,
-        admit: Callable[[], Deferred[Any]] | None = None,
     ) -> None:
         """
-        @param makePlan: what to run (the plan of a peer-less launch:
-            C{planLaunch(config, None, ...)}).
-        @param reactor: watches the socket; must provide L{IReactorTime}
-            too.
-        @param serviceLog: the service's log; by default events only.
+        The admission is asked before each child, with no peer (C{cps},
+        C{max_load}, C{access_times}, the daemon's C{--limit}) and held
+        while the child runs; after a refusal the pending client waits and
+        the service asks again L{REFUSED_RETRY} seconds later (or when a
+        C{cps} pause ends).  The child's descriptor 2 is the listening
+        socket too with C{twinetd_stderr = socket} (xinetd's), else a pipe
+        to the log.
+
+        @param reactor: watches the socket.
         @param interface: the address to bind; by default from C{config}
             (L{listenAddress}).
-        @param stderrToSocket: the child's descriptor 2 is the listening
-            socket too (xinetd) instead of a pipe to the log.
-        @param killDelay: seconds from C{SIGTERM} to C{SIGKILL} when stopping.
         @param bind: makes the listening socket (for tests).
         @param backoffLogInterval: the same back-off delay is logged at most
             once per this many seconds.
-        @param admit: asked before each child (C{cps}, C{max_load},
-            C{access_times}, the daemon's C{--limit}: there is no peer yet);
-            fires with a ticket (with C{release}, held while the child runs)
-            or a refusal (with C{reason}), after which the pending client
-            waits and the service asks again L{REFUSED_RETRY} seconds later.
         """
-        self.config = config
-        self.setName(config.id)  # type: ignore[no-untyped-call]
-        self.serviceLog = serviceLog or logs.ServiceLog.fromConfig(config, None)
-        self.log = self.serviceLog.logger
-        self._makePlan = makePlan
-        self._spawner = spawner
-        self._fdset = reactor
-        self._clock = IReactorTime(reactor)
+        super().__init__(
+            config, runtime, serviceLog=serviceLog, admit=admit, makePlan=makePlan
+        )
         self._interface = interface if interface is not None else listenAddress(config)
-        self._stderrToSocket = stderrToSocket
-        self._killDelay = killDelay
-        self.guard = guard if guard is not None else LoopGuard()
+        self._stderrToSocket = runtime.stderrToSocket(config)
+        self._killDelay = runtime.killDelay
+        self.backoff = (
+            backoff if backoff is not None else Backoff(doubling(1.0, 10.0), free=5)
+        )
         self._bind = bind
         self._backoffLogInterval = backoffLogInterval
-        self._watcher: _Watcher | None = None
-        self._watching = False
+        self._watch = SocketWatch(
+            self, reactor, self._listenerFileno, self._connectionPending
+        )
         self._resumeCall: IDelayedCall | None = None
         self._stopping: list[Deferred[None]] = []
         self._lastBackoff: tuple[float, float] | None = None
-        self._admit = admit
-        self._ticket: Any = None
+        self._ticket: Admission | None = None
+
+    def _listenerFileno(self) -> int:
+        return -1 if self.listener is None else self.listener.fileno()
 
     @property
     def port(self) -> int | None:
@@ -251,52 +175,46 @@ class WaitStreamService(Service):
 
     @property
     def boundPort(self) -> int | None:
-        """
-        The port number listened on (as for the daemon's other services).
-        """
         return self.port
 
-    # starting and stopping
+    @property
+    def listening(self) -> bool:
+        return self.listener is not None
 
-    def privilegedStartService(self) -> None:
-        # Before twistd drops privileges: ports below 1024 need root.
-        Service.privilegedStartService(self)  # type: ignore[no-untyped-call]
-        self._listen()
-
-    def startService(self) -> None:
-        Service.startService(self)  # type: ignore[no-untyped-call]
-        if self.listener is None and self.failure is None:
-            self._listen()
-        if self.listener is not None and self.child is None:
-            self._watch()
+    # the lifecycle
 
     def _listen(self) -> None:
         config = self.config
         try:
             listener = self._bind(config, self._interface)
         except CannotListenError as e:
-            self.failure = e
-            self.serviceLog.cannotListen(config, self._interface, e.socketError)
+            self._cannotListen(e, self._interface, e.socketError)
             return
         self.listener = listener
-        self._watcher = _Watcher(self, listener)
         self.serviceLog.listening(self._interface, listener.port, config.protocol)
 
-    def stopService(self) -> Deferred[None]:
-        """
-        Close the listening socket and stop a running child (C{SIGTERM}, then
-        C{SIGKILL} after the kill delay); the result fires when the child has
-        ended.
-        """
-        Service.stopService(self)  # type: ignore[no-untyped-call]
-        self._unwatch()
+    def _startAccepting(self) -> None:
+        if self.child is None and self._resumeCall is None:
+            self._watch.watch()
+
+    def _stopAccepting(self) -> None:
+        self._watch.unwatch()
+
+    def _stopListening(self) -> Deferred[None]:
+        self._watch.unwatch()
         if self._resumeCall is not None and self._resumeCall.active():
             self._resumeCall.cancel()
         self._resumeCall = None
         listener, self.listener = self.listener, None
-        self._watcher = None
         if listener is not None:
             listener.close()
+        return succeed(None)
+
+    def _stopServing(self) -> Deferred[None]:
+        """
+        Stop a running child (C{SIGTERM}, then C{SIGKILL} after the kill
+        delay); fires when it has ended.
+        """
         if self.child is None or self.child.ended:
             return succeed(None)
         d: Deferred[None] = Deferred()
@@ -306,54 +224,26 @@ class WaitStreamService(Service):
 
     # watching
 
-    def _watch(self) -> None:
-        if self.running and self._watcher is not None and not self._watching:
-            self._watching = True
-            self._fdset.addReader(self._watcher)
-
-    def _unwatch(self) -> None:
-        if self._watching and self._watcher is not None:
-            self._watching = False
-            self._fdset.removeReader(self._watcher)
-
-    def _watchFailed(self, reason: Failure) -> None:
-        self._watching = False
-        self.log.error(
-            "{service}: the listening socket failed: {reason}",
-            service=self.config.id,
-            reason=reason.getErrorMessage(),
-        )
-
     def _connectionPending(self) -> None:
         # xinetd's svc_suspend: the socket is the child's until it exits.
-        self._unwatch()
+        self._watch.unwatch()
         if self.listener is None or self.child is not None:
             return
-        if self._admit is None:
-            self._start()
-            return
-        self._admit().addCallback(self._admitted).addErrback(self._admitFailed)
+        self.ask(None).addCallback(self._admitted)
 
-    def _admitted(self, admission: Any) -> None:
-        if not hasattr(admission, "release"):
-            self.serviceLog.fail(
-                admission.reason, None, getattr(admission, "detail", "")
-            )
-            self._retryLater()
+    def _admitted(self, admission: Admission) -> None:
+        if admission.reason is not None:
+            self.serviceLog.fail(admission.reason, None, admission.detail)
+            if not self.paused and self.running and self.listener is not None:
+                self._resumeCall = self._clock.callLater(
+                    REFUSED_RETRY, self._resumeLater
+                )
             return
         if not self.running or self.listener is None:
             admission.release()
             return
         self._ticket = admission
         self._start()
-
-    def _admitFailed(self, failure: Failure) -> None:
-        self.log.failure("{service}: while admitting", failure, service=self.config.id)
-        self._retryLater()
-
-    def _retryLater(self) -> None:
-        if self.running and self.listener is not None:
-            self._resumeCall = self._clock.callLater(REFUSED_RETRY, self._resumeLater)
 
     def _releaseTicket(self) -> None:
         ticket, self._ticket = self._ticket, None
@@ -372,16 +262,11 @@ class WaitStreamService(Service):
             lambda: self._childEnded(child),
         )
         try:
-            self._spawner.spawn(child, self._makePlan(), childFDs)
+            self.runtime.spawner.spawn(child, self.makePlan(None), childFDs)
         except Exception as e:
-            if isinstance(e, SpawnError):
-                message = str(e)
-            else:
-                self.log.failure("while starting {service}", service=self.config.id)
-                message = f"{type(e).__name__}: {e}"
-            self.serviceLog.spawnFailed(None, message)
+            spawnFailed(self.serviceLog, None, e)
             self._releaseTicket()
-            # As a child that exited at once: the guard decides when to
+            # As a child that exited at once: the backoff decides when to
             # try again.
             self._resume(None, 0.0)
             return
@@ -404,16 +289,20 @@ class WaitStreamService(Service):
     def _resume(self, pid: int | None, duration: float) -> None:
         if not self.running or self.listener is None:
             return
-        delay = self.guard.childEnded(duration, self.listener.pending())
+        if duration < QUICK_EXIT and self.listener.pending():
+            delay = self.backoff.failed()
+        else:
+            self.backoff.succeeded()
+            delay = 0.0
         if delay <= 0:
-            self._watch()
+            self._watch.watch()
             return
         self._logBackoff(pid, delay)
         self._resumeCall = self._clock.callLater(delay, self._resumeLater)
 
     def _resumeLater(self) -> None:
         self._resumeCall = None
-        self._watch()
+        self._watch.watch()
 
     def _logBackoff(self, pid: int | None, delay: float) -> None:
         now = self._clock.seconds()
@@ -423,5 +312,5 @@ class WaitStreamService(Service):
                 return
         self._lastBackoff = (delay, now)
         self.serviceLog.emit(
-            logs.STREAM_BACKOFF, pid=pid, delay=delay, quickExits=self.guard.quickExits
+            logs.STREAM_BACKOFF, pid=pid, delay=delay, quickExits=self.backoff.failures
         )

@@ -15,6 +15,7 @@ and to the observers of its daemon (L{twinetd.logs.sinks.LogSinks}).
 
 from __future__ import annotations
 
+import enum
 import math
 import string
 
@@ -255,7 +256,10 @@ KINDS: dict[str, EventKind] = {
             LISTENING,
             _info,
             ("service", "address", "port", "protocol"),
-            ("{service} listening on {address} port {port}/{protocol}",),
+            (
+                "{service} listening on {address} port {port}/{protocol}",
+                "{service} listening on {address}",
+            ),
         ),
         EventKind(
             CANNOT_LISTEN,
@@ -264,6 +268,7 @@ KINDS: dict[str, EventKind] = {
             (
                 "{file}:{line}: {service}: cannot listen on {address} port {port}: "
                 "{reason}",
+                "{file}:{line}: {service}: cannot listen on {address}: {reason}",
             ),
         ),
         EventKind(
@@ -328,6 +333,13 @@ def emit(kind: str, logger: Logger = log, **fields: object) -> None:
             f"{kind}: fields {sorted(fields)} instead of {sorted(spec.fields)}"
         )
     logger.emit(spec.level, spec.formatFor(fields), twinetdEvent=kind, **fields)
+
+
+class _Default(enum.Enum):
+    DEFAULT = enum.auto()
+
+
+_DEFAULT = _Default.DEFAULT
 
 
 def wholeSeconds(start: float, end: float) -> int:
@@ -478,20 +490,34 @@ class ServiceLog:
         """
         self.emit(LISTENING, address=address, port=port, protocol=protocol)
 
-    def cannotListen(self, config: ServiceConfig, address: str, reason: object) -> None:
+    def cannotListen(
+        self,
+        config: ServiceConfig,
+        address: str,
+        reason: object,
+        port: int | _Default | None = _DEFAULT,
+    ) -> None:
         """
         The service cannot bind C{address}: logged as C{file:line: service:
         message}.
+
+        @param port: by default C{config}'s; C{None} when C{address} says
+            it all (an endpoint description).
         """
-        cannotListen(config, address, reason, self.logger)
+        cannotListen(config, address, reason, self.logger, port)
 
 
 def cannotListen(
-    config: ServiceConfig, address: str, reason: object, logger: Logger = log
+    config: ServiceConfig,
+    address: str,
+    reason: object,
+    logger: Logger = log,
+    port: int | _Default | None = _DEFAULT,
 ) -> None:
     """
     Log, as C{file:line: service: message}, that C{config} cannot listen on
-    C{address}; the daemon's other services go on.
+    C{address} (and C{port}: by default C{config}'s; C{None} when C{address}
+    is an endpoint description); the daemon's other services go on.
     """
     emit(
         CANNOT_LISTEN,
@@ -500,6 +526,6 @@ def cannotListen(
         line=config.source.line,
         service=config.id,
         address=address,
-        port=config.port,
+        port=config.port if isinstance(port, _Default) else port,
         reason=reason,
     )

@@ -16,7 +16,6 @@ reactor and its result never fails.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import re
 
 from twisted.internet.defer import Deferred
@@ -30,6 +29,8 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from twinetd.model import unmapped
 
 log = Logger()
 
@@ -83,18 +84,6 @@ def parseIdentReply(line: bytes, clientPort: int, serverPort: int) -> str | None
     if not info:
         return None
     return _CONTROL.sub(_escape, info)
-
-
-def _plain(address: str) -> str:
-    # An IPv4 client of a dual-stack socket is ::ffff:a.b.c.d; its ident
-    # server is reached over IPv4.
-    try:
-        parsed = ipaddress.ip_address(address.partition("%")[0])
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
-        return str(parsed.ipv4_mapped)
-    return address
 
 
 class _Query:
@@ -206,11 +195,11 @@ def queryIdent(
     query = _Query(IReactorTime(reactor), peerPort, localPort, timeout)
     try:
         query.connector = reactor.connectTCP(
-            _plain(peerHost),
+            unmapped(peerHost),
             identPort,
             _IdentFactory(query),
             timeout=max(int(timeout), 1),
-            bindAddress=(_plain(localHost), 0),
+            bindAddress=(unmapped(localHost), 0),
         )
     except Exception:
         log.failure("ident query to {host} failed to start", host=peerHost)

@@ -12,12 +12,13 @@ Two cases:
     protocol gets C{connectionLost} with L{SocketHandedOff}.  The client sees
     end of file the moment the child (and whatever it passed the socket on
     to) exits: the daemon keeps no copy, unlike Twisted's old inetd.
-  - L{WaitStreamService}: a C{wait = yes} stream service.  The daemon only
-    watches a listening socket; when a connection is pending it starts the
-    child with the I{listening} socket as descriptors 0 and 1 (the child
-    accepts), and watches again when the child has exited.  A child that
-    exits at once without accepting would be restarted in a loop; after a
-    few such exits in a row L{LoopGuard} delays the next start.
+  - L{HandoffChild}, the tracker of a child given a socket, which the
+    C{wait = yes} stream listener also uses
+    (L{twinetd.listeners.waitstream}): there the child gets the
+    I{listening} socket and accepts itself.
+
+A handed-off connection needs a plain socket (TCP, UNIX, or one systemd
+passed): the front hands the protocol the socket's own transport.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from twinetd import logs
-from twinetd.child import ChildConnection, ChildProcess, peerFromTransport
+from twinetd.child import (
+    ChildConnection,
+    ChildProcess,
+    peerFromTransport,
+    spawnFailed,
+)
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 from twinetd.model import Peer
@@ -100,11 +106,6 @@ def _takePendingOutput(transport: object) -> bytes:
     return pending
 
 
-def _isMapped(peer: Peer) -> bool:
-    host = peer.remoteHost.lower()
-    return host.startswith("::ffff:") and "." in host
-
-
 def _toIPv4(sock: socket.socket, peer: Peer) -> None:
     """
     An IPv4 client of a dual-stack IPv6 socket: make the socket an IPv4 one
@@ -116,7 +117,7 @@ def _toIPv4(sock: socket.socket, peer: Peer) -> None:
     if (
         sys.platform.startswith("linux")
         and sock.family == socket.AF_INET6
-        and _isMapped(peer)
+        and peer.mapped
     ):
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_IPV6, _IPV6_ADDRFORM, socket.AF_INET)
@@ -191,14 +192,7 @@ def handOff(
         _toIPv4(sock, peer)
         spawner.spawn(child, plan, childFDs)
     except Exception as e:
-        if isinstance(e, SpawnError):
-            message = str(e)
-        else:
-            serviceLog.logger.failure(
-                "while starting {service}", service=serviceLog.service
-            )
-            message = f"{type(e).__name__}: {e}"
-        serviceLog.spawnFailed(peer, message)
+        spawnFailed(serviceLog, peer, e)
         with contextlib.suppress(OSError):
             sock.setblocking(False)
         # Nothing was handed over: an ordinary close.
@@ -271,8 +265,7 @@ class HandoffProtocol(ChildConnection):
         try:
             plan = self._makePlan(peer)
         except Exception as e:
-            self.log.failure("while planning {service}", service=self.serviceId)
-            self.serviceLog.spawnFailed(peer, f"{type(e).__name__}: {e}")
+            spawnFailed(self.serviceLog, peer, e)
             self._childEnded()
             self.transport.loseConnection()
             return

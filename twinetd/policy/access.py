@@ -34,7 +34,7 @@ from typing import Protocol
 import attrs
 from twisted.logger import Logger
 
-from twinetd.model import AddressRule, ServiceConfig
+from twinetd.model import AddressRule, ServiceConfig, unmapped
 
 _log = Logger()
 
@@ -98,16 +98,9 @@ def sourceKey(address: str) -> str:
     Text that is not an address is returned unchanged.
     """
     try:
-        parsed = parseAddress(address)
+        return str(parseAddress(unmapped(address)))
     except ValueError:
         return address
-    return str(_unmapped(parsed))
-
-
-def _unmapped(address: IPAddress) -> IPAddress:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return address.ipv4_mapped
-    return address
 
 
 def needsName(config: ServiceConfig) -> bool:
@@ -137,7 +130,7 @@ def ruleSpecificity(rule: AddressRule, address: IPAddress, name: str | None) -> 
         if isinstance(network, ipaddress.IPv4Network):
             # xinetd: "If it's a mapped address, and a v4 address is
             # specified, see if the mapped address matches the v4 equivalent."
-            v4 = _unmapped(address)
+            v4 = parseAddress(unmapped(str(address)))
             if isinstance(v4, ipaddress.IPv4Address) and v4 in network:
                 return 96 + network.prefixlen
             return -1

@@ -1,6 +1,7 @@
 """
 The admission gate every connection and datagram passes before anything is
-spawned: limits (a ticket), then access control, in xinetd's order.
+spawned: limits (a ticket), then access control, in xinetd's order; one
+typed answer, L{Admission}, for every kind of service.
 
 xinetd checks C{cps}, load, C{instances}, C{per_source} and its process
 limit in the parent, and access (C{access_times}, the SENSOR list,
@@ -12,6 +13,7 @@ count towards C{cps}, as in xinetd.
 
 from __future__ import annotations
 
+import functools
 import socket
 from collections.abc import Callable
 
@@ -19,14 +21,14 @@ import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from twinetd.model import Peer, ServiceConfig
+from twinetd.model import Peer, ServiceConfig, unmapped
 from twinetd.policy.access import (
     DenyList,
     checkAccess,
     localMinutes,
     needsName,
-    sourceKey,
 )
 from twinetd.policy.limits import Limits, Ticket
 
@@ -39,19 +41,61 @@ NAME_TIMEOUT = 5.0
 NameResolver = Callable[[str], "Deferred[str | None]"]
 
 
+#: The FAIL reason of a connection the gate could not decide on (a bug).
+REASON_ERROR = "error"
+
+
 @attrs.frozen
-class Refused:
+class Admission:
     """
-    A connection turned away.
+    The gate's one answer for a connection (or datagram, or C{wait = yes}
+    child): admitted, holding a limits L{Ticket} until L{release}, or
+    refused.
 
-    @ivar reason: xinetd's FAIL reason (C{address}, C{time},
-        C{service_limit}, C{per_source_limit}, C{connections per second},
-        C{process_limit}, C{load}).
-    @ivar detail: why, for a person.
+    @ivar reason: C{None} when admitted; else xinetd's FAIL reason
+        (C{address}, C{time}, C{service_limit}, C{per_source_limit},
+        C{connections per second}, C{process_limit}, C{load}, or
+        L{REASON_ERROR}).
+    @ivar detail: why it was refused, for a person.
+    @ivar pause: when this connection tripped C{cps}: the seconds its
+        listener stops accepting (L{twinetd.policy.limits.Refusal.pause}).
+    @ivar ticket: the slot an admitted connection holds.
     """
 
-    reason: str
+    reason: str | None = None
     detail: str = ""
+    pause: int = 0
+    ticket: Ticket | None = attrs.field(default=None, eq=False, repr=False)
+
+    @classmethod
+    def refused(cls, reason: str, detail: str = "", pause: int = 0) -> Admission:
+        return cls(reason, detail, pause)
+
+    @property
+    def admitted(self) -> bool:
+        return self.reason is None
+
+    def release(self) -> None:
+        """
+        Give the slot back (once: the ticket ignores a second release); a
+        refusal holds none.
+        """
+        if self.ticket is not None:
+            self.ticket.release()
+
+
+#: What every listener asks for each connection, datagram or C{wait = yes}
+#: child: the peer (C{None} when unknown) gives an L{Admission}, at once or
+#: after a name lookup; the Deferred never fails.
+Admit = Callable[[Peer | None], "Deferred[Admission]"]
+
+
+def admitEveryone(peer: Peer | None) -> Deferred[Admission]:
+    """
+    An L{Admit} that admits everyone with no limits (for tests and
+    embedders that want none).
+    """
+    return succeed(Admission())
 
 
 def noNames(address: str) -> Deferred[str | None]:
@@ -84,19 +128,13 @@ def threadedResolver(reactor: object, timeout: float = NAME_TIMEOUT) -> NameReso
             reactor,  # type: ignore[arg-type]
             threads.getThreadPool(),
             lookup,
-            _unmapped(address),
+            unmapped(address),
         )
         d.addTimeout(timeout, clock, onTimeoutCancel=lambda *_: None)
         d.addErrback(lambda _: None)
         return d
 
     return resolve
-
-
-def _unmapped(address: str) -> str:
-    if address.lower().startswith("::ffff:") and "." in address:
-        return address[len("::ffff:") :]
-    return address
 
 
 class Gate:
@@ -122,27 +160,48 @@ class Gate:
         self._resolveName = resolveName
         self._minutes = minutes
 
-    def admit(
-        self, config: ServiceConfig, peer: Peer | None
-    ) -> Deferred[Ticket | Refused]:
+    def admitter(self, config: ServiceConfig) -> Admit:
+        """
+        The L{Admit} of one service: L{admit} with C{config}.
+        """
+        return functools.partial(self.admit, config)
+
+    def admit(self, config: ServiceConfig, peer: Peer | None) -> Deferred[Admission]:
         """
         Decide on one connection (or datagram) of C{config} from C{peer}
-        (C{None} when unknown, as for C{wait = yes} services).  The result is
-        a L{Ticket} to hold while the server runs (release it when it ends)
-        or a L{Refused}.  It fires at once unless a names-based rule needs a
-        reverse lookup.
+        (C{None} when unknown, as for C{wait = yes} services).  The result
+        is an admitted L{Admission} whose ticket the caller holds while the
+        server runs, or a refused one.  It fires at once unless a
+        names-based rule needs a reverse lookup, and never fails: a bug is
+        logged and refuses the connection (L{REASON_ERROR}).
         """
-        address = peer.remoteHost if peer is not None else None
-        source = sourceKey(address) if address is not None else None
-        admission = self.limits.acquire(config.id, source)
-        if not isinstance(admission, Ticket):
-            return succeed(Refused(admission.reason, "limit"))
-        ticket = admission
-        if address is not None and needsName(config):
-            d = self._resolveName(address)
-        else:
-            d = succeed(None)
-        return d.addCallback(self._decide, config, address, ticket)
+        ticket: Ticket | None = None
+        try:
+            # As the socket reports it (::ffff:a.b.c.d on a dual-stack socket):
+            # IPv6 rules match mapped clients too.  A UNIX-socket client has
+            # none: no address rule or per_source applies to it.
+            address = peer.address if peer is not None else None
+            slot = self.limits.acquire(config.id, address)
+            if not isinstance(slot, Ticket):
+                return succeed(Admission.refused(slot.reason, "limit", slot.pause))
+            ticket = slot
+            if address is not None and needsName(config):
+                name = self._resolveName(address)
+            else:
+                name = succeed(None)
+            decided = name.addCallback(self._decide, config, address, ticket)
+        except Exception:
+            failure = Failure()  # type: ignore[no-untyped-call]
+            return succeed(self._failed(failure, config, ticket))
+        return decided.addErrback(self._failed, config, ticket)
+
+    def _failed(
+        self, failure: Failure, config: ServiceConfig, ticket: Ticket | None
+    ) -> Admission:
+        log.failure("{service}: while admitting", failure, service=config.id)
+        if ticket is not None:
+            ticket.release()
+        return Admission.refused(REASON_ERROR, "admission failed")
 
     def _decide(
         self,
@@ -150,7 +209,7 @@ class Gate:
         config: ServiceConfig,
         address: str | None,
         ticket: Ticket,
-    ) -> Ticket | Refused:
+    ) -> Admission:
         decision = checkAccess(
             config,
             address,
@@ -159,6 +218,6 @@ class Gate:
             self.denyList,
         )
         if decision.allowed:
-            return ticket
+            return Admission(ticket=ticket)
         ticket.release()
-        return Refused(decision.reason, decision.detail)
+        return Admission.refused(decision.reason, decision.detail)

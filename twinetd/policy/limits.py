@@ -6,7 +6,9 @@ L{Limits} hands out a L{Ticket} per admitted connection; the runtime
 releases it when the connection's server ends.  Counters are keyed by
 service id, so a reload (L{Limits.updateConfig}) keeps the live counts.
 Time comes from an injected clock; the load average from an injected
-function.
+function.  When C{cps} trips, the refusal says for how long
+(L{Refusal.pause}): the listener that asked stops accepting for that long
+itself; nothing here calls back into the runtime.
 
 The checks and their FAIL reasons follow xinetd 2.3.15's
 C{parent_access_control} (C{access.c}), in its order: cps, load, instances,
@@ -41,22 +43,12 @@ REASON_LOAD = "load"
 DEFAULT_CPS = (50, 10)
 
 
-class DelayedCall(Protocol):
-    def active(self) -> bool: ...
-
-    def cancel(self) -> None: ...
-
-
-class Scheduler(Protocol):
+class Clock(Protocol):
     """
     The part of C{IReactorTime} L{Limits} uses.
     """
 
     def seconds(self) -> float: ...
-
-    def callLater(
-        self, delay: float, callable: Callable[..., object], *args: object
-    ) -> DelayedCall: ...
 
 
 def systemLoadAverage() -> float:
@@ -107,11 +99,15 @@ class Refusal:
     @ivar reason: xinetd's FAIL reason (C{REASON_*}).
     @ivar service: the service id.
     @ivar source: the client address, as given to L{Limits.acquire}.
+    @ivar pause: when this very connection tripped C{cps}: the seconds the
+        service's listener stops accepting (xinetd closes the socket);
+        otherwise 0.
     """
 
     reason: str
     service: str
     source: str | None
+    pause: int = 0
 
 
 @attrs.define(eq=False)
@@ -122,8 +118,8 @@ class _ServiceState:
     # xinetd's sc_time_conn and sc_time_limit.
     cpsCount: int = 0
     cpsStart: int = 0
-    disabled: bool = False
-    reenable: DelayedCall | None = None
+    # The end of a cps pause, on the clock.
+    disabledUntil: float = 0.0
     removed: bool = False
 
 
@@ -167,25 +163,17 @@ class Limits:
 
     @ivar processLimit: the daemon-wide cap on running servers (xinetd's
         C{-limit}), or C{None}.
-    @ivar onDisable: called with (service id, seconds) when C{cps} trips: the
-        runtime stops listening for that service.
-    @ivar onEnable: called with the service id when the pause is over: the
-        runtime listens again.
     """
 
     def __init__(
         self,
-        clock: Scheduler,
+        clock: Clock,
         processLimit: int | None = None,
         loadAverage: Callable[[], float] = systemLoadAverage,
-        onDisable: Callable[[str, int], object] | None = None,
-        onEnable: Callable[[str], object] | None = None,
     ) -> None:
         self._clock = clock
         self.processLimit = processLimit
         self._loadAverage = loadAverage
-        self.onDisable = onDisable
-        self.onEnable = onEnable
         self._services: dict[str, _ServiceState] = {}
         self._total = 0
 
@@ -211,19 +199,12 @@ class Limits:
         state = self._services.get(service)
         if state is None:
             return
-        self._endPause(state)
+        state.disabledUntil = 0.0
         state.cpsCount = 0
         if state.running:
             state.removed = True
         else:
             del self._services[service]
-
-    def stop(self) -> None:
-        """
-        Cancel every pending re-enable timer (the daemon is shutting down).
-        """
-        for state in self._services.values():
-            self._endPause(state)
 
     def acquire(self, service: str, source: str | None) -> Ticket | Refusal:
         """
@@ -242,11 +223,11 @@ class Limits:
             raise KeyError(service)
         key = None if source is None else sourceKey(source)
         limits = state.limits
-        if state.disabled:
+        if self._clock.seconds() < state.disabledUntil:
             # A connection accepted before the listener stopped.
             return Refusal(REASON_CPS, service, key)
         if limits.cps[0] and self._cpsTrips(service, state):
-            return Refusal(REASON_CPS, service, key)
+            return Refusal(REASON_CPS, service, key, pause=limits.cps[1])
         if limits.maxLoad is not None and self._loadAverage() >= limits.maxLoad:
             _log.warn(
                 "refused connect from {source} due to excessive load",
@@ -294,29 +275,13 @@ class Limits:
         return False
 
     def _disable(self, service: str, state: _ServiceState, pause: int) -> None:
-        state.disabled = True
+        state.disabledUntil = self._clock.seconds() + pause
         _log.error(
             "Deactivating service {service} due to excessive incoming "
             "connections.  Restarting in {seconds} seconds.",
             service=service,
             seconds=pause,
         )
-        state.reenable = self._clock.callLater(pause, self._enable, service, state)
-        if self.onDisable is not None:
-            self.onDisable(service, pause)
-
-    def _enable(self, service: str, state: _ServiceState) -> None:
-        state.reenable = None
-        state.disabled = False
-        _log.error("Activating service {service}", service=service)
-        if self.onEnable is not None:
-            self.onEnable(service)
-
-    def _endPause(self, state: _ServiceState) -> None:
-        if state.reenable is not None and state.reenable.active():
-            state.reenable.cancel()
-        state.reenable = None
-        state.disabled = False
 
     def _release(self, service: str, state: _ServiceState, key: str | None) -> None:
         state.running -= 1
@@ -333,7 +298,7 @@ class Limits:
         Whether C{service} is paused by C{cps}.
         """
         state = self._services.get(service)
-        return state is not None and state.disabled
+        return state is not None and self._clock.seconds() < state.disabledUntil
 
     def running(self, service: str) -> int:
         """

@@ -8,7 +8,8 @@ Fakes for unit tests of twinetd and of applications embedding it.
     C{IReactorUDP} too: C{listenUDP} returns a L{FakeUDPPort} that records
     the datagrams written and lets a test deliver datagrams;
     L{MemoryProcessReactor.bindDatagramPort} does the same for a
-    L{twinetd.listeners.datagram.DatagramService} (its C{bindPort}), binding no socket.
+    L{twinetd.listeners.datagram.DatagramListener} (its C{bindPort}),
+    binding no socket.
   - L{FakeHangupWatcher}: a L{twinetd.hangup.Watcher} whose peers a test
     hangs up (L{FakeHangupWatcher.hangUp}).
 """
