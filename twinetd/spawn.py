@@ -344,10 +344,13 @@ class SpawnedProcess(_process.Process):
 class PosixSpawner:
     """
     The L{Spawner} for a real POSIX reactor: L{SpawnedProcess}.
+
+    @ivar reactor: the reactor (the bridge relays its children's pipes on
+        it).
     """
 
     def __init__(self, reactor: IReactorProcess) -> None:
-        self._reactor = reactor
+        self._reactor = self.reactor = reactor
 
     def spawn(
         self,

@@ -52,6 +52,7 @@ ORDER: list[tuple[str, ...]] = [
     ("spawn",),
     ("child",),
     ("hangup",),
+    ("relay",),
     ("modes.bridge", "modes.handoff", "modes.internal", "modes.redirect"),
     (
         "listeners.sockets",
