@@ -506,8 +506,9 @@ def _throughputOne(port: int, nbytes: int, timeout: float) -> float:
             received += n
         elapsed = time.perf_counter() - t0
     finally:
+        # The sender shuts its side down once done: not on a closed socket.
+        thread.join(timeout=timeout)
         sock.close()
-        thread.join(timeout=5)
     if sendError:
         raise OSError(f"sender failed: {sendError[0]!r}")
     if received != nbytes:
@@ -790,9 +791,15 @@ def benchServer(
                 "rssHeldMb": server.daemonRss(),
             }
             for c in (1, 16):
-                out[f"c{c}"] = await connectionRate(
+                before = server.daemonCpu()
+                out[f"c{c}"] = rated = await connectionRate(
                     server.ports["echo"], c, prof["duration"], prof["maxCount"], timeout
                 )
+                after = server.daemonCpu()
+                if before is not None and after is not None and rated["completed"]:
+                    rated["cpuPerConnectionUs"] = round(
+                        (after - before) / rated["completed"] * 1e6, 1
+                    )
             return out
         finally:
             await releaseConnections(writers)
@@ -831,6 +838,11 @@ METRICS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ("cat MB/s, 8 conns", "throughput_c8", lambda r: r.get("mbPerSecond")),
     ("64 B req/s, 16 conns", "rr_c16", lambda r: r.get("perSecond")),
     ("daemon CPU us/conn c=16", "rate_c16", lambda r: r.get("cpuPerConnectionUs")),
+    (
+        "daemon CPU us/conn c=16, N held",
+        "held",
+        lambda r: (r.get("c16") or {}).get("cpuPerConnectionUs"),
+    ),
     ("daemon RSS MB idle", "rss_idle", lambda r: r.get("mb")),
     ("daemon RSS MB, N held", "held", lambda r: r.get("rssHeldMb")),
     ("conn/s  c=1, N held", "held", lambda r: (r.get("c1") or {}).get("perSecond")),

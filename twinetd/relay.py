@@ -44,6 +44,7 @@ import socket
 import weakref
 from typing import Protocol
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import (
     IConsumer,
     IPushProducer,
@@ -79,6 +80,9 @@ CHUNK = 64 * 1024
 #: Bytes asked of one C{splice()}: the pipe's capacity bounds what moves.
 _SPLICE_LEN = 1 << 20
 _SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 1) | getattr(os, "SPLICE_F_NONBLOCK", 2)
+
+#: What C{splice()} fails with where it cannot be used at all.
+_NO_SPLICE = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP})
 
 _IN = select.EPOLLIN
 _OUT = select.EPOLLOUT
@@ -197,8 +201,6 @@ def socketOf(transport: ITransport) -> int | None:
     it directly: a plain TCP or UNIX stream connection of Twisted's (no
     TLS, no wrapping protocol), with nothing left in its write buffer.
     """
-    from twisted.internet import tcp
-
     if not SOCKETS or not isinstance(transport, tcp.Connection):
         return None
     if getattr(transport, "TLS", False) or writeBuffered(transport):
@@ -546,8 +548,11 @@ class PipeRelay:
         except BrokenPipeError:
             self._stdinClosed()
             return
-        except OSError:
-            self._failed()
+        except OSError as e:
+            if self._cannotSplice(e):
+                self._up()
+            else:
+                self._failed()
             return
         if self._took(n):
             self._grow(stdin, n)
@@ -566,6 +571,16 @@ class PipeRelay:
             self._failed()
             return 0
         return self._took(n)
+
+    def _cannotSplice(self, e: OSError) -> bool:
+        """
+        Whether C{e} says this kernel or socket cannot splice (rather than
+        that the connection failed): the relay then copies from now on.
+        """
+        if e.errno not in _NO_SPLICE:
+            return False
+        self.way = "copy"
+        return True
 
     def _took(self, n: int) -> int:
         if n == 0:
@@ -642,8 +657,11 @@ class PipeRelay:
             readable, writable = _waiting(stdout, sock)
             self._send(readable and not writable)
             return
-        except OSError:
-            self._failed()
+        except OSError as e:
+            if self._cannotSplice(e):
+                self._down()
+            else:
+                self._failed()
             return
         if n == 0:
             self._outputEnded()

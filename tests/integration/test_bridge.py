@@ -5,6 +5,7 @@ The bridge with real sockets on 127.0.0.1 and real children.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import resource
@@ -220,6 +221,31 @@ async def test_childClosesStdin(server: Any, way: str) -> None:
     [relayed] = s.of(logs.RELAYED)
     assert relayed["bytesIn"] == 5 + more
     assert s.of(logs.EXIT)[0]["status"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_spliceRefused(server: Any, monkeypatch: Any) -> None:
+    """
+    A kernel or socket that refuses C{splice()} (C{EINVAL}) makes the relay
+    copy instead, without losing a byte.
+    """
+    if not relay.SPLICE:
+        pytest.skip("no splice(2) here")
+
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "splice", refuse)
+    size = 1024 * 1024
+    s: BridgeServer = server(always(childPlan("echo")))
+    client = await s.connect(Collector())
+    client.transport.write(b"s" * size)
+    client.transport.loseWriteConnection()
+    assert await within(client.done) == b"s" * size
+    await within(s.ended[0])
+    relayOf(s.protocols[0], "copy")
+    [relayed] = s.of(logs.RELAYED)
+    assert (relayed["bytesIn"], relayed["bytesOut"]) == (size, size)
 
 
 @pytest_twisted.ensureDeferred

@@ -86,6 +86,12 @@ class TwistdLogFilter:
         self._accepts = Summariser(clock, self._summarise)
 
     def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get(EVENT_FIELD)
+        if kind is not None:
+            # twinetd's own (every connection's): no need to look further.
+            if kind != RELAYED:
+                self.observer(event)
+            return
         reason = acceptFailure(event)
         if reason is not None:
             if self._accepts.add(reason):
@@ -100,7 +106,6 @@ class TwistdLogFilter:
             isAcceptNote(event)
             or isPortLine(event)
             or isLifecycleLine(event, "twinetd.")
-            or event.get(EVENT_FIELD) == RELAYED
         ):
             return
         self.observer(event)
