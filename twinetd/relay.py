@@ -365,7 +365,7 @@ class PipeRelay:
         else:
             self.way = "splice" if SPLICE else "copy"
         self._sockMask = 0
-        self._grown: set[int] = set()
+        self._grown: tuple[int, ...] = ()
 
     @property
     def readingClient(self) -> bool:
@@ -721,7 +721,7 @@ class PipeRelay:
     def _grow(self, pipe: int, moved: int) -> None:
         if moved < _BULK or pipe in self._grown:
             return
-        self._grown.add(pipe)
+        self._grown += (pipe,)
         # Above an unprivileged user's pipe-user-pages-soft: as it is.
         with contextlib.suppress(OSError):
             fcntl.fcntl(pipe, _F_SETPIPE_SZ, PIPE_SIZE)
