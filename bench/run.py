@@ -55,9 +55,13 @@ HOST = "127.0.0.1"
 BASE_PORT = 31000
 
 ECHO_CHILD = '#!/bin/sh\nread line\necho "$line"\n'
+#: The native helpers (children and the request/response client).
+BENCHTOOL_C = os.path.join(HERE, "benchtool.c")
 HOLD_CHILD = "#!/bin/sh\necho ready\nread line\n"
 
 SERVERS = ("xinetd", "twinetd", "twinetd-handoff", "socat", "tcpserver")
+#: twinetd from another checkout (--base-repo), for before/after figures.
+BASE_SERVERS = ("base", "base-handoff")
 STREAM_SERVICES = ("echo", "cat", "hold")
 #: Port offsets of the datagram services (after the three stream ones).
 UDP_SERVICES = {"udpecho": 3, "udpspawn": 4}
@@ -147,6 +151,35 @@ class Server:
         except OSError:
             return ""
         return " | ".join(text.strip().splitlines()[-lines:])
+
+    def daemonCpu(self) -> float | None:
+        """
+        CPU seconds used so far by the server's own processes (every
+        thread; children that exec'd are not counted), from schedstat.
+        """
+        total = 0
+        for proc in self.procs:
+            try:
+                for task in os.listdir(f"/proc/{proc.pid}/task"):
+                    with open(f"/proc/{proc.pid}/task/{task}/schedstat") as f:
+                        total += int(f.read().split()[0])
+            except OSError:
+                return None
+        return total / 1e9
+
+    def daemonRss(self) -> float | None:
+        """
+        Resident memory of the main process in MB (VmRSS).
+        """
+        pid = self.mainPid()
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except (OSError, TypeError):
+            pass
+        return None
 
     def daemonFds(self) -> int | None:
         """
@@ -270,6 +303,7 @@ class Twinetd(Server):
         python: str,
         user: str,
         handoff: bool = False,
+        repo: str = REPO,
     ) -> None:
         if handoff:
             # The datagram services do not depend on the stream mode: they
@@ -280,9 +314,10 @@ class Twinetd(Server):
         self.python = python
         self.user = user
         self.handoff = handoff
+        self.repo = repo
 
     def start(self, children: dict[str, str]) -> None:
-        if not os.path.exists(os.path.join(REPO, "twinetd", "tap.py")):
+        if not os.path.exists(os.path.join(self.repo, "twinetd", "tap.py")):
             raise SetupError("twinetd/tap.py not found (daemon not built yet)")
         twistd = os.path.join(os.path.dirname(self.python), "twistd")
         if not os.path.exists(twistd):
@@ -292,7 +327,7 @@ class Twinetd(Server):
         with open(os.path.join(confdir, "bench"), "w") as f:
             f.write(xinetdConfig(self.ports, children, self.udpPorts, self.user))
         env = dict(os.environ)
-        env["PYTHONPATH"] = REPO + (
+        env["PYTHONPATH"] = self.repo + (
             os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else ""
         )
         argv = [twistd, "-n", "--pidfile", "", "-l", "-", "twinetd"]
@@ -405,11 +440,42 @@ async def connectionRate(
     }
 
 
-def throughput(port: int, nbytes: int, timeout: float) -> dict[str, Any]:
+def throughput(
+    port: int, nbytes: int, timeout: float, connections: int = 1
+) -> dict[str, Any]:
     """
-    Send C{nbytes} through the cat service while reading the echo back
-    concurrently; MiB/s over the whole round trip.
+    Send C{nbytes} through the cat service on each of C{connections}
+    connections at once, reading the echo back concurrently; MB/s (all
+    connections together) until the last byte came back.
     """
+    results: list[Any] = [None] * connections
+    t0 = time.perf_counter()
+
+    def one(i: int) -> None:
+        try:
+            results[i] = _throughputOne(port, nbytes, timeout)
+        except BaseException as e:
+            results[i] = e
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 10)
+    elapsed = time.perf_counter() - t0
+    for r in results:
+        if not isinstance(r, float):
+            raise OSError(f"a connection failed: {r!r}")
+    total = nbytes * connections
+    return {
+        "bytes": total,
+        "connections": connections,
+        "seconds": round(elapsed, 3),
+        "mbPerSecond": round(total / 1e6 / elapsed, 1),
+    }
+
+
+def _throughputOne(port: int, nbytes: int, timeout: float) -> float:
     chunk = b"x" * (256 * 1024)
     sock = socket.create_connection((HOST, port), timeout=timeout)
     sock.settimeout(timeout)
@@ -440,16 +506,36 @@ def throughput(port: int, nbytes: int, timeout: float) -> dict[str, Any]:
             received += n
         elapsed = time.perf_counter() - t0
     finally:
+        # The sender shuts its side down once done: not on a closed socket.
+        thread.join(timeout=timeout)
         sock.close()
-        thread.join(timeout=5)
     if sendError:
         raise OSError(f"sender failed: {sendError[0]!r}")
     if received != nbytes:
         raise OSError(f"received {received} of {nbytes} bytes")
+    return elapsed
+
+
+def requestResponse(
+    tool: str, port: int, connections: int, seconds: float, size: int
+) -> dict[str, Any]:
+    """
+    The native client: C{connections} connections to the cat service, each
+    sending C{size} bytes and reading them back, in a loop.
+    """
+    done = subprocess.run(
+        [tool, "rr", str(port), str(connections), str(seconds), str(size)],
+        capture_output=True,
+        timeout=seconds + 30,
+        check=True,
+    )
+    requests, errors = (int(w) for w in done.stdout.split())
     return {
-        "bytes": nbytes,
-        "seconds": round(elapsed, 3),
-        "mibPerSecond": round(nbytes / (1 << 20) / elapsed, 1),
+        "connections": connections,
+        "size": size,
+        "requests": requests,
+        "errors": errors,
+        "perSecond": round(requests / seconds, 1),
     }
 
 
@@ -578,6 +664,28 @@ async def releaseConnections(writers: list[asyncio.StreamWriter]) -> None:
 # ---------------------------------------------------------------- driver
 
 
+def buildTool(workdir: str, log: Callable[[str], None]) -> str | None:
+    """
+    Compile L{BENCHTOOL_C} (static when possible); C{None} without a C
+    compiler (the /bin/sh children are used then, and no request/response
+    figure is measured).
+    """
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        log("no C compiler: /bin/sh children, no request/response client")
+        return None
+    out = os.path.join(workdir, "benchtool")
+    for static in (["-static"], []):
+        done = subprocess.run(
+            [cc, "-O2", *static, "-pthread", "-o", out, BENCHTOOL_C],
+            capture_output=True,
+        )
+        if done.returncode == 0:
+            return out
+    log(f"cannot build {BENCHTOOL_C}: {done.stderr.decode(errors='replace')}")
+    return None
+
+
 def profile(quick: bool) -> dict[str, Any]:
     if quick:
         return {
@@ -603,12 +711,23 @@ def profile(quick: bool) -> dict[str, Any]:
 
 
 def benchServer(
-    server: Server, prof: dict[str, Any], log: Callable[[str], None]
+    server: Server,
+    prof: dict[str, Any],
+    log: Callable[[str], None],
+    tool: str | None = None,
+    only: set[str] | None = None,
 ) -> dict[str, Any]:
+    """
+    Every measurement of one server (those named in C{only}, if given).
+
+    @param tool: the native helper (the request/response client), if built.
+    """
     res: dict[str, Any] = {}
     timeout = prof["timeout"]
 
     def step(key: str, fn: Callable[[], Any]) -> None:
+        if only is not None and key not in only:
+            return
         try:
             res[key] = fn()
         except Exception as e:  # one failed measurement must not stop the run
@@ -626,12 +745,37 @@ def benchServer(
             )
         )
 
-    step("rate_c1", lambda: rate(1))
-    step("rate_c16", lambda: rate(16))
+    def measured(c: int) -> dict[str, Any]:
+        # The server's own CPU per completed connection.
+        before = server.daemonCpu()
+        out = rate(c)
+        after = server.daemonCpu()
+        if before is not None and after is not None and out["completed"]:
+            out["cpuPerConnectionUs"] = round(
+                (after - before) / out["completed"] * 1e6, 1
+            )
+        return out
+
+    step("rss_idle", lambda: {"mb": server.daemonRss()})
+    step("rate_c1", lambda: measured(1))
+    step("rate_c16", lambda: measured(16))
     step(
         "throughput",
         lambda: throughput(server.ports["cat"], prof["bytes"], max(timeout, 120)),
     )
+    step(
+        "throughput_c8",
+        lambda: throughput(
+            server.ports["cat"], prof["bytes"] // 2, max(timeout, 120), 8
+        ),
+    )
+    if tool is not None:
+        step(
+            "rr_c16",
+            lambda: requestResponse(
+                tool, server.ports["cat"], 16, prof["duration"], 64
+            ),
+        )
 
     async def held() -> dict[str, Any]:
         fdsBefore = server.daemonFds()
@@ -644,11 +788,18 @@ def benchServer(
                 "held": len(writers),
                 "daemonFdsIdle": fdsBefore,
                 "daemonFdsHeld": fdsHeld,
+                "rssHeldMb": server.daemonRss(),
             }
             for c in (1, 16):
-                out[f"c{c}"] = await connectionRate(
+                before = server.daemonCpu()
+                out[f"c{c}"] = rated = await connectionRate(
                     server.ports["echo"], c, prof["duration"], prof["maxCount"], timeout
                 )
+                after = server.daemonCpu()
+                if before is not None and after is not None and rated["completed"]:
+                    rated["cpuPerConnectionUs"] = round(
+                        (after - before) / rated["completed"] * 1e6, 1
+                    )
             return out
         finally:
             await releaseConnections(writers)
@@ -683,7 +834,17 @@ def benchServer(
 METRICS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ("conn/s  c=1", "rate_c1", lambda r: r.get("perSecond")),
     ("conn/s  c=16", "rate_c16", lambda r: r.get("perSecond")),
-    ("cat MiB/s", "throughput", lambda r: r.get("mibPerSecond")),
+    ("cat MB/s", "throughput", lambda r: r.get("mbPerSecond")),
+    ("cat MB/s, 8 conns", "throughput_c8", lambda r: r.get("mbPerSecond")),
+    ("64 B req/s, 16 conns", "rr_c16", lambda r: r.get("perSecond")),
+    ("daemon CPU us/conn c=16", "rate_c16", lambda r: r.get("cpuPerConnectionUs")),
+    (
+        "daemon CPU us/conn c=16, N held",
+        "held",
+        lambda r: (r.get("c16") or {}).get("cpuPerConnectionUs"),
+    ),
+    ("daemon RSS MB idle", "rss_idle", lambda r: r.get("mb")),
+    ("daemon RSS MB, N held", "held", lambda r: r.get("rssHeldMb")),
     ("conn/s  c=1, N held", "held", lambda r: (r.get("c1") or {}).get("perSecond")),
     ("conn/s  c=16, N held", "held", lambda r: (r.get("c16") or {}).get("perSecond")),
     ("daemon fds, N held", "held", lambda r: r.get("daemonFdsHeld")),
@@ -703,20 +864,46 @@ def value(
     return get(r)
 
 
-def table(allResults: dict[str, Any], held: int) -> str:
+def medianValue(
+    rounds: list[dict[str, Any]],
+    name: str,
+    key: str,
+    get: Callable[[dict[str, Any]], Any],
+) -> Any:
+    """
+    The median over the rounds of one server's metric (None if no round
+    has it).
+    """
+    values = [value(r.get(name, {}), key, get) for r in rounds]
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+#: Ratios the goals of issue 10 are stated in: (label, metric key, server,
+#: reference server).
+GOALS = [
+    ("bridged cat, 1 conn / socat", "throughput", "twinetd", "socat"),
+    ("bridged cat, 8 conns / socat", "throughput_c8", "twinetd", "socat"),
+    ("bridged cat, 1 conn / handoff", "throughput", "twinetd", "twinetd-handoff"),
+    ("bridged 64 B req/s / socat", "rr_c16", "twinetd", "socat"),
+]
+
+
+def table(rounds: list[dict[str, Any]], held: int) -> str:
+    allResults = rounds[-1]
     names = [n for n in allResults if "skipped" not in allResults[n]]
     ref = allResults.get("xinetd", {})
     rows = [["metric", *names]]
     for label, key, get in METRICS:
         row = [label.replace("N held", f"{held} held")]
-        base = value(ref, key, get) if "skipped" not in ref else None
+        base = medianValue(rounds, "xinetd", key, get) if "skipped" not in ref else None
         for n in names:
-            v = value(allResults[n], key, get)
+            v = medianValue(rounds, n, key, get)
             missing = (allResults[n].get(key) or {}).get("missing")
             if missing:
                 row.append("n/a" if missing.startswith("n/a") else missing)
             elif v is None:
-                row.append("error")
+                row.append("error" if key in allResults[n] else "-")
             elif base and not label.startswith("daemon fds"):
                 row.append(f"{v:g} ({v / base:.2f}x)")
             else:
@@ -726,6 +913,12 @@ def table(allResults: dict[str, Any], held: int) -> str:
                 if lost:
                     row[-1] += f" [{lost} lost]"
         rows.append(row)
+    for label, key, mine, theirs in GOALS:
+        get = next(g for _, k, g in METRICS if k == key)
+        a = medianValue(rounds, mine, key, get)
+        b = medianValue(rounds, theirs, key, get)
+        if a and b:
+            rows.append([label, f"{a / b:.2f}x", *[""] * (len(names) - 1)])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
@@ -779,6 +972,24 @@ def main(argv: list[str] | None = None) -> int:
         help="the user line of twinetd's services (default -: the daemon's "
         "user, no switch; root takes twinetd's credentials spawn path)",
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds (each runs every server in turn); the table shows medians",
+    )
+    p.add_argument(
+        "--only",
+        default="",
+        help="comma-separated measurements to run (keys of the JSON: "
+        "rate_c1, rate_c16, throughput, throughput_c8, rr_c16, held, ...)",
+    )
+    p.add_argument(
+        "--base-repo",
+        default=None,
+        help="another twinetd checkout, run as the servers 'base' and "
+        "'base-handoff' (before/after figures in one run)",
+    )
     p.add_argument("--base-port", type=int, default=BASE_PORT)
     p.add_argument("--startup-timeout", type=float, default=30.0)
     p.add_argument("--results", default=os.path.join(HERE, "results"))
@@ -786,7 +997,9 @@ def main(argv: list[str] | None = None) -> int:
 
     prof = profile(args.quick)
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
-    unknown = set(wanted) - set(SERVERS)
+    unknown = (
+        set(wanted) - set(SERVERS) - (set(BASE_SERVERS) if args.base_repo else set())
+    )
     if unknown:
         p.error(f"unknown servers: {', '.join(sorted(unknown))}")
 
@@ -800,6 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, onTerm)
 
     workdir = tempfile.mkdtemp(prefix="twinetd-bench-")
+    os.chmod(workdir, 0o755)
     children = {
         "echo": os.path.join(workdir, "echo1.sh"),
         "hold": os.path.join(workdir, "hold.sh"),
@@ -809,44 +1023,54 @@ def main(argv: list[str] | None = None) -> int:
         with open(children[key], "w") as f:
             f.write(text)
         os.chmod(children[key], 0o755)
+    tool = buildTool(workdir, log)
+    if tool is not None:
+        for key, name in (("echo", "echo1"), ("hold", "hold")):
+            children[key] = os.path.join(workdir, name)
+            os.link(tool, children[key])
+    only = {k.strip() for k in args.only.split(",") if k.strip()} or None
 
-    allResults: dict[str, Any] = {}
+    rounds: list[dict[str, Any]] = []
     running: list[Server] = []
     t0 = time.monotonic()
     try:
-        for i, name in enumerate(wanted):
-            base = args.base_port + 10 * i
-            server: Server
-            if name.startswith("twinetd"):
-                server = Twinetd(
-                    name,
-                    workdir,
-                    base,
-                    args.twinetd_python,
-                    args.twinetd_user,
-                    handoff=name == "twinetd-handoff",
-                )
-            else:
-                server = {"xinetd": Xinetd, "socat": Socat, "tcpserver": Tcpserver}[
-                    name
-                ](name, workdir, base)
-            ports = sorted([*server.ports.values(), *server.udpPorts.values()])
-            log(f"{name}: starting on ports {ports}")
-            running.append(server)
-            try:
-                server.start(children)
-                server.waitReady(args.startup_timeout)
-            except SetupError as e:
-                log(f"{name}: skipped: {e}")
-                allResults[name] = {"skipped": str(e)}
-                server.stop()
-                running.remove(server)
-                continue
-            try:
-                allResults[name] = benchServer(server, prof, log)
-            finally:
-                server.stop()
-                running.remove(server)
+        for _ in range(max(1, args.repeat)):
+            allResults: dict[str, Any] = {}
+            rounds.append(allResults)
+            for i, name in enumerate(wanted):
+                base = args.base_port + 10 * i
+                server: Server
+                if name.startswith("twinetd") or name in BASE_SERVERS:
+                    server = Twinetd(
+                        name,
+                        workdir,
+                        base,
+                        args.twinetd_python,
+                        args.twinetd_user,
+                        handoff=name.endswith("-handoff"),
+                        repo=args.base_repo if name in BASE_SERVERS else REPO,
+                    )
+                else:
+                    server = {"xinetd": Xinetd, "socat": Socat, "tcpserver": Tcpserver}[
+                        name
+                    ](name, workdir, base)
+                ports = sorted([*server.ports.values(), *server.udpPorts.values()])
+                log(f"{name}: starting on ports {ports}")
+                running.append(server)
+                try:
+                    server.start(children)
+                    server.waitReady(args.startup_timeout)
+                except SetupError as e:
+                    log(f"{name}: skipped: {e}")
+                    allResults[name] = {"skipped": str(e)}
+                    server.stop()
+                    running.remove(server)
+                    continue
+                try:
+                    allResults[name] = benchServer(server, prof, log, tool, only)
+                finally:
+                    server.stop()
+                    running.remove(server)
     except KeyboardInterrupt:
         log("interrupted; stopping servers")
         return 130
@@ -857,10 +1081,11 @@ def main(argv: list[str] | None = None) -> int:
 
     total = time.monotonic() - t0
     print()
-    print(table(allResults, prof["held"]))
+    print(table(rounds, prof["held"]))
     print(
-        f"\n({'quick' if args.quick else 'full'} run, {total:.0f} s, "
-        f"{os.cpu_count()} CPUs)"
+        f"\n({'quick' if args.quick else 'full'} run, {len(rounds)} round(s), "
+        f"medians, {total:.0f} s, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.2f} at the end)"
     )
 
     os.makedirs(args.results, exist_ok=True)
@@ -877,7 +1102,8 @@ def main(argv: list[str] | None = None) -> int:
                     "python": platform.python_version(),
                 },
                 "profile": prof,
-                "results": allResults,
+                "results": rounds[-1],
+                "rounds": rounds,
             },
             f,
             indent=2,

@@ -138,3 +138,15 @@ def clearExitSignal(reactor: object) -> None:
     Let twistd exit normally after a signal stopped the reactor.
     """
     reactor._exitSignal = None  # type: ignore[attr-defined]
+
+
+def writeBuffered(transport: object) -> bool:
+    """
+    Whether a Twisted file descriptor transport (C{abstract.FileDescriptor}:
+    TCP, UNIX) still holds bytes it has not written to its socket
+    (C{dataBuffer} past C{offset}, and C{_tempDataBuffer}).
+    """
+    data = getattr(transport, "dataBuffer", b"")
+    offset: int = getattr(transport, "offset", 0)
+    temp: int = getattr(transport, "_tempDataLen", 0)
+    return len(data) > offset or temp > 0

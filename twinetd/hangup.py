@@ -246,13 +246,18 @@ class PausedReading:
         clock: IReactorTime,
         patience: float | None,
         onGone: Callable[[bool], None],
+        producer: IPushProducer | None = None,
     ) -> None:
         """
         @param onGone: called once with L{RESET} or L{END_OF_FILE} when the
             peer counts as gone; watching has stopped by then, and the
             transport is still paused.
+        @param producer: what pausing and resuming pause and resume, by
+            default the transport itself (a relay that reads the socket
+            itself gives its own).
         """
         self._transport = transport
+        self._producer = producer
         self._watcher = watcher
         self._clock = clock
         self.patience = patience
@@ -266,7 +271,7 @@ class PausedReading:
         if self.paused or self._closed:
             return
         self.paused = True
-        IPushProducer(self._transport).pauseProducing()
+        (self._producer or IPushProducer(self._transport)).pauseProducing()
         if watch:
             self.watch()
 
@@ -287,7 +292,7 @@ class PausedReading:
             return
         self.paused = False
         self._stopWatching()
-        IPushProducer(self._transport).resumeProducing()
+        (self._producer or IPushProducer(self._transport)).resumeProducing()
 
     def close(self) -> None:
         """

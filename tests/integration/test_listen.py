@@ -439,3 +439,48 @@ def fetchEnvironment(port: int) -> dict[str, Any]:
             pass
         assert time.monotonic() < deadline, "no answer"
         time.sleep(0.1)
+
+
+@pytest_twisted.ensureDeferred
+async def test_relayWayBehindTheFront(
+    daemons: Any, pki: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Through the daemon's per-connection front the bridge still moves a
+    plain client's bytes with splice(2), also behind a PROXY header (once it
+    is read; the bytes that came with the header reach the child first);
+    under TLS it goes through the transport.
+    """
+    from twinetd import relay
+
+    ways: list[str] = []
+    start = relay.PipeRelay.start
+
+    def recordingStart(self: relay.PipeRelay) -> None:
+        ways.append(self.way)
+        start(self)
+
+    monkeypatch.setattr(relay.PipeRelay, "start", recordingStart)
+    data = os.urandom(1 << 20)
+    d = daemons(service("plain", "echo", "tcp:0:interface=127.0.0.1"))
+    assert await d.converse("plain", data) == data
+    d = daemons(
+        service(
+            "px",
+            "echo",
+            "haproxy:tcp:0:interface=127.0.0.1",
+            "\ttwinetd_proxy_from = 127.0.0.1\n",
+        )
+    )
+    header = b"PROXY TCP4 192.0.2.9 203.0.113.1 5555 80\r\n"
+    assert await blocking(proxied, d.port("px"), header + b"first" + data) == (
+        b"first" + data
+    )
+    listen = (
+        f"ssl:0:interface=127.0.0.1:privateKey={pki}/server.key"
+        f":certKey={pki}/server.crt"
+    )
+    d = daemons(service("tlsecho", "echo", listen))
+    assert await blocking(tlsEcho, d.port("tlsecho"), pki, data) == data
+    expected = "splice" if relay.SPLICE else "copy"
+    assert ways == [expected, expected, "transport"]

@@ -117,9 +117,10 @@ def test_pausedClientLeaves(pinned: tuple[Daemon, int, Path]) -> None:
     back to their count before.
     """
     daemon, port, mark = pinned
-    # Warm up: the daemon's lazily opened descriptors (the hang-up watcher).
+    # Warm up: the daemon's lazily opened descriptors (the hang-up watcher,
+    # opened once the daemon stops reading a client: wait until it has).
     sock = ready(port)
-    fill(sock)
+    fillExactly(sock, port)
     reset(sock)
     daemon.settle()
     mark.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import attrs
@@ -17,6 +18,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from tests.integration.conftest import childPlan, reactor, within
+from twinetd import spawn
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 from twinetd.spawn import PosixSpawner
@@ -83,4 +85,62 @@ def test_shimMissingServer() -> None:
         executable="/nonexistent/server", argv=("server",), env=(), nice=1
     )
     with pytest.raises(SpawnError, match="No such file or directory"):
+        PosixSpawner(reactor).spawn(ProcessProtocol(), plan)
+
+
+@pytest.fixture(params=["fork_exec", "Popen"])
+def startPath(request: Any, monkeypatch: Any) -> str:
+    """
+    Each way L{spawn._spawn} starts a child: C{_posixsubprocess.fork_exec}
+    directly (this Python's signature is known), or L{subprocess.Popen}
+    (any other Python).
+    """
+    name: str = request.param
+    if name == "Popen":
+        monkeypatch.setattr(spawn, "_FORK_EXEC", None)
+    elif spawn._FORK_EXEC is None:
+        pytest.skip("this Python's fork_exec is not one twinetd calls directly")
+    return name
+
+
+def test_forkExecKnown() -> None:
+    """
+    The Pythons twinetd supports and this project tests (3.10 to 3.13)
+    start children without Popen.
+    """
+    if sys.version_info[:2] <= (3, 13):
+        assert spawn._FORK_EXEC is not None
+
+
+@pytest_twisted.ensureDeferred
+async def test_startPaths(startPath: str) -> None:
+    """
+    Both paths give the child exactly the planned argv, environment,
+    working directory, session and standard input, output and error.
+    """
+    plan = attrs.evolve(childPlan("env", "x"), env=(("ONLY", "this"),))
+    _, data = await run(plan)
+    report = json.loads(data)
+    assert report["cwd"] == "/"
+    assert report["argv"][1:] == ["x"]
+    # Python's start-up may add LC_CTYPE to the child's own view.
+    assert set(report["env"]) - {"LC_CTYPE"} == {"ONLY"}
+    assert report["env"]["ONLY"] == "this"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [("missing", "No such file or directory"), ("notExecutable", "Permission denied")],
+)
+def test_startPathErrors(
+    startPath: str, tmp_path: Any, name: str, message: str
+) -> None:
+    """
+    A child that cannot execute its server is the same spawn failure on
+    both paths, and is reaped.
+    """
+    (tmp_path / "notExecutable").write_text("#!/bin/sh\n")
+    (tmp_path / "notExecutable").chmod(0o644)
+    plan = LaunchPlan(executable=str(tmp_path / name), argv=("server",), env=())
+    with pytest.raises(SpawnError, match=message):
         PosixSpawner(reactor).spawn(ProcessProtocol(), plan)

@@ -61,6 +61,7 @@ ORDER: list[tuple[str, ...]] = [
     ("spawn",),
     ("child",),
     ("hangup",),
+    ("relay",),
     MODES,
     (
         "listeners.sockets",

@@ -5,10 +5,11 @@ and plain publishers.
 
 from __future__ import annotations
 
+import io
 from typing import Any, cast
 
 from twisted.internet.task import Clock
-from twisted.logger import Logger, LogPublisher, formatEvent
+from twisted.logger import Logger, LogPublisher, formatEvent, textFileLogObserver
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import _twistedcompat as compat
@@ -17,6 +18,7 @@ from twinetd.errors import SourceLocation
 from twinetd.logs.jsonlog import JsonLog
 from twinetd.logs.sinks import LogSinks
 from twinetd.logs.twistd import (
+    FastText,
     LoadCounts,
     TwistdLog,
     TwistdLogFilter,
@@ -262,3 +264,115 @@ class StartupSummaryTests(SynchronousTestCase):
         h.sinks.serviceLog(record("c")).listening("::", 7, "tcp")
         h.clock.advance(10)
         self.assertEqual(h.kinds().count(logs.STARTED), 1)
+
+
+class FastTextTests(SynchronousTestCase):
+    """
+    L{FastText} writes exactly what Twisted's classic text format writes.
+    """
+
+    def setUp(self) -> None:
+        self.out = io.StringIO()
+        self.observer = textFileLogObserver(self.out)
+        self.original = self.observer.formatEvent
+        fast = FastText.inFrontOf(self.original)
+        assert fast is not None
+        self.fast = fast
+        self.events: list[dict[str, Any]] = []
+        self.logger = Logger(namespace="twinetd.test", observer=self.events.append)
+
+    def assertSame(self, event: dict[str, Any]) -> None:
+        self.assertEqual(self.fast(event), self.original(event))
+
+    def test_twinetdEvents(self) -> None:
+        logs.emit(
+            logs.START,
+            self.logger,
+            service="echo",
+            pid=12,
+            host="192.0.2.1",
+            port=4000,
+            latency=None,
+        )
+        logs.emit(
+            logs.EXIT,
+            self.logger,
+            service="echo",
+            pid=12,
+            status=None,
+            signal=9,
+            duration=3,
+        )
+        logs.emit(
+            logs.DGRAM_DROPPED,
+            self.logger,
+            service="udp",
+            count=3,
+            interval=1.25,
+            reasons={"EAGAIN": 3},
+        )
+        for event in self.events:
+            self.assertSame(event)
+            self.assertIsNotNone(self.fast(event))
+
+    def test_linesAndSystem(self) -> None:
+        """
+        A multi-line text continues on tab-indented lines; C{log_system}
+        replaces the namespace and level.
+        """
+        event = {
+            "twinetdEvent": "x",
+            "log_format": "one\ntwo {x!r}",
+            "x": "y",
+            "log_time": 1700000000.5,
+            "log_system": "sys",
+        }
+        self.assertSame(event)
+        self.assertIn("\n\ttwo 'y'", self.fast(event) or "")
+
+    def test_leftToTwisted(self) -> None:
+        """
+        Events that are not twinetd's, with a failure, or with a format
+        Python's own cannot render (Twisted's call syntax) go to the
+        original formatter.
+        """
+        calls: list[dict[str, Any]] = []
+
+        def original(event: dict[str, Any]) -> str:
+            calls.append(event)
+            return cast(str, self.original(event))
+
+        fast = FastText(original)
+        for event in (
+            {"log_format": "plain", "log_time": 1.0},
+            {
+                "twinetdEvent": "x",
+                "log_format": "{f()}",
+                "f": lambda: 1,
+                "log_time": 1.0,
+            },
+            {"twinetdEvent": "x", "log_format": "{missing}", "log_time": 1.0},
+        ):
+            calls.clear()
+            self.assertEqual(fast(event), self.original(event))
+            self.assertIn(event, calls)
+
+    def test_installed(self) -> None:
+        """
+        L{filterObservers} puts it in front of twistd's text file observer.
+        """
+        publisher = LogPublisher(self.observer)
+        filterObservers(publisher, Clock())
+        self.assertIsInstance(self.observer.formatEvent, FastText)
+        logs.emit(
+            logs.EXIT,
+            Logger(namespace="twinetd.test", observer=publisher),
+            service="echo",
+            pid=12,
+            status=0,
+            signal=None,
+            duration=0,
+        )
+        self.assertIn(
+            "EXIT: echo status=0 pid=12 duration=0(sec)\n", self.out.getvalue()
+        )

@@ -252,3 +252,43 @@ class ProxyHeaderTests(SynchronousTestCase):
         wrapper._proxyInfo = info
         self.assertEqual(wrapper.getPeer(), info.source)
         self.assertEqual(wrapper.getHost(), info.destination)
+
+
+def connectedTransport(
+    case: SynchronousTestCase,
+) -> tuple[tuple[socket.socket, socket.socket], tcp.Connection]:
+    """
+    A Twisted TCP transport (with a fake reactor) on one end of a socket
+    pair, and the pair (closed after the test).
+    """
+    sockets = socket.socketpair()
+    for s in sockets:
+        case.addCleanup(s.close)
+    sockets[0].setblocking(False)
+    transport = tcp.Connection(sockets[0], None, MemoryReactor())
+    transport.connected = True
+    return sockets, transport
+
+
+class WriteBufferedTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.sockets, self.transport = connectedTransport(self)
+
+    def test_nothingWritten(self) -> None:
+        self.assertFalse(compat.writeBuffered(self.transport))
+
+    def test_bufferedThenSent(self) -> None:
+        """
+        A write stays in the transport's buffer until the reactor says the
+        socket is writable; then it is sent.
+        """
+        self.transport.write(b"banner\r\n")
+        self.assertTrue(compat.writeBuffered(self.transport))
+        self.transport.doWrite()
+        self.assertFalse(compat.writeBuffered(self.transport))
+        self.assertEqual(self.sockets[1].recv(100), b"banner\r\n")
+
+    def test_partlySent(self) -> None:
+        self.transport.write(b"x" * (4 << 20))
+        self.transport.doWrite()
+        self.assertTrue(compat.writeBuffered(self.transport))

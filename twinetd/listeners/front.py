@@ -57,6 +57,7 @@ from twinetd.listeners.base import Runtime
 from twinetd.logs.ident import queryIdent
 from twinetd.model import Peer, ServiceConfig
 from twinetd.policy.gate import Admission, Admit
+from twinetd.relay import IByteTransparent
 
 log = Logger(namespace="twinetd")
 
@@ -269,7 +270,7 @@ class _Relay(Protocol):
         return getattr(self.__dict__["transport"], name)
 
 
-@implementer(IHandshakeListener)
+@implementer(IHandshakeListener, IByteTransparent)
 class Front(_Relay):
     """
     The protocol of every accepted connection of a C{wait = no} stream

@@ -127,6 +127,7 @@ class EventKind:
     @ivar fields: the names of its fields, all required.
     @ivar formats: its texts (literal format strings over C{fields}); the
         first whose fields are all set (not C{None}) is used.
+    @ivar fieldSet: C{fields} as a set.
     """
 
     name: str
@@ -134,6 +135,7 @@ class EventKind:
     fields: tuple[str, ...]
     formats: tuple[str, ...]
     _referenced: tuple[frozenset[str], ...] = attrs.field(init=False, repr=False)
+    fieldSet: frozenset[str] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         referenced = tuple(_referenced(f) for f in self.formats)
@@ -141,6 +143,7 @@ class EventKind:
         if unknown:
             raise ValueError(f"{self.name}: unknown fields {sorted(unknown)}")
         object.__setattr__(self, "_referenced", referenced)
+        object.__setattr__(self, "fieldSet", frozenset(self.fields))
 
     def formatFor(self, fields: dict[str, object]) -> str:
         """
@@ -328,7 +331,7 @@ def emit(kind: str, logger: Logger = log, **fields: object) -> None:
     @raise TypeError: missing or unknown fields (a bug in the caller).
     """
     spec = KINDS[kind]
-    if fields.keys() != set(spec.fields):
+    if fields.keys() != spec.fieldSet:
         raise TypeError(
             f"{kind}: fields {sorted(fields)} instead of {sorted(spec.fields)}"
         )

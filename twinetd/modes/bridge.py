@@ -2,11 +2,17 @@
 The per-connection bridge: one child per TCP connection, its standard input
 and output relayed to the client.
 
-Flow control runs both ways: the child is a streaming producer for the TCP
-transport (its pipes are not read while the socket's send buffer is full)
-and the TCP transport is one for the child's standard input (the socket is
-not read while the child does not read).  The daemon buffers at most about
-one transport buffer per direction, whatever the child or the client do.
+On Twisted's POSIX reactors the bridge makes the child's standard input and
+output pipes itself and relays them with L{twinetd.relay.PipeRelay}:
+C{splice(2)} between the pipes and the socket when the client is a plain
+socket, C{read}/C{write} of 64 KiB otherwise; on other reactors (and fakes)
+through Twisted's process pipes.  Standard error is always a Twisted pipe,
+its lines logged.
+
+Flow control runs both ways: the child's output is not read while the
+client does not take it, and the socket is not read while the child does
+not read.  The daemon buffers at most about one read (64 KiB) per
+direction beyond the kernel's buffers, whatever the child or the client do.
 
 The client's end of file closes the child's standard input, and the
 connection stays open for the reply (half-close).  While the socket is not
@@ -23,7 +29,7 @@ one, see L{twinetd.spawn.IProcessGroup}).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from twisted.internet.interfaces import (
     IConsumer,
@@ -33,18 +39,36 @@ from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
     ITCPTransport,
+    ITransport,
 )
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twinetd import logs
-from twinetd.child import ChildConnection, ChildProcess, peerFromTransport
-from twinetd.errors import SpawnError
+from twinetd.child import ChildConnection, ChildProcess, peerFromTransport, spawnFailed
 from twinetd.hangup import PausedReading, Watcher, hangupWatcher
 from twinetd.launch import LaunchPlan
 from twinetd.model import Peer
-from twinetd.spawn import Spawner
+from twinetd.relay import ChildPipes, PipeRelay, RelayLoop, relayLoop
+from twinetd.spawn import PosixSpawner, Spawner
+
+
+class _Stdio(Protocol):
+    """
+    What the bridge needs of the relay of the child's standard input and
+    output (L{PipeRelay}, or L{_ProcessPipes}).
+    """
+
+    bytesIn: int
+    bytesOut: int
+    outputDone: bool
+
+    def clientData(self, data: bytes) -> None: ...
+
+    def clientEnded(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @implementer(IPushProducer)
@@ -77,16 +101,81 @@ class _ClientInput:
         self._bridge = bridge
 
     def pauseProducing(self) -> None:
-        self._bridge._pauseClient()
+        self._bridge.clientBlocked()
 
     def resumeProducing(self) -> None:
-        self._bridge._resumeClient()
+        self._bridge.clientUnblocked()
 
     def stopProducing(self) -> None:
         # The child's standard input is gone; not a reason to drop the client
         # (the reply may still come), but keep reading so that the client's
         # departure is noticed.
-        self._bridge._resumeClient()
+        self._bridge.clientUnblocked()
+
+
+class _ProcessPipes:
+    """
+    The child's standard input and output as Twisted's process pipes (for
+    reactors that are not Twisted's POSIX ones, and fakes): the child is a
+    streaming producer for the transport, the transport one for the child's
+    standard input.
+    """
+
+    bytesIn = 0
+    bytesOut = 0
+    outputDone = False
+    _stdinOpen = True
+    _outputRegistered = True
+
+    def __init__(
+        self, bridge: BridgeProtocol, process: IProcessTransport, transport: ITransport
+    ) -> None:
+        self._bridge = bridge
+        self._process = process
+        self._transport = transport
+        IConsumer(transport).registerProducer(_ChildOutput(process), True)
+        cast(Any, process).registerProducer(_ClientInput(bridge), True)
+
+    def clientData(self, data: bytes) -> None:
+        self.bytesIn += len(data)
+        if self._stdinOpen:
+            self._process.write(data)
+
+    def clientEnded(self) -> None:
+        if self._stdinOpen:
+            self._stdinOpen = False
+            cast(Any, self._process).unregisterProducer()
+            self._process.closeStdin()
+
+    def childStdout(self, data: bytes) -> None:
+        if not self.outputDone:
+            self.bytesOut += len(data)
+            self._transport.write(data)
+
+    def childFDClosed(self, childFD: int) -> None:
+        if childFD == 0:
+            self._stdinOpen = False
+            # Keep reading the client, to notice its departure.
+            self._bridge.clientUnblocked()
+        elif childFD == 1:
+            self.outputEnded()
+
+    def outputEnded(self) -> None:
+        self._unregisterOutput()
+        self.outputDone = True
+        self._bridge.outputEnded()
+
+    def close(self) -> None:
+        self.clientEnded()
+        self._unregisterOutput()
+        self.outputDone = True
+
+    def _unregisterOutput(self) -> None:
+        if self._outputRegistered:
+            self._outputRegistered = False
+            IConsumer(self._transport).unregisterProducer()
+            # A paused child would otherwise never be read again.
+            cast(Any, self._process).resumeProducing()
 
 
 class _BridgeChild(ChildProcess):
@@ -110,14 +199,25 @@ class _BridgeChild(ChildProcess):
         self._bridge._childStarted(self.transport)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD == 1:
-            self._bridge._childStdout(data)
+        pipes = self._bridge._pipes
+        if childFD == 1 and pipes is not None:
+            pipes.childStdout(data)
         else:
             super().childDataReceived(childFD, data)
 
     def childConnectionLost(self, childFD: int) -> None:
         super().childConnectionLost(childFD)
-        self._bridge._childFDClosed(childFD)
+        pipes = self._bridge._pipes
+        if pipes is not None:
+            pipes.childFDClosed(childFD)
+
+
+def _relayLoopFor(spawner: Spawner) -> RelayLoop | None:
+    # The bridge's own pipes need a reactor that watches any descriptor,
+    # and a spawner that gives the child descriptors as they are.
+    if isinstance(spawner, PosixSpawner):
+        return relayLoop(spawner.reactor)
+    return None
 
 
 @implementer(IHalfCloseableProtocol)
@@ -133,18 +233,19 @@ class BridgeProtocol(ChildConnection):
         attempted.
     @ivar peer: the client as the listener saw it (with its accept time),
         if it gives it; else taken from the transport.
-    @ivar bytesIn: bytes read from the client.
-    @ivar bytesOut: bytes sent to the client.
+    @ivar relay: the relay of the child's standard input and output, when
+        the bridge made their pipes itself (L{twinetd.relay}).
     """
 
     peer: Peer | None = None
-    bytesIn = 0
-    bytesOut = 0
     process: IProcessTransport | None = None
     child: ChildProcess | None = None
+    relay: PipeRelay | None = None
     _peer: Peer | None = None
-    _stdinOpen = False
-    _outputRegistered = False
+    _stdio: _Stdio | None = None
+    _pipes: _ProcessPipes | None = None
+    _processEnded = False
+    _ownPipes = False
     _abortCall: IDelayedCall | None = None
     _reading: PausedReading | None = None
 
@@ -167,41 +268,79 @@ class BridgeProtocol(ChildConnection):
         super().__init__(serviceLog, makePlan, spawner, clock, killDelay, onEnded)
         self._hangups = hangups if hangups is not None else hangupWatcher(clock)
 
+    @property
+    def bytesIn(self) -> int:
+        """
+        Bytes read from the client.
+        """
+        return 0 if self._stdio is None else self._stdio.bytesIn
+
+    @property
+    def bytesOut(self) -> int:
+        """
+        Bytes sent to the client.
+        """
+        return 0 if self._stdio is None else self._stdio.bytesOut
+
     # TCP side
 
     def connectionMade(self) -> None:
-        assert self.transport is not None
-        self._reading = PausedReading(
-            self.transport, self._hangups, self._clock, self._killDelay, self._gone
-        )
+        transport = self.transport
+        assert transport is not None
         peer = self._peer = self.peer or peerFromTransport(
-            cast(ITCPTransport, self.transport)
+            cast(ITCPTransport, transport)
         )
+        loop = _relayLoopFor(self._spawner)
+        self._ownPipes = loop is not None
+        pipes: ChildPipes | None = None
         try:
             plan = self._makePlan(peer)
             self.child = _BridgeChild(self, peer)
-            self._spawner.spawn(self.child, plan)
-        except SpawnError as e:
-            self._spawnFailed(str(e))
+            if loop is None:
+                self._watchClient(None)
+                self._spawner.spawn(self.child, plan)
+                return
+            pipes = ChildPipes()
+            try:
+                self._spawner.spawn(self.child, plan, pipes.childFDs())
+            except BaseException:
+                pipes.closeAll()
+                raise
+            pipes.started()
         except Exception as e:
-            self.log.failure("while starting {service}", service=self.serviceId)
-            self._spawnFailed(f"{type(e).__name__}: {e}")
+            self._spawnFailed(e)
+            return
+        relay = self.relay = PipeRelay(loop, transport, pipes, self)
+        self._stdio = relay
+        self._watchClient(relay.clientProducer)
+        relay.start()
 
-    def _spawnFailed(self, message: str) -> None:
+    def _watchClient(self, producer: IPushProducer | None) -> None:
+        assert self.transport is not None
+        self._reading = PausedReading(
+            self.transport,
+            self._hangups,
+            self._clock,
+            self._killDelay,
+            self._gone,
+            producer,
+        )
+
+    def _spawnFailed(self, error: Exception) -> None:
         assert self._peer is not None and self.transport is not None
-        self.serviceLog.spawnFailed(self._peer, message)
-        self._childDone = True
+        spawnFailed(self.serviceLog, self._peer, error)
+        self._processEnded = self._childDone = True
         self._closeConnection()
 
     def dataReceived(self, data: bytes) -> None:
-        self.bytesIn += len(data)
-        if self.process is not None and self._stdinOpen:
-            self.process.write(data)
+        if self._stdio is not None:
+            self._stdio.clientData(data)
 
     def readConnectionLost(self) -> None:
         # The client's end of file is the child's: the connection stays open
         # for the reply.
-        self._closeStdin()
+        if self._stdio is not None:
+            self._stdio.clientEnded()
 
     def writeConnectionLost(self) -> None:
         pass
@@ -214,12 +353,13 @@ class BridgeProtocol(ChildConnection):
         if self._abortCall is not None and self._abortCall.active():
             self._abortCall.cancel()
         self._abortCall = None
-        if self.process is not None and not self._childDone:
-            self._closeStdin()
-            self._unregisterOutput()
+        if self._stdio is not None:
+            self._stdio.close()
+        if self.process is not None and not self._processEnded:
             self.process.loseConnection()
             assert self.child is not None
             self.child.terminateLater(self._killDelay)
+        self._checkChildDone()
         self._maybeEnded()
 
     def stop(self) -> None:
@@ -237,7 +377,15 @@ class BridgeProtocol(ChildConnection):
 
     def _abort(self) -> None:
         self._abortCall = None
+        self._drop()
+
+    def _drop(self) -> None:
         if not self._connectionDone and self.transport is not None:
+            if self._reading is not None:
+                self._reading.close()
+            if self._stdio is not None:
+                # The socket is the transport's again before it goes.
+                self._stdio.close()
             cast(Any, self.transport).abortConnection()
 
     def _closeConnection(self) -> None:
@@ -245,16 +393,9 @@ class BridgeProtocol(ChildConnection):
             if self._reading is not None:
                 # Closing: a peer gone now is noticed by the writes.
                 self._reading.close()
-            self._unregisterOutput()
+            if self._stdio is not None:
+                self._stdio.close()
             self.transport.loseConnection()
-
-    def _pauseClient(self) -> None:
-        if not self._connectionDone and self._reading is not None:
-            self._reading.pause()
-
-    def _resumeClient(self) -> None:
-        if not self._connectionDone and self._reading is not None:
-            self._reading.resume()
 
     def _gone(self, reset: bool) -> None:
         # The client left while the child was not taking its bytes.
@@ -272,48 +413,58 @@ class BridgeProtocol(ChildConnection):
         if not reset and self.child is not None:
             # Its bytes already waited the kill delay: SIGTERM now.
             self.child.terminate()
-        cast(Any, self.transport).abortConnection()
+        self._drop()
+
+    # what the relay says (RelayEvents)
+
+    def clientBlocked(self) -> None:
+        """
+        The client's bytes wait for the child: its reading is paused, and
+        its departure watched.
+        """
+        if not self._connectionDone and self._reading is not None:
+            self._reading.pause()
+
+    def clientUnblocked(self) -> None:
+        """
+        The client is read again.
+        """
+        if not self._connectionDone and self._reading is not None:
+            self._reading.resume()
+
+    def clientFailed(self) -> None:
+        """
+        The client's socket failed: the connection is lost.
+        """
+        self._drop()
+
+    def outputEnded(self) -> None:
+        """
+        The child's standard output ended, and all of it went to the
+        client: the connection closes.
+        """
+        self._closeConnection()
+        self._checkChildDone()
 
     # child side
 
     def _childStarted(self, process: IProcessTransport) -> None:
         self.process = process
-        self._stdinOpen = True
-        assert self.transport is not None
-        IConsumer(self.transport).registerProducer(_ChildOutput(process), True)
-        self._outputRegistered = True
-        cast(Any, process).registerProducer(_ClientInput(self), True)
-
-    def _childStdout(self, data: bytes) -> None:
-        if not self._connectionDone and self.transport is not None:
-            self.bytesOut += len(data)
-            self.transport.write(data)
-
-    def _childFDClosed(self, childFD: int) -> None:
-        if childFD == 0:
-            self._stdinOpen = False
-            # Keep reading the client, to notice its departure.
-            self._resumeClient()
-        elif childFD == 1:
-            self._closeConnection()
+        if not self._ownPipes:
+            assert self.transport is not None
+            self._stdio = self._pipes = _ProcessPipes(self, process, self.transport)
 
     def _childEnded(self) -> None:
+        self._processEnded = True
+        self._checkChildDone()
+
+    def _checkChildDone(self) -> None:
+        # Over once it exited and its output ended: processEnded waits for
+        # Twisted's pipes only (standard error with the bridge's own pipes).
+        if self._childDone or not self._processEnded:
+            return
+        if self._stdio is not None and not self._stdio.outputDone:
+            return
         self._childDone = True
-        self._stdinOpen = False
         self._closeConnection()
         self._maybeEnded()
-
-    def _closeStdin(self) -> None:
-        if self.process is not None and self._stdinOpen:
-            self._stdinOpen = False
-            cast(Any, self.process).unregisterProducer()
-            self.process.closeStdin()
-
-    def _unregisterOutput(self) -> None:
-        if self._outputRegistered:
-            self._outputRegistered = False
-            assert self.transport is not None
-            IConsumer(self.transport).unregisterProducer()
-            if self.process is not None and not self._childDone:
-                # A paused child would otherwise never be read again.
-                cast(Any, self.process).resumeProducing()
