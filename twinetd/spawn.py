@@ -24,7 +24,7 @@ Every child is set up as xinetd sets up its children:
     in the child, which stays so across exec: it is not used for that
     reason.  Signals the daemon I{inherited} as ignored are the embedder's
     business; C{twistd twinetd} turns them into handlers that do nothing,
-    L{twinetd.tap}.)
+    L{twinetd.control.prepareProcess}.)
   - C{user}, C{group}, supplementary groups and C{umask} are set by
     C{fork_exec} itself; a child whose ids and groups are the daemon's
     (C{user = root} under a root daemon) changes nothing and keeps the
