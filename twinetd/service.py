@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_reloads -*-
 """
 The runtime tree: service records and a reactor become a L{MultiService} with
 one listener per record.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_tap,tests.integration.test_twistd -*-
 """
 twistd glue: C{twistd -n twinetd -c PATH}.
 

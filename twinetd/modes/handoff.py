@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_handoff,tests.integration.test_handoff -*-
 """
 Giving the real socket to the child, as xinetd does for every program.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_testing -*-
 """
 Running configurations in-process for integration tests of inetd programs:
 L{runConfig} (also C{async with}), L{daemonFixture} for pytest, L{converse}

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_testing -*-
 """
 Fakes for unit tests of twinetd and of applications embedding it.
 
