@@ -117,9 +117,12 @@ def test_pausedClientLeaves(pinned: tuple[Daemon, int, Path]) -> None:
     back to their count before.
     """
     daemon, port, mark = pinned
-    # Warm up: the daemon's lazily opened descriptors (the hang-up watcher).
+    # Warm up: the daemon's lazily opened descriptors (the hang-up watcher,
+    # made when the daemon first stops reading a client; the client may
+    # fill its buffers before a loaded daemon gets that far).
     sock = ready(port)
     fill(sock)
+    until(lambda: daemon.watchedPeers() == 1)
     reset(sock)
     daemon.settle()
     mark.unlink(missing_ok=True)
@@ -132,6 +135,8 @@ def test_pausedClientLeaves(pinned: tuple[Daemon, int, Path]) -> None:
             fill(sock)
         else:
             fillExactly(sock, port)
+        # The daemon has stopped reading the client, and watches it.
+        until(lambda: daemon.watchedPeers() == 1)
         assert daemon.descriptors() >= before + 4
         if how == "reset":
             reset(sock)
@@ -144,6 +149,7 @@ def test_pausedClientLeaves(pinned: tuple[Daemon, int, Path]) -> None:
         assert 2 * KILL_DELAY - 0.2 < gone < 2 * KILL_DELAY + 8.0, how
         daemon.settle(before)
         assert daemon.descriptors() == before
+        assert daemon.watchedPeers() == 0
         mark.unlink()
         sock.close()
     # The slot is free: the next client is served.
