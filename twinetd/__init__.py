@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_exports -*-
 """
 twinetd: a super-server in the xinetd tradition, built on Twisted.
 

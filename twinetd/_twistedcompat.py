@@ -1,35 +1,53 @@
 # -*- test-case-name: tests.unit.test_twistedcompat -*-
 """
 Every place twinetd relies on something of Twisted that is not public API: a
-private name, or the text of a message Twisted logs.  Each has a test in
-C{tests/unit/test_twistedcompat.py} that fails loudly when Twisted changes
-it.
+private name, an attribute or behaviour of a Twisted class that none of its
+interfaces promises, or the text of a message Twisted logs.  Nothing else in
+twinetd does.  Each has a test in C{tests/unit/test_twistedcompat.py} that
+fails loudly when Twisted changes it; C{setup.py} pins Twisted below its next
+major release.  C{docs/twisted-proposals.md} proposes the public APIs that
+would retire some of them.
+
+The seams:
+
+  - the PROXY protocol's header parsers (private modules);
+  - Twisted's log lines: its accept loop's, its ports', its factories' and
+    protocols' start and stop lines; a publisher's observers;
+  - twistd's re-raised stopping signal (C{ReactorBase._exitSignal});
+  - a stream transport's write buffers and its end, for a socket handed to
+    a child (L{takeUnsentOutput}, L{releaseHandedOver});
+  - a UDP port paused and resumed (L{pauseReading}, L{resumeReading});
+  - a L{MultiService}'s children list, for a child detached without being
+    stopped and one started before the others (L{detachService},
+    L{addServiceFirst});
+  - systemd's variables, which Twisted removes from C{os.environ}
+    (L{startEnvironment}).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from collections.abc import Mapping
 from typing import Any
+from typing import Protocol as TypingProtocol
 
+from twisted.application.service import IService, MultiService
+from twisted.internet.interfaces import IListeningPort, IPushProducer
 from twisted.logger import ILogObserver, LogPublisher
 
 # twisted.protocols.haproxy exports only proxyEndpoint, whose wrapper makes
 # the wrapped protocol's connection before the header is read and drops a
-# bad header silently; twinetd's PROXY wrapper (listeners/proxy.py) builds
-# on the same wrapper class and header parsers, which live in private
-# modules.
+# bad header silently; twinetd's PROXY wrapper (listeners/proxy.py) uses
+# the header parsers, which live in private modules.
 from twisted.protocols.haproxy._exceptions import (
     InvalidProxyHeader as InvalidProxyHeader,
 )
+from twisted.protocols.haproxy._info import ProxyInfo as ProxyInfo
 from twisted.protocols.haproxy._v1parser import V1Parser as V1Parser
 from twisted.protocols.haproxy._v2parser import V2Parser as V2Parser
-from twisted.protocols.haproxy._wrapper import (
-    HAProxyProtocolWrapper as HAProxyProtocolWrapper,
-)
-from twisted.protocols.haproxy._wrapper import (
-    HAProxyWrappingFactory as HAProxyWrappingFactory,
-)
+from twisted.python.failure import Failure
 
 # twisted.internet.tcp's accept loop (tcp._accept, logging through
 # tcp.Port._logger): one event per connection it could not accept.
@@ -150,3 +168,129 @@ def writeBuffered(transport: object) -> bool:
     offset: int = getattr(transport, "offset", 0)
     temp: int = getattr(transport, "_tempDataLen", 0)
     return len(data) > offset or temp > 0
+
+
+# A socket handed to a child (modes/handoff.py)
+
+
+def takeUnsentOutput(transport: object) -> bytes:
+    """
+    Take what was written to a Twisted stream transport and is not sent yet
+    out of its buffers (C{abstract.FileDescriptor}'s C{dataBuffer} from
+    C{offset} on, then C{_tempDataBuffer}), leaving them empty: the handoff
+    sends it itself before the socket becomes the child's.
+    """
+    t: Any = transport
+    buffer = getattr(t, "dataBuffer", b"")
+    offset = getattr(t, "offset", 0)
+    later = getattr(t, "_tempDataBuffer", [])
+    pending = bytes(buffer[offset:]) + b"".join(later)
+    if pending:
+        t.dataBuffer, t.offset, t._tempDataBuffer, t._tempDataLen = b"", 0, [], 0
+    return pending
+
+
+class _SocketTransport(TypingProtocol):
+    """
+    What L{releaseHandedOver} uses of Twisted's C{tcp.Server} (or
+    C{unix.Server}): L{abstract.FileDescriptor}'s C{stopReading} and
+    C{stopWriting}, the C{connectionLost} the reactor calls, the socket.
+    """
+
+    def getHandle(self) -> socket.socket: ...
+
+    def stopReading(self) -> None: ...
+
+    def stopWriting(self) -> None: ...
+
+    def connectionLost(self, reason: Failure) -> None: ...
+
+
+def releaseHandedOver(transport: object, reason: Failure) -> None:
+    """
+    Forget a Twisted connection whose socket a child now holds, as the
+    reactor ends one: out of the reactor first (epoll keys its
+    registrations on the open file, which the child keeps open), then its
+    socket object closed, then the transport's C{connectionLost(reason)}
+    (which tells its protocol).  Twisted's own C{shutdown()} in
+    C{connectionLost} then acts on a closed socket object (C{EBADF},
+    which it ignores), so the child's connection is never shut down, and a
+    descriptor number reused meanwhile is never touched.
+    """
+    t: _SocketTransport = transport  # type: ignore[assignment]
+    t.stopReading()
+    t.stopWriting()
+    t.getHandle().close()
+    t.connectionLost(reason)
+
+
+# A UDP port's reading (listeners/datagram.py)
+
+
+def pauseReading(port: IListeningPort) -> None:
+    """
+    Stop reading a UDP port from C{adoptDatagramPort} or C{listenUDP}; its
+    datagrams wait in the kernel.  Twisted's C{udp.Port} is an
+    C{abstract.FileDescriptor}, a push producer whose C{pauseProducing}
+    stops reading; C{IListeningPort} and C{IUDPTransport} do not promise it.
+    """
+    IPushProducer(port).pauseProducing()
+
+
+def resumeReading(port: IListeningPort) -> None:
+    """
+    Read a UDP port paused by L{pauseReading} again.
+    """
+    IPushProducer(port).resumeProducing()
+
+
+# A MultiService's children (service.py, tap.py)
+
+
+def detachService(parent: MultiService, child: IService) -> None:
+    """
+    Take C{child} out of C{parent} without stopping it (a reload's
+    replaced listener, whose connections go on).  C{removeService} would
+    stop a running child; this edits C{MultiService}'s C{namedServices}
+    and C{services} as it does, and clears the child's C{parent}.
+    """
+    if child.name:
+        del parent.namedServices[child.name]
+    parent.services.remove(child)
+    child.parent = None
+
+
+def addServiceFirst(parent: MultiService, child: IService) -> None:
+    """
+    Add C{child} to C{parent} as its first child: a C{MultiService} starts
+    its children in the order of its C{services} list (twistd's log and
+    the daemon's control must start before the listeners bind).
+    """
+    child.setServiceParent(parent)  # type: ignore[no-untyped-call]
+    parent.services.remove(child)
+    parent.services.insert(0, child)
+
+
+# systemd's variables (listeners/endpoints.py)
+
+
+def startEnvironment() -> Mapping[str, str]:
+    """
+    The environment this process started with (C{/proc/self/environ}),
+    else C{os.environ}.  Importing C{twisted.internet.endpoints} builds
+    its C{systemd:} parser's C{ListenFDs}, which removes C{LISTEN_PID} and
+    C{LISTEN_FDS} from C{os.environ} (and ignores the sockets when
+    C{LISTEN_FDNAMES} is missing, as C{systemd-socket-activate} leaves it
+    without C{--fdname}).
+    """
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return os.environ
+    found: dict[str, str] = {}
+    for item in raw.split(b"\0"):
+        name, equals, value = item.partition(b"=")
+        if equals:
+            found[os.fsdecode(name)] = os.fsdecode(value)
+    return found

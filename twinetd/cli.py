@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_cli,tests.integration.test_cli -*-
 """
 The C{twinetd} command: xinetd's command line over the twistd plugin.
 

@@ -19,6 +19,7 @@ from typing import Protocol as TypingProtocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorCore, IReactorFromThreads, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, Logger
 
@@ -222,7 +223,7 @@ class DaemonControl(Service):
     def __init__(
         self,
         daemon: Controlled,
-        reactor: Any,
+        reactor: IReactorTime,
         load: Callable[[], LoadResult] | None = None,
         *,
         umask: int | None = None,
@@ -231,7 +232,9 @@ class DaemonControl(Service):
         processLikeXinetd: bool = False,
     ) -> None:
         """
-        @param reactor: provides C{IReactorTime} and C{callFromThread}.
+        @param reactor: the clock (status refreshes); it must also provide
+            L{IReactorFromThreads} (signals are handled in the reactor's
+            thread) and, with C{processLikeXinetd}, L{IReactorCore}.
         @param processLikeXinetd: at start, set the whole process up as
             xinetd does for its children (L{prepareProcess}), and let a
             SIGTERM shutdown exit 0 (L{exitZeroOnTerm}); the plugin does,
@@ -243,6 +246,7 @@ class DaemonControl(Service):
         """
         self.daemon = daemon
         self._reactor = reactor
+        self._fromThreads = IReactorFromThreads(reactor)
         self._load = load
         self.umask = umask
         self.notifier = notifier
@@ -285,7 +289,7 @@ class DaemonControl(Service):
         if self._processLikeXinetd:
             prepareProcess()
             if self._exitTrigger is None:
-                self._exitTrigger = self._reactor.addSystemEventTrigger(
+                self._exitTrigger = IReactorCore(self._reactor).addSystemEventTrigger(
                     "after", "shutdown", exitZeroOnTerm, self._reactor
                 )
         installExitedReaper()
@@ -312,16 +316,16 @@ class DaemonControl(Service):
     # signals: handled in the reactor's thread, outside the handler
 
     def _hup(self, signum: int, frame: FrameType | None) -> None:
-        self._reactor.callFromThread(self.reload)
+        self._fromThreads.callFromThread(self.reload)
 
     def _usr1(self, signum: int, frame: FrameType | None) -> None:
         previous = self._previous.get(signum)
         if callable(previous):
             previous(signum, frame)
-        self._reactor.callFromThread(self.reopenLogs)
+        self._fromThreads.callFromThread(self.reopenLogs)
 
     def _usr2(self, signum: int, frame: FrameType | None) -> None:
-        self._reactor.callFromThread(self.logStatus)
+        self._fromThreads.callFromThread(self.logStatus)
 
     # what they do
 

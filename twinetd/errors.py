@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_config,tests.unit.test_parser -*-
 """
 Exception types and the problem record shared by every layer.
 

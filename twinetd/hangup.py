@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_hangup,tests.integration.test_hangup -*-
 """
 Noticing, without reading, that the peer of a paused socket has gone.
 

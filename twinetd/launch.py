@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_launch -*-
 """
 What to run for one connection: pure, from a service record and a peer.
 

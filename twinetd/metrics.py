@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_metrics -*-
+# -*- test-case-name: tests.unit.test_status,tests.integration.test_metrics -*-
 """
 C{--metrics ENDPOINT}: the Prometheus text format at C{/metrics}, through
 C{prometheus_client} (its Twisted resource, with a registry of the daemon's

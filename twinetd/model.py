@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_config,tests.unit.test_launch -*-
 """
 Immutable records describing configured services.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_relay -*-
 """
 Moving a client's bytes to and from a child's standard input and output
 without Twisted's process pipes.
@@ -56,7 +57,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-from twinetd._twistedcompat import HAProxyProtocolWrapper, writeBuffered
+from twinetd._twistedcompat import writeBuffered
 
 log = Logger(namespace="twinetd")
 
@@ -221,10 +222,7 @@ def socketOf(transport: ITransport) -> int | None:
     for _ in range(_MAX_WRAPPERS):
         if isinstance(current, tcp.Connection):
             break
-        if not (
-            IByteTransparent.providedBy(current)
-            or isinstance(current, HAProxyProtocolWrapper)
-        ):
+        if not IByteTransparent.providedBy(current):
             return None
         current = getattr(current, "transport", None)
     else:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_control,tests.integration.test_sdnotify -*-
 """
 systemd's notification protocol (sd_notify(3)): one datagram per state change
 to the C{AF_UNIX} socket named by C{NOTIFY_SOCKET}.

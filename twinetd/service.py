@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_reloads -*-
 """
 The runtime tree: service records and a reactor become a L{MultiService} with
 one listener per record.
@@ -24,7 +25,9 @@ import attrs
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import (
+    IReactorFDSet,
     IReactorProcess,
+    IReactorSocket,
     IReactorTCP,
     IReactorThreads,
     IReactorTime,
@@ -32,6 +35,7 @@ from twisted.internet.interfaces import (
 from twisted.logger import Logger
 
 import twinetd
+from twinetd._twistedcompat import detachService
 from twinetd.config import LoadResult, Lookups, loadPath, loadText
 from twinetd.control import DaemonControl, keepPrevious, logProblems, summary
 from twinetd.errors import ConfigError
@@ -139,7 +143,10 @@ class TwinetdService(MultiService):
 
     startedAt: float | None = None
 
-    def __init__(self, runtime: Runtime, reactor: Any) -> None:
+    def __init__(self, runtime: Runtime, reactor: IReactorSocket) -> None:
+        """
+        @param reactor: listens; it must provide what L{fromRecords} says.
+        """
         super().__init__()
         self.runtime = runtime
         self._reactor = reactor
@@ -160,8 +167,7 @@ class TwinetdService(MultiService):
         limits = self.runtime.gate.limits
         states = []
         for serviceId, config in self.records.items():
-            child = self.namedServices.get(serviceId)
-            listener = child if isinstance(child, Listener) else None
+            listener = self._listenerOf(serviceId)
             bound = listener.boundPort if listener is not None else None
             failed = listener is not None and listener.failure is not None
             paused = limits.isDisabled(serviceId)
@@ -200,6 +206,13 @@ class TwinetdService(MultiService):
         child = self.getServiceNamed(serviceId)
         assert isinstance(child, Listener)
         return child
+
+    def _listenerOf(self, serviceId: str) -> Listener | None:
+        try:
+            child = self.getServiceNamed(serviceId)
+        except KeyError:
+            return None
+        return child if isinstance(child, Listener) else None
 
     def reload(self, records: Iterable[ServiceConfig]) -> Deferred[None]:
         """
@@ -241,9 +254,7 @@ class TwinetdService(MultiService):
             if new is not None and isinstance(child, StreamListener):
                 # Detached without stopService: its running connections keep
                 # their servers (stopped with the daemon at the latest).
-                del self.namedServices[serviceId]
-                self.services.remove(child)
-                child.parent = None
+                detachService(self, child)
                 self._retired.add(child)
                 stopping.append(child.stopListening())
             else:
@@ -332,7 +343,7 @@ def _logSkipped(config: ServiceConfig, reason: str) -> None:
     )
 
 
-def _runtime(reactor: Any, settings: DaemonSettings) -> Runtime:
+def _runtime(reactor: IReactorSocket, settings: DaemonSettings) -> Runtime:
     clock = IReactorTime(reactor)
     resolver = (
         threadedResolver(reactor) if IReactorThreads.providedBy(reactor) else noNames
@@ -360,14 +371,21 @@ def _runtime(reactor: Any, settings: DaemonSettings) -> Runtime:
 
 def fromRecords(
     records: Iterable[ServiceConfig],
-    reactor: Any,
+    reactor: IReactorSocket,
     settings: DaemonSettings | None = None,
 ) -> TwinetdService:
     """
-    Build the service tree for C{records} on C{reactor} (which must provide
-    L{IReactorSocket}, L{IReactorProcess} and L{IReactorTime}).
+    Build the service tree for C{records} on C{reactor}.
 
     Records the runtime cannot serve are logged and left out.
+
+    @param reactor: listens (L{IReactorSocket}); it must also provide
+        L{IReactorProcess} (children), L{IReactorTCP} (C{redirect}, ident),
+        L{IReactorTime}, L{IReactorFDSet} (sockets watched without being
+        read) and L{IReactorCore} (a host name in C{bind}); with
+        L{IReactorThreads}, C{only_from} names are looked up.  Twisted's
+        reactors on POSIX do, and so does
+        L{twinetd.testing.MemoryProcessReactor}.
     """
     runtime = _runtime(reactor, settings or DaemonSettings())
     daemon = TwinetdService(runtime, reactor)
@@ -380,7 +398,9 @@ def fromRecords(
     return daemon
 
 
-def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Listener:
+def _serviceFor(
+    config: ServiceConfig, runtime: Runtime, reactor: IReactorSocket
+) -> Listener:
     """
     The listener serving C{config}.
 
@@ -398,23 +418,29 @@ def _serviceFor(config: ServiceConfig, runtime: Runtime, reactor: Any) -> Listen
                 internal=internalFor(config, runtime.chargenRing),
             )
         if config.wait or runtime.handsOff(config):
-            return WaitDatagramListener(config, runtime, reactor, serviceLog=serviceLog)
+            return WaitDatagramListener(
+                config, runtime, IReactorFDSet(reactor), serviceLog=serviceLog
+            )
         return DatagramListener(config, runtime, reactor, serviceLog=serviceLog)
     if config.wait and not config.isInternal:
         # Internal services are served in the daemon whatever wait says.
-        return WaitStreamListener(config, runtime, reactor, serviceLog=serviceLog)
+        return WaitStreamListener(
+            config, runtime, IReactorFDSet(reactor), serviceLog=serviceLog
+        )
     return StreamListener(config, runtime, reactor, serviceLog=serviceLog)
 
 
 def fromPath(
     path: str,
-    reactor: Any,
+    reactor: IReactorSocket,
     settings: DaemonSettings | None = None,
     lookups: Lookups | None = None,
 ) -> tuple[TwinetdService, LoadResult]:
     """
     Load a configuration file or folder and build its service tree.  Problems
     are logged and returned; broken services are left out.
+
+    @param reactor: as L{fromRecords}'s.
     """
     result = loadPath(path, lookups or Lookups.system())
     logProblems(result)
@@ -423,7 +449,7 @@ def fromPath(
 
 def fromText(
     text: str,
-    reactor: Any,
+    reactor: IReactorSocket,
     settings: DaemonSettings | None = None,
     lookups: Lookups | None = None,
     filename: str = "<string>",

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_tap,tests.integration.test_twistd -*-
 """
 twistd glue: C{twistd -n twinetd -c PATH}.
 
@@ -13,10 +14,12 @@ import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
 from twisted.application.service import IService
+from twisted.internet.interfaces import IReactorSocket
 from twisted.logger import Logger
 from twisted.python import usage
 
 import twinetd
+from twinetd._twistedcompat import addServiceFirst
 from twinetd.config import LoadResult, Lookups, loadPath
 from twinetd.control import logProblems, summary
 from twinetd.errors import printable
@@ -268,7 +271,7 @@ def makeService(options: Options) -> IService:
     logProblems(result)
     if not result.services:
         log.warn("no services to serve; waiting for SIGHUP")
-    daemon = fromRecords(result.services, reactor, settings)
+    daemon = fromRecords(result.services, IReactorSocket(reactor), settings)
     twistdLog = _twistdLog(options, reactor, daemon, result)
     control = DaemonControl(
         daemon,
@@ -290,9 +293,7 @@ def makeService(options: Options) -> IService:
             raise SystemExit(1) from None
     # Before the listeners: they listen in privilegedStartService.
     for service in reversed(first):
-        service.setServiceParent(daemon)  # type: ignore[no-untyped-call]
-        daemon.services.remove(service)
-        daemon.services.insert(0, service)
+        addServiceFirst(daemon, service)
     return daemon
 
 

@@ -53,10 +53,20 @@ def service(name: str, port: int, body: str, socketType: str = "stream") -> str:
     )
 
 
-def until(condition: Callable[[], object], seconds: float = DEADLINE) -> None:
+def until(
+    condition: Callable[[], object],
+    seconds: float = DEADLINE,
+    state: Callable[[], object] | None = None,
+) -> None:
+    """
+    Wait until C{condition()} holds, at most C{seconds}; C{state()} says
+    what was seen when it did not.
+    """
     deadline = time.monotonic() + seconds
     while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
+        if time.monotonic() >= deadline:
+            seen = "" if state is None else f": {state()}"
+            raise AssertionError(f"condition not met in {seconds} seconds{seen}")
         time.sleep(0.02)
 
 
@@ -141,6 +151,16 @@ class Daemon:
     def descriptors(self) -> int:
         return len(os.listdir(f"/proc/{self.pid}/fd"))
 
+    def fds(self) -> dict[int, str]:
+        """
+        The daemon's descriptors and what each is (C{socket:[inode]}, ...).
+        """
+        found = {}
+        for name in os.listdir(f"/proc/{self.pid}/fd"):
+            with contextlib.suppress(OSError):
+                found[int(name)] = os.readlink(f"/proc/{self.pid}/fd/{name}")
+        return found
+
     def rss(self) -> int:
         """
         The daemon's resident set, in bytes.
@@ -159,7 +179,11 @@ class Daemon:
             lambda: (
                 not self.children()
                 and (descriptors is None or self.descriptors() <= descriptors)
-            )
+            ),
+            state=lambda: (
+                f"children {self.children()}, descriptors {self.fds()} "
+                f"(wanted {descriptors})"
+            ),
         )
 
 

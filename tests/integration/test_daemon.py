@@ -38,14 +38,15 @@ from tests.integration.conftest import (
 )
 from twinetd import logs
 from twinetd.config import Lookups, loadText
-from twinetd.listeners import front
+from twinetd.listeners import front, stream
 from twinetd.modes.bridge import BridgeProtocol
 from twinetd.service import DaemonSettings, fromRecords
 from twinetd.testing import RunningDaemon, converse, runConfig
 
 pytestmark = pytest.mark.usefixtures("noChildLeft")
 
-SETTINGS = DaemonSettings(killDelay=1.0)
+# Short: children that outlive their clients end within two kill delays.
+SETTINGS = DaemonSettings(killDelay=0.3)
 
 
 # Placeholder ports (runConfig replaces them), distinct within a config.
@@ -221,12 +222,12 @@ async def test_instancesNeverExceeded(daemons: Any, tmp_path: Path) -> None:
 @pytest_twisted.ensureDeferred
 async def test_cpsPausesListening(daemons: Any, events: Any) -> None:
     """
-    cps = 2 3: the third connection within a second trips it; the port is
-    closed (connection refused) for three seconds, then serves again (on the
+    cps = 2 2: the third connection within a second trips it; the port is
+    closed (connection refused) for two seconds, then serves again (on the
     same port, though it was an ephemeral one).
     """
     port = fixedPort()
-    text = service("env", "env").replace("cps = 1000 1", "cps = 2 3")
+    text = service("env", "env").replace("cps = 1000 1", "cps = 2 2")
     d = daemons(re.sub(r"port = \d+", f"port = {port}", text), ephemeral=False)
     assert d.port("env") == port
     await fetch(port)
@@ -242,18 +243,22 @@ async def test_cpsPausesListening(daemons: Any, events: Any) -> None:
     [state] = d.daemon.states()
     assert (state.listening, state.paused, state.settled) == (False, True, True)
     # xinetd's cps window lasts `rate` seconds and a trip does not reset it:
-    # past the pause (and so the window), the service serves again.
-    await sleep(3.1)
+    # past the pause (as long as the window), the service serves again.
+    paused = time.monotonic()
+    await until(lambda: d.daemon.states()[0].listening)
+    assert time.monotonic() - paused > 1.5
     assert json.loads((await fetch(port)).data)["env"]["REMOTE_ADDR"] == "127.0.0.1"
     [state] = d.daemon.states()
     assert (state.listening, state.paused, state.port) == (True, False, port)
 
 
 @pytest_twisted.ensureDeferred
-async def test_portInUse(events: Any) -> None:
+async def test_portInUse(events: Any, monkeypatch: Any) -> None:
     """
     A port that cannot be bound fails its service only: the other serves.
+    (The retries' count and spacing are unit-tested with a clock.)
     """
+    monkeypatch.setattr(stream, "BIND_RETRY_DELAY", 0.02)
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen(1)
@@ -408,7 +413,7 @@ async def test_redirect(daemons: Any, events: Any) -> None:
     client.transport.write(b"through\r\n")
     client.transport.loseWriteConnection()
     assert await within(client.done) == b"through\r\n"
-    await sleep(0.1)
+    await until(lambda: any(e.get("twinetdEvent") == logs.TRAFFIC for e in events))
     [traffic] = [e for e in events if e.get("twinetdEvent") == logs.TRAFFIC]
     assert (traffic["bytesIn"], traffic["bytesOut"]) == (9, 9)
 
@@ -654,7 +659,8 @@ async def test_noDescriptorLeak(daemons: Any) -> None:
     )
     # Warm up (lazily opened descriptors: resolver, logs, ...).
     await fetch(d.port("env"))
-    await sleep(0.2)
+    env = d.daemon.listener("env")
+    await until(lambda: not env.busy)
     before = openDescriptors()
     for _ in range(40):
         await fetch(d.port("env"))

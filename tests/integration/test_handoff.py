@@ -454,17 +454,16 @@ async def test_waitNoForkStorm(waitHarness: Any) -> None:
     """
     h: WaitHarness = waitHarness(
         childPlan("noaccept"),
-        Backoff(doubling(0.3, 0.6), free=3),
+        Backoff(doubling(0.1, 0.2), free=3),
     )
+    started = time.monotonic()
     client = await h.connect(Collector())
-    await sleep(2.0)
-    starts = len(h.of(logs.START))
-    # 3 at once, then one after 0.3 s and one per 0.6 s: about 6 in 2 s
-    # (without the backoff: hundreds).
-    assert 4 <= starts <= 10, starts
+    # 4 at once (3 failures are free), then one after 0.1 s and one per
+    # 0.2 s (without the backoff: hundreds a second).
+    await h.waitFor(logs.START, 7)
+    assert time.monotonic() - started >= 0.1 + 2 * 0.2
     backoffs = h.of(logs.STREAM_BACKOFF)
-    assert [b["delay"] for b in backoffs][:2] == [0.3, 0.6]
-    assert len(backoffs) == 2  # the same delay is not logged again
+    assert [b["delay"] for b in backoffs] == [0.1, 0.2]  # each delay logged once
     await within(h.service.stopService())
     # The pending connection dies with the listening socket.
     client.transport.abortConnection()
@@ -480,7 +479,7 @@ async def test_waitStopKillsChild(waitHarness: Any) -> None:
     h: WaitHarness = waitHarness(childPlan("holdlisten", "stubborn"), killDelay=0.5)
     client = await h.connect(Collector())
     await h.waitFor(logs.START, 1)
-    await sleep(0.3)  # let the child install its SIGTERM handler
+    await h.waitFor(logs.STDERR, 1)  # its SIGTERM handler is set
     started = time.monotonic()
     await within(h.service.stopService())
     assert time.monotonic() - started >= 0.4

@@ -5,10 +5,12 @@ reports of a socket nobody reads.
 
 from __future__ import annotations
 
+import fcntl
 import socket
 import struct
+import termios
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from twisted.internet.interfaces import ISystemHandle
@@ -59,6 +61,24 @@ def reported(watcher: HangupWatcher, seen: list[bool]) -> list[bool]:
     return seen
 
 
+def queued(sock: socket.socket) -> int:
+    """
+    Bytes received on C{sock} and not read yet.
+    """
+    raw = fcntl.ioctl(sock, termios.FIONREAD, struct.pack("i", 0))
+    return int(struct.unpack("i", raw)[0])
+
+
+def arrived(condition: Callable[[], bool]) -> None:
+    """
+    Wait until the kernel has what the peer sent (C{condition} says).
+    """
+    deadline = time.monotonic() + 2
+    while not condition():
+        assert time.monotonic() < deadline, "nothing arrived"
+        time.sleep(0.001)
+
+
 def watched(sock: socket.socket) -> tuple[HangupWatcher, list[bool], MemoryReactor]:
     reactor = MemoryReactor()
     watcher = HangupWatcher(reactor)
@@ -75,8 +95,9 @@ def test_dataWakesNothing(pair: tuple[socket.socket, socket.socket]) -> None:
     client, server = pair
     watcher, seen, reactor = watched(server)
     assert reactor.getReaders() == [watcher]
+    waiting = queued(server)
     client.sendall(b"more")
-    time.sleep(0.05)
+    arrived(lambda: queued(server) == waiting + 4)
     watcher.doRead()
     assert seen == [] and peerState(server.fileno()) is None
 
@@ -132,7 +153,7 @@ def test_alreadyHungUp(pair: tuple[socket.socket, socket.socket]) -> None:
     """
     client, server = pair
     client.shutdown(socket.SHUT_WR)
-    time.sleep(0.05)
+    arrived(lambda: peerState(server.fileno()) is not None)
     watcher, seen, _ = watched(server)
     assert reported(watcher, seen) == [END_OF_FILE]
 
@@ -142,7 +163,7 @@ def test_unwatched(pair: tuple[socket.socket, socket.socket]) -> None:
     watcher, seen, _ = watched(server)
     watcher.unwatch(server.fileno())
     client.close()
-    time.sleep(0.05)
+    arrived(lambda: peerState(server.fileno()) is not None)
     watcher.doRead()
     assert seen == []
     # A socket closed before it is unwatched is not an error.

@@ -180,10 +180,17 @@ async def test_chargenFlowControl() -> None:
         await withTimeout(endpoint.connect(_Once(client)))
         assert client.transport is not None
         interfaces.IPushProducer(client.transport).pauseProducing()
-        await deferLater(reactor, 1.0, lambda: None)
         [server] = built
-        first = server.chunks
-        await deferLater(reactor, 0.5, lambda: None)
+        # Until the buffers are full: no chunk asked for in half a second
+        # (the kernel may take one more window in its 200 ms timers).
+        first, since = server.chunks, reactor.seconds()
+        deadline = since + 10
+        while reactor.seconds() - since < 0.5:
+            assert reactor.seconds() < deadline, "chargen never stopped"
+            await deferLater(reactor, 0.05, lambda: None)
+            if server.chunks != first:
+                first, since = server.chunks, reactor.seconds()
+        await deferLater(reactor, 0.25, lambda: None)
         assert server.chunks == first, "chargen kept producing into full buffers"
         chunk = CHARGEN_CHUNK_LINES * 74
         # Kernel buffers on loopback are at most a few MB.
@@ -234,15 +241,27 @@ async def test_echoDatagram() -> None:
 
 @pytest_twisted.ensureDeferred
 async def test_discardDatagram() -> None:
-    server = reactor.listenUDP(
-        0, service("discard", SocketType.DGRAM).datagramProtocol(reactor), "127.0.0.1"
-    )
+    """
+    discard answers nothing: once it has had the datagram, the next one the
+    client gets is the one it then sends itself.
+    """
+    discard = service("discard", SocketType.DGRAM).datagramProtocol(reactor)
+    had: defer.Deferred[None] = defer.Deferred()
+    received = discard.datagramReceived
+
+    def datagramReceived(datagram: bytes, addr: Any) -> None:
+        received(datagram, addr)
+        had.callback(None)
+
+    discard.datagramReceived = datagramReceived  # type: ignore[method-assign]
+    server = reactor.listenUDP(0, discard, "127.0.0.1")
     client = DatagramClient()
     clientPort = reactor.listenUDP(0, client, "127.0.0.1")
     try:
         clientPort.write(b"anything", ("127.0.0.1", server.getHost().port))
-        await deferLater(reactor, 0.3, lambda: None)
-        assert client.replies.pending == []
+        await withTimeout(had)
+        clientPort.write(b"probe", ("127.0.0.1", clientPort.getHost().port))
+        assert await withTimeout(client.replies.get()) == b"probe"
     finally:
         await clientPort.stopListening()
         await server.stopListening()
@@ -301,9 +320,15 @@ async def test_echoFlowControl() -> None:
         block = b"e" * (1024 * 1024)
         for _ in range(sent // len(block)):
             client.transport.write(block)
-        await deferLater(reactor, 1.5, lambda: None)
         [server] = built
         transport: Any = server.transport
+        # Until echo's output is full and Twisted pauses its reading.
+        for _ in range(500):
+            if transport.producerPaused:
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        assert transport.producerPaused
+        await deferLater(reactor, 0.1, lambda: None)
         buffered = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
         assert buffered <= 2 * 1024 * 1024
         assert transport.producerPaused

@@ -329,13 +329,25 @@ async def _bigTransfer(targets: Any, download: bool) -> None:
         source = Source(client.transport, BIG, halfClose=True)
     receiver.keep = False
     protocol = relay.protocols[0]
+    sending = protocol.target if download else protocol.client
     highest = 0
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
-        await sleep(0.02)
+
+    def sample() -> None:
+        nonlocal highest
         for side in (protocol.client, protocol.target):
             if side.open:
                 highest = max(highest, bufferedBytes(side.transport))
+
+    # Until the relay stops reading the sender (its buffer toward the
+    # receiver is full), then a while more: nothing grows.
+    deadline = time.monotonic() + 10
+    while sending.transport in reactor.getReaders():
+        assert time.monotonic() < deadline, "the relay never stopped reading"
+        sample()
+        await sleep(0.01)
+    for _ in range(10):
+        sample()
+        await sleep(0.02)
     assert 0 < highest < BUFFER_BOUND
     assert receiver.count == 0
     assert source.left > BIG // 2  # held back, not buffered

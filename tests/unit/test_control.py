@@ -11,9 +11,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from twinetd.config import LoadResult
 from twinetd.control import DaemonControl, keepPrevious
@@ -89,6 +91,7 @@ class KeepPreviousTests(SynchronousTestCase):
         self.assertEqual([p for _, p in kept], [error, error])
 
 
+@implementer(IReactorFromThreads)
 class FakeReactor(Clock):
     def callFromThread(self, f: Any, *args: Any) -> None:
         f(*args)

@@ -14,11 +14,13 @@ import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError, ConnectionDone
+from twisted.internet.interfaces import ISystemHandle
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from twinetd import logs
 from twinetd.errors import SourceLocation
@@ -88,6 +90,7 @@ class FakeSocket:
         self.fd = -1
 
 
+@implementer(ISystemHandle)
 class FakeTCPTransport:
     """
     A Twisted C{tcp.Server} as far as the handoff is concerned.

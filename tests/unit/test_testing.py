@@ -8,6 +8,7 @@ from __future__ import annotations
 from twisted.internet.interfaces import (
     IListeningPort,
     IProcessTransport,
+    IPushProducer,
     IReactorProcess,
     IReactorTCP,
     IReactorTime,
@@ -39,6 +40,7 @@ class FakesTests(SynchronousTestCase):
         port = MemoryProcessReactor().listenUDP(0, DatagramProtocol())
         self.assertTrue(verifyObject(IListeningPort, port))
         self.assertTrue(verifyObject(IUDPTransport, port))
+        self.assertTrue(verifyObject(IPushProducer, port))
 
 
 class ServiceRecordTests(SynchronousTestCase):

@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
 from typing import Any
 
-from twisted.internet import tcp, udp, unix
+from twisted.application import app
+from twisted.application.service import MultiService, Service
+from twisted.internet import endpoints, tcp, udp, unix
+from twisted.internet.base import ReactorBase
 from twisted.internet.error import ConnectionDone
-from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.interfaces import IUDPTransport
+from twisted.internet.protocol import (
+    DatagramProtocol,
+    Factory,
+    Protocol,
+    connectionDone,
+)
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, LogPublisher
 from twisted.python.failure import Failure
+from twisted.python.systemd import ListenFDs
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.test_factory import events
@@ -242,16 +253,244 @@ class ProxyHeaderTests(SynchronousTestCase):
         self.assertEqual(rest, b"x")
         self.assertEqual((info.source.host, info.source.port), ("192.0.2.1", 5555))
 
-    def test_wrapper(self) -> None:
-        wrapper = compat.HAProxyProtocolWrapper(
-            compat.HAProxyWrappingFactory(Factory()), DatagramProtocol()
-        )
-        self.assertIsNone(wrapper._proxyInfo)
-        self.assertIsNone(wrapper._parser)
+    def test_info(self) -> None:
+        """
+        A whole header gives a C{ProxyInfo}; a C{LOCAL} one (a balancer's
+        health check) has no addresses.
+        """
         info, _ = compat.V1Parser().feed(b"PROXY TCP4 192.0.2.1 10.0.0.1 1 2\r\n")
-        wrapper._proxyInfo = info
-        self.assertEqual(wrapper.getPeer(), info.source)
-        self.assertEqual(wrapper.getHost(), info.destination)
+        self.assertIsInstance(info, compat.ProxyInfo)
+        local = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+        info, _ = compat.V2Parser().feed(local)
+        self.assertIsInstance(info, compat.ProxyInfo)
+        self.assertIsNone(info.source)
+        self.assertIsNone(info.destination)
+
+
+class ExitSignalTests(SynchronousTestCase):
+    """
+    The signal twistd re-raises after the reactor stops: Twisted's SIGTERM
+    handler keeps it in C{_exitSignal}, twistd's runner reads it there.
+    """
+
+    def test_keptByTheHandler(self) -> None:
+        reactor = _Stopping()
+        ReactorBase.sigTerm(reactor, signal.SIGTERM)  # type: ignore[arg-type]
+        self.assertEqual(compat.exitSignal(reactor), signal.SIGTERM)
+        compat.clearExitSignal(reactor)
+        self.assertIsNone(compat.exitSignal(reactor))
+        self.assertIsNone(compat.exitSignal(object()))
+
+    def test_twistdReadsIt(self) -> None:
+        source = app.ApplicationRunner.startReactor.__code__.co_names
+        self.assertIn("_exitSignal", source)
+
+
+class _Stopping:
+    """
+    Enough of a reactor for Twisted's own signal handlers.
+    """
+
+    _exitSignal: int | None = None
+
+    def callFromThread(self, f: Any, *args: Any) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class _Lost(Protocol):
+    def __init__(self) -> None:
+        self.reasons: list[Failure] = []
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.reasons.append(reason)
+
+
+class HandedOverTests(SynchronousTestCase):
+    """
+    A connection's socket given to a child (L{twinetd.modes.handoff}):
+    Twisted's C{tcp.Server} over one end of a socket pair, on a reactor
+    that only records what it watches.
+    """
+
+    def setUp(self) -> None:
+        ours, self.peer = socket.socketpair()
+        self.addCleanup(self.peer.close)
+        self.addCleanup(ours.close)
+        ours.setblocking(False)
+        self.peer.setblocking(False)
+        self.reactor = MemoryReactor()
+        self.protocol = _Lost()
+        self.server = tcp.Server(
+            ours, self.protocol, ("192.0.2.1", 1), None, 1, self.reactor
+        )  # type: ignore[arg-type]
+        self.protocol.makeConnection(self.server)
+
+    def received(self) -> bytes:
+        data = b""
+        while True:
+            try:
+                chunk = self.peer.recv(1 << 16)
+            except BlockingIOError:
+                return data
+            if not chunk:
+                return data
+            data += chunk
+
+    def test_unsentOutputTaken(self) -> None:
+        """
+        What was written and not sent yet is taken out of the transport,
+        which then sends nothing.
+        """
+        self.server.write(b"banner\n")
+        self.server.writeSequence([b"more", b"\n"])
+        self.assertEqual(compat.takeUnsentOutput(self.server), b"banner\nmore\n")
+        self.assertEqual(compat.takeUnsentOutput(self.server), b"")
+        self.server.doWrite()
+        self.assertEqual(self.received(), b"")
+
+    def test_partlySent(self) -> None:
+        """
+        Of output the socket took part of, the rest is taken: what the peer
+        got and what was taken make the whole, in order.
+        """
+        payload = bytes(range(256)) * (1 << 14)
+        self.server.write(payload)
+        self.server.doWrite()
+        sent = self.received()
+        self.assertTrue(0 < len(sent) < len(payload), len(sent))
+        self.server.write(b"end")
+        rest = compat.takeUnsentOutput(self.server)
+        self.assertEqual(sent + rest, payload + b"end")
+        self.server.doWrite()
+        self.assertEqual(self.received(), b"")
+
+    def test_released(self) -> None:
+        """
+        The transport leaves the reactor, its socket is closed, its protocol
+        told with the reason given; the connection itself is not shut down:
+        the child's copy of the descriptor still talks to the peer.
+        """
+        child = os.dup(self.server.getHandle().fileno())
+        self.addCleanup(os.close, child)
+        self.server.startWriting()
+        reason = Failure(ConnectionDone("handed over"))
+        compat.releaseHandedOver(self.server, reason)
+        self.assertNotIn(self.server, self.reactor.getReaders())
+        self.assertNotIn(self.server, self.reactor.getWriters())
+        self.assertEqual(self.protocol.reasons, [reason])
+        os.write(child, b"from the child")
+        self.assertEqual(self.received(), b"from the child")
+        self.peer.send(b"to the child")
+        self.assertEqual(os.read(child, 100), b"to the child")
+
+
+class DatagramReadingTests(SynchronousTestCase):
+    """
+    A UDP port paused and resumed: Twisted's C{udp.Port} is a push
+    producer that stops and starts reading.
+    """
+
+    def test_pauseResume(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        self.addCleanup(sock.close)
+        reactor = MemoryReactor()
+        port = udp.Port._fromListeningDescriptor(
+            reactor, sock.fileno(), socket.AF_INET, DatagramProtocol(), 8192
+        )
+        port.startListening()
+        self.addCleanup(port.connectionLost)
+        self.assertTrue(IUDPTransport.providedBy(port))
+        self.assertIn(port, reactor.getReaders())
+        compat.pauseReading(port)
+        self.assertNotIn(port, reactor.getReaders())
+        compat.resumeReading(port)
+        self.assertIn(port, reactor.getReaders())
+
+
+class _Started(Service):
+    def __init__(self, name: str, order: list[str]) -> None:
+        self.setName(name)
+        self.order = order
+
+    def privilegedStartService(self) -> None:
+        self.order.append("privileged " + str(self.name))
+        Service.privilegedStartService(self)
+
+    def startService(self) -> None:
+        self.order.append(str(self.name))
+        Service.startService(self)
+
+
+class MultiServiceTests(SynchronousTestCase):
+    """
+    A C{MultiService}'s children: C{removeService} stops a running child
+    (hence L{compat.detachService}); they start in the order of its
+    C{services} list.
+    """
+
+    def test_removeStops(self) -> None:
+        parent = MultiService()
+        child = _Started("x", [])
+        child.setServiceParent(parent)
+        parent.startService()
+        parent.removeService(child)
+        self.assertFalse(child.running)
+
+    def test_detach(self) -> None:
+        parent = MultiService()
+        child = _Started("x", [])
+        child.setServiceParent(parent)
+        parent.startService()
+        compat.detachService(parent, child)
+        self.assertTrue(child.running)
+        self.assertIsNone(child.parent)
+        self.assertEqual(list(parent), [])
+        self.assertRaises(KeyError, parent.getServiceNamed, "x")
+        _Started("x", []).setServiceParent(parent)
+
+    def test_first(self) -> None:
+        order: list[str] = []
+        parent = MultiService()
+        _Started("a", order).setServiceParent(parent)
+        compat.addServiceFirst(parent, _Started("b", order))
+        self.assertEqual([s.name for s in parent], ["b", "a"])
+        parent.privilegedStartService()
+        parent.startService()
+        self.assertEqual(order, ["privileged b", "privileged a", "b", "a"])
+
+
+class SystemdTests(SynchronousTestCase):
+    """
+    Importing C{twisted.internet.endpoints} builds its C{systemd:} parser's
+    C{ListenFDs}, which takes systemd's variables out of the environment
+    (hence L{compat.startEnvironment}).
+    """
+
+    def test_parserReadsAtImport(self) -> None:
+        self.assertIsInstance(endpoints._SystemdParser._sddaemon, ListenFDs)
+
+    def test_variablesRemoved(self) -> None:
+        pid = str(os.getpid())
+        env = {"LISTEN_PID": pid, "LISTEN_FDS": "2", "LISTEN_FDNAMES": "a:b"}
+        fds = ListenFDs.fromEnvironment(env)
+        self.assertEqual(fds.inheritedNamedDescriptors(), {"a": 3, "b": 4})
+        self.assertEqual(env, {"LISTEN_FDNAMES": "a:b"})
+        # Without names, Twisted passes over the sockets.
+        env = {"LISTEN_PID": pid, "LISTEN_FDS": "1"}
+        self.assertEqual(ListenFDs.fromEnvironment(env).inheritedDescriptors(), [])
+
+    def test_startEnvironment(self) -> None:
+        """
+        The environment the process started with: not what was set since.
+        """
+        os.environ["TWINETD_COMPAT_TEST"] = "1"
+        self.addCleanup(os.environ.pop, "TWINETD_COMPAT_TEST")
+        self.assertNotIn("TWINETD_COMPAT_TEST", compat.startEnvironment())
+        self.assertIn("PATH", compat.startEnvironment())
 
 
 def connectedTransport(

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_parser -*-
 """
 The syntax of xinetd's configuration language, and nothing else.
 

@@ -52,11 +52,13 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IListeningPort, IReactorSocket
+from twisted.internet.interfaces import IListeningPort, IReactorSocket, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
 
 from twinetd import logs
+from twinetd._twistedcompat import pauseReading, resumeReading
 from twinetd.child import ChildProcess, spawnFailed
 from twinetd.launch import LaunchPlan
 from twinetd.listeners.base import Listener, Runtime
@@ -281,8 +283,7 @@ class DatagramListener(DatagramServing):
     def boundPort(self) -> int | None:
         if self.port is None:
             return None
-        port: int = self.port.getHost().port  # type: ignore[attr-defined]
-        return port
+        return self._local()[1]
 
     @property
     def listening(self) -> bool:
@@ -292,7 +293,9 @@ class DatagramListener(DatagramServing):
         if self.port is None:
             return "", 0
         host = self.port.getHost()
-        return str(getattr(host, "host", "")), int(getattr(host, "port", 0))
+        if isinstance(host, IPv4Address | IPv6Address):
+            return host.host, host.port
+        return "", 0
 
     # the lifecycle
 
@@ -309,17 +312,17 @@ class DatagramListener(DatagramServing):
             self._cannotListen(e, listenAddress(config), e.strerror or str(e))
             return
         if self._inner is not None:
-            self._inner.makeConnection(self.port)  # type: ignore[arg-type]
+            self._inner.makeConnection(IUDPTransport(self.port))
         self.serviceLog.listening(listenAddress(config), self.boundPort, "udp")
 
     def _startAccepting(self) -> None:
         if self.port is not None:
-            self.port.startReading()  # type: ignore[attr-defined]
+            resumeReading(self.port)
 
     def _stopAccepting(self) -> None:
         # The datagrams wait in the kernel.
         if self.port is not None:
-            self.port.stopReading()  # type: ignore[attr-defined]
+            pauseReading(self.port)
 
     def _stopListening(self) -> Deferred[None]:
         if self._inner is not None:
@@ -402,7 +405,7 @@ class DatagramListener(DatagramServing):
         if self.port is None:
             return
         try:
-            self.port.write(reply, addr)  # type: ignore[attr-defined]
+            IUDPTransport(self.port).write(reply, addr)
         except Exception as e:
             message = getattr(e, "strerror", None) or str(e) or type(e).__name__
             self._replyFailed(child.pid, peer, message)

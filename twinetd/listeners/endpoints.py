@@ -33,6 +33,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IStreamServerEndpoint
 
+from twinetd._twistedcompat import startEnvironment
 from twinetd.model import ListenSpec
 
 _PEM = re.compile(
@@ -194,24 +195,3 @@ def _passedSocket(
 
 #: The first descriptor systemd passes (C{SD_LISTEN_FDS_START}).
 _SD_LISTEN_FDS_START = 3
-
-
-def startEnvironment() -> Mapping[str, str]:
-    """
-    The environment this process started with (C{/proc/self/environ}),
-    else C{os.environ}: Twisted removes systemd's variables from
-    C{os.environ} when its endpoints module is imported (and ignores the
-    sockets when C{LISTEN_FDNAMES} is missing, as C{systemd-socket-activate}
-    leaves it without C{--fdname}).
-    """
-    try:
-        with open("/proc/self/environ", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return os.environ
-    found: dict[str, str] = {}
-    for item in raw.split(b"\0"):
-        name, equals, value = item.partition(b"=")
-        if equals:
-            found[os.fsdecode(name)] = os.fsdecode(value)
-    return found

@@ -4,8 +4,9 @@ The PROXY protocol (v1 and v2, as HAProxy and most balancers send it) on a
 C{haproxy:} listener, safely: twinetd believes a header only from the
 balancers C{twinetd_proxy_from} names.
 
-Each connection's first protocol is a L{ProxyHeaderWrapper} (Twisted's
-C{HAProxyProtocolWrapper}, whose parsers it uses): a connection from a
+Each connection's first protocol is a L{ProxyHeaderWrapper} (a
+L{ProtocolWrapper} with the header parsers of Twisted's
+C{HAProxyProtocolWrapper}): a connection from a
 source outside C{twinetd_proxy_from} is refused at once; one whose first
 bytes are not a valid header, or that sends none within
 L{HEADER_TIMEOUT} seconds, is refused too; each refusal is logged as
@@ -23,20 +24,22 @@ from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.interfaces import (
+    IAddress,
     IDelayedCall,
     IHalfCloseableProtocol,
+    ILoggingContext,
     IProtocol,
     ITCPTransport,
 )
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
 from twinetd import logs
 from twinetd._twistedcompat import (
-    HAProxyProtocolWrapper,
-    HAProxyWrappingFactory,
     InvalidProxyHeader,
+    ProxyInfo,
     V1Parser,
     V2Parser,
 )
@@ -44,6 +47,7 @@ from twinetd.child import peerFromTransport
 from twinetd.listeners.base import Runtime
 from twinetd.model import ServiceConfig
 from twinetd.policy.access import REASON_ADDRESS, checkAddress
+from twinetd.relay import IByteTransparent
 
 #: Seconds a connection may take to send its PROXY header.
 HEADER_TIMEOUT = 10.0
@@ -64,8 +68,8 @@ class Serving(TypingProtocol):
     runtime: Runtime
 
 
-@implementer(IHalfCloseableProtocol)
-class ProxyHeaderWrapper(HAProxyProtocolWrapper):
+@implementer(IHalfCloseableProtocol, IByteTransparent)
+class ProxyHeaderWrapper(ProtocolWrapper):
     """
     The PROXY header first, from an allowed balancer; then the service's
     front, which sees the client the header names.  The client's end of
@@ -78,9 +82,12 @@ class ProxyHeaderWrapper(HAProxyProtocolWrapper):
     _timeout: IDelayedCall | None = None
     _started = False
     _refused = False
+    _parser: V1Parser | V2Parser | None = None
+    #: What the header said, once it is read.
+    info: ProxyInfo | None = None
 
     def __init__(self, factory: ProxyWrappingFactory, wrapped: IProtocol) -> None:
-        super().__init__(factory, wrapped)  # type: ignore[arg-type]
+        super().__init__(factory, wrapped)
         self._head = b""
 
     def makeConnection(self, transport: Any) -> None:
@@ -133,12 +140,26 @@ class ProxyHeaderWrapper(HAProxyProtocolWrapper):
             return
         if info is None:
             return
-        self._proxyInfo = info
+        self.info = info
         self._cancelTimeout()
         self._started = True
         self.wrappedProtocol.makeConnection(self)  # type: ignore[arg-type]
         if rest:
             self.wrappedProtocol.dataReceived(rest)
+
+    def getPeer(self) -> IAddress:
+        # The client the header names (none: LOCAL or UNKNOWN, the
+        # balancer's own).
+        if self.info is not None and self.info.source is not None:
+            return self.info.source
+        assert self.transport is not None
+        return self.transport.getPeer()
+
+    def getHost(self) -> IAddress:
+        if self.info is not None and self.info.destination is not None:
+            return self.info.destination
+        assert self.transport is not None
+        return self.transport.getHost()
 
     def readConnectionLost(self) -> None:
         wrapped = self.wrappedProtocol
@@ -175,7 +196,7 @@ class ProxyHeaderWrapper(HAProxyProtocolWrapper):
         super().connectionLost(reason)  # type: ignore[no-untyped-call]
 
 
-class ProxyWrappingFactory(HAProxyWrappingFactory):
+class ProxyWrappingFactory(WrappingFactory[ProxyHeaderWrapper]):
     """
     Wraps a stream listener's factory: each connection starts with its
     PROXY header (L{ProxyHeaderWrapper}).
@@ -183,9 +204,15 @@ class ProxyWrappingFactory(HAProxyWrappingFactory):
     @ivar listener: the listener, for its current record and log.
     """
 
-    protocol = ProxyHeaderWrapper  # type: ignore[assignment]
+    protocol = ProxyHeaderWrapper
     noisy = False
 
     def __init__(self, wrappedFactory: Any, listener: Serving) -> None:
         super().__init__(wrappedFactory)  # type: ignore[no-untyped-call]
         self.listener = listener
+
+    def logPrefix(self) -> str:
+        # As Twisted's HAProxyWrappingFactory: its port's lines ("... (PROXY)
+        # starting on N") name the service.
+        prefix = ILoggingContext(self.wrappedFactory).logPrefix()
+        return f"{prefix} (PROXY)"

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_sockets -*-
 """
 Listening sockets as xinetd makes them: which address, which options.
 

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_handoff,tests.integration.test_handoff -*-
 """
 A C{wait = yes} stream service: the daemon only watches a listening socket;
 when a connection is pending it starts the child with the I{listening}

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_counters -*-
+# -*- test-case-name: tests.unit.test_status -*-
 """
 What a daemon has done so far, counted from its event stream: one more
 observer of L{twinetd.logs.sinks.LogSinks}, read by the status and the

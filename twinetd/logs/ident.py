@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_ident -*-
 """
 RFC 1413 identification: ask the client's ident server who opened a
 connection, for xinetd's C{log_on_success} / C{log_on_failure = USERID}.

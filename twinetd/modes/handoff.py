@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_handoff,tests.integration.test_handoff -*-
 """
 Giving the real socket to the child, as xinetd does for every program.
 
@@ -27,13 +28,14 @@ import contextlib
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import cast
 
 from twisted.internet.error import (
     ConnectionDone,
 )
 from twisted.internet.interfaces import (
     IReactorTime,
+    ISystemHandle,
     ITCPTransport,
     ITransport,
 )
@@ -41,6 +43,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from twinetd import logs
+from twinetd._twistedcompat import releaseHandedOver, takeUnsentOutput
 from twinetd.child import (
     ChildConnection,
     ChildProcess,
@@ -63,22 +66,6 @@ class SocketHandedOff(ConnectionDone):
     """
 
 
-class _SocketTransport(Protocol):
-    """
-    What L{handOff} needs of a transport: Twisted's C{tcp.Server}.
-    """
-
-    def getHandle(self) -> socket.socket: ...
-
-    def stopReading(self) -> None: ...
-
-    def stopWriting(self) -> None: ...
-
-    def connectionLost(self, reason: Failure) -> None: ...
-
-    def loseConnection(self) -> None: ...
-
-
 class HandoffChild(ChildProcess):
     """
     Tracks a child that was given a socket (L{ChildProcess}): logs C{START}
@@ -87,23 +74,6 @@ class HandoffChild(ChildProcess):
     (to its process group when it leads one), then C{SIGKILL} after the
     kill delay.
     """
-
-
-def _takePendingOutput(transport: object) -> bytes:
-    """
-    Take what the daemon wrote to a Twisted transport and is not sent yet
-    (banners written just before the handoff) out of its buffers.
-    """
-    buffer = getattr(transport, "dataBuffer", b"")
-    offset = getattr(transport, "offset", 0)
-    later = getattr(transport, "_tempDataBuffer", [])
-    pending = bytes(buffer[offset:]) + b"".join(later)
-    if pending:
-        # Twisted's own buffers (abstract.FileDescriptor): emptied, so that
-        # the ordinary close after a failed start does not send it twice.
-        t = cast(Any, transport)
-        t.dataBuffer, t.offset, t._tempDataBuffer, t._tempDataLen = b"", 0, [], 0
-    return pending
 
 
 def _toIPv4(sock: socket.socket, peer: Peer) -> None:
@@ -156,9 +126,9 @@ def handOff(
     (L{logs.SPAWN_FAILED}), the connection is closed the ordinary way
     and C{onEnded} runs before this returns.
 
-    @param transport: the connection; Twisted's C{tcp.Server} (anything
-        with C{getHandle}, C{stopReading}, C{stopWriting}, C{connectionLost}
-        and C{loseConnection}).
+    @param transport: the connection: Twisted's C{tcp.Server} or
+        C{unix.Server} (L{ISystemHandle}, and what
+        L{twinetd._twistedcompat.releaseHandedOver} uses).
     @param plan: what to run.
     @param serviceLog: the service's log (events, and xinetd's lines).
     @param peer: the client; taken from the transport if not given.
@@ -167,15 +137,15 @@ def handOff(
         started).
     @return: the child's tracker, or C{None} if it could not be started.
     """
-    tcp = cast(_SocketTransport, transport)
     if peer is None:
         peer = peerFromTransport(cast(ITCPTransport, transport))
-    sock = tcp.getHandle()
+    sock = cast(socket.socket, ISystemHandle(transport).getHandle())
     child = HandoffChild(serviceLog, peer, clock, killDelay, onEnded)
     fd = sock.fileno()
     childFDs: ChildFDs = {0: fd, 1: fd, 2: fd if stderrToSocket else "r"}
     try:
-        pending = _takePendingOutput(transport)
+        # Banners written just before the handoff.
+        pending = takeUnsentOutput(transport)
         if pending:
             # The socket is still non-blocking: this never waits.
             try:
@@ -196,30 +166,15 @@ def handOff(
         with contextlib.suppress(OSError):
             sock.setblocking(False)
         # Nothing was handed over: an ordinary close.
-        tcp.loseConnection()
+        transport.loseConnection()
         if onEnded is not None:
             onEnded()
         return None
-    _release(tcp, sock)
-    return child
-
-
-def _release(tcp: _SocketTransport, sock: socket.socket) -> None:
-    """
-    Forget a handed-over socket: out of the reactor first (epoll keys its
-    registrations on the open file, which the child keeps open: closing the
-    descriptor alone would leave the daemon woken up by the child's
-    traffic), then close the daemon's descriptor, then let Twisted tear the
-    transport down.  The socket object is closed, so Twisted's own
-    C{shutdown()} and C{close()} in C{connectionLost} act on no descriptor
-    (Python's closed socket has descriptor -1 and fails with C{EBADF}), and
-    a descriptor number reused meanwhile is never touched.
-    """
-    tcp.stopReading()
-    tcp.stopWriting()
-    sock.close()
+    # The daemon keeps nothing: its descriptor is closed (never shut down:
+    # that would end the child's connection too) and the protocol told.
     reason = Failure(SocketHandedOff("socket handed to the child"))  # type: ignore[no-untyped-call]
-    tcp.connectionLost(reason)
+    releaseHandedOver(transport, reason)
+    return child
 
 
 class HandoffProtocol(ChildConnection):

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_internal,tests.integration.test_internal -*-
 """
 xinetd's internal services: echo (RFC 862), discard (RFC 863), chargen
 (RFC 864), daytime (RFC 867) and time (RFC 868), in stream and datagram

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_redirect,tests.integration.test_redirect -*-
 """
 Redirect services (xinetd's C{redirect = HOST PORT}): each accepted
 connection is relayed to a TCP target, by the daemon itself (no process).

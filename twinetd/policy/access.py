@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_access -*-
 """
 Access control: C{only_from}, C{no_access}, C{access_times} and the SENSOR
 deny list.

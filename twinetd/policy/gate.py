@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_factory -*-
 """
 The admission gate every connection and datagram passes before anything is
 spawned: limits (a ticket), then access control, in xinetd's order; one

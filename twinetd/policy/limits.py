@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_limits -*-
 """
 Admission limits: C{instances}, C{per_source}, C{cps}, C{max_load} and the
 daemon-wide cap on children (xinetd's C{-limit}).

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_testing,tests.integration.test_testing -*-
 """
 Test helpers for inetd programs and for applications embedding twinetd.
 

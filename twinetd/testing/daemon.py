@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_testing -*-
 """
 Running configurations in-process for integration tests of inetd programs:
 L{runConfig} (also C{async with}), L{daemonFixture} for pytest, L{converse}
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.interfaces import IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IReactorSocket, IReactorTCP, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
@@ -28,26 +29,28 @@ if TYPE_CHECKING:
 CONVERSE_TIMEOUT = 10.0
 
 
-def serviceRecord(name: str = "test", **fields: Any) -> ServiceConfig:
+def serviceRecord(name: str = "test", **fields: object) -> ServiceConfig:
     """
     A L{ServiceConfig} for tests, with defaults for what a test does not
     care about: a C{wait = no} stream service on an ephemeral port (C{port =
     0}), C{protocol} following C{socketType}, located at C{<test>}.  Give
     any other field by its record name (C{server="/bin/cat"},
     C{serverArgs=("-u",)}, C{instances=2}, ...).
+
+    @raise TypeError: a field that L{ServiceConfig} does not have.
     """
-    socketType = fields.pop("socketType", SocketType.STREAM)
-    protocol = "udp" if socketType is SocketType.DGRAM else "tcp"
-    values: dict[str, Any] = {
-        "name": name,
-        "source": SourceLocation("<test>", 1),
-        "socketType": socketType,
-        "wait": False,
-        "port": 0,
-        "protocol": protocol,
-    }
-    values.update(fields)
-    return ServiceConfig(**values)
+    dgram = fields.get("socketType") is SocketType.DGRAM
+    record = ServiceConfig(
+        name=name,
+        source=SourceLocation("<test>", 1),
+        socketType=SocketType.STREAM,
+        wait=False,
+        port=0,
+        protocol="udp" if dgram else "tcp",
+    )
+    # Checked at run time: attrs raises TypeError for a field it lacks.
+    changes: dict[str, Any] = dict(fields)
+    return attrs.evolve(record, **changes)
 
 
 class RunningDaemon:
@@ -65,6 +68,9 @@ class RunningDaemon:
     def __init__(
         self, daemon: TwinetdService, result: LoadResult, reactor: IReactorTCP
     ) -> None:
+        """
+        @param reactor: connects to the daemon's services (L{converse}).
+        """
         self.daemon = daemon
         self.result = result
         self._reactor = reactor
@@ -75,9 +81,7 @@ class RunningDaemon:
 
         @raise KeyError: it does not listen (unknown, or its bind failed).
         """
-        port: int | None = getattr(
-            self.daemon.getServiceNamed(serviceId), "boundPort", None
-        )
+        port = self.daemon.listener(serviceId).boundPort
         if port is None:
             raise KeyError(f"{serviceId} is not listening")
         return port
@@ -110,7 +114,7 @@ class RunningDaemon:
 
 
 def runConfig(
-    reactor: IReactorTCP,
+    reactor: IReactorSocket,
     text: str | None = None,
     *,
     path: str | None = None,
@@ -131,8 +135,9 @@ def runConfig(
     No root is needed: use C{user = -} (the daemon's own user) in the
     configuration.
 
-    @param reactor: a real reactor (it must also provide C{IReactorProcess},
-        C{IReactorUDP}, C{IReactorSocket} and C{IReactorTime}).
+    @param reactor: a real reactor (it serves as
+        L{twinetd.service.fromRecords} says, and L{RunningDaemon.converse}
+        connects with its L{IReactorTCP}).
     @param strict: raise L{ConfigError} when the configuration has errors,
         rather than serving what is left.
     @return: the running daemon; stop it in the test's cleanup, or use it
@@ -151,13 +156,14 @@ def runConfig(
         result = LoadResult(tuple(records or ()), ())
     if strict and result.errors:
         raise ConfigError(result.errors[0])
-    changes: dict[str, Any] = {"port": 0} if ephemeral else {}
+    served = list(result.services)
+    if ephemeral:
+        served = [attrs.evolve(config, port=0) for config in served]
     if bind is not None:
-        changes["bind"] = bind
-    served = [attrs.evolve(config, **changes) for config in result.services]
+        served = [attrs.evolve(config, bind=bind) for config in served]
     daemon = fromRecords(served, reactor, settings)
     daemon.startService()
-    return RunningDaemon(daemon, result, reactor)
+    return RunningDaemon(daemon, result, IReactorTCP(reactor))
 
 
 class _Conversation(Protocol):
@@ -207,7 +213,16 @@ def converse(
 
 
 def daemonFixture(
-    reactor: IReactorTCP, text: str | None = None, **options: Any
+    reactor: IReactorSocket,
+    text: str | None = None,
+    *,
+    path: str | None = None,
+    records: Iterable[ServiceConfig] | None = None,
+    settings: DaemonSettings | None = None,
+    lookups: Lookups | None = None,
+    bind: str | None = "127.0.0.1",
+    ephemeral: bool = True,
+    strict: bool = True,
 ) -> Callable[[], Iterator[RunningDaemon]]:
     """
     A pytest fixture serving a configuration for each test that asks for it
@@ -227,7 +242,17 @@ def daemonFixture(
 
     @pytest.fixture
     def fixture() -> Iterator[RunningDaemon]:
-        daemon = runConfig(reactor, text, **options)
+        daemon = runConfig(
+            reactor,
+            text,
+            path=path,
+            records=records,
+            settings=settings,
+            lookups=lookups,
+            bind=bind,
+            ephemeral=ephemeral,
+            strict=strict,
+        )
         try:
             yield daemon
         finally:

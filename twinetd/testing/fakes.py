@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_testing -*-
 """
 Fakes for unit tests of twinetd and of applications embedding it.
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import signal as _signal
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, AnyStr
+from typing import AnyStr
 
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -29,6 +30,7 @@ from twisted.internet.interfaces import (
     IProcessProtocol,
     IProcessTransport,
     IProducer,
+    IPushProducer,
     IReactorProcess,
     IReactorUDP,
     ITransport,
@@ -275,7 +277,11 @@ class FakeProcess:
         self.end(signal=number)
 
 
-@implementer(IListeningPort, IUDPTransport)
+#: A datagram's address: host and port.
+Address = tuple[str, int]
+
+
+@implementer(IListeningPort, IUDPTransport, IPushProducer)
 class FakeUDPPort:
     """
     A UDP port that never touches the network: the test delivers datagrams
@@ -284,8 +290,9 @@ class FakeUDPPort:
     @ivar protocol: the datagram protocol.
     @ivar written: C{(datagram, address)} pairs written, in order.
     @ivar listening: whether C{stopListening} has not been called yet.
-    @ivar reading: whether the port reads (C{stopReading} and
-        C{startReading} toggle it; L{deliver} refuses while not reading).
+    @ivar reading: whether the port reads (C{pauseProducing} and
+        C{resumeProducing}, as Twisted's port, toggle it; L{deliver}
+        refuses while not reading).
     @ivar writeErrors: raised (once each, in order) by the next writes.
     """
 
@@ -300,12 +307,12 @@ class FakeUDPPort:
         self.protocol = protocol
         self.interface = interface
         self.maxPacketSize = maxPacketSize
-        self.written: list[tuple[bytes, Any]] = []
+        self.written: list[tuple[bytes, Address | None]] = []
         self.writeErrors: list[Exception] = []
         self.listening = True
         self.reading = True
 
-    def deliver(self, datagram: bytes, addr: Any) -> None:
+    def deliver(self, datagram: bytes, addr: Address) -> None:
         """
         A datagram from C{addr} arrives.
         """
@@ -314,7 +321,7 @@ class FakeUDPPort:
 
     # IUDPTransport
 
-    def write(self, datagram: bytes, addr: Any = None) -> None:
+    def write(self, datagram: bytes, addr: Address | None = None) -> None:
         if self.writeErrors:
             raise self.writeErrors.pop(0)
         self.written.append((datagram, addr))
@@ -343,11 +350,19 @@ class FakeUDPPort:
             return IPv6Address("UDP", self.interface, self.port)
         return IPv4Address("UDP", self.interface or "0.0.0.0", self.port)
 
-    def startReading(self) -> None:
+    # IPushProducer (Twisted's UDP port is one)
+
+    def pauseProducing(self) -> None:
+        self.reading = False
+
+    def resumeProducing(self) -> None:
         self.reading = True
 
-    def stopReading(self) -> None:
-        self.reading = False
+    def stopProducing(self) -> None:
+        self.stopListening()
+
+    startReading = resumeProducing
+    stopReading = pauseProducing
 
 
 @implementer(IReactorProcess, IReactorUDP)
