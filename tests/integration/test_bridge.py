@@ -15,6 +15,7 @@ import struct
 import termios
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -392,17 +393,22 @@ async def test_pausedClientEndOfFileNoProgress(server: Any, way: str) -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_pausedHalfCloseServedWithProgress(server: Any, way: str) -> None:
+async def test_pausedHalfCloseServedWithProgress(
+    server: Any, way: str, tmp_path: Path
+) -> None:
     """
-    The same client, with a child that starts reading within the kill delay:
-    the half-close is legitimate and the reply arrives.
+    The same client, with a child that starts reading within the kill delay
+    after the half-close: the half-close is legitimate and the reply
+    arrives.
     """
+    go = tmp_path / "go"
     s = server(
-        always(childPlan("replyaftereof", env={"DELAY": str(KILL_DELAY / 2)})),
+        always(childPlan("replyaftereof", env={"GO": str(go)})),
         killDelay=KILL_DELAY,
     )
     sock, sent = await pauseWithEverythingSent(s)
     sock.shutdown(socket.SHUT_WR)
+    go.touch()
     await within(s.ended[0])
     sock.setblocking(True)
     reply = sock.recv(100)

@@ -1,10 +1,17 @@
-"""Waits DELAY seconds (default 0) without reading, then reads standard
-input to end of file and reports how much it read."""
+"""Waits without reading, DELAY seconds (default 0) or, when GO names a
+file, until that file exists (at most 20 s); then reads standard input to
+end of file and reports how much it read."""
 
 import os
 import time
 
-time.sleep(float(os.environ.get("DELAY", "0")))
+go = os.environ.get("GO")
+if go:
+    deadline = time.monotonic() + 20
+    while not os.path.exists(go) and time.monotonic() < deadline:
+        time.sleep(0.01)
+else:
+    time.sleep(float(os.environ.get("DELAY", "0")))
 total = 0
 while True:
     data = os.read(0, 65536)
