@@ -1,37 +1,8 @@
 # -*- test-case-name: tests.unit.test_relay -*-
 """
-Moving a client's bytes to and from a child's standard input and output
-without Twisted's process pipes.
-
-Twisted reads a child's pipe 8 KiB per C{read()}: a bridge built on it
-tops out near a third of what the kernel moves.  Here the bridge makes the
-child's standard input and output pipes itself (L{ChildPipes}) and relays
-them in one of three ways (L{PipeRelay}):
-
-  - C{splice}: the client is a plain socket (L{socketOf}): C{splice(2)}
-    from the socket into the child's standard input and from its standard
-    output into the socket; no byte passes through Python;
-  - C{copy}: the same with C{read()}/C{write()} of up to 64 KiB (where
-    C{splice} is missing, or forced off);
-  - C{transport}: anything else (TLS, a PROXY header, a wrapping
-    protocol): the client's bytes come from the protocol's C{dataReceived}
-    and go out through C{transport.write}, with Twisted's producer flow
-    control; the pipes are still read 64 KiB at a time.
-
-Every way keeps the bridge's rules: the daemon holds at most one read (64
-KiB) per direction beyond the kernel's buffers (the socket is not read
-while the child's standard input is full, the child's output is not read
-while the client does not take it); the client's end of file closes the
-child's standard input once its bytes are written; the child closing its
-standard output ends the relay once its bytes are sent; a child that closes
-its standard input has the client's further bytes counted and dropped (the
-socket is still read, so that the client's departure is noticed).
-
-The descriptors of every relay of a reactor are watched by one epoll
-descriptor (L{RelayLoop}), read by the reactor like any socket: a ready
-descriptor costs one dispatch, not one of Twisted's per-descriptor
-dispatches with their logging context.  Level triggered: a descriptor is
-registered only while its relay waits for it.
+L{PipeRelay}: a client relayed to a child's standard input and output pipes
+(see L{twinetd.relay}), one class per direction (L{_ClientToChild},
+L{_ChildToClient}) over their shared state (L{_Relay}).
 """
 
 from __future__ import annotations
@@ -41,33 +12,17 @@ import errno
 import fcntl
 import os
 import select
-import socket
-import weakref
 from typing import Protocol
 
-from twisted.internet import tcp
-from twisted.internet.interfaces import (
-    IConsumer,
-    IPushProducer,
-    IReactorFDSet,
-    IReadDescriptor,
-    ITransport,
-)
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-from zope.interface import Interface, implementer
+from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
+from zope.interface import implementer
 
-from twinetd._twistedcompat import writeBuffered
-
-log = Logger(namespace="twinetd")
+from twinetd.relay.descriptors import ChildPipes, socketOf
+from twinetd.relay.loop import RelayLoop
 
 #: Whether relays may use C{splice(2)} (tests turn it off to force the
 #: C{copy} way).
 SPLICE = hasattr(os, "splice")
-#: Whether relays may take a plain socket from its transport (tests turn it
-#: off to force the C{transport} way).
-SOCKETS = True
-
 #: A pipe that carries a bulk transfer grows to this size (Linux's default
 #: C{pipe-max-size}): fewer, larger moves, fewer wake-ups of the child.
 #: Pipes of connections that carry little keep the kernel's 64 KiB.
@@ -93,187 +48,6 @@ _BROKEN = select.EPOLLERR | select.EPOLLHUP
 #: time, and what is not written at once is copied out of it.
 _buffer = bytearray(CHUNK)
 _view = memoryview(_buffer)
-
-
-class _Ready(Protocol):
-    def __call__(self, events: int) -> None: ...
-
-
-@implementer(IReadDescriptor)
-class RelayLoop:
-    """
-    One epoll descriptor for the relays of a reactor, read by the reactor.
-    """
-
-    def __init__(self, reactor: IReactorFDSet) -> None:
-        self._reactor = reactor
-        self._epoll: select.epoll | None = None
-        self._handlers: dict[int, _Ready] = {}
-        self._masks: dict[int, int] = {}
-
-    def watch(self, fd: int, mask: int, handler: _Ready) -> None:
-        """
-        Call C{handler} with the events while C{fd} is ready for C{mask}
-        (C{EPOLLIN}, C{EPOLLOUT}, both); a mask of 0 stops watching (also
-        before C{fd} is closed).
-        """
-        old = self._masks.get(fd, 0)
-        if mask == old:
-            if mask:
-                self._handlers[fd] = handler
-            return
-        if self._epoll is None:
-            self._epoll = select.epoll()
-        if not mask:
-            del self._masks[fd]
-            del self._handlers[fd]
-            # A descriptor closed first (a bug) left the set by itself.
-            with contextlib.suppress(OSError):
-                self._epoll.unregister(fd)
-            if not self._masks:
-                self._reactor.removeReader(self)
-            return
-        if not self._masks:
-            self._reactor.addReader(self)
-        try:
-            if old:
-                self._epoll.modify(fd, mask)
-            else:
-                self._epoll.register(fd, mask)
-        except OSError as e:
-            # The set and this table disagree only if a descriptor was
-            # closed while registered (and its number reused): start over.
-            if e.errno not in (errno.ENOENT, errno.EEXIST):
-                if not self._masks:
-                    self._reactor.removeReader(self)
-                raise
-            with contextlib.suppress(OSError):
-                self._epoll.unregister(fd)
-            self._epoll.register(fd, mask)
-        self._masks[fd] = mask
-        self._handlers[fd] = handler
-
-    def fileno(self) -> int:
-        return -1 if self._epoll is None else self._epoll.fileno()
-
-    def doRead(self) -> None:
-        if self._epoll is None:
-            return
-        for fd, events in self._epoll.poll(0, 256):
-            handler = self._handlers.get(fd)
-            if handler is None:
-                continue
-            try:
-                handler(events)
-            except Exception:
-                log.failure("while relaying")
-
-    def connectionLost(self, reason: Failure) -> None:
-        epoll, self._epoll = self._epoll, None
-        self._handlers.clear()
-        self._masks.clear()
-        if epoll is not None:
-            epoll.close()
-
-    def logPrefix(self) -> str:
-        return "twinetd-relay"
-
-
-_loops: weakref.WeakKeyDictionary[object, RelayLoop] = weakref.WeakKeyDictionary()
-
-
-def relayLoop(reactor: object) -> RelayLoop | None:
-    """
-    The one L{RelayLoop} of C{reactor}, or C{None} when it does not provide
-    L{IReactorFDSet} or the platform has no epoll.
-    """
-    fdset = IReactorFDSet(reactor, None)
-    if fdset is None or not hasattr(select, "epoll"):
-        return None
-    loop = _loops.get(fdset)
-    if loop is None:
-        loop = _loops[fdset] = RelayLoop(fdset)
-    return loop
-
-
-class IByteTransparent(Interface):
-    """
-    A wrapping transport that passes the client's bytes through unchanged
-    both ways (the daemon's per-connection front): L{socketOf} looks
-    through it, at the transport below (its C{transport}).
-    """
-
-
-#: How many wrapping transports L{socketOf} looks through.
-_MAX_WRAPPERS = 8
-
-
-def socketOf(transport: ITransport) -> int | None:
-    """
-    The descriptor of C{transport}'s socket when the relay may move bytes on
-    it directly: a plain TCP or UNIX stream connection of Twisted's, with
-    nothing left in its write buffer, under wrappers that pass the client's
-    bytes through unchanged (the daemon's front, the PROXY protocol's once
-    its header is read) but not TLS.
-    """
-    if not SOCKETS:
-        return None
-    current: object = transport
-    for _ in range(_MAX_WRAPPERS):
-        if isinstance(current, tcp.Connection):
-            break
-        if not IByteTransparent.providedBy(current):
-            return None
-        current = getattr(current, "transport", None)
-    else:
-        return None
-    if getattr(current, "TLS", False) or writeBuffered(current):
-        return None
-    handle = current.getHandle()
-    if handle.type != socket.SOCK_STREAM:
-        return None
-    fd = handle.fileno()
-    return fd if fd >= 0 else None
-
-
-class ChildPipes:
-    """
-    The child's standard input and output pipes: the child's ends (for
-    C{childFDs}, closed once it started) and the daemon's (non-blocking).
-    """
-
-    def __init__(self) -> None:
-        self.stdinChild, self.stdin = os.pipe2(os.O_CLOEXEC)
-        try:
-            self.stdout, self.stdoutChild = os.pipe2(os.O_CLOEXEC)
-        except OSError:
-            os.close(self.stdinChild)
-            os.close(self.stdin)
-            raise
-        os.set_blocking(self.stdin, False)
-        os.set_blocking(self.stdout, False)
-
-    def childFDs(self) -> dict[int, int | str]:
-        """
-        The child's descriptors: these pipes, and a Twisted pipe for
-        standard error.
-        """
-        return {0: self.stdinChild, 1: self.stdoutChild, 2: "r"}
-
-    def started(self) -> None:
-        """
-        The child has its copies (or never will): close the daemon's.
-        """
-        os.close(self.stdinChild)
-        os.close(self.stdoutChild)
-
-    def closeAll(self) -> None:
-        """
-        The child could not be started.
-        """
-        self.started()
-        os.close(self.stdin)
-        os.close(self.stdout)
 
 
 class RelayEvents(Protocol):
@@ -338,11 +112,11 @@ def _waiting(read: int, write: int) -> tuple[bool, bool]:
     return readable, writable
 
 
-@implementer(IPushProducer)
-class PipeRelay:
+class _Relay:
     """
-    Relays a client to a child's standard input and output pipes (see the
-    module's docstring).
+    What both directions of a L{PipeRelay} share: its state, the socket's
+    registration (read for one direction, written for the other) and the
+    moves' common steps.
 
     @ivar way: C{"splice"}, C{"copy"} or C{"transport"}.
     @ivar bytesIn: bytes read from the client (also those dropped once the
@@ -416,29 +190,67 @@ class PipeRelay:
         """
         return len(self._pendingOut)
 
-    @property
-    def clientProducer(self) -> IPushProducer | None:
-        """
-        What pausing the client's reading for flow control pauses: the
-        transport (C{None}) the C{transport} way; nothing otherwise (the
-        relay stops reading the socket itself).
-        """
-        return None if self._socket is None else _ALREADY
+    # the socket: read for the child, written for the client
 
-    def start(self) -> None:
-        """
-        Start relaying.
-        """
-        if self._socket is not None:
-            # The socket is the relay's from now on; Twisted's transport only
-            # closes it in the end.
-            IPushProducer(self._transport).pauseProducing()
-        else:
-            IConsumer(self._transport).registerProducer(self, True)
-        self._watchSocket()
-        self._watchStdout()
+    def _watchSocket(self) -> None:
+        if self._socket is None or self._closed:
+            return
+        mask = 0
+        if not (self._blocked or self._clientEnded):
+            mask |= _IN
+        if self._sending:
+            mask |= _OUT
+        if mask != self._sockMask:
+            self._sockMask = mask
+            self._loop.watch(self._socket, mask, self._socketReady)
 
-    # the bridge's side
+    def _socketReady(self, events: int) -> None:
+        if events & (_IN | _BROKEN) and not (self._blocked or self._clientEnded):
+            self._up()
+        if events & (_OUT | _BROKEN) and self._sending and not self._closed:
+            self._down()
+
+    def _up(self) -> None:
+        """
+        Move the client's bytes to the child (L{_ClientToChild}).
+        """
+        raise NotImplementedError()
+
+    def _down(self) -> None:
+        """
+        Move the child's output to the client (L{_ChildToClient}).
+        """
+        raise NotImplementedError()
+
+    # steps of both directions
+
+    def _cannotSplice(self, e: OSError) -> bool:
+        """
+        Whether C{e} says this kernel or socket cannot splice (rather than
+        that the connection failed): the relay then copies from now on.
+        """
+        if e.errno not in _NO_SPLICE:
+            return False
+        self.way = "copy"
+        return True
+
+    def _grow(self, pipe: int, moved: int) -> None:
+        if moved < _BULK or pipe in self._grown:
+            return
+        self._grown += (pipe,)
+        # Above an unprivileged user's pipe-user-pages-soft: as it is.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe, _F_SETPIPE_SZ, PIPE_SIZE)
+
+    def _failed(self) -> None:
+        if not self._closed:
+            self._events.clientFailed()
+
+
+class _ClientToChild(_Relay):
+    """
+    The client's bytes to the child's standard input.
+    """
 
     def clientData(self, data: bytes) -> None:
         """
@@ -461,57 +273,7 @@ class PipeRelay:
         if not self._pendingIn:
             self._closeStdin()
 
-    def close(self) -> None:
-        """
-        Stop relaying and close the daemon's ends of the pipes; the socket
-        is the transport's again.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        self.outputDone = True
-        self._pendingIn = self._pendingOut = b""
-        if self._socket is not None:
-            self._sockMask = 0
-            self._loop.watch(self._socket, 0, self._socketReady)
-        else:
-            IConsumer(self._transport).unregisterProducer()
-        self._closeStdin()
-        self._closeStdout()
-
-    # IPushProducer, for the transport (the transport way)
-
-    def pauseProducing(self) -> None:
-        self._paused = True
-        self._watchStdout()
-
-    def resumeProducing(self) -> None:
-        self._paused = False
-        self._watchStdout()
-
-    def stopProducing(self) -> None:
-        # The bridge learns of the connection's end from connectionLost.
-        pass
-
     # registrations
-
-    def _watchSocket(self) -> None:
-        if self._socket is None or self._closed:
-            return
-        mask = 0
-        if not (self._blocked or self._clientEnded):
-            mask |= _IN
-        if self._sending:
-            mask |= _OUT
-        if mask != self._sockMask:
-            self._sockMask = mask
-            self._loop.watch(self._socket, mask, self._socketReady)
-
-    def _watchStdout(self) -> None:
-        if self._stdout is None:
-            return
-        reading = not (self._paused or self._sending)
-        self._loop.watch(self._stdout, _IN if reading else 0, self._stdoutReady)
 
     def _watchStdin(self) -> None:
         if self._stdin is None:
@@ -529,14 +291,6 @@ class PipeRelay:
         else:
             self._events.clientUnblocked()
 
-    # readiness
-
-    def _socketReady(self, events: int) -> None:
-        if events & (_IN | _BROKEN) and not (self._blocked or self._clientEnded):
-            self._up()
-        if events & (_OUT | _BROKEN) and self._sending and not self._closed:
-            self._down()
-
     def _stdinReady(self, events: int) -> None:
         if self._pendingIn:
             self._flushIn()
@@ -544,10 +298,7 @@ class PipeRelay:
             # The splice way: room again, or the child is gone.
             self._up()
 
-    def _stdoutReady(self, events: int) -> None:
-        self._down()
-
-    # client to child
+    # moves
 
     def _up(self) -> None:
         sock, stdin = self._socket, self._stdin
@@ -595,16 +346,6 @@ class PipeRelay:
             self._failed()
             return 0
         return self._took(n)
-
-    def _cannotSplice(self, e: OSError) -> bool:
-        """
-        Whether C{e} says this kernel or socket cannot splice (rather than
-        that the connection failed): the relay then copies from now on.
-        """
-        if e.errno not in _NO_SPLICE:
-            return False
-        self.way = "copy"
-        return True
 
     def _took(self, n: int) -> int:
         if n == 0:
@@ -662,7 +403,45 @@ class PipeRelay:
             self._loop.watch(stdin, 0, self._stdinReady)
             os.close(stdin)
 
-    # child to client
+
+class _ChildToClient(_Relay):
+    """
+    The child's standard output to the client.
+    """
+
+    # IPushProducer, for the transport (the transport way)
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+        self._watchStdout()
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        self._watchStdout()
+
+    def stopProducing(self) -> None:
+        # The bridge learns of the connection's end from connectionLost.
+        pass
+
+    # registrations
+
+    def _watchStdout(self) -> None:
+        if self._stdout is None:
+            return
+        reading = not (self._paused or self._sending)
+        self._loop.watch(self._stdout, _IN if reading else 0, self._stdoutReady)
+
+    def _stdoutReady(self, events: int) -> None:
+        self._down()
+
+    def _send(self, sending: bool) -> None:
+        # Whether the child's output waits for room in the socket.
+        if sending != self._sending:
+            self._sending = sending
+            self._watchSocket()
+            self._watchStdout()
+
+    # moves
 
     def _down(self) -> None:
         stdout = self._stdout
@@ -742,21 +521,6 @@ class PipeRelay:
         # May pause this producer at once (pauseProducing).
         self._transport.write(data)
 
-    def _grow(self, pipe: int, moved: int) -> None:
-        if moved < _BULK or pipe in self._grown:
-            return
-        self._grown += (pipe,)
-        # Above an unprivileged user's pipe-user-pages-soft: as it is.
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(pipe, _F_SETPIPE_SZ, PIPE_SIZE)
-
-    def _send(self, sending: bool) -> None:
-        # Whether the child's output waits for room in the socket.
-        if sending != self._sending:
-            self._sending = sending
-            self._watchSocket()
-            self._watchStdout()
-
     def _outputEnded(self) -> None:
         self._closeStdout()
         self.outputDone = True
@@ -768,6 +532,50 @@ class PipeRelay:
             self._loop.watch(stdout, 0, self._stdoutReady)
             os.close(stdout)
 
-    def _failed(self) -> None:
-        if not self._closed:
-            self._events.clientFailed()
+
+@implementer(IPushProducer)
+class PipeRelay(_ClientToChild, _ChildToClient):
+    """
+    Relays a client to a child's standard input and output pipes (see
+    L{twinetd.relay}): the two directions, started and closed together.
+    """
+
+    @property
+    def clientProducer(self) -> IPushProducer | None:
+        """
+        What pausing the client's reading for flow control pauses: the
+        transport (C{None}) the C{transport} way; nothing otherwise (the
+        relay stops reading the socket itself).
+        """
+        return None if self._socket is None else _ALREADY
+
+    def start(self) -> None:
+        """
+        Start relaying.
+        """
+        if self._socket is not None:
+            # The socket is the relay's from now on; Twisted's transport only
+            # closes it in the end.
+            IPushProducer(self._transport).pauseProducing()
+        else:
+            IConsumer(self._transport).registerProducer(self, True)
+        self._watchSocket()
+        self._watchStdout()
+
+    def close(self) -> None:
+        """
+        Stop relaying and close the daemon's ends of the pipes; the socket
+        is the transport's again.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self.outputDone = True
+        self._pendingIn = self._pendingOut = b""
+        if self._socket is not None:
+            self._sockMask = 0
+            self._loop.watch(self._socket, 0, self._socketReady)
+        else:
+            IConsumer(self._transport).unregisterProducer()
+        self._closeStdin()
+        self._closeStdout()
