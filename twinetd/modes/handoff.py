@@ -47,6 +47,7 @@ from twinetd._twistedcompat import releaseHandedOver, takeUnsentOutput
 from twinetd.child import (
     ChildConnection,
     ChildProcess,
+    ChildSetup,
     peerFromTransport,
     spawnFailed,
 )
@@ -195,11 +196,7 @@ class HandoffProtocol(ChildConnection):
 
     def __init__(
         self,
-        serviceLog: logs.ServiceLog,
-        makePlan: Callable[[Peer], LaunchPlan],
-        spawner: Spawner,
-        clock: IReactorTime,
-        killDelay: float = 5.0,
+        setup: ChildSetup,
         onEnded: Callable[[], None] | None = None,
         stderrToSocket: bool = False,
     ) -> None:
@@ -211,7 +208,7 @@ class HandoffProtocol(ChildConnection):
         @param stderrToSocket: the child's descriptor 2 is the socket too
             (xinetd) instead of a pipe to the log.
         """
-        super().__init__(serviceLog, makePlan, spawner, clock, killDelay, onEnded)
+        super().__init__(setup, onEnded)
         self._stderrToSocket = stderrToSocket
 
     def connectionMade(self) -> None:
