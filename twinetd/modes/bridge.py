@@ -29,7 +29,7 @@ one, see L{twinetd.spawn.IProcessGroup}).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from twisted.internet.interfaces import (
     IConsumer,
@@ -44,17 +44,14 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twinetd.child import (
-    ChildConnection,
-    ChildProcess,
-    ChildSetup,
-    peerFromTransport,
-    spawnFailed,
-)
+from twinetd.child import ChildConnection, ChildProcess, peerFromTransport, spawnFailed
 from twinetd.hangup import PausedReading, Watcher, hangupWatcher
 from twinetd.model import Peer
 from twinetd.relay import ChildPipes, PipeRelay, RelayLoop, relayLoop
 from twinetd.spawn import PosixSpawner, Spawner
+
+if TYPE_CHECKING:
+    from twinetd.child import ChildSetup
 
 
 class _Stdio(Protocol):
