@@ -480,13 +480,16 @@ class _Spawning:
     """
     What both spawners share: a failed start is a L{SpawnError} with the
     reason a log line gives.
+
+    @ivar reactor: the reactor (the bridge relays its children's pipes on
+        it).
     """
 
     #: The errors of a failed start.
     _failures: tuple[type[Exception], ...] = (OSError,)
 
     def __init__(self, reactor: IReactorProcess) -> None:
-        self._reactor = reactor
+        self._reactor = self.reactor = reactor
 
     def spawn(
         self,
@@ -508,15 +511,9 @@ class _Spawning:
 class PosixSpawner(_Spawning):
     """
     The L{Spawner} for a real POSIX reactor: L{SpawnedProcess}.
-
-    @ivar reactor: the reactor (the bridge relays its children's pipes on
-        it).
     """
 
     _failures = (OSError, subprocess.SubprocessError)
-
-    def __init__(self, reactor: IReactorProcess) -> None:
-        self._reactor = self.reactor = reactor
 
     def _start(
         self, protocol: IProcessProtocol, plan: LaunchPlan, childFDs: ChildFDs | None

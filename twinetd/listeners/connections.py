@@ -48,7 +48,6 @@ class ConnectionFactory(ServerFactory):
     @ivar runtime: what the daemon's services share.
     @ivar serviceLog: the service's log.
     @ivar admit: asked about each client.
-    @ivar makePlan: what to run for a client.
     @ivar pause: called with the seconds of a C{cps} pause when a
         connection trips it (the listener's L{Listener.pauseFor}).
     @ivar live: the connections not yet ended (fronts and service
@@ -76,7 +75,6 @@ class ConnectionFactory(ServerFactory):
         self.runtime = runtime
         self.serviceLog = serviceLog
         self.admit = admit
-        self.makePlan = makePlan
         self.pause = pause
         self._childSetup = ChildSetup(
             serviceLog, makePlan, runtime.spawner, runtime.clock, runtime.killDelay
