@@ -95,10 +95,11 @@ class _Already:
 _ALREADY = _Already()
 
 
-def _waiting(read: int, write: int) -> tuple[bool, bool]:
+def _stalled(read: int, write: int) -> bool:
     """
     After C{EAGAIN} from a C{splice()} between two descriptors: whether
-    C{read} has bytes and whether C{write} has room, now.
+    C{read} has bytes while C{write} has no room, now (else the move waits
+    for C{read}).
     """
     poller = select.poll()
     poller.register(read, select.POLLIN)
@@ -109,7 +110,7 @@ def _waiting(read: int, write: int) -> tuple[bool, bool]:
             readable = True
         if fd == write and events & (select.POLLOUT | select.POLLERR):
             writable = True
-    return readable, writable
+    return readable and not writable
 
 
 class _Relay:
@@ -317,8 +318,7 @@ class _ClientToChild(_Relay):
         try:
             n = os.splice(sock, stdin, _SPLICE_LEN, flags=_SPLICE_FLAGS)
         except BlockingIOError:
-            readable, writable = _waiting(sock, stdin)
-            self._block(readable and not writable)
+            self._block(_stalled(sock, stdin))
             return
         except BrokenPipeError:
             self._stdinClosed()
@@ -457,8 +457,7 @@ class _ChildToClient(_Relay):
         try:
             n = os.splice(stdout, sock, _SPLICE_LEN, flags=_SPLICE_FLAGS)
         except BlockingIOError:
-            readable, writable = _waiting(stdout, sock)
-            self._send(readable and not writable)
+            self._send(_stalled(stdout, sock))
             return
         except OSError as e:
             if self._cannotSplice(e):
