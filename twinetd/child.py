@@ -8,8 +8,8 @@ L{twinetd.modes.handoff}, L{twinetd.listeners.datagram}):
     then C{SIGKILL} after a kill delay (to the child's process group when
     it leads one, L{IProcessGroup}), and calls C{onEnded} once;
   - L{ChildConnection}: the start of a connection protocol served by one
-    child, whose C{onEnded} runs once when both the connection and the
-    child are over;
+    child (started as its service's L{ChildSetup} says), whose C{onEnded}
+    runs once when both the connection and the child are over;
   - L{spawnFailed}: how every mode and listener reports a child that could
     not be started.
 """
@@ -21,6 +21,7 @@ import struct
 from collections.abc import Callable
 from typing import Any, cast
 
+import attrs
 from twisted.internet.address import UNIXAddress
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import (
@@ -295,6 +296,27 @@ class ChildProcess(ProcessProtocol):
         self._termCall = self._killCall = None
 
 
+@attrs.frozen
+class ChildSetup:
+    """
+    How a service starts the child of each of its connections, the same
+    for all of them.
+
+    @ivar serviceLog: the service's log (events, and xinetd's lines where
+        C{log_type} asks for them).
+    @ivar makePlan: what to run for a peer.
+    @ivar spawner: starts the child.
+    @ivar clock: for the kill timers and durations.
+    @ivar killDelay: seconds from C{SIGTERM} to C{SIGKILL}.
+    """
+
+    serviceLog: logs.ServiceLog
+    makePlan: Callable[[Peer], LaunchPlan]
+    spawner: Spawner
+    clock: IReactorTime
+    killDelay: float = 5.0
+
+
 class ChildConnection(Protocol):
     """
     A connection served by one child (started by the subclass): C{onEnded}
@@ -307,31 +329,20 @@ class ChildConnection(Protocol):
     """
 
     def __init__(
-        self,
-        serviceLog: logs.ServiceLog,
-        makePlan: Callable[[Peer], LaunchPlan],
-        spawner: Spawner,
-        clock: IReactorTime,
-        killDelay: float = 5.0,
-        onEnded: Callable[[], None] | None = None,
+        self, setup: ChildSetup, onEnded: Callable[[], None] | None = None
     ) -> None:
         """
-        @param serviceLog: the service's log (events, and xinetd's lines
-            where C{log_type} asks for them).
-        @param makePlan: what to run for a peer.
-        @param spawner: starts the child.
-        @param clock: for the kill timers and durations.
-        @param killDelay: seconds from C{SIGTERM} to C{SIGKILL}.
+        @param setup: how the child is started.
         @param onEnded: called once, when both the connection is closed and
             the child has ended (or could not be started).
         """
-        self.serviceLog = serviceLog
-        self.serviceId = serviceLog.service
-        self.log = serviceLog.logger
-        self._makePlan = makePlan
-        self._spawner = spawner
-        self._clock = clock
-        self._killDelay = killDelay
+        self.serviceLog = setup.serviceLog
+        self.serviceId = setup.serviceLog.service
+        self.log = setup.serviceLog.logger
+        self._makePlan = setup.makePlan
+        self._spawner = setup.spawner
+        self._clock = setup.clock
+        self._killDelay = setup.killDelay
         self._onEnded = onEnded
         self._connectionDone = False
         self._childDone = False

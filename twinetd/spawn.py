@@ -476,13 +476,17 @@ class SpawnedProcess(_process.Process):
             raise ProcessExitedAlready() from None
 
 
-class PosixSpawner:
+class _Spawning:
     """
-    The L{Spawner} for a real POSIX reactor: L{SpawnedProcess}.
+    What both spawners share: a failed start is a L{SpawnError} with the
+    reason a log line gives.
 
     @ivar reactor: the reactor (the bridge relays its children's pipes on
         it).
     """
+
+    #: The errors of a failed start.
+    _failures: tuple[type[Exception], ...] = (OSError,)
 
     def __init__(self, reactor: IReactorProcess) -> None:
         self._reactor = self.reactor = reactor
@@ -494,39 +498,48 @@ class PosixSpawner:
         childFDs: ChildFDs | None = None,
     ) -> IProcessTransport:
         try:
-            return SpawnedProcess(self._reactor, protocol, plan, childFDs)
-        except (OSError, subprocess.SubprocessError) as e:
+            return self._start(protocol, plan, childFDs)
+        except self._failures as e:
             raise SpawnError(_describe(plan, e)) from e
 
+    def _start(
+        self, protocol: IProcessProtocol, plan: LaunchPlan, childFDs: ChildFDs | None
+    ) -> IProcessTransport:
+        raise NotImplementedError()
 
-class ReactorSpawner:
+
+class PosixSpawner(_Spawning):
+    """
+    The L{Spawner} for a real POSIX reactor: L{SpawnedProcess}.
+    """
+
+    _failures = (OSError, subprocess.SubprocessError)
+
+    def _start(
+        self, protocol: IProcessProtocol, plan: LaunchPlan, childFDs: ChildFDs | None
+    ) -> IProcessTransport:
+        return SpawnedProcess(self._reactor, protocol, plan, childFDs)
+
+
+class ReactorSpawner(_Spawning):
     """
     A L{Spawner} calling C{reactor.spawnProcess}: for fake reactors, and for
     reactors that are not Twisted's POSIX ones.  It cannot apply C{umask},
     C{nice}, C{rlimits} or supplementary groups.
     """
 
-    def __init__(self, reactor: IReactorProcess) -> None:
-        self._reactor = reactor
-
-    def spawn(
-        self,
-        protocol: IProcessProtocol,
-        plan: LaunchPlan,
-        childFDs: ChildFDs | None = None,
+    def _start(
+        self, protocol: IProcessProtocol, plan: LaunchPlan, childFDs: ChildFDs | None
     ) -> IProcessTransport:
-        try:
-            return self._reactor.spawnProcess(
-                protocol,
-                plan.executable,
-                plan.argv,
-                env=plan.environment,
-                uid=plan.uid,
-                gid=plan.gid,
-                childFDs=None if childFDs is None else dict(childFDs),
-            )
-        except OSError as e:
-            raise SpawnError(_describe(plan, e)) from e
+        return self._reactor.spawnProcess(
+            protocol,
+            plan.executable,
+            plan.argv,
+            env=plan.environment,
+            uid=plan.uid,
+            gid=plan.gid,
+            childFDs=None if childFDs is None else dict(childFDs),
+        )
 
 
 def _describe(plan: LaunchPlan, e: BaseException) -> str:

@@ -26,6 +26,7 @@ from twisted.logger import Logger, globalLogPublisher
 from twisted.python.failure import Failure
 
 from tests.processes import childProcesses
+from twinetd.child import ChildSetup
 from twinetd.launch import LaunchPlan
 from twinetd.logs import ServiceLog
 from twinetd.model import Peer
@@ -100,14 +101,14 @@ class BridgeServer:
             self.endedCounts[index] += 1
             done.callback(None)
 
-        protocol = BridgeProtocol(
+        setup = ChildSetup(
             ServiceLog("test", logger=Logger(observer=self.events.append)),
             self.makePlan,
             self.spawner,
             reactor,
-            killDelay=self.killDelay,
-            onEnded=onEnded,
+            self.killDelay,
         )
+        protocol = BridgeProtocol(setup, onEnded=onEnded)
         self.protocols.append(protocol)
         return protocol
 

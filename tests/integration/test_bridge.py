@@ -28,6 +28,7 @@ from twisted.protocols.policies import WrappingFactory
 from twinetd import logs, relay, spawn
 from twinetd.launch import LaunchPlan
 from twinetd.modes.bridge import BridgeProtocol
+from twinetd.relay import descriptors, pipe
 from twinetd.spawn import PosixSpawner, SpawnedProcess, spawnerFor
 
 from .conftest import (
@@ -69,10 +70,10 @@ def way(request: Any, monkeypatch: Any) -> str:
     Twisted's transport, as for TLS or a PROXY header).
     """
     name: str = request.param
-    if name == "splice" and not relay.SPLICE:
+    if name == "splice" and not pipe.SPLICE:
         pytest.skip("no splice(2) here")
-    monkeypatch.setattr(relay, "SPLICE", name == "splice")
-    monkeypatch.setattr(relay, "SOCKETS", name != "transport")
+    monkeypatch.setattr(pipe, "SPLICE", name == "splice")
+    monkeypatch.setattr(descriptors, "SOCKETS", name != "transport")
     return name
 
 
@@ -230,7 +231,7 @@ async def test_spliceRefused(server: Any, monkeypatch: Any) -> None:
     A kernel or socket that refuses C{splice()} (C{EINVAL}) makes the relay
     copy instead, without losing a byte.
     """
-    if not relay.SPLICE:
+    if not pipe.SPLICE:
         pytest.skip("no splice(2) here")
 
     def refuse(*args: object, **kwargs: object) -> int:

@@ -21,6 +21,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 
 from twinetd import logs
+from twinetd.child import ChildSetup
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan
 from twinetd.listeners.waitstream import WaitStreamListener
@@ -144,14 +145,15 @@ class HandoffServer:
             self.endedCounts[index] += 1
             done.callback(None)
 
-        protocol = self.protocolClass(
+        setup = ChildSetup(
             logs.ServiceLog("test", logger=Logger(observer=self.events.append)),
             self.makePlan,
             self.spawner,
             reactor,
             killDelay=1.0,
-            onEnded=onEnded,
-            stderrToSocket=self.stderrToSocket,
+        )
+        protocol = self.protocolClass(
+            setup, onEnded=onEnded, stderrToSocket=self.stderrToSocket
         )
         self.protocols.append(protocol)
         return protocol

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs
+from twinetd.child import ChildSetup
 from twinetd.hangup import END_OF_FILE, RESET
 from twinetd.launch import LaunchPlan
 from twinetd.logs import MAX_STDERR_LINE, ServiceLog
@@ -59,15 +60,14 @@ class Harness:
             self.ended += 1
 
         self.watcher = FakeHangupWatcher()
-        self.protocol = BridgeProtocol(
+        setup = ChildSetup(
             ServiceLog("svc", logger=Logger(observer=self.events.append)),
             makePlan or plan,
             ReactorSpawner(self.reactor),
             self.reactor,
-            killDelay=KILL_DELAY,
-            onEnded=onEnded,
-            hangups=self.watcher,
+            KILL_DELAY,
         )
+        self.protocol = BridgeProtocol(setup, onEnded=onEnded, hangups=self.watcher)
         self.transport = StringTransport(
             peerAddress=peer or IPv4Address("TCP", "192.0.2.7", 40000),
             hostAddress=host or IPv4Address("TCP", "127.0.0.1", 7000),

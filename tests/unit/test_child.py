@@ -16,6 +16,7 @@ from twinetd import logs
 from twinetd.child import (
     ChildConnection,
     ChildProcess,
+    ChildSetup,
     exitFields,
     signalChild,
     spawnFailed,
@@ -379,14 +380,10 @@ class ChildConnectionTests(SynchronousTestCase):
         reactor = MemoryProcessReactor()
         ended: list[int] = []
         serviceLog = logs.ServiceLog("svc", logger=Logger(observer=lambda e: None))
-        connection = Connection(
-            serviceLog,
-            lambda peer: PLAN,
-            ReactorSpawner(reactor),
-            reactor,
-            killDelay=KILL_DELAY,
-            onEnded=lambda: ended.append(1),
+        setup = ChildSetup(
+            serviceLog, lambda peer: PLAN, ReactorSpawner(reactor), reactor, KILL_DELAY
         )
+        connection = Connection(setup, onEnded=lambda: ended.append(1))
         return connection, ended
 
     def test_endedOnceBothAreOver(self) -> None:

@@ -5,6 +5,7 @@ connection gets, with fakes (StringTransport, the fake process reactor, its cloc
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -75,7 +76,13 @@ class Harness:
             killDelay=5.0,
             hangups=self.watcher,
         )
-        self.factory = ConnectionFactory(config, self.runtime)
+        self.factory = ConnectionFactory(
+            config,
+            self.runtime,
+            logs.ServiceLog.fromConfig(config, None),
+            gate.admitter(config),
+            functools.partial(self.runtime.plan, config),
+        )
 
     def connect(self, host: str = "192.0.2.7", port: int = 40000) -> StringTransport:
         transport = StringTransport(

@@ -23,6 +23,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from twinetd import logs
+from twinetd.child import ChildSetup
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan
 from twinetd.listeners.sockets import listenAddress
@@ -484,14 +485,14 @@ class HandoffProtocolTests(SynchronousTestCase):
         def onEnded() -> None:
             self.ended += 1
 
-        protocol = HandoffProtocol(
+        setup = ChildSetup(
             logs.ServiceLog("svc", logger=Logger(observer=self.events.append)),
             makePlan or plan,
             ReactorSpawner(self.reactor),
             self.reactor,
-            killDelay=KILL_DELAY,
-            onEnded=onEnded,
+            KILL_DELAY,
         )
+        protocol = HandoffProtocol(setup, onEnded=onEnded)
         transport = FakeTCPTransport(protocol)
         protocol.makeConnection(transport)  # type: ignore[arg-type]
         return protocol, transport

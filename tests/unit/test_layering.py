@@ -63,7 +63,7 @@ ORDER: list[tuple[str, ...]] = [
     ("spawn",),
     ("child",),
     ("hangup",),
-    ("relay",),
+    ("relay.loop", "relay.descriptors", "relay.pipe", "relay"),
     MODES,
     (
         "listeners.sockets",

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.unit.test_twistedcompat import connectedTransport
 from twinetd import relay
+from twinetd.relay import descriptors
 
 
 class SocketOfTests(SynchronousTestCase):
@@ -25,7 +26,7 @@ class SocketOfTests(SynchronousTestCase):
         self.assertEqual(relay.socketOf(self.transport), self.sockets[0].fileno())
 
     def test_turnedOff(self) -> None:
-        self.patch(relay, "SOCKETS", False)
+        self.patch(descriptors, "SOCKETS", False)
         self.assertIsNone(relay.socketOf(self.transport))
 
     def test_tls(self) -> None:

@@ -318,9 +318,21 @@ def _listOf(item: Callable[[str], tuple[Any, ...]]) -> Converter:
     return convert
 
 
-def _logOption(choices: Sequence[str], what: str) -> Callable[[str], tuple[str]]:
-    convert = word(choices, what)
-    return lambda value: (convert(value),)
+def _logOptions(name: str, field: str, choices: Sequence[str]) -> AttributeSpec:
+    """
+    The row of C{log_on_success} or C{log_on_failure}: a list of option
+    words, allowed in defaults, kept as a set.
+    """
+    convert = word(choices, f"{name} value")
+    return AttributeSpec(
+        name,
+        field,
+        ANY,
+        _listOf(lambda value: (convert(value),)),
+        isList=True,
+        inDefaults=True,
+        toRecord=frozenset,
+    )
 
 
 def _envItem(value: str) -> tuple[tuple[str, str]]:
@@ -412,24 +424,8 @@ ATTRIBUTES: dict[str, AttributeSpec] = {
         ),
         _S("access_times", "accessTimes", SOME, _convertAccessTimes),
         _S("log_type", "logType", SOME, _convertLogType, inDefaults=True),
-        _S(
-            "log_on_success",
-            "logOnSuccess",
-            ANY,
-            _listOf(_logOption(SUCCESS_LOG_OPTIONS, "log_on_success value")),
-            isList=True,
-            inDefaults=True,
-            toRecord=frozenset,
-        ),
-        _S(
-            "log_on_failure",
-            "logOnFailure",
-            ANY,
-            _listOf(_logOption(FAILURE_LOG_OPTIONS, "log_on_failure value")),
-            isList=True,
-            inDefaults=True,
-            toRecord=frozenset,
-        ),
+        _logOptions("log_on_success", "logOnSuccess", SUCCESS_LOG_OPTIONS),
+        _logOptions("log_on_failure", "logOnFailure", FAILURE_LOG_OPTIONS),
         _S("rpc_version", "rpcVersion", 1, _convertRpcVersion),
         _S("rpc_number", "rpcNumber", 1, _number("rpc_number", 0)),
         _S("env", "env", ANY, _listOf(_envItem), isList=True),

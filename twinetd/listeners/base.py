@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from typing import TypedDict
 
 import attrs
 from twisted.application.service import Service
@@ -123,6 +124,18 @@ class Runtime:
         return planLaunch(
             config, peer, self.environment, self.uid, self.gid, self.handsOff(config)
         )
+
+
+class ListenerOptions(TypedDict, total=False):
+    """
+    What a listener's maker (a test, most often) may give in place of the
+    daemon's own: the keyword arguments every listener takes, passed on to
+    L{Listener.__init__}.
+    """
+
+    serviceLog: logs.ServiceLog | None
+    admit: Admit | None
+    makePlan: Callable[[Peer | None], LaunchPlan] | None
 
 
 class Listener(Service):

@@ -19,6 +19,7 @@ from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.python.failure import Failure
 
 from twinetd import logs
+from twinetd.child import ChildSetup
 from twinetd.launch import LaunchPlan
 from twinetd.listeners.base import Runtime
 from twinetd.listeners.front import Front
@@ -61,18 +62,23 @@ class ConnectionFactory(ServerFactory):
         self,
         config: ServiceConfig,
         runtime: Runtime,
-        serviceLog: logs.ServiceLog | None = None,
-        admit: Admit | None = None,
+        serviceLog: logs.ServiceLog,
+        admit: Admit,
+        makePlan: Callable[[Peer | None], LaunchPlan],
         pause: Callable[[int], object] = _noPause,
     ) -> None:
         """
-        @param admit: by default the daemon's gate.
+        The service's log, admission and plans are its listener's
+        (L{twinetd.listeners.base.Listener}).
         """
         self.config = config
         self.runtime = runtime
-        self.serviceLog = serviceLog or logs.ServiceLog.fromConfig(config, None)
-        self.admit = admit if admit is not None else runtime.gate.admitter(config)
+        self.serviceLog = serviceLog
+        self.admit = admit
         self.pause = pause
+        self._childSetup = ChildSetup(
+            serviceLog, makePlan, runtime.spawner, runtime.clock, runtime.killDelay
+        )
         self.live: set[Stoppable] = set()
         self._waiters: dict[Stoppable, list[Deferred[None]]] = {}
 
@@ -175,28 +181,20 @@ class ConnectionFactory(ServerFactory):
             self.ended(protocol)
 
         runtime = self.runtime
-        common = (self.serviceLog, self._makePlan, runtime.spawner, runtime.clock)
         if runtime.handsOff(self.config):
             protocol = HandoffProtocol(
-                *common,
-                killDelay=runtime.killDelay,
+                self._childSetup,
                 onEnded=ended,
                 stderrToSocket=runtime.stderrToSocket(self.config),
             )
         else:
             protocol = BridgeProtocol(
-                *common,
-                killDelay=runtime.killDelay,
-                onEnded=ended,
-                hangups=runtime.hangups,
+                self._childSetup, onEnded=ended, hangups=runtime.hangups
             )
         protocol.factory = self
         protocol.peer = peer
         self.live.add(protocol)
         return protocol
-
-    def _makePlan(self, peer: Peer) -> LaunchPlan:
-        return self.runtime.plan(self.config, peer)
 
     def ended(self, connection: Stoppable) -> None:
         """

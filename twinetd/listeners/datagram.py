@@ -50,7 +50,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -60,13 +60,15 @@ from twisted.internet.protocol import DatagramProtocol
 from twinetd import logs
 from twinetd._twistedcompat import pauseReading, resumeReading
 from twinetd.child import ChildProcess, spawnFailed
-from twinetd.launch import LaunchPlan
-from twinetd.listeners.base import Listener, Runtime
+from twinetd.listeners.base import Listener, ListenerOptions, Runtime
 from twinetd.listeners.sockets import bindSocket, listenAddress
 from twinetd.model import Peer, ServiceConfig
 from twinetd.modes.datagram import MAX_REPLY, ReplyingChild
 from twinetd.modes.internal import InternalService, LocalTime
-from twinetd.policy.gate import Admission, Admit
+from twinetd.policy.gate import Admission
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: The largest datagram read (the largest UDP payload over IPv6).
 MAX_DATAGRAM = 65535
@@ -114,6 +116,14 @@ def peerOf(addr: Any, local: tuple[str, int], accepted: float) -> Peer:
     return Peer("udp", str(addr[0]), int(addr[1]), local[0], local[1], accepted)
 
 
+class DatagramOptions(ListenerOptions, total=False):
+    """
+    The keyword arguments every datagram listener takes (L{DatagramServing}).
+    """
+
+    maxChildren: int | None
+
+
 class DatagramServing(Listener):
     """
     What every datagram listener does: start children (each holding its
@@ -130,18 +140,15 @@ class DatagramServing(Listener):
         config: ServiceConfig,
         runtime: Runtime,
         *,
-        serviceLog: logs.ServiceLog | None = None,
-        admit: Admit | None = None,
-        makePlan: Callable[[Peer | None], LaunchPlan] | None = None,
         maxChildren: int | None = None,
+        **options: Unpack[ListenerOptions],
     ) -> None:
         """
         @param maxChildren: overrides the bound on children (default
             C{instances}, or L{DEFAULT_MAX_CHILDREN} when UNLIMITED).
+        @param options: as L{Listener}'s.
         """
-        super().__init__(
-            config, runtime, serviceLog=serviceLog, admit=admit, makePlan=makePlan
-        )
+        super().__init__(config, runtime, **options)
         if maxChildren is None:
             maxChildren = (
                 config.instances
@@ -245,15 +252,12 @@ class DatagramListener(DatagramServing):
         runtime: Runtime,
         reactor: IReactorSocket,
         *,
-        serviceLog: logs.ServiceLog | None = None,
-        admit: Admit | None = None,
-        makePlan: Callable[[Peer | None], LaunchPlan] | None = None,
-        maxChildren: int | None = None,
         internal: InternalService | None = None,
         childTimeout: float = DEFAULT_CHILD_TIMEOUT,
         maxReply: int = MAX_REPLY,
         bindPort: BindPort | None = None,
         localtime: LocalTime = time.localtime,
+        **options: Unpack[DatagramOptions],
     ) -> None:
         """
         @param reactor: reads the port.
@@ -262,15 +266,9 @@ class DatagramListener(DatagramServing):
         @param maxReply: the largest reply datagram.
         @param bindPort: listens (default L{listenDatagram} with C{reactor}).
         @param localtime: for the daytime builtin.
+        @param options: as L{DatagramServing}'s.
         """
-        super().__init__(
-            config,
-            runtime,
-            serviceLog=serviceLog,
-            admit=admit,
-            makePlan=makePlan,
-            maxChildren=maxChildren,
-        )
+        super().__init__(config, runtime, **options)
         self.internal = internal
         self.childTimeout = childTimeout
         self.maxReply = maxReply

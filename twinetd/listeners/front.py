@@ -371,7 +371,7 @@ class Front(_Relay):
         if admission.reason is not None:
             serviceLog.fail(admission.reason, self.peer, admission.detail)
             if serviceLog.wantsUseridOnFailure:
-                self._queryIdent()
+                _queryIdent(self.factory, self.peer)
             self._close(readBanner(config, config.bannerFail))
             return
         if self._gone:
@@ -380,7 +380,7 @@ class Front(_Relay):
         assert self._sent is not None
         self._sent.write(readBanner(config, config.bannerSuccess))
         if serviceLog.wantsUseridOnSuccess:
-            self._queryIdent()
+            _queryIdent(self.factory, self.peer)
         if self.factory.handsOff and self._sent.unsent:
             # The child gets the socket itself: the banners must reach the
             # kernel first, without blocking the daemon for a client that
@@ -454,27 +454,6 @@ class Front(_Relay):
                 break
             self.wrappedProtocol.dataReceived(data)
 
-    def _queryIdent(self) -> None:
-        # USERID (RFC 1413), asked in the background: it never delays the
-        # connection, and logs only if an answer comes.  A UNIX-socket
-        # client has no address to ask.
-        peer, serviceLog = self.peer, self.factory.serviceLog
-        assert peer is not None
-        if peer.address is None:
-            return
-
-        def answered(text: str | None) -> None:
-            if text is not None:
-                serviceLog.userid(text)
-
-        queryIdent(
-            self.factory.runtime.tcp,
-            peer.remoteAddress,
-            peer.remotePort,
-            peer.localAddress,
-            peer.localPort,
-        ).addCallback(answered)
-
     # the end
 
     def _close(self, data: bytes = b"") -> None:
@@ -529,3 +508,27 @@ class Front(_Relay):
                 inner.connectionLost(reason)
         finally:
             self.factory.ended(self)
+
+
+def _queryIdent(factory: Serving, peer: Peer | None) -> None:
+    """
+    Ask the client's USERID (RFC 1413) in the background: it never delays
+    the connection, and logs only if an answer comes.  A UNIX-socket client
+    has no address to ask.
+    """
+    serviceLog = factory.serviceLog
+    assert peer is not None
+    if peer.address is None:
+        return
+
+    def answered(text: str | None) -> None:
+        if text is not None:
+            serviceLog.userid(text)
+
+    queryIdent(
+        factory.runtime.tcp,
+        peer.remoteAddress,
+        peer.remotePort,
+        peer.localAddress,
+        peer.localPort,
+    ).addCallback(answered)

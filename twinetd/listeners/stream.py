@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
@@ -32,14 +32,15 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.python.failure import Failure
 
-from twinetd import logs
-from twinetd.listeners.base import Listener, Runtime
+from twinetd.listeners.base import Listener, ListenerOptions, Runtime
 from twinetd.listeners.connections import ConnectionFactory
 from twinetd.listeners.endpoints import EndpointError, endpointFor
 from twinetd.listeners.proxy import ProxyWrappingFactory
 from twinetd.listeners.sockets import bindSocket, listenAddress, needsLookup
 from twinetd.model import ListenSpec, ServiceConfig
-from twinetd.policy.gate import Admit
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: How often, and how far apart in seconds, a port in use is tried again
 #: before the service gives up (xinetd tries 10 times).
@@ -79,16 +80,17 @@ class StreamListener(Listener):
         config: ServiceConfig,
         runtime: Runtime,
         reactor: IReactorSocket,
-        *,
-        serviceLog: logs.ServiceLog | None = None,
-        admit: Admit | None = None,
+        **options: Unpack[ListenerOptions],
     ) -> None:
         """
         @param reactor: listens (it must provide L{IReactorCore} too, for a
             host name in C{bind}, and what the endpoints need).
+        @param options: as L{Listener}'s.
         """
-        super().__init__(config, runtime, serviceLog=serviceLog, admit=admit)
-        self.factory = ConnectionFactory(config, runtime, self.serviceLog, self.ask)
+        super().__init__(config, runtime, **options)
+        self.factory = ConnectionFactory(
+            config, runtime, self.serviceLog, self.ask, self.makePlan
+        )
         # The factories of earlier configurations, while their connections
         # last (stopped with this service).
         self._earlier: list[ConnectionFactory] = []

@@ -57,20 +57,27 @@ from __future__ import annotations
 import errno
 import socket
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorFDSet, IReactorTime
 
 from twinetd import logs
 from twinetd.child import ChildProcess
-from twinetd.launch import LaunchPlan
 from twinetd.listeners.base import Runtime, SocketWatch
-from twinetd.listeners.datagram import MAX_DATAGRAM, DatagramServing, peerOf
+from twinetd.listeners.datagram import (
+    MAX_DATAGRAM,
+    DatagramOptions,
+    DatagramServing,
+    peerOf,
+)
 from twinetd.listeners.sockets import bindSocket, listenAddress
 from twinetd.model import Peer, ServiceConfig
 from twinetd.policy.backoff import QUICK_EXIT, Backoff, doubling
-from twinetd.policy.gate import Admission, Admit
+from twinetd.policy.gate import Admission
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: The most datagrams one drain reads (the loop is bounded; the rest
 #: trigger a new child).
@@ -249,24 +256,15 @@ class WaitDatagramListener(DatagramServing):
         runtime: Runtime,
         reactor: IReactorFDSet,
         *,
-        serviceLog: logs.ServiceLog | None = None,
-        admit: Admit | None = None,
-        makePlan: Callable[[Peer | None], LaunchPlan] | None = None,
-        maxChildren: int | None = None,
         makeSocket: Callable[[], DatagramSocket] | None = None,
+        **options: Unpack[DatagramOptions],
     ) -> None:
         """
         @param reactor: watches the socket.
         @param makeSocket: binds the socket (default L{bindDatagramSocket}).
+        @param options: as L{DatagramServing}'s.
         """
-        super().__init__(
-            config,
-            runtime,
-            serviceLog=serviceLog,
-            admit=admit,
-            makePlan=makePlan,
-            maxChildren=maxChildren,
-        )
+        super().__init__(config, runtime, **options)
         self.handOff = not config.wait
         self._makeSocket = makeSocket or (lambda: bindDatagramSocket(config))
         self._watch = SocketWatch(

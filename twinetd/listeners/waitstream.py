@@ -20,7 +20,7 @@ from __future__ import annotations
 import select
 import socket
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -32,14 +32,16 @@ from twisted.internet.interfaces import (
 
 from twinetd import logs
 from twinetd.child import spawnFailed
-from twinetd.launch import LaunchPlan
-from twinetd.listeners.base import Listener, Runtime, SocketWatch
+from twinetd.listeners.base import Listener, ListenerOptions, Runtime, SocketWatch
 from twinetd.listeners.sockets import bindSocket, listenAddress
-from twinetd.model import Peer, ServiceConfig
+from twinetd.model import ServiceConfig
 from twinetd.modes.handoff import HandoffChild
 from twinetd.policy.backoff import QUICK_EXIT, Backoff, doubling
-from twinetd.policy.gate import Admission, Admit
+from twinetd.policy.gate import Admission
 from twinetd.spawn import ChildFDs
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class ListeningSocket(Protocol):
@@ -124,13 +126,11 @@ class WaitStreamListener(Listener):
         runtime: Runtime,
         reactor: IReactorFDSet,
         *,
-        serviceLog: logs.ServiceLog | None = None,
-        admit: Admit | None = None,
-        makePlan: Callable[[Peer | None], LaunchPlan] | None = None,
         interface: str | None = None,
         backoff: Backoff | None = None,
         bind: Callable[[ServiceConfig, str], ListeningSocket] = bindStream,
         backoffLogInterval: float = 60.0,
+        **options: Unpack[ListenerOptions],
     ) -> None:
         """
         The admission is asked before each child, with no peer (C{cps},
@@ -147,10 +147,9 @@ class WaitStreamListener(Listener):
         @param bind: makes the listening socket (for tests).
         @param backoffLogInterval: the same back-off delay is logged at most
             once per this many seconds.
+        @param options: as L{Listener}'s.
         """
-        super().__init__(
-            config, runtime, serviceLog=serviceLog, admit=admit, makePlan=makePlan
-        )
+        super().__init__(config, runtime, **options)
         self._interface = interface if interface is not None else listenAddress(config)
         self._stderrToSocket = runtime.stderrToSocket(config)
         self._killDelay = runtime.killDelay

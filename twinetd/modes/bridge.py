@@ -29,7 +29,7 @@ one, see L{twinetd.spawn.IProcessGroup}).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from twisted.internet.interfaces import (
     IConsumer,
@@ -37,7 +37,6 @@ from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
     IProcessTransport,
     IPushProducer,
-    IReactorTime,
     ITCPTransport,
     ITransport,
 )
@@ -45,13 +44,14 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twinetd import logs
 from twinetd.child import ChildConnection, ChildProcess, peerFromTransport, spawnFailed
 from twinetd.hangup import PausedReading, Watcher, hangupWatcher
-from twinetd.launch import LaunchPlan
 from twinetd.model import Peer
 from twinetd.relay import ChildPipes, PipeRelay, RelayLoop, relayLoop
 from twinetd.spawn import PosixSpawner, Spawner
+
+if TYPE_CHECKING:
+    from twinetd.child import ChildSetup
 
 
 class _Stdio(Protocol):
@@ -225,8 +225,8 @@ class BridgeProtocol(ChildConnection):
     """
     Relays one TCP connection to a child process started for it.
 
-    The constructor is L{ChildConnection}'s, plus C{hangups}; C{killDelay}
-    is also the time from the client's departure to C{SIGTERM}.
+    The constructor is L{ChildConnection}'s, plus C{hangups}; the kill
+    delay is also the time from the client's departure to C{SIGTERM}.
 
     @ivar process: the child's transport, once started.
     @ivar child: the child's process protocol, once its start was
@@ -251,11 +251,7 @@ class BridgeProtocol(ChildConnection):
 
     def __init__(
         self,
-        serviceLog: logs.ServiceLog,
-        makePlan: Callable[[Peer], LaunchPlan],
-        spawner: Spawner,
-        clock: IReactorTime,
-        killDelay: float = 5.0,
+        setup: ChildSetup,
         onEnded: Callable[[], None] | None = None,
         hangups: Watcher | None = None,
     ) -> None:
@@ -265,8 +261,10 @@ class BridgeProtocol(ChildConnection):
         @param hangups: watches the paused socket; by default the clock's
             own L{twinetd.hangup.HangupWatcher} when it is a reactor.
         """
-        super().__init__(serviceLog, makePlan, spawner, clock, killDelay, onEnded)
-        self._hangups = hangups if hangups is not None else hangupWatcher(clock)
+        super().__init__(setup, onEnded)
+        if hangups is None:
+            hangups = hangupWatcher(setup.clock)
+        self._hangups = hangups
 
     @property
     def bytesIn(self) -> int:

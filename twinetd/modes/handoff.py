@@ -28,7 +28,7 @@ import contextlib
 import socket
 import sys
 from collections.abc import Callable
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from twisted.internet.error import (
     ConnectionDone,
@@ -44,16 +44,14 @@ from twisted.python.failure import Failure
 
 from twinetd import logs
 from twinetd._twistedcompat import releaseHandedOver, takeUnsentOutput
-from twinetd.child import (
-    ChildConnection,
-    ChildProcess,
-    peerFromTransport,
-    spawnFailed,
-)
+from twinetd.child import ChildConnection, ChildProcess, peerFromTransport, spawnFailed
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 from twinetd.model import Peer
 from twinetd.spawn import ChildFDs, Spawner
+
+if TYPE_CHECKING:
+    from twinetd.child import ChildSetup
 
 #: Linux's C{IPV6_ADDRFORM} (C{<linux/in6.h>}); Python does not export it.
 _IPV6_ADDRFORM = 1
@@ -195,11 +193,7 @@ class HandoffProtocol(ChildConnection):
 
     def __init__(
         self,
-        serviceLog: logs.ServiceLog,
-        makePlan: Callable[[Peer], LaunchPlan],
-        spawner: Spawner,
-        clock: IReactorTime,
-        killDelay: float = 5.0,
+        setup: ChildSetup,
         onEnded: Callable[[], None] | None = None,
         stderrToSocket: bool = False,
     ) -> None:
@@ -211,7 +205,7 @@ class HandoffProtocol(ChildConnection):
         @param stderrToSocket: the child's descriptor 2 is the socket too
             (xinetd) instead of a pipe to the log.
         """
-        super().__init__(serviceLog, makePlan, spawner, clock, killDelay, onEnded)
+        super().__init__(setup, onEnded)
         self._stderrToSocket = stderrToSocket
 
     def connectionMade(self) -> None:

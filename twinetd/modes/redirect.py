@@ -117,6 +117,63 @@ class _Side:
         """
         return self.reading is not None and self.reading.paused
 
+    def pause(self) -> None:
+        if self.open and not (self.readDone or self.closing):
+            assert self.reading is not None
+            self.reading.pause()
+
+    def resume(self) -> None:
+        # A transport whose end of file was read must not read again.
+        if self.open and not (self.readDone or self.closing):
+            assert self.reading is not None
+            self.reading.resume()
+
+    def consume(self, producer: _Side) -> None:
+        """
+        Take C{producer}'s bytes with flow control: its reading pauses
+        while this side's transport cannot take more.
+        """
+        assert self.transport is not None
+        IConsumer(self.transport).registerProducer(_Reader(producer), True)
+        self.consuming = True
+
+    def unregister(self) -> None:
+        if self.consuming:
+            self.consuming = False
+            assert self.transport is not None
+            IConsumer(self.transport).unregisterProducer()
+
+    def shutWrite(self) -> None:
+        """
+        Pass an end of file on (C{shutdown(SHUT_WR)}).
+        """
+        if self.writeShut or self.closing or not self.open:
+            return
+        self.writeShut = True
+        # A registered producer would hold the half-close back.
+        self.unregister()
+        assert self.transport is not None
+        cast(Any, self.transport).loseWriteConnection()
+
+    def close(self) -> None:
+        """
+        Close the connection once what it holds is sent.
+        """
+        if not self.open or self.closing:
+            return
+        self.closing = True
+        if self.reading is not None:
+            # Closing: a peer gone now is noticed by the close itself.
+            self.reading.close()
+        self.unregister()
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def abort(self) -> None:
+        if self.open:
+            assert self.transport is not None
+            cast(Any, self.transport).abortConnection()
+
 
 @implementer(IPushProducer)
 class _Reader:
@@ -124,15 +181,14 @@ class _Reader:
     One side's reading, as a producer for the other side's transport.
     """
 
-    def __init__(self, relay: RedirectProtocol, side: _Side) -> None:
-        self._relay = relay
+    def __init__(self, side: _Side) -> None:
         self._side = side
 
     def pauseProducing(self) -> None:
-        self._relay._pause(self._side)
+        self._side.pause()
 
     def resumeProducing(self) -> None:
-        self._relay._resume(self._side)
+        self._side.resume()
 
     def stopProducing(self) -> None:
         # The consumer's connection is gone; the relay learns it from that
@@ -245,8 +301,8 @@ class RedirectProtocol(Protocol):
         self._peer = peerFromTransport(cast(ITCPTransport, self.transport))
         self._startTime = self._clock.seconds()
         # Nothing is read from the client until the target can take it.
-        self._pause(self.client)
-        _noDelay(self.transport)
+        self.client.pause()
+        _tcpOptions(self.transport, False)
         host, port = self.targetAddress
         self._connector = self._reactor.connectTCP(
             host, port, _TargetFactory(self), timeout=self._connectTimeout
@@ -282,11 +338,7 @@ class RedirectProtocol(Protocol):
         if self.client.lost:
             transport.loseConnection()
             return
-        _noDelay(transport)
-        if self._keepAlive:
-            tcp = ITCPTransport(transport, None)
-            if tcp is not None:
-                tcp.setTcpKeepAlive(True)
+        _tcpOptions(transport, self._keepAlive)
         # From now on the client's bytes wait only for a target that does not
         # read them (before, for the connection).
         assert self.client.reading is not None
@@ -295,11 +347,11 @@ class RedirectProtocol(Protocol):
         for data in pending:
             transport.write(data)
         if self.client.readDone:
-            self._shutWrite(self.target)
+            self.target.shutWrite()
         else:
-            self._registerReader(self.client, self.target)
-        self._registerReader(self.target, self.client)
-        self._resume(self.client)
+            self.target.consume(self.client)
+        self.client.consume(self.target)
+        self.client.resume()
         if self.client.readDone and self.target.readDone:
             self._closeAll()
 
@@ -322,7 +374,7 @@ class RedirectProtocol(Protocol):
                 reason=reason.getErrorMessage(),
             )
             self._pending = []
-            self._close(self.client)
+            self.client.close()
         self._maybeEnded()
 
     def _stopConnecting(self) -> None:
@@ -351,7 +403,7 @@ class RedirectProtocol(Protocol):
         other = self._other(side)
         if other.open:
             # The end of file is passed on; the reply keeps flowing back.
-            self._shutWrite(other)
+            other.shutWrite()
         if self.client.readDone and self.target.readDone:
             self._closeAll()
 
@@ -367,48 +419,17 @@ class RedirectProtocol(Protocol):
             self._stopConnecting()
         other = self._other(side)
         if other.open:
-            self._close(other)
+            other.close()
             self._scheduleAbort()
         if side is self.target:
             self._targetDone = True
         self._maybeEnded()
 
-    def _shutWrite(self, side: _Side) -> None:
-        if side.writeShut or side.closing or not side.open:
-            return
-        side.writeShut = True
-        # A registered producer would hold the half-close back.
-        self._unregister(side)
-        assert side.transport is not None
-        cast(Any, side.transport).loseWriteConnection()
-
-    def _close(self, side: _Side) -> None:
-        if not side.open or side.closing:
-            return
-        side.closing = True
-        if side.reading is not None:
-            # Closing: a peer gone now is noticed by the close itself.
-            side.reading.close()
-        self._unregister(side)
-        assert side.transport is not None
-        side.transport.loseConnection()
-
     def _closeAll(self) -> None:
         for side in (self.client, self.target):
             if side.open:
-                self._close(side)
+                side.close()
                 self._scheduleAbort()
-
-    def _registerReader(self, producer: _Side, consumer: _Side) -> None:
-        assert consumer.transport is not None
-        IConsumer(consumer.transport).registerProducer(_Reader(self, producer), True)
-        consumer.consuming = True
-
-    def _unregister(self, consumer: _Side) -> None:
-        if consumer.consuming:
-            consumer.consuming = False
-            assert consumer.transport is not None
-            IConsumer(consumer.transport).unregisterProducer()
 
     def _attach(
         self, side: _Side, transport: ITransport, patience: float | None
@@ -425,23 +446,11 @@ class RedirectProtocol(Protocol):
                 twinetdClientGone=side is self.client,
                 reset=reset,
             )
-            if side.open:
-                cast(Any, transport).abortConnection()
+            side.abort()
 
         side.reading = PausedReading(
             transport, self._hangups, self._clock, patience, gone
         )
-
-    def _pause(self, side: _Side) -> None:
-        if side.open and not (side.readDone or side.closing):
-            assert side.reading is not None
-            side.reading.pause()
-
-    def _resume(self, side: _Side) -> None:
-        # A transport whose end of file was read must not read again.
-        if side.open and not (side.readDone or side.closing):
-            assert side.reading is not None
-            side.reading.resume()
 
     # the end
 
@@ -451,10 +460,8 @@ class RedirectProtocol(Protocol):
 
     def _abort(self) -> None:
         self._abortCall = None
-        for side in (self.client, self.target):
-            if side.open:
-                assert side.transport is not None
-                cast(Any, side.transport).abortConnection()
+        self.client.abort()
+        self.target.abort()
 
     def _maybeEnded(self) -> None:
         if self._endedCalled or not self.client.lost:
@@ -475,8 +482,11 @@ class RedirectProtocol(Protocol):
             self._onEnded(traffic)
 
 
-def _noDelay(transport: ITransport) -> None:
-    # xinetd sets TCP_NODELAY on both sockets of a redirect.
+def _tcpOptions(transport: ITransport, keepAlive: bool) -> None:
+    # xinetd sets TCP_NODELAY on both sockets of a redirect, and
+    # SO_KEEPALIVE on the target's for flags = KEEPALIVE.
     tcp = ITCPTransport(transport, None)
     if tcp is not None:
         tcp.setTcpNoDelay(True)
+        if keepAlive:
+            tcp.setTcpKeepAlive(True)

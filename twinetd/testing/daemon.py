@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -23,6 +23,8 @@ from twinetd.errors import ConfigError, SourceLocation
 from twinetd.model import ServiceConfig, SocketType
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from twinetd.service import DaemonSettings, TwinetdService
 
 #: Seconds L{converse} waits for the whole answer by default.
@@ -212,17 +214,24 @@ def converse(
     return d.addTimeout(timeout, IReactorTime(reactor))
 
 
+class _RunOptions(TypedDict, total=False):
+    """
+    L{runConfig}'s keyword arguments, for L{daemonFixture}.
+    """
+
+    path: str | None
+    records: Iterable[ServiceConfig] | None
+    settings: DaemonSettings | None
+    lookups: Lookups | None
+    bind: str | None
+    ephemeral: bool
+    strict: bool
+
+
 def daemonFixture(
     reactor: IReactorSocket,
     text: str | None = None,
-    *,
-    path: str | None = None,
-    records: Iterable[ServiceConfig] | None = None,
-    settings: DaemonSettings | None = None,
-    lookups: Lookups | None = None,
-    bind: str | None = "127.0.0.1",
-    ephemeral: bool = True,
-    strict: bool = True,
+    **options: Unpack[_RunOptions],
 ) -> Callable[[], Iterator[RunningDaemon]]:
     """
     A pytest fixture serving a configuration for each test that asks for it
@@ -242,17 +251,7 @@ def daemonFixture(
 
     @pytest.fixture
     def fixture() -> Iterator[RunningDaemon]:
-        daemon = runConfig(
-            reactor,
-            text,
-            path=path,
-            records=records,
-            settings=settings,
-            lookups=lookups,
-            bind=bind,
-            ephemeral=ephemeral,
-            strict=strict,
-        )
+        daemon = runConfig(reactor, text, **options)
         try:
             yield daemon
         finally:
