@@ -836,6 +836,75 @@ async def test_bindHostNameLookedUpOnce(daemons: Any, monkeypatch: Any) -> None:
     assert asked == ["localhost"]
 
 
+def _dgram(text: str) -> str:
+    return text.replace("socket_type = stream", "socket_type = dgram").replace(
+        "cps = 1000 1", "cps = 1000 1\n\tprotocol = udp"
+    )
+
+
+async def _askDatagram(port: int) -> bytes:
+    client = Datagrams()
+    try:
+        return await client.ask(port, b"hello")
+    finally:
+        client.sock.close()
+
+
+async def _acceptedOnce(port: int) -> bytes:
+    return (await fetch(port)).data
+
+
+_NAMED_KINDS = {
+    # kind: (its service, how a client is served)
+    "datagram": (
+        _dgram(service("named", "dgreply", "reply", extra="\tbind = localhost\n")),
+        _askDatagram,
+    ),
+    "datagram wait = yes": (
+        _dgram(
+            service("named", "udpserve", "blocking", extra="\tbind = localhost\n")
+        ).replace("wait = no", "wait = yes"),
+        _askDatagram,
+    ),
+    "stream wait = yes": (
+        service("named", "acceptn", "1", extra="\tbind = localhost\n").replace(
+            "wait = no", "wait = yes"
+        ),
+        _acceptedOnce,
+    ),
+}
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("kind", sorted(_NAMED_KINDS))
+async def test_bindHostNameOtherKinds(
+    daemons: Any, monkeypatch: Any, kind: str
+) -> None:
+    """
+    Datagram and C{wait = yes} services too look a host name in C{bind} up
+    through the reactor's resolver, never blocking the daemon: they bind
+    the address found once it comes, and serve.
+    """
+    asked: list[str] = []
+    answer: defer.Deferred[str] = defer.Deferred()
+
+    def resolve(name: str, timeout: Any = None) -> defer.Deferred[str]:
+        asked.append(name)
+        return answer
+
+    monkeypatch.setattr(reactor, "resolve", resolve)
+    text, serve = _NAMED_KINDS[kind]
+    d = daemons(text + service("plain", "env", extra="\tbind = 127.0.0.1\n"), bind=None)
+    named = d.daemon.listener("named")
+    assert asked == ["localhost"]
+    assert named.boundPort is None and named.failure is None
+    assert b"REMOTE_HOST" in (await fetch(d.port("plain"))).data
+    answer.callback("127.0.0.1")
+    assert named.config.bind == "127.0.0.1"
+    assert b"hello" in await serve(d.port("named"))
+    assert asked == ["localhost"]
+
+
 @pytest_twisted.ensureDeferred
 async def test_bindHostNameUnknown(daemons: Any, events: Any, monkeypatch: Any) -> None:
     """
@@ -849,12 +918,15 @@ async def test_bindHostNameUnknown(daemons: Any, events: Any, monkeypatch: Any) 
     monkeypatch.setattr(reactor, "resolve", resolve)
     d = daemons(
         service("named", "env", extra="\tbind = nowhere.invalid\n")
+        + _dgram(service("dnamed", "dgreply", extra="\tbind = nowhere.invalid\n"))
         + service("plain", "env", extra="\tbind = 127.0.0.1\n"),
         bind=None,
     )
     assert d.daemon.listener("named").failure is not None
-    [cannot] = [e for e in events if e.get("twinetdEvent") == logs.CANNOT_LISTEN]
-    assert cannot["service"] == "named" and "nowhere.invalid" in cannot["reason"]
+    assert d.daemon.listener("dnamed").failure is not None
+    cannot = [e for e in events if e.get("twinetdEvent") == logs.CANNOT_LISTEN]
+    assert sorted(e["service"] for e in cannot) == ["dnamed", "named"]
+    assert all("nowhere.invalid" in e["reason"] for e in cannot)
     assert b"REMOTE_HOST" in (await fetch(d.port("plain"))).data
 
 

@@ -29,6 +29,7 @@ L{twinetd.service} from a record.
 
 from __future__ import annotations
 
+import errno
 import functools
 from collections.abc import Callable, Mapping
 from typing import TypedDict
@@ -38,6 +39,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import (
     IDelayedCall,
+    IReactorCore,
     IReactorFDSet,
     IReactorTCP,
     IReactorTime,
@@ -49,6 +51,7 @@ from zope.interface import implementer
 from twinetd import logs
 from twinetd.hangup import Watcher, hangupWatcher
 from twinetd.launch import LaunchPlan, planLaunch
+from twinetd.listeners.sockets import needsLookup
 from twinetd.model import Peer, ServiceConfig
 from twinetd.modes.internal import ChargenRing
 from twinetd.policy.gate import Admission, Admit, Gate
@@ -153,6 +156,7 @@ class Listener(Service):
     """
 
     failure: Exception | None = None
+    _lookup: Deferred[str] | None = None
 
     def __init__(
         self,
@@ -254,6 +258,43 @@ class Listener(Service):
             return admission
 
         return self.admit(peer).addCallback(paused)
+
+    def _lookingUpBind(self) -> bool:
+        """
+        Whether C{bind} names a host not looked up yet: if so, the lookup
+        starts (once) through the reactor's resolver (C{IReactorCore.resolve},
+        never blocking the reactor), and L{_listen} runs again once the
+        address found has replaced the name in L{config} (so a restart binds
+        it without another lookup).  A kind of listener calls this first
+        in its L{_listen}.  Without a resolver (a fake reactor), C{bind()}
+        looks the name up itself.
+        """
+        name = self.config.bind
+        core = IReactorCore(self.runtime.tcp, None)
+        if name is None or core is None or not needsLookup(name):
+            return False
+        if self._lookup is not None:
+            return True
+
+        def found(address: str) -> None:
+            self._lookup = None
+            self.config = attrs.evolve(self.config, bind=address)
+            if self.running:
+                self._listen()
+                if self.listening and not self.paused:
+                    self._startAccepting()
+
+        def failed(reason: Failure) -> None:
+            self._lookup = None
+            if not self.running:
+                return
+            message = f"cannot resolve {name}: {reason.getErrorMessage()}"
+            self._cannotListen(OSError(errno.EADDRNOTAVAIL, message), name, message)
+
+        self._lookup = core.resolve(name)
+        # found or failed may run at once (a cached or numeric answer).
+        self._lookup.addCallbacks(found, failed)
+        return True
 
     def _cannotListen(
         self,

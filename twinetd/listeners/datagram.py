@@ -298,6 +298,8 @@ class DatagramListener(DatagramServing):
     # the lifecycle
 
     def _listen(self) -> None:
+        if self._lookingUpBind():
+            return
         config = self.config
         try:
             if self.internal is not None:

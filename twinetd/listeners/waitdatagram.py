@@ -266,7 +266,7 @@ class WaitDatagramListener(DatagramServing):
         """
         super().__init__(config, runtime, **options)
         self.handOff = not config.wait
-        self._makeSocket = makeSocket or (lambda: bindDatagramSocket(config))
+        self._makeSocket = makeSocket or (lambda: bindDatagramSocket(self.config))
         self._watch = SocketWatch(
             self, reactor, self._socketFileno, self._socketReadable
         )
@@ -300,6 +300,8 @@ class WaitDatagramListener(DatagramServing):
     # the lifecycle
 
     def _listen(self) -> None:
+        if self._lookingUpBind():
+            return
         config = self.config
         try:
             self.socket = self._makeSocket()

@@ -150,7 +150,7 @@ class WaitStreamListener(Listener):
         @param options: as L{Listener}'s.
         """
         super().__init__(config, runtime, **options)
-        self._interface = interface if interface is not None else listenAddress(config)
+        self._givenInterface = interface
         self._stderrToSocket = runtime.stderrToSocket(config)
         self._killDelay = runtime.killDelay
         self.backoff = (
@@ -183,7 +183,15 @@ class WaitStreamListener(Listener):
 
     # the lifecycle
 
+    @property
+    def _interface(self) -> str:
+        if self._givenInterface is not None:
+            return self._givenInterface
+        return listenAddress(self.config)
+
     def _listen(self) -> None:
+        if self._givenInterface is None and self._lookingUpBind():
+            return
         config = self.config
         try:
             listener = self._bind(config, self._interface)
