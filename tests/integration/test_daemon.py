@@ -797,12 +797,10 @@ async def test_bannerNotReadDelaysNobody(
     await until(lambda: d.daemon.runtime.gate.limits.running("slow") == 0)
 
 
-@pytest_twisted.ensureDeferred
-async def test_bindHostNameLookedUpOnce(daemons: Any, monkeypatch: Any) -> None:
+def pendingLookups(monkeypatch: Any) -> tuple[list[str], defer.Deferred[str]]:
     """
-    A host name in C{bind} is looked up through the reactor's resolver (in
-    the background: the other services serve meanwhile), once: a cps resume
-    binds the address found then.
+    The reactor's resolver replaced: the names it is asked for, and the
+    one answer they all wait for.
     """
     asked: list[str] = []
     answer: defer.Deferred[str] = defer.Deferred()
@@ -812,6 +810,17 @@ async def test_bindHostNameLookedUpOnce(daemons: Any, monkeypatch: Any) -> None:
         return answer
 
     monkeypatch.setattr(reactor, "resolve", resolve)
+    return asked, answer
+
+
+@pytest_twisted.ensureDeferred
+async def test_bindHostNameLookedUpOnce(daemons: Any, monkeypatch: Any) -> None:
+    """
+    A host name in C{bind} is looked up through the reactor's resolver (in
+    the background: the other services serve meanwhile), once: a cps resume
+    binds the address found then.
+    """
+    asked, answer = pendingLookups(monkeypatch)
     d = daemons(
         service("named", "env", extra="\tbind = localhost\n").replace(
             "cps = 1000 1", "cps = 2 1"
@@ -885,14 +894,7 @@ async def test_bindHostNameOtherKinds(
     through the reactor's resolver, never blocking the daemon: they bind
     the address found once it comes, and serve.
     """
-    asked: list[str] = []
-    answer: defer.Deferred[str] = defer.Deferred()
-
-    def resolve(name: str, timeout: Any = None) -> defer.Deferred[str]:
-        asked.append(name)
-        return answer
-
-    monkeypatch.setattr(reactor, "resolve", resolve)
+    asked, answer = pendingLookups(monkeypatch)
     text, serve = _NAMED_KINDS[kind]
     d = daemons(text + service("plain", "env", extra="\tbind = 127.0.0.1\n"), bind=None)
     named = d.daemon.listener("named")
