@@ -5,7 +5,8 @@ L{twinetd.config.endpoints}) to one of Twisted's server endpoints.
 
   - C{tcp:}, C{tcp6:}, C{unix:}: Twisted's own, with Twisted's defaults
     (a UNIX socket is mode 666 with a lock file unless told otherwise);
-  - C{ssl:}: Twisted's TLS endpoint (pyOpenSSL, the C{tls} extra) with
+  - C{ssl:}: TLS over Twisted's TCP endpoint (pyOpenSSL, the C{tls}
+    extra), as Twisted's own TLS endpoint makes it, with
     C{CertificateOptions} made here, so that C{caCerts} and
     C{verifyClient} can ask for a client certificate;
   - C{systemd:}: a socket systemd passed (C{LISTEN_FDS}, C{LISTEN_PID},
@@ -25,13 +26,15 @@ import re
 import socket
 from collections.abc import Mapping
 
-from twisted.internet.endpoints import (
-    AdoptedStreamServerEndpoint,
-    TCP4ServerEndpoint,
-    TCP6ServerEndpoint,
-    UNIXServerEndpoint,
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamServerEndpoint,
 )
-from twisted.internet.interfaces import IStreamServerEndpoint
+from zope.interface import implementer
 
 from twinetd._twistedcompat import startEnvironment
 from twinetd.model import ListenSpec
@@ -55,11 +58,21 @@ def endpointFor(
     The server endpoint C{spec} describes (without its C{haproxy:}).
 
     @param reactor: provides what the kind needs (C{IReactorTCP},
-        C{IReactorUNIX}, C{IReactorSSL}, C{IReactorSocket}).
+        C{IReactorUNIX}, C{IReactorSocket}; C{IReactorTime} for TLS's
+        timeouts).
     @param environ: where systemd's variables are read (by default, the
         environment the process started with: L{startEnvironment}).
     @raise EndpointError: it cannot be made.
     """
+    # Here, not at the top: twisted.internet.endpoints imports pyOpenSSL and
+    # cryptography when installed, megabytes a daemon without a
+    # twinetd_listen endpoint has no use for.
+    from twisted.internet.endpoints import (
+        TCP4ServerEndpoint,
+        TCP6ServerEndpoint,
+        UNIXServerEndpoint,
+    )
+
     backlog = int(spec.option("backlog") or 50)
     if spec.kind == "tcp":
         interface = spec.option("interface") or ""
@@ -93,7 +106,7 @@ def _tlsEndpoint(
 ) -> IStreamServerEndpoint:
     from OpenSSL.SSL import Error as TLSError
     from twisted.internet import ssl
-    from twisted.internet.endpoints import SSL4ServerEndpoint
+    from twisted.internet.endpoints import TCP4ServerEndpoint
 
     keyPath = spec.option("privateKey")
     assert keyPath is not None
@@ -126,13 +139,37 @@ def _tlsEndpoint(
         )
     except (TLSError, ValueError) as e:
         raise EndpointError(f"bad TLS key or certificate: {e}") from e
-    return SSL4ServerEndpoint(  # type: ignore[no-untyped-call]
-        reactor,
-        int(spec.address),
-        context,
-        backlog,
-        spec.option("interface") or "",
+    tcp = TCP4ServerEndpoint(  # type: ignore[no-untyped-call]
+        reactor, int(spec.address), backlog, spec.option("interface") or ""
     )
+    return _TLSOverTCP(tcp, context, IReactorTime(reactor, None))
+
+
+@implementer(IStreamServerEndpoint)
+class _TLSOverTCP:
+    """
+    TLS on a TCP endpoint, as the reactor's C{listenSSL} makes it (Twisted's
+    C{SSL4ServerEndpoint} calls that): each connection's protocol wrapped in
+    a L{TLSMemoryBIOProtocol}.  Made here because C{twistd twinetd} imports
+    its reactor without pyOpenSSL (L{twinetd._twistedcompat.withoutPyOpenSSL}),
+    which then has no C{listenSSL}.
+    """
+
+    def __init__(
+        self,
+        tcp: IStreamServerEndpoint,
+        context: IOpenSSLServerConnectionCreator,
+        clock: IReactorTime | None,
+    ) -> None:
+        self._tcp = tcp
+        self._context = context
+        self._clock = clock
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        wrapped = TLSMemoryBIOFactory(self._context, False, factory, self._clock)
+        return self._tcp.listen(wrapped)
 
 
 def _certificates(path: str) -> list[object]:
@@ -163,6 +200,8 @@ def _systemdEndpoint(
     except OSError as e:
         raise EndpointError(f"systemd's socket {fd}: {e.strerror}") from e
     family = getattr(socket, "AF_" + str(spec.option("domain")))
+    from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+
     return AdoptedStreamServerEndpoint(reactor, copy, family)  # type: ignore[no-untyped-call]
 
 

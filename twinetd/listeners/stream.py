@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.integration.test_daemon -*-
 """
 The listener of a C{wait = no} stream service: a listening socket made as
-xinetd makes it (L{twinetd.listeners.sockets}) and adopted as an endpoint
-(L{AdoptedStreamServerEndpoint}), or the endpoints C{twinetd_listen} names
+xinetd makes it (L{twinetd.listeners.sockets}) and adopted by the reactor
+(L{IReactorSocket.adoptStreamPort}), or the endpoints C{twinetd_listen} names
 (L{twinetd.listeners.endpoints}; C{haproxy:} ones behind the PROXY wrapper
 of L{twinetd.listeners.proxy}).  Each accepted connection gets a
 L{twinetd.listeners.front.Front} from the service's
@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 from typing import Any, cast
 
 import attrs
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
-from twisted.internet.endpoints import AdoptedStreamServerEndpoint
+from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IAddress,
@@ -31,12 +31,12 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from twinetd import logs
 from twinetd.listeners.base import Listener, Runtime
 from twinetd.listeners.connections import ConnectionFactory
 from twinetd.listeners.endpoints import EndpointError, endpointFor
-from twinetd.listeners.proxy import ProxyWrappingFactory
 from twinetd.listeners.sockets import bindSocket, listenAddress, needsLookup
 from twinetd.model import ListenSpec, ServiceConfig
 from twinetd.policy.gate import Admit
@@ -138,6 +138,9 @@ class StreamListener(Listener):
             else:
                 endpoint = endpointFor(self._reactor, place)
                 if place.proxy:
+                    # Here: the PROXY parsers are imported only when used.
+                    from twinetd.listeners.proxy import ProxyWrappingFactory
+
                     factory = ProxyWrappingFactory(factory, self)
         except (OSError, EndpointError) as e:
             self._failedOn(index, place, attempt, address, e)
@@ -169,9 +172,7 @@ class StreamListener(Listener):
             config = attrs.evolve(config, bind=self._address)
         sock = bindSocket(config)
         family, fd = sock.family, sock.detach()
-        # The endpoint closes the descriptor once the reactor's port has its
-        # own copy (adoptStreamPort duplicates it); or if that fails.
-        return _ClosingAdopted(self._reactor, fd, family)  # type: ignore[no-untyped-call]
+        return _AdoptedSocket(self._reactor, fd, family)
 
     def _listeningOn(self, port: IListeningPort, place: Place, address: str) -> None:
         if self._stopped:
@@ -334,18 +335,35 @@ def _socketOf(config: ServiceConfig) -> tuple[object, ...]:
     )
 
 
-class _ClosingAdopted(AdoptedStreamServerEndpoint):
+@implementer(IStreamServerEndpoint)
+class _AdoptedSocket:
     """
-    Twisted's adopted endpoint, which also closes the descriptor when the
-    reactor cannot adopt it (Twisted's own leaves it open then).
+    A bound listening socket given to the reactor
+    (C{adoptStreamPort}, which duplicates it), then closed; closed too when
+    the reactor cannot adopt it.  Twisted's C{AdoptedStreamServerEndpoint}
+    does the same but leaves the descriptor open on failure, and importing
+    C{twisted.internet.endpoints} costs a plain daemon megabytes (pyOpenSSL
+    and cryptography, when installed).
     """
+
+    def __init__(
+        self, reactor: IReactorSocket, fd: int, family: socket.AddressFamily
+    ) -> None:
+        self._reactor = reactor
+        self._fd = fd
+        self._family = family
 
     def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
-        d: Deferred[IListeningPort] = super().listen(factory)  # type: ignore[no-untyped-call]
-
-        def failed(reason: Failure) -> Failure:
+        try:
+            os.set_blocking(self._fd, False)
+            # Twisted's annotation asks for a ServerFactory; the reactor
+            # uses only IProtocolFactory.
+            port = self._reactor.adoptStreamPort(
+                self._fd, self._family, cast(ServerFactory, factory)
+            )
+        except BaseException:
             with contextlib.suppress(OSError):
-                os.close(self.fileno)
-            return reason
-
-        return d.addErrback(failed)
+                os.close(self._fd)
+            return fail()
+        os.close(self._fd)
+        return succeed(port)
