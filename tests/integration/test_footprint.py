@@ -1,9 +1,9 @@
 """
 What the real daemon loads: C{twistd -n twinetd} serving an ordinary
-xinetd configuration (a bridged and a handed-off stream service, no
-C{twinetd_listen}, no TLS, no C{--metrics}) imports none of the modules
-only those features need, also once it has served a connection in each
-mode.  Each of them costs the idle daemon memory (pyOpenSSL and
+xinetd configuration (a bridged and a handed-off stream service, a plain
+C{twinetd_listen}, no TLS, no PROXY, no C{--metrics}) imports none of the
+modules only those features need, also once it has served a connection in
+each mode.  Each of them costs the idle daemon memory (pyOpenSSL and
 cryptography alone some 14 MB resident).
 """
 
@@ -154,14 +154,16 @@ def unused(modules: set[str]) -> list[str]:
 
 def test_plainConfigurationImportsNoExtras(tmp_path: Path) -> None:
     """
-    Serving a bridged and a handed-off service, the daemon has imported
-    none of L{UNUSED}.
+    Serving a bridged and a handed-off service, and one on a C{tcp:}
+    endpoint, the daemon has imported none of L{UNUSED}.
     """
+    port = fixedPort()
     modules = serve(
         tmp_path,
         [
             ("bridge", fixedPort(), "bridge", None),
             ("handoff", fixedPort(), "handoff", None),
+            ("endpoint", port, "bridge", f"tcp:{port}:interface=127.0.0.1"),
         ],
     )
     assert {"twinetd.modes.bridge", "twinetd.modes.handoff"} <= modules

@@ -31,6 +31,7 @@ from twinetd import logs
 from twinetd.config.endpoints import parseListen
 from twinetd.listeners import stream
 from twinetd.listeners.base import Listener
+from twinetd.listeners.endpoints import AdoptedSocket
 from twinetd.listeners.stream import StreamListener
 from twinetd.model import ServiceConfig, SocketType
 from twinetd.service import DaemonSettings, TwinetdService, fromRecords
@@ -280,7 +281,7 @@ class AdoptedSocketTests(SynchronousTestCase):
     def test_adopted(self) -> None:
         reactor = MemoryReactor()
         fd = os.open(os.devnull, os.O_RDONLY)
-        endpoint = stream._AdoptedSocket(reactor, fd, socket.AF_INET)
+        endpoint = AdoptedSocket(reactor, fd, socket.AF_INET)
         self.successResultOf(endpoint.listen(ServerFactory()))
         self.assertEqual(reactor.adoptedPorts[0][:2], (fd, socket.AF_INET))
         self.assertTrue(self.closed(fd))
@@ -293,7 +294,7 @@ class AdoptedSocketTests(SynchronousTestCase):
 
         reactor.adoptStreamPort = refuse  # type: ignore[assignment, method-assign]
         fd = os.open(os.devnull, os.O_RDONLY)
-        endpoint = stream._AdoptedSocket(reactor, fd, socket.AF_INET)
+        endpoint = AdoptedSocket(reactor, fd, socket.AF_INET)
         self.failureResultOf(endpoint.listen(ServerFactory()), OSError)
         self.assertTrue(self.closed(fd))
 

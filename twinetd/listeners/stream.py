@@ -11,14 +11,11 @@ L{twinetd.listeners.connections.ConnectionFactory}.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
-import socket
 from typing import Any, cast
 
 import attrs
-from twisted.internet.defer import Deferred, fail, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IAddress,
@@ -31,12 +28,11 @@ from twisted.internet.interfaces import (
 )
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from twinetd import logs
 from twinetd.listeners.base import Listener, Runtime
 from twinetd.listeners.connections import ConnectionFactory
-from twinetd.listeners.endpoints import EndpointError, endpointFor
+from twinetd.listeners.endpoints import AdoptedSocket, EndpointError, endpointFor
 from twinetd.listeners.sockets import bindSocket, listenAddress, needsLookup
 from twinetd.model import ListenSpec, ServiceConfig
 from twinetd.policy.gate import Admit
@@ -172,7 +168,7 @@ class StreamListener(Listener):
             config = attrs.evolve(config, bind=self._address)
         sock = bindSocket(config)
         family, fd = sock.family, sock.detach()
-        return _AdoptedSocket(self._reactor, fd, family)
+        return AdoptedSocket(self._reactor, fd, family)
 
     def _listeningOn(self, port: IListeningPort, place: Place, address: str) -> None:
         if self._stopped:
@@ -333,37 +329,3 @@ def _socketOf(config: ServiceConfig) -> tuple[object, ...]:
         "KEEPALIVE" in config.flags,
         "NODELAY" in config.flags,
     )
-
-
-@implementer(IStreamServerEndpoint)
-class _AdoptedSocket:
-    """
-    A bound listening socket given to the reactor
-    (C{adoptStreamPort}, which duplicates it), then closed; closed too when
-    the reactor cannot adopt it.  Twisted's C{AdoptedStreamServerEndpoint}
-    does the same but leaves the descriptor open on failure, and importing
-    C{twisted.internet.endpoints} costs a plain daemon megabytes (pyOpenSSL
-    and cryptography, when installed).
-    """
-
-    def __init__(
-        self, reactor: IReactorSocket, fd: int, family: socket.AddressFamily
-    ) -> None:
-        self._reactor = reactor
-        self._fd = fd
-        self._family = family
-
-    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
-        try:
-            os.set_blocking(self._fd, False)
-            # Twisted's annotation asks for a ServerFactory; the reactor
-            # uses only IProtocolFactory.
-            port = self._reactor.adoptStreamPort(
-                self._fd, self._family, cast(ServerFactory, factory)
-            )
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            return fail()
-        os.close(self._fd)
-        return succeed(port)
