@@ -300,7 +300,7 @@ def addServiceFirst(parent: MultiService, child: IService) -> None:
     parent.services.insert(0, child)
 
 
-# systemd's variables (listeners/endpoints.py)
+# The reactor's first import (tap.py)
 
 
 @contextlib.contextmanager
@@ -325,6 +325,9 @@ def withoutPyOpenSSL() -> Iterator[None]:
     finally:
         if "OpenSSL" in sys.modules and sys.modules["OpenSSL"] is None:
             del sys.modules["OpenSSL"]
+
+
+# systemd's variables (listeners/endpoints.py, tap.py)
 
 
 def takeSystemdVariables() -> None:
