@@ -20,34 +20,63 @@ The seams:
   - a L{MultiService}'s children list, for a child detached without being
     stopped and one started before the others (L{detachService},
     L{addServiceFirst});
+  - the reactor imported without pyOpenSSL (L{withoutPyOpenSSL});
   - systemd's variables, which Twisted removes from C{os.environ}
-    (L{startEnvironment}).
+    (L{takeSystemdVariables}, L{startEnvironment}).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
 import re
 import socket
-from collections.abc import Mapping
-from typing import Any
+import sys
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
 from twisted.application.service import IService, MultiService
 from twisted.internet.interfaces import IListeningPort, IPushProducer
 from twisted.logger import ILogObserver, LogPublisher
+from twisted.python.failure import Failure
+from twisted.python.systemd import ListenFDs
 
 # twisted.protocols.haproxy exports only proxyEndpoint, whose wrapper makes
 # the wrapped protocol's connection before the header is read and drops a
 # bad header silently; twinetd's PROXY wrapper (listeners/proxy.py) uses
-# the header parsers, which live in private modules.
-from twisted.protocols.haproxy._exceptions import (
-    InvalidProxyHeader as InvalidProxyHeader,
-)
-from twisted.protocols.haproxy._info import ProxyInfo as ProxyInfo
-from twisted.protocols.haproxy._v1parser import V1Parser as V1Parser
-from twisted.protocols.haproxy._v2parser import V2Parser as V2Parser
-from twisted.python.failure import Failure
+# the header parsers, which live in private modules.  They are imported on
+# first use (L{__getattr__}): the package imports its wrapper, which imports
+# twisted.internet.endpoints and through it pyOpenSSL and cryptography when
+# installed, megabytes a daemon without a haproxy: listener never uses.
+if TYPE_CHECKING:
+    from twisted.protocols.haproxy._exceptions import (
+        InvalidProxyHeader as InvalidProxyHeader,
+    )
+    from twisted.protocols.haproxy._info import ProxyInfo as ProxyInfo
+    from twisted.protocols.haproxy._v1parser import V1Parser as V1Parser
+    from twisted.protocols.haproxy._v2parser import V2Parser as V2Parser
+
+_PROXY_NAMES = {
+    "InvalidProxyHeader": "twisted.protocols.haproxy._exceptions",
+    "ProxyInfo": "twisted.protocols.haproxy._info",
+    "V1Parser": "twisted.protocols.haproxy._v1parser",
+    "V2Parser": "twisted.protocols.haproxy._v2parser",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """
+    The PROXY header parsers' names, imported when first asked for.
+    """
+    module = _PROXY_NAMES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 # twisted.internet.tcp's accept loop (tcp._accept, logging through
 # tcp.Port._logger): one event per connection it could not accept.
@@ -271,7 +300,46 @@ def addServiceFirst(parent: MultiService, child: IService) -> None:
     parent.services.insert(0, child)
 
 
-# systemd's variables (listeners/endpoints.py)
+# The reactor's first import (tap.py)
+
+
+@contextlib.contextmanager
+def withoutPyOpenSSL() -> Iterator[None]:
+    """
+    While in this context, C{import OpenSSL} fails as if pyOpenSSL were not
+    installed (a C{None} in C{sys.modules}).  Importing the reactor imports
+    Twisted's TLS modules when it can (C{twisted.internet.posixbase}: the
+    C{tls} and C{ssl} modules, for C{listenSSL}; C{twisted.internet.tcp}:
+    C{_newtls}, for C{startTLS}), hence pyOpenSSL and cryptography, some
+    14 MB resident, and works without them: its C{listenSSL} and a TCP
+    transport's C{startTLS} are then missing, which twinetd does not use
+    (its C{ssl:} listeners wrap a TCP endpoint's protocols themselves and
+    import pyOpenSSL then).  A module imported before stays as it is.
+    """
+    if "OpenSSL" in sys.modules:
+        yield
+        return
+    sys.modules["OpenSSL"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if "OpenSSL" in sys.modules and sys.modules["OpenSSL"] is None:
+            del sys.modules["OpenSSL"]
+
+
+# systemd's variables (listeners/endpoints.py, tap.py)
+
+
+def takeSystemdVariables() -> None:
+    """
+    Take systemd's C{LISTEN_PID} and C{LISTEN_FDS} out of C{os.environ}
+    when they are this process's, as importing C{twisted.internet.endpoints}
+    does (its C{systemd:} parser's C{ListenFDs.fromEnvironment}): the daemon
+    imports that module only for a C{twinetd_listen} endpoint, and the
+    children's environment (C{passenv}) must not depend on whether one is
+    used.
+    """
+    ListenFDs.fromEnvironment()
 
 
 def startEnvironment() -> Mapping[str, str]:

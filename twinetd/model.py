@@ -383,6 +383,10 @@ def unmapped(host: str) -> str:
     C{host} without the C{::ffff:} of an IPv4-mapped IPv6 address (as a
     dotted quad); any other text unchanged.  The one place twinetd unmaps.
     """
+    if "ffff" not in host.lower():
+        # Not parsed (a few microseconds, several times per connection):
+        # every spelling of an IPv4-mapped address has its ffff group.
+        return host
     try:
         address = ipaddress.ip_address(host.partition("%")[0])
     except ValueError:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import errno
+import functools
 import os
 import pwd
 import resource
@@ -309,6 +310,19 @@ def _forkExecFunction() -> Any:
 _FORK_EXEC = _forkExecFunction()
 
 
+@functools.lru_cache(maxsize=1024)
+def _environmentEntry(key: str, value: str) -> bytes:
+    """
+    C{KEY=value} as C{fork_exec} takes it (as L{subprocess.Popen} encodes
+    it).  Kept: most of a child's variables are the same for every child
+    (the daemon's whole environment, for a drop-in service).
+    """
+    name = os.fsencode(key)
+    if b"=" in name:
+        raise ValueError("illegal environment variable name")
+    return name + b"=" + os.fsencode(value)
+
+
 def _forkExec(
     argv: list[str],
     executable: str,
@@ -329,12 +343,7 @@ def _forkExec(
 
     @param stdio: the child's descriptors 0-2 (C{None}: C{/dev/null}).
     """
-    envList = []
-    for key, value in environment.items():
-        name = os.fsencode(key)
-        if b"=" in name:
-            raise ValueError("illegal environment variable name")
-        envList.append(name + b"=" + os.fsencode(value))
+    envList = [_environmentEntry(key, value) for key, value in environment.items()]
     devnull = -1
     if None in stdio:
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -443,7 +452,8 @@ class SpawnedProcess(_process.Process):
             reactor,
             plan.executable,
             list(plan.argv),
-            plan.environment,
+            # Twisted passes it only to _fork, which takes the plan's.
+            {},
             None,
             protocol,
             childFDs=None if childFDs is None else dict(childFDs),

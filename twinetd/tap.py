@@ -19,7 +19,11 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 import twinetd
-from twinetd._twistedcompat import addServiceFirst
+from twinetd._twistedcompat import (
+    addServiceFirst,
+    takeSystemdVariables,
+    withoutPyOpenSSL,
+)
 from twinetd.config import LoadResult, Lookups, loadPath
 from twinetd.control import logProblems, summary
 from twinetd.errors import printable
@@ -240,6 +244,8 @@ class Options(usage.Options):
             raise usage.UsageError("--kill-delay must not be negative")
         if self["config"] is None and self["inetd-conf"] is None:
             self["config"] = DEFAULT_CONFIG
+        # As importing twisted.internet.endpoints used to, at start-up.
+        takeSystemdVariables()
         if self["check"]:
             raise SystemExit(check(self, Lookups.system(), sys.stdout))
 
@@ -254,7 +260,15 @@ def makeService(options: Options) -> IService:
     twistd's log set-up (L{TwistdLog}), L{DaemonControl} and the
     C{--metrics} server, then one listener per service.
     """
-    from twisted.internet import reactor
+    if options["metrics"] is None:
+        # Its first import (twistd has not imported it yet): pyOpenSSL
+        # and cryptography are imported only for an ssl: listener.
+        # --metrics takes any Twisted endpoint (ssl: too, through the
+        # reactor's listenSSL).
+        with withoutPyOpenSSL():
+            from twisted.internet import reactor
+    else:
+        from twisted.internet import reactor
 
     from twinetd.sdnotify import NOTIFY_SOCKET, Notifier
     from twinetd.service import DaemonControl, DaemonSettings, fromRecords

@@ -132,9 +132,7 @@ def test_gigabyteEachWayToNonReadingPeer(daemon: Daemon) -> None:
     1 GiB from a child to a client that reads nothing for a second and then
     stalls every 128 MiB, and 1 GiB from a client to a child that reads
     nothing for a second: every byte arrives, and the daemon's RSS stays
-    within 12 MB of its idle size throughout (50 MB with an idle 38 MB;
-    Twisted's endpoints import pyOpenSSL when it is installed, as the tls
-    extra does: 14 MB more before any connection).
+    within 12 MB of its idle size throughout (50 MB with an idle 38 MB).
     """
     down, up = freePort(), freePort()
     daemon.write("down", service("down", down, child("flood", str(GiB))))

@@ -68,6 +68,9 @@ class UnmappedTests(SynchronousTestCase):
     def test_forms(self) -> None:
         self.assertEqual(unmapped("::ffff:192.0.2.1"), "192.0.2.1")
         self.assertEqual(unmapped("::FFFF:c000:201"), "192.0.2.1")
+        self.assertEqual(unmapped("0:0:0:0:0:fFfF:192.0.2.1"), "192.0.2.1")
+        self.assertEqual(unmapped("::ffff"), "::ffff")
+        self.assertEqual(unmapped("2001:db8::ffff:1"), "2001:db8::ffff:1")
         self.assertEqual(unmapped("192.0.2.1"), "192.0.2.1")
         self.assertEqual(unmapped("::1"), "::1")
         self.assertEqual(unmapped("fe80::1%eth0"), "fe80::1%eth0")

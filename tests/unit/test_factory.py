@@ -22,7 +22,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import alsoProvides
+from zope.interface import alsoProvides, providedBy
 
 from twinetd import logs
 from twinetd.errors import SourceLocation
@@ -186,6 +186,17 @@ class AdmittedTests(SynchronousTestCase):
         self.assertTrue(IConsumer.providedBy(front))
         self.assertFalse(IHalfCloseableProtocol.providedBy(Harness().connect()))
         self.assertEqual(front.getPeer(), transport.getPeer())
+
+    def test_declarationShared(self) -> None:
+        """
+        Served fronts share one declaration of what they provide (the
+        transport's interfaces and C{IHalfCloseableProtocol}): a new one
+        per connection would cost its resolution order each time.
+        """
+        h = Harness()
+        one, two = h.connect().protocol, h.connect().protocol
+        self.assertTrue(IHalfCloseableProtocol.providedBy(one))
+        self.assertIs(providedBy(one), providedBy(two))
 
     def test_bannersInOrder(self) -> None:
         """
@@ -605,6 +616,54 @@ class GateTests(SynchronousTestCase):
         unixPeer = Peer("unix", "<unix uid=0 pid=1>", 0, "/run/s.sock", 0)
         answers = [self.successResultOf(gate.admit(config, unixPeer)) for _ in range(3)]
         self.assertEqual([a.reason for a in answers], [None, None, "service_limit"])
+
+    def test_addressParsedOnce(self) -> None:
+        """
+        One connection's address is parsed once, for C{per_source} and the
+        address rules alike; a mapped client counts as its IPv4 host.
+        """
+        reactor = MemoryProcessReactor()
+        config = attrs.evolve(
+            CONFIG, perSource=1, onlyFrom=(rule("192.0.2.0/24"),), noAccess=()
+        )
+        limits = Limits(reactor)
+        limits.updateConfig(config.id, config)
+        parsed: list[str] = []
+        parse = ipaddress.ip_address
+
+        def counting(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+            parsed.append(text)
+            return parse(text)
+
+        self.patch(ipaddress, "ip_address", counting)
+        gate = Gate(reactor, limits, minutes=lambda _: 0)
+        mapped = Peer("tcp", "::ffff:192.0.2.7", 40000, "::ffff:127.0.0.1", 7000)
+        answer = self.successResultOf(gate.admit(config, mapped))
+        self.assertEqual((answer.reason, parsed), (None, ["::ffff:192.0.2.7"]))
+        self.assertEqual(limits.runningFrom(config.id, "192.0.2.7"), 1)
+        second = self.successResultOf(gate.admit(config, peer()))
+        self.assertEqual(second.reason, "per_source_limit")
+
+    def test_timeOnlyForAccessTimes(self) -> None:
+        """
+        The local time is read only for a service with C{access_times}.
+        """
+        reactor = MemoryProcessReactor()
+        limits = Limits(reactor)
+        asked: list[float] = []
+
+        def minutes(seconds: float) -> int:
+            asked.append(seconds)
+            return 600
+
+        gate = Gate(reactor, limits, minutes=minutes)
+        timed = attrs.evolve(CONFIG, name="timed", accessTimes=((0, 599),))
+        for config in (CONFIG, timed):
+            limits.updateConfig(config.id, config)
+        self.assertTrue(self.successResultOf(gate.admit(CONFIG, peer())).admitted)
+        self.assertEqual(asked, [])
+        answer = self.successResultOf(gate.admit(timed, peer()))
+        self.assertEqual((answer.reason, len(asked)), ("time", 1))
 
     def test_refusalHoldsNothing(self) -> None:
         refusal = Admission.refused("address", "only_from")

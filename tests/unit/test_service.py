@@ -17,7 +17,12 @@ import attrs
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IProtocol, IProtocolFactory
-from twisted.internet.testing import EventLoggingObserver, StringTransport
+from twisted.internet.protocol import ServerFactory
+from twisted.internet.testing import (
+    EventLoggingObserver,
+    MemoryReactor,
+    StringTransport,
+)
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -26,6 +31,7 @@ from twinetd import logs
 from twinetd.config.endpoints import parseListen
 from twinetd.listeners import stream
 from twinetd.listeners.base import Listener
+from twinetd.listeners.endpoints import AdoptedSocket
 from twinetd.listeners.stream import StreamListener
 from twinetd.model import ServiceConfig, SocketType
 from twinetd.service import DaemonSettings, TwinetdService, fromRecords
@@ -256,6 +262,41 @@ class FakeSocket:
 
     def detach(self) -> int:
         return os.open(os.devnull, os.O_RDONLY)
+
+
+class AdoptedSocketTests(SynchronousTestCase):
+    """
+    xinetd's socket given to the reactor: closed once the reactor's port
+    has its own copy, and closed too when the reactor cannot adopt it.
+    """
+
+    def closed(self, fd: int) -> bool:
+        try:
+            os.fstat(fd)
+        except OSError:
+            return True
+        os.close(fd)
+        return False
+
+    def test_adopted(self) -> None:
+        reactor = MemoryReactor()
+        fd = os.open(os.devnull, os.O_RDONLY)
+        endpoint = AdoptedSocket(reactor, fd, socket.AF_INET)
+        self.successResultOf(endpoint.listen(ServerFactory()))
+        self.assertEqual(reactor.adoptedPorts[0][:2], (fd, socket.AF_INET))
+        self.assertTrue(self.closed(fd))
+
+    def test_notAdopted(self) -> None:
+        reactor = MemoryReactor()
+
+        def refuse(*args: object) -> None:
+            raise OSError(22, "not a listening socket")
+
+        reactor.adoptStreamPort = refuse  # type: ignore[assignment, method-assign]
+        fd = os.open(os.devnull, os.O_RDONLY)
+        endpoint = AdoptedSocket(reactor, fd, socket.AF_INET)
+        self.failureResultOf(endpoint.listen(ServerFactory()), OSError)
+        self.assertTrue(self.closed(fd))
 
 
 class OwnSocketTests(DaemonTestCase):

@@ -133,3 +133,24 @@ class ReactorSpawnerTests(SynchronousTestCase):
         self.assertEqual(
             str(caught.exception), "cannot execute /usr/bin/server: Permission denied"
         )
+
+
+class EnvironmentEntryTests(SynchronousTestCase):
+    """
+    A child's variables encoded for C{fork_exec} as C{subprocess} encodes
+    them (kept from child to child).
+    """
+
+    def test_entry(self) -> None:
+        self.assertEqual(spawn._environmentEntry("A", "b=c é"), "A=b=c é".encode())
+        self.assertIs(
+            spawn._environmentEntry("A", "b=c é"), spawn._environmentEntry("A", "b=c é")
+        )
+
+    def test_illegalName(self) -> None:
+        """
+        A name with C{=} is refused every time (an error is not kept).
+        """
+        for _ in range(2):
+            with self.assertRaises(ValueError):
+                spawn._environmentEntry("A=B", "c")

@@ -7,14 +7,18 @@ Twisted changed it: adapt the compat module.
 from __future__ import annotations
 
 import errno
+import importlib
+import inspect
 import os
 import signal
 import socket
+import sys
 from typing import Any
 
+import OpenSSL
 from twisted.application import app
 from twisted.application.service import MultiService, Service
-from twisted.internet import endpoints, tcp, udp, unix
+from twisted.internet import endpoints, posixbase, tcp, udp, unix
 from twisted.internet.base import ReactorBase
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IUDPTransport
@@ -26,6 +30,7 @@ from twisted.internet.protocol import (
 )
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, LogPublisher
+from twisted.protocols.haproxy import _v1parser as v1parser
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 from twisted.trial.unittest import SynchronousTestCase
@@ -267,6 +272,56 @@ class ProxyHeaderTests(SynchronousTestCase):
         self.assertIsNone(info.destination)
 
 
+class LazyImportTests(SynchronousTestCase):
+    """
+    The PROXY parsers are imported on first use; pyOpenSSL can be kept out
+    of the reactor's first import (L{compat.withoutPyOpenSSL}).
+    """
+
+    def test_unknownName(self) -> None:
+        with self.assertRaises(AttributeError):
+            compat.NoSuchName  # type: ignore[attr-defined]  # noqa: B018
+
+    def test_parsersKept(self) -> None:
+        self.assertIs(compat.V1Parser, v1parser.V1Parser)
+        self.assertIs(vars(compat)["V1Parser"], v1parser.V1Parser)
+
+    def test_withoutPyOpenSSL(self) -> None:
+        """
+        Inside, pyOpenSSL cannot be imported; after, it can again.
+        """
+        imported = sys.modules.pop("OpenSSL")
+        self.addCleanup(sys.modules.__setitem__, "OpenSSL", imported)
+        with compat.withoutPyOpenSSL(), self.assertRaises(ImportError):
+            importlib.import_module("OpenSSL")
+        self.assertNotIn("OpenSSL", sys.modules)
+
+    def test_alreadyImported(self) -> None:
+        """
+        A pyOpenSSL already imported stays importable.
+        """
+        with compat.withoutPyOpenSSL():
+            self.assertIs(importlib.import_module("OpenSSL"), OpenSSL)
+
+    def test_reactorWithoutTLS(self) -> None:
+        """
+        What C{twistd twinetd}'s reactor relies on: Twisted's reactor and
+        TCP modules import their TLS support only if they can.
+        """
+        reactorBase = inspect.getsource(posixbase)
+        self.assertIn(
+            "from twisted.protocols import tls as _tls\nexcept ImportError:",
+            reactorBase,
+        )
+        self.assertIn(
+            "from twisted.internet import ssl as _ssl\nexcept ImportError:", reactorBase
+        )
+        self.assertRegex(
+            inspect.getsource(tcp),
+            r"try:\n(\s*#.*\n)*\s*from twisted.internet._newtls import",
+        )
+
+
 class ExitSignalTests(SynchronousTestCase):
     """
     The signal twistd re-raises after the reactor stops: Twisted's SIGTERM
@@ -482,6 +537,22 @@ class SystemdTests(SynchronousTestCase):
         # Without names, Twisted passes over the sockets.
         env = {"LISTEN_PID": pid, "LISTEN_FDS": "1"}
         self.assertEqual(ListenFDs.fromEnvironment(env).inheritedDescriptors(), [])
+
+    def test_takeSystemdVariables(self) -> None:
+        """
+        L{compat.takeSystemdVariables} takes them out of C{os.environ} as
+        importing C{twisted.internet.endpoints} does, when they are this
+        process's.
+        """
+        for name in ("LISTEN_PID", "LISTEN_FDS"):
+            self.addCleanup(os.environ.pop, name, None)
+        os.environ.update(LISTEN_PID=str(os.getpid() + 1), LISTEN_FDS="1")
+        compat.takeSystemdVariables()
+        self.assertEqual(os.environ["LISTEN_FDS"], "1")
+        os.environ["LISTEN_PID"] = str(os.getpid())
+        compat.takeSystemdVariables()
+        self.assertNotIn("LISTEN_PID", os.environ)
+        self.assertNotIn("LISTEN_FDS", os.environ)
 
     def test_startEnvironment(self) -> None:
         """

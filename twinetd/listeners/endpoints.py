@@ -1,13 +1,16 @@
 # -*- test-case-name: tests.unit.test_endpoints -*-
 """
 The endpoints of C{twinetd_listen}: each L{ListenSpec} (read and checked by
-L{twinetd.config.endpoints}) to one of Twisted's server endpoints.
+L{twinetd.config.endpoints}) to a server endpoint that listens as Twisted's
+own endpoints do, through the reactor's C{listenTCP}, C{listenUNIX} and
+C{adoptStreamPort}, without importing C{twisted.internet.endpoints} (which
+imports pyOpenSSL and cryptography when installed, some 14 MB).
 
-  - C{tcp:}, C{tcp6:}, C{unix:}: Twisted's own, with Twisted's defaults
-    (a UNIX socket is mode 666 with a lock file unless told otherwise);
-  - C{ssl:}: Twisted's TLS endpoint (pyOpenSSL, the C{tls} extra) with
-    C{CertificateOptions} made here, so that C{caCerts} and
-    C{verifyClient} can ask for a client certificate;
+  - C{tcp:}, C{tcp6:}, C{unix:}: with Twisted's defaults (a UNIX socket is
+    mode 666 with a lock file unless told otherwise);
+  - C{ssl:}: TLS over TCP (pyOpenSSL, the C{tls} extra), as the reactor's
+    C{listenSSL} makes it, with C{CertificateOptions} made here, so that
+    C{caCerts} and C{verifyClient} can ask for a client certificate;
   - C{systemd:}: a socket systemd passed (C{LISTEN_FDS}, C{LISTEN_PID},
     C{LISTEN_FDNAMES}), adopted
     through a duplicate so that a C{cps} pause can close it and listen
@@ -20,18 +23,27 @@ C{haproxy:} is not an endpoint here: the stream listener wraps its factory
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import cast
 
-from twisted.internet.endpoints import (
-    AdoptedStreamServerEndpoint,
-    TCP4ServerEndpoint,
-    TCP6ServerEndpoint,
-    UNIXServerEndpoint,
+from twisted.internet.defer import Deferred, execute, fail, succeed
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IOpenSSLServerConnectionCreator,
+    IProtocolFactory,
+    IReactorSocket,
+    IReactorTCP,
+    IReactorTime,
+    IReactorUNIX,
+    IStreamServerEndpoint,
 )
-from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.internet.protocol import ServerFactory
+from zope.interface import implementer
 
 from twinetd._twistedcompat import startEnvironment
 from twinetd.model import ListenSpec
@@ -55,7 +67,8 @@ def endpointFor(
     The server endpoint C{spec} describes (without its C{haproxy:}).
 
     @param reactor: provides what the kind needs (C{IReactorTCP},
-        C{IReactorUNIX}, C{IReactorSSL}, C{IReactorSocket}).
+        C{IReactorUNIX}, C{IReactorSocket}; C{IReactorTime} for TLS's
+        timeouts).
     @param environ: where systemd's variables are read (by default, the
         environment the process started with: L{startEnvironment}).
     @raise EndpointError: it cannot be made.
@@ -63,17 +76,21 @@ def endpointFor(
     backlog = int(spec.option("backlog") or 50)
     if spec.kind == "tcp":
         interface = spec.option("interface") or ""
-        return TCP4ServerEndpoint(reactor, int(spec.address), backlog, interface)  # type: ignore[no-untyped-call]
+        return _tcp(reactor, int(spec.address), backlog, interface)
     if spec.kind == "tcp6":
         interface = spec.option("interface") or "::"
-        return TCP6ServerEndpoint(reactor, int(spec.address), backlog, interface)  # type: ignore[no-untyped-call]
+        return _tcp(reactor, int(spec.address), backlog, interface)
     if spec.kind == "unix":
-        return UNIXServerEndpoint(  # type: ignore[no-untyped-call]
-            reactor,
-            spec.address,
-            backlog,
-            int(spec.option("mode") or "666", 8),
-            spec.option("lockfile") != "0" and spec.option("wantPID") != "0",
+        unix = cast(IReactorUNIX, reactor)
+        return _Listen(
+            functools.partial(
+                unix.listenUNIX,
+                spec.address,
+                backlog=backlog,
+                mode=int(spec.option("mode") or "666", 8),
+                wantPID=spec.option("lockfile") != "0"
+                and spec.option("wantPID") != "0",
+            )
         )
     if spec.kind == "ssl":
         return _tlsEndpoint(reactor, spec, backlog)
@@ -93,7 +110,6 @@ def _tlsEndpoint(
 ) -> IStreamServerEndpoint:
     from OpenSSL.SSL import Error as TLSError
     from twisted.internet import ssl
-    from twisted.internet.endpoints import SSL4ServerEndpoint
 
     keyPath = spec.option("privateKey")
     assert keyPath is not None
@@ -126,13 +142,94 @@ def _tlsEndpoint(
         )
     except (TLSError, ValueError) as e:
         raise EndpointError(f"bad TLS key or certificate: {e}") from e
-    return SSL4ServerEndpoint(  # type: ignore[no-untyped-call]
-        reactor,
-        int(spec.address),
-        context,
-        backlog,
-        spec.option("interface") or "",
+    tcp = _tcp(reactor, int(spec.address), backlog, spec.option("interface") or "")
+    return _TLSOverTCP(tcp, context, IReactorTime(reactor, None))
+
+
+def _tcp(
+    reactor: object, port: int, backlog: int, interface: str
+) -> IStreamServerEndpoint:
+    return _Listen(
+        functools.partial(
+            cast(IReactorTCP, reactor).listenTCP,
+            port,
+            backlog=backlog,
+            interface=interface,
+        )
     )
+
+
+@implementer(IStreamServerEndpoint)
+class _Listen:
+    """
+    An endpoint that listens as Twisted's TCP and UNIX server endpoints do:
+    C{listen} calls the reactor's method with the factory, its port or
+    failure in a L{Deferred}.
+    """
+
+    def __init__(self, listen: Callable[[IProtocolFactory], IListeningPort]) -> None:
+        self._listen = listen
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        return execute(self._listen, factory)
+
+
+@implementer(IStreamServerEndpoint)
+class AdoptedSocket:
+    """
+    A bound listening socket given to the reactor (C{adoptStreamPort},
+    which duplicates it), then closed; closed too when the reactor cannot
+    adopt it (Twisted's C{AdoptedStreamServerEndpoint} leaves it open then).
+    """
+
+    def __init__(
+        self, reactor: IReactorSocket, fd: int, family: socket.AddressFamily
+    ) -> None:
+        self._reactor = reactor
+        self._fd = fd
+        self._family = family
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        try:
+            os.set_blocking(self._fd, False)
+            # Twisted's annotation asks for a ServerFactory; the reactor
+            # uses only IProtocolFactory.
+            port = self._reactor.adoptStreamPort(
+                self._fd, self._family, cast(ServerFactory, factory)
+            )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            return fail()
+        os.close(self._fd)
+        return succeed(port)
+
+
+@implementer(IStreamServerEndpoint)
+class _TLSOverTCP:
+    """
+    TLS on a TCP endpoint, as the reactor's C{listenSSL} makes it (Twisted's
+    C{SSL4ServerEndpoint} calls that): each connection's protocol wrapped in
+    a L{TLSMemoryBIOProtocol}.  Made here because C{twistd twinetd} imports
+    its reactor without pyOpenSSL (L{twinetd._twistedcompat.withoutPyOpenSSL}),
+    which then has no C{listenSSL}.
+    """
+
+    def __init__(
+        self,
+        tcp: IStreamServerEndpoint,
+        context: IOpenSSLServerConnectionCreator,
+        clock: IReactorTime | None,
+    ) -> None:
+        self._tcp = tcp
+        self._context = context
+        self._clock = clock
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        wrapped = TLSMemoryBIOFactory(self._context, False, factory, self._clock)
+        return self._tcp.listen(wrapped)
 
 
 def _certificates(path: str) -> list[object]:
@@ -163,7 +260,7 @@ def _systemdEndpoint(
     except OSError as e:
         raise EndpointError(f"systemd's socket {fd}: {e.strerror}") from e
     family = getattr(socket, "AF_" + str(spec.option("domain")))
-    return AdoptedStreamServerEndpoint(reactor, copy, family)  # type: ignore[no-untyped-call]
+    return AdoptedSocket(cast(IReactorSocket, reactor), copy, family)
 
 
 def _passedSocket(

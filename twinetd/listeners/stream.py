@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.integration.test_daemon -*-
 """
 The listener of a C{wait = no} stream service: a listening socket made as
-xinetd makes it (L{twinetd.listeners.sockets}) and adopted as an endpoint
-(L{AdoptedStreamServerEndpoint}), or the endpoints C{twinetd_listen} names
+xinetd makes it (L{twinetd.listeners.sockets}) and adopted by the reactor
+(L{IReactorSocket.adoptStreamPort}), or the endpoints C{twinetd_listen} names
 (L{twinetd.listeners.endpoints}; C{haproxy:} ones behind the PROXY wrapper
 of L{twinetd.listeners.proxy}).  Each accepted connection gets a
 L{twinetd.listeners.front.Front} from the service's
@@ -11,14 +11,11 @@ L{twinetd.listeners.connections.ConnectionFactory}.
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import os
 from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
-from twisted.internet.endpoints import AdoptedStreamServerEndpoint
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IAddress,
@@ -34,8 +31,7 @@ from twisted.python.failure import Failure
 
 from twinetd.listeners.base import Listener, ListenerOptions, Runtime
 from twinetd.listeners.connections import ConnectionFactory
-from twinetd.listeners.endpoints import EndpointError, endpointFor
-from twinetd.listeners.proxy import ProxyWrappingFactory
+from twinetd.listeners.endpoints import AdoptedSocket, EndpointError, endpointFor
 from twinetd.listeners.sockets import bindSocket, listenAddress, needsLookup
 from twinetd.model import ListenSpec, ServiceConfig
 
@@ -140,6 +136,9 @@ class StreamListener(Listener):
             else:
                 endpoint = endpointFor(self._reactor, place)
                 if place.proxy:
+                    # Here: the PROXY parsers are imported only when used.
+                    from twinetd.listeners.proxy import ProxyWrappingFactory
+
                     factory = ProxyWrappingFactory(factory, self)
         except (OSError, EndpointError) as e:
             self._failedOn(index, place, attempt, address, e)
@@ -171,9 +170,7 @@ class StreamListener(Listener):
             config = attrs.evolve(config, bind=self._address)
         sock = bindSocket(config)
         family, fd = sock.family, sock.detach()
-        # The endpoint closes the descriptor once the reactor's port has its
-        # own copy (adoptStreamPort duplicates it); or if that fails.
-        return _ClosingAdopted(self._reactor, fd, family)  # type: ignore[no-untyped-call]
+        return AdoptedSocket(self._reactor, fd, family)
 
     def _listeningOn(self, port: IListeningPort, place: Place, address: str) -> None:
         if self._stopped:
@@ -334,20 +331,3 @@ def _socketOf(config: ServiceConfig) -> tuple[object, ...]:
         "KEEPALIVE" in config.flags,
         "NODELAY" in config.flags,
     )
-
-
-class _ClosingAdopted(AdoptedStreamServerEndpoint):
-    """
-    Twisted's adopted endpoint, which also closes the descriptor when the
-    reactor cannot adopt it (Twisted's own leaves it open then).
-    """
-
-    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
-        d: Deferred[IListeningPort] = super().listen(factory)  # type: ignore[no-untyped-call]
-
-        def failed(reason: Failure) -> Failure:
-            with contextlib.suppress(OSError):
-                os.close(self.fileno)
-            return reason
-
-        return d.addErrback(failed)

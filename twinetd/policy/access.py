@@ -35,7 +35,7 @@ from typing import Protocol
 import attrs
 from twisted.logger import Logger
 
-from twinetd.model import AddressRule, ServiceConfig, unmapped
+from twinetd.model import AddressRule, ServiceConfig
 
 _log = Logger()
 
@@ -99,9 +99,18 @@ def sourceKey(address: str) -> str:
     Text that is not an address is returned unchanged.
     """
     try:
-        return str(parseAddress(unmapped(address)))
+        return keyOf(parseAddress(address))
     except ValueError:
         return address
+
+
+def keyOf(address: IPAddress) -> str:
+    """
+    L{sourceKey} of an address already parsed (L{parseAddress}).
+    """
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def needsName(config: ServiceConfig) -> bool:
@@ -131,7 +140,11 @@ def ruleSpecificity(rule: AddressRule, address: IPAddress, name: str | None) -> 
         if isinstance(network, ipaddress.IPv4Network):
             # xinetd: "If it's a mapped address, and a v4 address is
             # specified, see if the mapped address matches the v4 equivalent."
-            v4 = parseAddress(unmapped(str(address)))
+            v4 = (
+                address.ipv4_mapped
+                if isinstance(address, ipaddress.IPv6Address)
+                else address
+            )
             if isinstance(v4, ipaddress.IPv4Address) and v4 in network:
                 return 96 + network.prefixlen
             return -1
@@ -170,6 +183,7 @@ def checkAddress(
     peerName: str | None = None,
     *,
     betterMatch: bool = False,
+    parsed: IPAddress | None = None,
 ) -> Decision:
     """
     Apply C{only_from} and C{no_access} to a client.
@@ -185,11 +199,13 @@ def checkAddress(
         decide (the rule xinetd's manual describes); equal matches are still
         refused.  By default any address on both lists is refused, as
         xinetd 2.3.15 does.
+    @param parsed: C{peerAddress} parsed (L{parseAddress}), if the caller
+        has it.
     @raise ValueError: C{peerAddress} is not an IP address.
     """
     if peerAddress is None:
         return ALLOWED
-    address = parseAddress(peerAddress)
+    address = parseAddress(peerAddress) if parsed is None else parsed
     naScore, naRule = bestMatch(noAccess, address, peerName)
     if onlyFrom is None:
         ofScore, ofRule = -1, None
@@ -247,6 +263,7 @@ def checkAccess(
     denyList: DenyList | None = None,
     *,
     betterMatch: bool = False,
+    parsed: IPAddress | None = None,
 ) -> Decision:
     """
     Every access check of one connection, in xinetd's order: C{access_times},
@@ -261,6 +278,7 @@ def checkAccess(
     @param denyList: the daemon's deny list, or C{None} when SENSOR services
         are not in use.
     @param betterMatch: see L{checkAddress}.
+    @param parsed: see L{checkAddress}.
     """
     decision = checkTimes(config.accessTimes, minutes)
     if not decision.allowed:
@@ -281,6 +299,7 @@ def checkAccess(
         peerAddress,
         peerName,
         betterMatch=betterMatch,
+        parsed=parsed,
     )
 
 
@@ -349,6 +368,8 @@ class DenyList:
         """
         Whether C{address} is on the list now.
         """
+        if not self._expiries:
+            return False
         key = sourceKey(address)
         expiry = self._expiries.get(key)
         if expiry is None:

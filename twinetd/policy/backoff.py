@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twisted.application.internet import backoffPolicy
-
 #: A child that ends within this many seconds, leaving its connection or
 #: datagram untaken, failed at once.
 QUICK_EXIT = 1.0
@@ -28,6 +26,10 @@ def doubling(first: float, longest: float) -> Policy:
     """
     C{first} seconds, doubling with each delay, at most C{longest}.
     """
+    # Here: twisted.application.internet imports automat, which a daemon
+    # without a wait = yes service has no use for.
+    from twisted.application.internet import backoffPolicy
+
     return backoffPolicy(first, longest, factor=2.0, jitter=lambda: 0.0)
 
 

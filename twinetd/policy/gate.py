@@ -27,9 +27,12 @@ from twisted.python.failure import Failure
 from twinetd.model import Peer, ServiceConfig, unmapped
 from twinetd.policy.access import (
     DenyList,
+    IPAddress,
     checkAccess,
+    keyOf,
     localMinutes,
     needsName,
+    parseAddress,
 )
 from twinetd.policy.limits import Limits, Ticket
 
@@ -182,7 +185,17 @@ class Gate:
             # IPv6 rules match mapped clients too.  A UNIX-socket client has
             # none: no address rule or per_source applies to it.
             address = peer.address if peer is not None else None
-            slot = self.limits.acquire(config.id, address)
+            # Parsed once for the limits and the rules.
+            parsed: IPAddress | None = None
+            key = address
+            if address is not None:
+                try:
+                    parsed = parseAddress(address)
+                except ValueError:
+                    pass
+                else:
+                    key = keyOf(parsed)
+            slot = self.limits.acquire(config.id, address, key)
             if not isinstance(slot, Ticket):
                 return succeed(Admission.refused(slot.reason, "limit", slot.pause))
             ticket = slot
@@ -190,7 +203,7 @@ class Gate:
                 name = self._resolveName(address)
             else:
                 name = succeed(None)
-            decided = name.addCallback(self._decide, config, address, ticket)
+            decided = name.addCallback(self._decide, config, address, parsed, ticket)
         except Exception:
             failure = Failure()  # type: ignore[no-untyped-call]
             return succeed(self._failed(failure, config, ticket))
@@ -209,14 +222,13 @@ class Gate:
         name: str | None,
         config: ServiceConfig,
         address: str | None,
+        parsed: IPAddress | None,
         ticket: Ticket,
     ) -> Admission:
+        # Without access_times the time of day decides nothing.
+        minutes = self._minutes(self._clock.seconds()) if config.accessTimes else 0
         decision = checkAccess(
-            config,
-            address,
-            name,
-            self._minutes(self._clock.seconds()),
-            self.denyList,
+            config, address, name, minutes, self.denyList, parsed=parsed
         )
         if decision.allowed:
             return Admission(ticket=ticket)
