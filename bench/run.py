@@ -76,7 +76,59 @@ class SetupError(Exception):
 # ---------------------------------------------------------------- servers
 
 
-class Server:
+class ServerProcesses:
+    """
+    A server's processes, each started in its own session (so L{stop}
+    signals its whole process group) with its output in one log file.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        workdir: str | os.PathLike[str],
+        logPath: str | os.PathLike[str],
+    ) -> None:
+        self.name = name
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.logPath = logPath
+        self._log = open(logPath, "ab")  # noqa: SIM115 (closed in stop)
+
+    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.procs.append(
+            subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self.workdir,
+                start_new_session=True,
+            )
+        )
+
+    def stop(self) -> None:
+        """
+        SIGTERM to every process group, SIGKILL to those still there 5 s
+        later; the log is closed.
+        """
+        for proc in self.procs:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        self.procs = []
+        self._log.close()
+
+
+class Server(ServerProcesses):
     """
     One server under test: its processes and its ports.
 
@@ -90,26 +142,9 @@ class Server:
     udpMissing = "n/a"
 
     def __init__(self, name: str, workdir: str, basePort: int) -> None:
-        self.name = name
-        self.workdir = workdir
+        super().__init__(name, workdir, os.path.join(workdir, f"{name}.log"))
         self.ports = {svc: basePort + i for i, svc in enumerate(STREAM_SERVICES)}
         self.udpPorts = {svc: basePort + UDP_SERVICES[svc] for svc in self.udpServices}
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logPath = os.path.join(workdir, f"{name}.log")
-        self._log = open(self.logPath, "ab")  # noqa: SIM115 (closed in stop)
-
-    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        # A new session per server: stop() signals the whole group by id.
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=self.workdir,
-            start_new_session=True,
-        )
-        self.procs.append(proc)
 
     def start(self, children: dict[str, str]) -> None:
         raise NotImplementedError
@@ -192,22 +227,6 @@ class Server:
             return len(os.listdir(f"/proc/{pid}/fd"))
         except OSError:
             return None
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        self.procs = []
-        self._log.close()
 
 
 def xinetdConfig(

@@ -27,7 +27,6 @@ import json
 import os
 import selectors
 import shutil
-import signal
 import socket
 import ssl
 import statistics
@@ -38,6 +37,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+# bench/run.py, beside this file (the script's folder is on sys.path).
+from run import ServerProcesses
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -55,32 +57,17 @@ class SetupError(Exception):
     pass
 
 
-class Server:
+class Server(ServerProcesses):
     """
-    One server under test: its processes, started each in its own session
-    and stopped by their process group, and its two TLS ports.
+    One server under test: its processes (see L{ServerProcesses}) and its
+    two TLS ports.
     """
+
+    workdir: Path
 
     def __init__(self, name: str, workdir: Path, basePort: int) -> None:
-        self.name = name
-        self.workdir = workdir
+        super().__init__(name, workdir, workdir / f"{name.replace('+', '-')}.log")
         self.ports = {"echo": basePort, "cat": basePort + 1}
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.logPath = workdir / f"{name.replace('+', '-')}.log"
-        self._log = open(self.logPath, "ab")  # noqa: SIM115 (closed in stop)
-
-    def spawn(self, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self.procs.append(
-            subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self.workdir,
-                start_new_session=True,
-            )
-        )
 
     def start(self, pki: Path, echo: Path, basePort: int, python: Path) -> None:
         raise NotImplementedError
@@ -105,21 +92,6 @@ class Server:
                 if time.monotonic() > deadline:
                     raise SetupError(f"{self.name}: {sorted(pending)} not serving")
                 time.sleep(0.2)
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        self.procs = []
-        self._log.close()
 
 
 def _service(name: str, port: int, server: str, extra: str) -> str:
