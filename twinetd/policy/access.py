@@ -98,19 +98,22 @@ def sourceKey(address: str) -> str:
     IPv6 addresses compressed.  C{127.0.0.1} and C{::1} stay different.
     Text that is not an address is returned unchanged.
     """
+    return parseSource(address)[1]
+
+
+def parseSource(address: str) -> tuple[IPAddress | None, str]:
+    """
+    C{address} parsed (L{parseAddress}; C{None} when it is not an IP
+    address) and its L{sourceKey}: a client's address is parsed once for
+    the limits and the rules.
+    """
     try:
-        return keyOf(parseAddress(address))
+        parsed = parseAddress(address)
     except ValueError:
-        return address
-
-
-def keyOf(address: IPAddress) -> str:
-    """
-    L{sourceKey} of an address already parsed (L{parseAddress}).
-    """
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return str(address.ipv4_mapped)
-    return str(address)
+        return None, address
+    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped:
+        return parsed, str(parsed.ipv4_mapped)
+    return parsed, str(parsed)
 
 
 def needsName(config: ServiceConfig) -> bool:

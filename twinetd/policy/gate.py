@@ -29,10 +29,9 @@ from twinetd.policy.access import (
     DenyList,
     IPAddress,
     checkAccess,
-    keyOf,
     localMinutes,
     needsName,
-    parseAddress,
+    parseSource,
 )
 from twinetd.policy.limits import Limits, Ticket
 
@@ -187,14 +186,9 @@ class Gate:
             address = peer.address if peer is not None else None
             # Parsed once for the limits and the rules.
             parsed: IPAddress | None = None
-            key = address
+            key = None
             if address is not None:
-                try:
-                    parsed = parseAddress(address)
-                except ValueError:
-                    pass
-                else:
-                    key = keyOf(parsed)
+                parsed, key = parseSource(address)
             slot = self.limits.acquire(config.id, address, key)
             if not isinstance(slot, Ticket):
                 return succeed(Admission.refused(slot.reason, "limit", slot.pause))
