@@ -157,6 +157,7 @@ class Listener(Service):
 
     failure: Exception | None = None
     _lookup: Deferred[str] | None = None
+    _bindAddress: str | None = None
 
     def __init__(
         self,
@@ -259,42 +260,52 @@ class Listener(Service):
 
         return self.admit(peer).addCallback(paused)
 
-    def _lookingUpBind(self) -> bool:
+    def _bindConfig(self) -> ServiceConfig | None:
         """
-        Whether C{bind} names a host not looked up yet: if so, the lookup
-        starts (once) through the reactor's resolver (C{IReactorCore.resolve},
-        never blocking the reactor), and L{_listen} runs again once the
-        address found has replaced the name in L{config} (so a restart binds
-        it without another lookup).  A kind of listener calls this first
-        in its L{_listen}.  Without a resolver (a fake reactor), C{bind()}
-        looks the name up itself.
+        L{config} as its socket is bound: a host name in C{bind} replaced by
+        the address found for it, or C{None} while that is looked up.  The
+        lookup starts (once) through the reactor's resolver
+        (C{IReactorCore.resolve}, never blocking the reactor); when it ends,
+        L{_listen} runs again.  The address is kept for every later bind
+        (a C{cps} resume, a takeover of the same socket).  Without a
+        resolver (a fake reactor), C{bind()} looks the name up itself.
         """
-        name = self.config.bind
+        config = self.config
+        name = config.bind
+        if name is None or not needsLookup(name):
+            return config
+        if self._bindAddress is not None:
+            return attrs.evolve(config, bind=self._bindAddress)
         core = IReactorCore(self.runtime.tcp, None)
-        if name is None or core is None or not needsLookup(name):
-            return False
-        if self._lookup is not None:
-            return True
+        if core is None:
+            return config
+        if self._lookup is None:
+            self._lookup = core.resolve(name)
+            # It may fire at once (a cached or numeric answer).
+            self._lookup.addCallbacks(
+                self._lookedUp, self._notLookedUp, errbackArgs=(name,)
+            )
+        return None
 
-        def found(address: str) -> None:
-            self._lookup = None
-            self.config = attrs.evolve(self.config, bind=address)
-            if self.running:
-                self._listen()
-                if self.listening and not self.paused:
-                    self._startAccepting()
+    def _lookedUp(self, address: str) -> None:
+        self._lookup = None
+        self._bindAddress = address
+        if self._listenWanted():
+            self._listen()
+            if self.listening and not self.paused:
+                self._startAccepting()
 
-        def failed(reason: Failure) -> None:
-            self._lookup = None
-            if not self.running:
-                return
+    def _notLookedUp(self, reason: Failure, name: str) -> None:
+        self._lookup = None
+        if self._listenWanted():
             message = f"cannot resolve {name}: {reason.getErrorMessage()}"
             self._cannotListen(OSError(errno.EADDRNOTAVAIL, message), name, message)
 
-        self._lookup = core.resolve(name)
-        # found or failed may run at once (a cached or numeric answer).
-        self._lookup.addCallbacks(found, failed)
-        return True
+    def _listenWanted(self) -> bool:
+        """
+        Whether a lookup's end should still bind.
+        """
+        return bool(self.running)
 
     def _cannotListen(
         self,

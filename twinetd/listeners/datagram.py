@@ -298,9 +298,9 @@ class DatagramListener(DatagramServing):
     # the lifecycle
 
     def _listen(self) -> None:
-        if self._lookingUpBind():
+        config = self._bindConfig()
+        if config is None:
             return
-        config = self.config
         try:
             if self.internal is not None:
                 self._inner = self.internal.datagramProtocol(

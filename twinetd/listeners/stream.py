@@ -22,7 +22,6 @@ from twisted.internet.interfaces import (
     IDelayedCall,
     IListeningPort,
     IProtocolFactory,
-    IReactorCore,
     IReactorSocket,
     IStreamServerEndpoint,
 )
@@ -32,7 +31,7 @@ from twisted.python.failure import Failure
 from twinetd.listeners.base import Listener, ListenerOptions, Runtime
 from twinetd.listeners.connections import ConnectionFactory
 from twinetd.listeners.endpoints import AdoptedSocket, EndpointError, endpointFor
-from twinetd.listeners.sockets import bindSocket, listenAddress, needsLookup
+from twinetd.listeners.sockets import bindSocket, listenAddress
 from twinetd.model import ListenSpec, ServiceConfig
 
 if TYPE_CHECKING:
@@ -67,8 +66,6 @@ class StreamListener(Listener):
     @ivar ports: the listening ports.
     """
 
-    _address: str | None = None
-    _lookingUp = False
     _stopped = False
 
     def __init__(
@@ -79,8 +76,9 @@ class StreamListener(Listener):
         **options: Unpack[ListenerOptions],
     ) -> None:
         """
-        @param reactor: listens (it must provide L{IReactorCore} too, for a
-            host name in C{bind}, and what the endpoints need).
+        @param reactor: listens (and provides what the endpoints need); a
+            host name in C{bind} is looked up as L{Listener._bindConfig}
+            says.
         @param options: as L{Listener}'s.
         """
         super().__init__(config, runtime, **options)
@@ -104,7 +102,7 @@ class StreamListener(Listener):
 
     @property
     def listening(self) -> bool:
-        return bool(self.ports or self._retries or self._lookingUp)
+        return bool(self.ports or self._retries or self._lookup is not None)
 
     @property
     def boundPort(self) -> int | None:
@@ -158,16 +156,13 @@ class StreamListener(Listener):
 
         @raise OSError: it cannot be bound.
         """
-        config = self.config
+        config = self._bindConfig()
+        if config is None:
+            return None
         if self._boundPort is not None:
             # Listening again (after a cps pause): the same port, also when
             # the configuration asked for an ephemeral one.
             config = attrs.evolve(config, port=self._boundPort)
-        if config.bind is not None and needsLookup(config.bind):
-            if self._address is None:
-                self._lookUp(config.bind)
-                return None
-            config = attrs.evolve(config, bind=self._address)
         sock = bindSocket(config)
         family, fd = sock.family, sock.detach()
         return AdoptedSocket(self._reactor, fd, family)
@@ -213,28 +208,9 @@ class StreamListener(Listener):
         reason = error.strerror if isinstance(error, OSError) else None
         self._cannotListen(error, address, reason or str(error), place is not None)
 
-    def _lookUp(self, name: str) -> None:
-        # Through the reactor's resolver (a thread), once: the address is
-        # kept for every later bind (cps resumes).
-        if self._lookingUp:
-            return
-        self._lookingUp = True
-
-        def found(address: str) -> None:
-            self._lookingUp = False
-            self._address = address
-            if not self._stopped:
-                self._listenOn(0, None, 0)
-
-        def failed(reason: Failure) -> None:
-            self._lookingUp = False
-            if self._stopped:
-                return
-            message = f"cannot resolve {name}: {reason.getErrorMessage()}"
-            self.failure = OSError(errno.EADDRNOTAVAIL, message)
-            self.serviceLog.cannotListen(self.config, name, message)
-
-        IReactorCore(self._reactor).resolve(name).addCallbacks(found, failed)
+    def _listenWanted(self) -> bool:
+        # A replaced listener (a reload's) has stopped listening for good.
+        return not self._stopped
 
     def _startAccepting(self) -> None:
         # After a cps pause: listen again (the ports were closed).

@@ -266,7 +266,7 @@ class WaitDatagramListener(DatagramServing):
         """
         super().__init__(config, runtime, **options)
         self.handOff = not config.wait
-        self._makeSocket = makeSocket or (lambda: bindDatagramSocket(self.config))
+        self._makeSocket = makeSocket
         self._watch = SocketWatch(
             self, reactor, self._socketFileno, self._socketReadable
         )
@@ -300,11 +300,14 @@ class WaitDatagramListener(DatagramServing):
     # the lifecycle
 
     def _listen(self) -> None:
-        if self._lookingUpBind():
+        config = self._bindConfig()
+        if config is None:
             return
-        config = self.config
         try:
-            self.socket = self._makeSocket()
+            if self._makeSocket is not None:
+                self.socket = self._makeSocket()
+            else:
+                self.socket = bindDatagramSocket(config)
         except OSError as e:
             self._cannotListen(e, listenAddress(config), e.strerror or str(e))
             return

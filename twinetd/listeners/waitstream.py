@@ -150,7 +150,7 @@ class WaitStreamListener(Listener):
         @param options: as L{Listener}'s.
         """
         super().__init__(config, runtime, **options)
-        self._givenInterface = interface
+        self._interface = interface
         self._stderrToSocket = runtime.stderrToSocket(config)
         self._killDelay = runtime.killDelay
         self.backoff = (
@@ -183,23 +183,20 @@ class WaitStreamListener(Listener):
 
     # the lifecycle
 
-    @property
-    def _interface(self) -> str:
-        if self._givenInterface is not None:
-            return self._givenInterface
-        return listenAddress(self.config)
-
     def _listen(self) -> None:
-        if self._givenInterface is None and self._lookingUpBind():
-            return
-        config = self.config
+        interface = self._interface
+        if interface is None:
+            config = self._bindConfig()
+            if config is None:
+                return
+            interface = listenAddress(config)
         try:
-            listener = self._bind(config, self._interface)
+            listener = self._bind(self.config, interface)
         except CannotListenError as e:
-            self._cannotListen(e, self._interface, e.socketError)
+            self._cannotListen(e, interface, e.socketError)
             return
         self.listener = listener
-        self.serviceLog.listening(self._interface, listener.port, config.protocol)
+        self.serviceLog.listening(interface, listener.port, self.config.protocol)
 
     def _startAccepting(self) -> None:
         if self.child is None and self._resumeCall is None:
