@@ -41,6 +41,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+import attrs
 from twisted.internet.interfaces import (
     IDelayedCall,
     IPushProducer,
@@ -221,6 +222,7 @@ def hangupWatcher(reactor: object) -> HangupWatcher | None:
     return watcher
 
 
+@attrs.define(eq=False)
 class PausedReading:
     """
     A transport's reading, paused and resumed for flow control; while it is
@@ -230,39 +232,27 @@ class PausedReading:
     of file has arrived and the transport then stays paused C{patience}
     seconds: its bytes waited that long without the reader taking any.
 
-    @ivar paused: whether reading is paused.
     @ivar patience: seconds, or C{None}: an end of file never makes the peer
         gone (only a reset does).
+    @ivar _onGone: called once with L{RESET} or L{END_OF_FILE} when the peer
+        counts as gone; watching has stopped by then, and the transport is
+        still paused.
+    @ivar _producer: what pausing and resuming pause and resume, by default
+        the transport itself (a relay that reads the socket itself gives its
+        own).
+    @ivar paused: whether reading is paused.
     """
 
-    paused = False
-    _closed = False
-    _token: int | None = None
-    _timer: IDelayedCall | None = None
-
-    def __init__(
-        self,
-        transport: ITransport,
-        watcher: Watcher | None,
-        clock: IReactorTime,
-        patience: float | None,
-        onGone: Callable[[bool], None],
-        producer: IPushProducer | None = None,
-    ) -> None:
-        """
-        @param onGone: called once with L{RESET} or L{END_OF_FILE} when the
-            peer counts as gone; watching has stopped by then, and the
-            transport is still paused.
-        @param producer: what pausing and resuming pause and resume, by
-            default the transport itself (a relay that reads the socket
-            itself gives its own).
-        """
-        self._transport = transport
-        self._producer = producer
-        self._watcher = watcher
-        self._clock = clock
-        self.patience = patience
-        self._onGone = onGone
+    _transport: ITransport
+    _watcher: Watcher | None
+    _clock: IReactorTime
+    patience: float | None
+    _onGone: Callable[[bool], None]
+    _producer: IPushProducer | None = None
+    paused: bool = attrs.field(default=False, init=False)
+    _closed: bool = attrs.field(default=False, init=False)
+    _token: int | None = attrs.field(default=None, init=False)
+    _timer: IDelayedCall | None = attrs.field(default=None, init=False)
 
     def pause(self, watch: bool = True) -> None:
         """

@@ -254,37 +254,27 @@ class _Tally:
             self.listening.discard(event["service"])
 
 
+@attrs.define(eq=False, slots=False)
 class TwistdLog(Service):
     """
     Sets up twistd's log for the daemon.  It must start before the
     daemon's listeners (they listen in C{privilegedStartService}, and
     Twisted logs a line for each port then): add it first.
 
+    @ivar _sinks: the daemon's event stream (its listening lines).
+    @ivar _counts: what the configuration load gave.
     @ivar jsonLog: the JSON log, or C{None}.
+    @ivar _publisher: where twistd's observers are.
     """
 
-    def __init__(
-        self,
-        clock: IReactorTime,
-        sinks: LogSinks,
-        counts: LoadCounts,
-        jsonLog: JsonLog | None = None,
-        publisher: LogPublisher = globalLogPublisher,
-        logger: Logger = log,
-    ) -> None:
-        """
-        @param sinks: the daemon's event stream (its listening lines).
-        @param counts: what the configuration load gave.
-        @param publisher: where twistd's observers are.
-        """
-        self._clock = clock
-        self._sinks = sinks
-        self._counts = counts
-        self.jsonLog = jsonLog
-        self._publisher = publisher
-        self._logger = logger
-        self._tally = _Tally()
-        self.filter: TwistdLogFilter | None = None
+    _clock: IReactorTime
+    _sinks: LogSinks
+    _counts: LoadCounts
+    jsonLog: JsonLog | None = None
+    _publisher: LogPublisher = globalLogPublisher
+    _logger: Logger = log
+    _tally: _Tally = attrs.field(factory=_Tally, init=False)
+    filter: TwistdLogFilter | None = attrs.field(default=None, init=False)
 
     def privilegedStartService(self) -> None:
         Service.privilegedStartService(self)  # type: ignore[no-untyped-call]
