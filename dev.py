@@ -126,14 +126,17 @@ def serve(args: list[str]) -> int:
 
 def test(args: list[str]) -> int:
     py = str(BIN / "python")
+    pytest = [py, "-m", "pytest"]
     if args:
-        return run([py, "-m", "pytest", *args])
+        return run([*pytest, *args])
     sources = ["twinetd", "tests", "twisted", "bench", "dev.py"]
     steps = [
         [py, "-m", "ruff", "check", *sources],
         [py, "-m", "ruff", "format", "--check", *sources],
         [py, "-m", "mypy"],
-        [py, "-m", "pytest", "-p", "no:cacheprovider", "tests"],
+        # Four workers on any machine: most of a test's time is waiting
+        # (children, timers, sockets), not CPU.
+        [*pytest, "-p", "no:cacheprovider", "-n", "4", "--dist", "worksteal", "tests"],
     ]
     failed = [step for step in steps if run(step) != 0]
     for step in failed:

@@ -49,6 +49,7 @@ setup(
         "dev": [
             "mypy>=1.10",
             "mypy-zope>=1.0",
+            "pytest-xdist>=3.2",
             "ruff>=0.5",
         ],
     },

@@ -330,7 +330,9 @@ async def test_clientFloodingChildThatDoesNotRead(server: Any, way: str) -> None
     await within(s.ended[0])
     took = time.monotonic() - left
     assert s.of(logs.EXIT)[0]["signal"] == signal.SIGTERM
-    assert KILL_DELAY - 0.1 < took < KILL_DELAY + 1.0
+    # Not before the kill delay; the generous upper bound is for loaded
+    # machines (the TERM coming at all shows the reset was noticed).
+    assert KILL_DELAY - 0.1 < took < KILL_DELAY + 5.0
     assert s.endedCounts == [1]
 
 
@@ -385,7 +387,7 @@ async def test_pausedClientEndOfFileNoProgress(server: Any, way: str) -> None:
     took = time.monotonic() - left
     [end] = s.of(logs.EXIT)
     assert end["signal"] == signal.SIGKILL
-    assert 2 * KILL_DELAY - 0.1 < took < 2 * KILL_DELAY + 1.0
+    assert 2 * KILL_DELAY - 0.1 < took < 2 * KILL_DELAY + 5.0
     [gone] = [e for e in s.events if e.get("twinetdClientGone")]
     assert gone["reset"] is False
     sock.setblocking(True)
