@@ -56,6 +56,7 @@ PUBLIC = {
         "unsupportedReason",
     ],
     "twinetd.testing": [
+        "DaemonProcess",
         "FakeHangupWatcher",
         "FakeProcess",
         "FakeUDPPort",
@@ -64,7 +65,9 @@ PUBLIC = {
         "SpawnCall",
         "converse",
         "daemonFixture",
+        "daemonProcessFixture",
         "runConfig",
+        "serveConfig",
         "serviceRecord",
     ],
 }
@@ -100,6 +103,8 @@ _ANY = re.compile(r"\bAny\b")
 _UNTYPED = {
     # The status document is JSON: a mapping of str to anything JSON holds.
     "twinetd.service.TwinetdService.status return",
+    # The JSON log's events, read back.
+    "twinetd.testing.DaemonProcess.events return",
     # The attribute table is heterogeneous: each row's values become its
     # own field's type.
     "twinetd.config.AttributeSpec.__init__",

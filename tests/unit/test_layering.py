@@ -81,13 +81,13 @@ ORDER: list[tuple[str, ...]] = [
     ("control",),
     ("service",),
     ("metrics",),
-    ("testing.fakes", "testing.daemon", "testing"),
-    ("tap", "cli"),
+    ("testing.fakes", "testing.daemon", "testing.process", "testing"),
+    ("tap", "cli", "testing._serve"),
     ("__main__",),
 ]
 
 SIBLINGS = {
-    ("tap", "cli"),
+    ("tap", "cli", "testing._serve"),
     MODES,
 }
 
@@ -211,7 +211,9 @@ class LayeringTests(SynchronousTestCase):
         problems = [
             name
             for name, path in sorted(modules().items())
-            if name not in ("tap", "cli")
+            # The programs: twistd's plugin, the command, and the daemon
+            # process of twinetd.testing.serveConfig.
+            if name not in ("tap", "cli", "testing._serve")
             and "twisted.internet.reactor" in importsOf(path)
         ]
         self.assertEqual(problems, [])

@@ -6,7 +6,9 @@ Integration tests (real children, real loopback sockets, no root):
 L{runConfig} serves a configuration in-process on ephemeral ports (also as
 C{async with}), L{daemonFixture} makes that a pytest fixture, L{converse}
 talks to a service, and L{serviceRecord} builds records without a
-configuration file.
+configuration file.  For test suites without a reactor, L{serveConfig}
+(also C{with}) and L{daemonProcessFixture} serve it with a real twinetd in
+a child process.
 
 Unit tests (no processes, no sockets, no time): L{MemoryProcessReactor} is a
 fake reactor that spawns L{FakeProcess}es the test drives and listens on
@@ -28,8 +30,14 @@ from twinetd.testing.fakes import (
     MemoryProcessReactor,
     SpawnCall,
 )
+from twinetd.testing.process import (
+    DaemonProcess,
+    daemonProcessFixture,
+    serveConfig,
+)
 
 __all__ = [
+    "DaemonProcess",
     "FakeHangupWatcher",
     "FakeProcess",
     "FakeUDPPort",
@@ -38,6 +46,8 @@ __all__ = [
     "SpawnCall",
     "converse",
     "daemonFixture",
+    "daemonProcessFixture",
     "runConfig",
+    "serveConfig",
     "serviceRecord",
 ]
