@@ -40,7 +40,7 @@ from twinetd.sdnotify import Notifier
 from twinetd.spawn import installExitedReaper
 from twinetd.status import ServiceState, statusTable, summaryLine
 
-log = Logger(namespace="twinetd")
+log = Logger()
 
 
 class _Runtime(TypingProtocol):

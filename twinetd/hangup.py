@@ -55,7 +55,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-log = Logger(namespace="twinetd")
+log = Logger()
 
 _EPOLL = hasattr(select, "epoll") and hasattr(select, "EPOLLRDHUP")
 

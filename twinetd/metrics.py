@@ -41,7 +41,7 @@ from twinetd.logs.counters import Counters, ServiceCounts
 from twinetd.service import TwinetdService
 from twinetd.status import ServiceState
 
-log = Logger(namespace="twinetd")
+log = Logger()
 
 
 @attrs.frozen

@@ -20,7 +20,7 @@ from collections.abc import Callable, MutableMapping
 
 from twisted.logger import Logger
 
-log = Logger(namespace="twinetd.sdnotify")
+log = Logger()
 
 #: The environment variable systemd sets for C{Type=notify} services.
 NOTIFY_SOCKET = "NOTIFY_SOCKET"

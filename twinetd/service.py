@@ -68,7 +68,7 @@ __all__ = [
     "unsupportedReason",
 ]
 
-log = Logger(namespace="twinetd")
+log = Logger()
 
 
 @attrs.frozen

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
 
-log = Logger(namespace="twinetd")
+log = Logger()
 
 
 def load(options: Options, lookups: Lookups) -> LoadResult:

@@ -218,6 +218,25 @@ class LayeringTests(SynchronousTestCase):
         ]
         self.assertEqual(problems, [])
 
+    def test_oneLoggerNamespacePerModule(self) -> None:
+        """
+        A module's own logger is C{Logger()}, named after the module (a
+        log line says which module it came from); only a logger made for
+        someone else's namespace passes one on.
+        """
+        problems = []
+        for name, path in sorted(modules().items()):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if not (
+                    isinstance(node, ast.Call)
+                    and getattr(node.func, "id", None) == "Logger"
+                ):
+                    continue
+                arguments = [*node.args, *(k.value for k in node.keywords)]
+                if any(isinstance(a, ast.Constant) for a in arguments):
+                    problems.append(f"{name}:{node.lineno}")
+        self.assertEqual(problems, [])
+
     def test_siblingImportNoticed(self) -> None:
         """
         The rule catches a mode importing another, in either import form.

@@ -59,7 +59,7 @@ from twinetd.model import Peer, ServiceConfig
 from twinetd.policy.gate import Admission, Admit
 from twinetd.relay import IByteTransparent
 
-log = Logger(namespace="twinetd")
+log = Logger()
 
 
 def readBanner(config: ServiceConfig, path: str | None) -> bytes:

@@ -35,7 +35,7 @@ from twinetd.policy.access import (
 )
 from twinetd.policy.limits import Limits, Ticket
 
-log = Logger(namespace="twinetd.gate")
+log = Logger()
 
 #: Seconds a reverse lookup may take before names-based rules are skipped.
 NAME_TIMEOUT = 5.0

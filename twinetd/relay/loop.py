@@ -19,7 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-log = Logger(namespace="twinetd")
+log = Logger()
 
 
 class _Ready(Protocol):
