@@ -60,7 +60,8 @@ ORDER: list[tuple[str, ...]] = [
         "logs",
     ),
     ("status",),
-    ("spawn",),
+    ("forkexec", "spawnerprocess"),
+    ("spawn", "spawnclient"),
     ("child",),
     ("hangup",),
     ("relay.loop", "relay.descriptors", "relay.pipe", "relay"),
@@ -103,6 +104,8 @@ PURE = {
     "listeners.sockets",
     "logs.counters",
     "status",
+    "forkexec",
+    "spawnerprocess",
 }
 
 
