@@ -176,6 +176,10 @@ class SpawnerLoop:
                     os.close(fd)
                 return False
             self.handle(decode(packet), fds)
+            # Between starts too: under a steady stream of requests the
+            # children that exited must not wait (the daemon counts them
+            # as running until it hears).
+            self.reap()
 
 
 def _setUp() -> socket.socket:

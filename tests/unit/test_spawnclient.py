@@ -57,6 +57,9 @@ class FakeSocket:
             raise BlockingIOError()
         return self.packets.pop(0)
 
+    def recvmsg(self, size: int, ancillary: int) -> tuple[bytes, list[Any], int, None]:
+        return self.recv(size), [], 0, None
+
     def fileno(self) -> int:
         return -1 if self.closed else 99
 
@@ -203,6 +206,22 @@ class SpawnerLoopTests(SynchronousTestCase):
             ],
         )
         self.assertEqual(self.replies(), [("p", 1, 4242), ("x", 1, 9 << 8)])
+
+    def test_reapsBetweenStarts(self) -> None:
+        """
+        A child that exited is reported before the next start of a batch
+        of requests, not after the whole batch.
+        """
+        request = ("s", 1, ["sh"], "/bin/sh", {}, (False, False, False), -1, {})
+        self.sock.packets = [encode(request), encode(("s", 2, *request[2:]))]
+        statuses = [(4242, 0), (0, 0), (0, 0)]
+        self.patch(os, "waitpid", lambda pid, options: statuses.pop(0))
+        self.assertTrue(self.loop.receive())
+        self.assertEqual(
+            [reply[:2] for reply in self.replies()], [("p", 1), ("x", 1), ("p", 2)]
+        )
+        self.sock.packets = [b""]
+        self.assertFalse(self.loop.receive())
 
     def test_unknownChildReapedQuietly(self) -> None:
         statuses = [(555, 0), (0, 0)]
