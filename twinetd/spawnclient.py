@@ -24,7 +24,9 @@ its connection ends as if it exited with 127, without C{START} or C{EXIT}.
 If the spawner process dies, its children can no longer be reaped or
 signalled safely: the daemon kills their process groups (C{SIGKILL}, at
 once: the pids are not reused that fast), reports them ended by that
-signal, and starts a new spawner process at the next spawn.
+signal, ends those whose pid had not come back (without a connection),
+and starts a new spawner process at the next spawn.  (A child started in
+the instant before the death, its pid not yet sent, stays unknown.)
 """
 
 from __future__ import annotations
@@ -435,16 +437,26 @@ class ProcessSpawner(PosixSpawner):
         """
         Ask the spawner process to signal child C{ident} (its group).
         """
-        if self._channel is not None:
-            self._channel.send(encode(("k", ident, int(number), group)), [])
+        self._control(("k", ident, int(number), group))
 
     def forget(self, ident: int) -> None:
         """
         Child C{ident} has ended: the spawner process forgets it.
         """
         self._processes.pop(ident, None)
-        if self._channel is not None:
-            self._channel.send(encode(("f", ident)), [])
+        self._control(("f", ident))
+
+    def _control(self, message: tuple[Any, ...]) -> None:
+        channel = self._channel
+        if channel is None:
+            return
+        try:
+            channel.send(encode(message), [])
+        except (BrokenPipeError, ConnectionResetError):
+            # It died and the reactor has not said so yet.
+            self._lost()
+        except OSError as e:
+            log.error("cannot reach the spawner process: {error}", error=e)
 
     def close(self) -> Deferred[None]:
         """

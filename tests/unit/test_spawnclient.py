@@ -75,6 +75,7 @@ class FakeChannel:
     def __init__(self) -> None:
         self.sock = FakeSocket()
         self.sent: list[tuple[tuple[Any, ...], list[int]]] = []
+        self.error: OSError | None = None
 
     def fileno(self) -> int:
         return 99
@@ -89,6 +90,8 @@ class FakeChannel:
         pass
 
     def send(self, packet: bytes, fds: list[int]) -> None:
+        if self.error is not None:
+            raise self.error
         self.sent.append((decode(packet), list(fds)))
 
 
@@ -438,6 +441,35 @@ class ProcessSpawnerTests(SynchronousTestCase):
         )
         self.spawn(Recorder())
         self.assertEqual(restarted, [True])
+
+    def test_deadWhenSending(self) -> None:
+        """
+        A spawner process found dead when the daemon sends it a signal or
+        a C{forget} is lost as when the reactor notices: the child that
+        was ending ends as it exited, the others are killed.
+        """
+        self.patch(os, "killpg", lambda pid, n: None)
+        ending, other = Recorder(), Recorder()
+        first, second = self.spawn(ending), self.spawn(other)
+        self.spawner._received(("p", first.ident, 1234))
+        self.spawner._received(("p", second.ident, 1235))
+        self.channel.error = BrokenPipeError()
+        self.spawner._received(("x", first.ident, 0))
+        self.assertIsInstance(ending.ended[0].value, ProcessDone)
+        self.assertEqual(other.ended[0].value.signal, signal.SIGKILL)
+        self.assertIsNone(self.spawner._channel)
+
+    def test_unreachable(self) -> None:
+        """
+        A signal the spawner process cannot take (its socket stays full)
+        is logged, not raised into the protocol.
+        """
+        process = self.spawn(Recorder())
+        self.channel.error = BlockingIOError()
+        process.signalProcessGroup("TERM")
+        self.assertTrue(
+            [e for e in self.errors if "cannot reach" in e.get("log_format", "")]
+        )
 
 
 class PendingStopTests(SynchronousTestCase):
