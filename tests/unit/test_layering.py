@@ -210,6 +210,29 @@ class LayeringTests(SynchronousTestCase):
                     problems.append(f"{name} imports {imported}")
         self.assertEqual(problems, [])
 
+    def test_spawnerProcessStandardLibraryOnly(self) -> None:
+        """
+        The spawner process (C{python -S -m twinetd.spawnerprocess}) imports
+        the standard library and L{twinetd.forkexec} only: no Twisted, no
+        site packages.
+        """
+        import sys
+
+        found = modules()
+        problems = []
+        for name in ("spawnerprocess", "forkexec"):
+            for imported in importsOf(found[name]):
+                top = imported.split(".")[0]
+                if top == "twinetd":
+                    if imported not in (
+                        "twinetd.forkexec",
+                        "twinetd.forkexec.startChild",
+                    ):
+                        problems.append(f"{name} imports {imported}")
+                elif top not in sys.stdlib_module_names and top != "__future__":
+                    problems.append(f"{name} imports {imported}")
+        self.assertEqual(problems, [])
+
     def test_onlyTapImportsTheGlobalReactor(self) -> None:
         problems = [
             name
