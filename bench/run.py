@@ -17,7 +17,8 @@ Measures, for every server that is available:
 
 twinetd runs twice: bridging (the default) and in handoff mode
 (twistd twinetd --handoff, the socket given to the child as xinetd and
-tcpserver do).
+tcpserver do); twinetd-spawner is the bridging daemon with
+--spawner-process (twinetd-handoff-spawner, on request: both).
 
 Standard library only. Run with any Python 3.9+; twinetd itself is started
 with --twinetd-python (default: the checkout's .venv) and PYTHONPATH set
@@ -59,7 +60,16 @@ ECHO_CHILD = '#!/bin/sh\nread line\necho "$line"\n'
 BENCHTOOL_C = os.path.join(HERE, "benchtool.c")
 HOLD_CHILD = "#!/bin/sh\necho ready\nread line\n"
 
-SERVERS = ("xinetd", "twinetd", "twinetd-handoff", "socat", "tcpserver")
+SERVERS = (
+    "xinetd",
+    "twinetd",
+    "twinetd-handoff",
+    "twinetd-spawner",
+    "socat",
+    "tcpserver",
+)
+#: Servers measured only when --servers names them.
+EXTRA_SERVERS = ("twinetd-handoff-spawner",)
 #: twinetd from another checkout (--base-repo), for before/after figures.
 BASE_SERVERS = ("base", "base-handoff")
 STREAM_SERVICES = ("echo", "cat", "hold")
@@ -309,7 +319,8 @@ class Xinetd(Server):
 class Twinetd(Server):
     """
     twinetd bridging every stream (or, with C{handoff}, giving the socket
-    to the child: C{--handoff}).
+    to the child: C{--handoff}); with C{spawnerProcess}, children started
+    by its spawner process (C{--spawner-process}).
     """
 
     udpServices: tuple[str, ...] = ("udpecho", "udpspawn")
@@ -323,6 +334,7 @@ class Twinetd(Server):
         user: str,
         handoff: bool = False,
         repo: str = REPO,
+        spawnerProcess: bool = False,
     ) -> None:
         if handoff:
             # The datagram services do not depend on the stream mode: they
@@ -334,6 +346,7 @@ class Twinetd(Server):
         self.user = user
         self.handoff = handoff
         self.repo = repo
+        self.spawnerProcess = spawnerProcess
 
     def start(self, children: dict[str, str]) -> None:
         if not os.path.exists(os.path.join(self.repo, "twinetd", "tap.py")):
@@ -353,6 +366,8 @@ class Twinetd(Server):
         argv += ["--kill-delay", "2", "-c", confdir]
         if self.handoff:
             argv.append("--handoff")
+        if self.spawnerProcess:
+            argv.append("--spawner-process")
         self.spawn(argv, env=env)
 
 
@@ -977,7 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--servers",
         default=",".join(SERVERS),
-        help="comma-separated subset of " + ",".join(SERVERS),
+        help="comma-separated subset of " + ",".join((*SERVERS, *EXTRA_SERVERS)),
     )
     p.add_argument(
         "--twinetd-python",
@@ -1017,7 +1032,10 @@ def main(argv: list[str] | None = None) -> int:
     prof = profile(args.quick)
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = (
-        set(wanted) - set(SERVERS) - (set(BASE_SERVERS) if args.base_repo else set())
+        set(wanted)
+        - set(SERVERS)
+        - set(EXTRA_SERVERS)
+        - (set(BASE_SERVERS) if args.base_repo else set())
     )
     if unknown:
         p.error(f"unknown servers: {', '.join(sorted(unknown))}")
@@ -1066,8 +1084,9 @@ def main(argv: list[str] | None = None) -> int:
                         base,
                         args.twinetd_python,
                         args.twinetd_user,
-                        handoff=name.endswith("-handoff"),
+                        handoff="-handoff" in name,
                         repo=args.base_repo if name in BASE_SERVERS else REPO,
+                        spawnerProcess=name.endswith("-spawner"),
                     )
                 else:
                     server = {"xinetd": Xinetd, "socat": Socat, "tcpserver": Tcpserver}[

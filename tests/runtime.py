@@ -41,14 +41,17 @@ def datagramListener(
     *,
     handOff: bool = False,
     killDelay: float = 5.0,
+    spawner: Any = None,
     **kw: Any,
 ) -> DatagramServing:
     """
     The listener the daemon builds for the datagram service C{config}
     (C{handOff}: drop-in mode) on C{reactor}, admitting everyone unless
-    C{kw} gives an C{admit}; C{kw} as the listener's.
+    C{kw} gives an C{admit}; C{kw} as the listener's; C{spawner}: the
+    runtime's, if not the reactor's own.
     """
-    runtime = runtimeFor(reactor, killDelay=killDelay)
+    fields: dict[str, Any] = {} if spawner is None else {"spawner": spawner}
+    runtime = runtimeFor(reactor, killDelay=killDelay, **fields)
     kw.setdefault("admit", admitEveryone)
     if config.wait or handOff:
         kw.pop("bindPort", None)

@@ -195,6 +195,7 @@ class ChildProcess(ProcessProtocol):
     exitStatus: int | None = None
     exitSignal: int | None = None
     duration: float | None = None
+    _stopPending = False
 
     def __init__(
         self,
@@ -226,6 +227,8 @@ class ChildProcess(ProcessProtocol):
         self.pid = self._stderr.pid = self.transport.pid
         self.startTime = self._clock.seconds()
         self.serviceLog.start(self.pid, self.peer)
+        if self._stopPending:
+            self.terminate()
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == 2:
@@ -271,7 +274,13 @@ class ChildProcess(ProcessProtocol):
         still there; replaces whatever was scheduled.
         """
         self._cancel()
-        if self.process is None or self.ended:
+        self._stopPending = False
+        if self.ended:
+            return
+        if self.process is None:
+            # A spawner process has not told the pid yet
+            # (L{twinetd.spawnclient}): as soon as it has.
+            self._stopPending = True
             return
         signalChild(self.process, "TERM")
         self._killCall = self._clock.callLater(self.killDelay, self._kill)

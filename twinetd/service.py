@@ -52,7 +52,8 @@ from twinetd.modes.internal import ChargenRing, internalFor
 from twinetd.policy.access import DenyList
 from twinetd.policy.gate import Gate, noNames, threadedResolver
 from twinetd.policy.limits import Limits
-from twinetd.spawn import spawnerFor
+from twinetd.spawn import PosixSpawner, spawnerFor
+from twinetd.spawnclient import ProcessSpawner
 from twinetd.status import ServiceState, statusDocument
 
 __all__ = [
@@ -89,6 +90,8 @@ class DaemonSettings:
     @ivar uid: the daemon's effective user id.
     @ivar gid: the daemon's group id if its real, effective and saved group
         ids agree, else C{None}.
+    @ivar spawnerProcess: start children from a spawner process
+        (L{twinetd.spawnclient}) on a reactor that can.
     """
 
     killDelay: float = 5.0
@@ -100,6 +103,7 @@ class DaemonSettings:
     )
     uid: int = attrs.field(factory=os.geteuid)
     gid: int | None = attrs.field(factory=lambda: _soleGid())
+    spawnerProcess: bool = False
 
 
 def _soleGid() -> int | None:
@@ -306,8 +310,12 @@ class TwinetdService(MultiService):
         d: Deferred[Any] = maybeDeferred(MultiService.stopService, self)
         return gatherResults([d, *retired]).addBoth(self._stopped)
 
-    def _stopped(self, result: Any) -> None:
+    def _stopped(self, result: Any) -> Deferred[None] | None:
         self.runtime.sinks.close()
+        if isinstance(self.runtime.spawner, ProcessSpawner):
+            # Every child has ended: the spawner process goes too.
+            return self.runtime.spawner.close()
+        return None
 
 
 def _address(config: ServiceConfig) -> str:
@@ -354,8 +362,11 @@ def _runtime(reactor: IReactorSocket, settings: DaemonSettings) -> Runtime:
         DenyList(clock),
         resolveName=resolver,
     )
+    spawner = spawnerFor(IReactorProcess(reactor))
+    if settings.spawnerProcess and isinstance(spawner, PosixSpawner):
+        spawner = ProcessSpawner(spawner.reactor)
     return Runtime(
-        spawner=spawnerFor(IReactorProcess(reactor)),
+        spawner=spawner,
         chargenRing=ChargenRing(),
         clock=clock,
         tcp=IReactorTCP(reactor),

@@ -41,14 +41,14 @@ interpreter with C{-I -S}) that sets the limits, the priority, the groups,
 the group and the user, and then executes the server in the same process
 (same pid).  That costs one interpreter start-up per child (about 10 ms
 here), only for services that set C{nice} or C{rlimit_*}.
+
+The C{fork_exec} call itself is in L{twinetd.forkexec} (standard library
+only), which the spawner process (L{twinetd.spawnclient}) uses too.
 """
 
 from __future__ import annotations
 
-import builtins
-import contextlib
 import errno
-import functools
 import os
 import pwd
 import resource
@@ -58,6 +58,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import attrs
 from twisted.internet import process as _process
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import (
@@ -67,13 +68,11 @@ from twisted.internet.interfaces import (
 )
 from zope.interface import Attribute, Interface, implementer
 
+from twinetd import forkexec
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 
 ChildFDs = Mapping[int, "int | str"]
-
-#: The working directory of every child (xinetd's C{chdir("/")} at start).
-CHILD_CWD = "/"
 
 _RLIMITS: dict[str, int] = {
     "as": resource.RLIMIT_AS,
@@ -242,14 +241,32 @@ def shimArgv(plan: LaunchPlan, groups: list[int] | None) -> list[str]:
     ]
 
 
-def _spawn(plan: LaunchPlan, fdmap: Mapping[int, int]) -> tuple[int, bool]:
+@attrs.frozen
+class ChildStart:
     """
-    Start C{plan}'s child with Python's C{fork_exec}; return its pid and
-    whether it changed ids or groups (no C{vfork} then).
+    What L{twinetd.forkexec.startChild} is given for a plan (all but the
+    descriptors).
+
+    @ivar switches: whether the child changes ids or groups (no C{vfork}
+        then).
     """
-    extra = sorted(set(fdmap) - {0, 1, 2})
-    if extra:
-        raise ValueError(f"child descriptors {extra}: only 0, 1 and 2 are placed")
+
+    argv: list[str]
+    executable: str
+    environment: Mapping[str, str]
+    umask: int
+    credentials: dict[str, Any]
+    switches: bool
+
+
+def childStart(plan: LaunchPlan) -> ChildStart:
+    """
+    How C{plan}'s child is started: through L{_SHIM} when it sets C{nice}
+    or C{rlimit_*}, else directly with its credentials.
+
+    @raise OSError: the start-up program would find out only after the
+        spawn that the server cannot be executed.
+    """
     groups, switches = _changes(plan)
     argv, executable = list(plan.argv), plan.executable
     credentials: dict[str, Any] = {
@@ -258,172 +275,51 @@ def _spawn(plan: LaunchPlan, fdmap: Mapping[int, int]) -> tuple[int, bool]:
         "extra_groups": groups,
     }
     if plan.nice is not None or plan.rlimits:
-        if not os.access(executable, os.X_OK):
-            # The shim would only find out after the spawn.
-            code = errno.EACCES if os.path.exists(executable) else errno.ENOENT
-            raise OSError(code, os.strerror(code), executable)
+        checkExecutable(executable)
         argv, executable = shimArgv(plan, groups), sys.executable
         credentials = {}
     umask = -1 if plan.umask is None else plan.umask
-    if _FORK_EXEC is not None and os.path.isabs(executable):
-        stdio = (fdmap.get(0), fdmap.get(1), fdmap.get(2))
-        return _forkExec(
-            argv, executable, plan.environment, stdio, umask, **credentials
-        ), switches
-    popen = subprocess.Popen(
-        argv,
-        executable=executable,
-        env=plan.environment,
-        stdin=fdmap.get(0, subprocess.DEVNULL),
-        stdout=fdmap.get(1, subprocess.DEVNULL),
-        stderr=fdmap.get(2, subprocess.DEVNULL),
-        close_fds=True,
-        restore_signals=True,
-        start_new_session=True,
-        cwd=CHILD_CWD,
-        umask=umask,
-        **credentials,
+    return ChildStart(argv, executable, plan.environment, umask, credentials, switches)
+
+
+def checkExecutable(executable: str) -> None:
+    """
+    Raise the C{OSError} an C{execve} of C{executable} would give for a
+    missing or non-executable file (checked with the daemon's ids).
+    """
+    if not os.access(executable, os.X_OK):
+        code = errno.EACCES if os.path.exists(executable) else errno.ENOENT
+        raise OSError(code, os.strerror(code), executable)
+
+
+def childStdio(fdmap: Mapping[int, int]) -> tuple[int | None, int | None, int | None]:
+    """
+    The child's descriptors 0-2 (C{None}: C{/dev/null}).
+
+    @raise ValueError: C{fdmap} places other descriptors.
+    """
+    extra = sorted(set(fdmap) - {0, 1, 2})
+    if extra:
+        raise ValueError(f"child descriptors {extra}: only 0, 1 and 2 are placed")
+    return (fdmap.get(0), fdmap.get(1), fdmap.get(2))
+
+
+def _spawn(plan: LaunchPlan, fdmap: Mapping[int, int]) -> tuple[int, bool]:
+    """
+    Start C{plan}'s child with Python's C{fork_exec}; return its pid and
+    whether it changed ids or groups (no C{vfork} then).
+    """
+    stdio = childStdio(fdmap)
+    start = childStart(plan)
+    pid = forkexec.startChild(
+        start.argv,
+        start.executable,
+        start.environment,
+        stdio,
+        start.umask,
+        start.credentials,
     )
-    # Twisted reaps the child: a returncode keeps Popen.__del__ from adding
-    # it to subprocess._active, whose cleanup would reap it behind Twisted's
-    # back.
-    popen.returncode = 0
-    return popen.pid, switches
-
-
-def _forkExecFunction() -> Any:
-    """
-    C{_posixsubprocess.fork_exec} when this Python's signature is one
-    L{_forkExec} knows (3.10 to 3.13), else C{None} (L{subprocess.Popen} is
-    used then).
-    """
-    if sys.version_info[:2] not in ((3, 10), (3, 11), (3, 12), (3, 13)):
-        return None
-    try:
-        import _posixsubprocess
-    except ImportError:
-        return None
-    return _posixsubprocess.fork_exec
-
-
-#: See L{_forkExecFunction}; tests set it to C{None} for the Popen path.
-_FORK_EXEC = _forkExecFunction()
-
-
-@functools.lru_cache(maxsize=1024)
-def _environmentEntry(key: str, value: str) -> bytes:
-    """
-    C{KEY=value} as C{fork_exec} takes it (as L{subprocess.Popen} encodes
-    it).  Kept: most of a child's variables are the same for every child
-    (the daemon's whole environment, for a drop-in service).
-    """
-    name = os.fsencode(key)
-    if b"=" in name:
-        raise ValueError("illegal environment variable name")
-    return name + b"=" + os.fsencode(value)
-
-
-def _forkExec(
-    argv: list[str],
-    executable: str,
-    environment: Mapping[str, str],
-    stdio: tuple[int | None, int | None, int | None],
-    umask: int,
-    user: int | None = None,
-    group: int | None = None,
-    extra_groups: list[int] | None = None,
-) -> int:
-    """
-    What L{subprocess.Popen} does for L{_spawn}'s arguments (an absolute
-    executable, C{close_fds}, C{restore_signals}, C{start_new_session},
-    C{cwd}), calling C{fork_exec} directly: no Popen object, its locks and
-    handle bookkeeping, about half of Popen's own cost per child.  The
-    child's failure to start comes back through the same error pipe, as
-    the same C{OSError}.
-
-    @param stdio: the child's descriptors 0-2 (C{None}: C{/dev/null}).
-    """
-    envList = [_environmentEntry(key, value) for key, value in environment.items()]
-    devnull = -1
-    if None in stdio:
-        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    p2cread, c2pwrite, errwrite = (devnull if fd is None else fd for fd in stdio)
-    errRead, errWrite = os.pipe()
-    try:
-        # Not 0-2, which the child's dup2s would overwrite.
-        low = []
-        while errWrite < 3:
-            low.append(errWrite)
-            errWrite = os.dup(errWrite)
-        for fd in low:
-            os.close(fd)
-        groups = None if extra_groups is None else list(extra_groups)
-        common = (
-            argv,
-            (os.fsencode(executable),),
-            True,
-            (errWrite,),
-            CHILD_CWD,
-            envList,
-            p2cread,
-            -1,
-            -1,
-            c2pwrite,
-            -1,
-            errwrite,
-            errRead,
-            errWrite,
-            True,
-            True,
-        )
-        if sys.version_info[:2] == (3, 10):
-            args = (*common, group, groups, user, umask, None)
-        else:
-            useVfork = getattr(subprocess, "_USE_VFORK", True)
-            args = (*common, -1, group, groups, user, umask, None, useVfork)
-        try:
-            pid: int = _FORK_EXEC(*args)
-        finally:
-            os.close(errWrite)
-            if devnull >= 0:
-                os.close(devnull)
-        data = b""
-        while len(data) <= 50000:
-            part = os.read(errRead, 50000)
-            if not part:
-                break
-            data += part
-    finally:
-        os.close(errRead)
-    if data:
-        _failedChild(pid, data, executable)
-    return pid
-
-
-def _failedChild(pid: int, data: bytes, executable: str) -> None:
-    """
-    The child could not execute C{executable}: reap it and raise what
-    L{subprocess.Popen} raises from its error pipe's C{data}.
-    """
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
-    try:
-        name, hexErrno, message = data.split(b":", 2)
-        text = message.decode()
-    except ValueError:
-        raise subprocess.SubprocessError(
-            f"bad exception data from child: {data!r}"
-        ) from None
-    number = int(hexErrno, 16)
-    kind = getattr(builtins, name.decode("ascii", "replace"), None)
-    if isinstance(kind, type) and issubclass(kind, OSError) and number:
-        strerror = os.strerror(number)
-        if text == "noexec":
-            raise kind(number, strerror)
-        raise kind(
-            number, strerror, CHILD_CWD if text == "noexec:chdir" else executable
-        )
-    raise subprocess.SubprocessError(text)
+    return pid, start.switches
 
 
 @implementer(IProcessGroup)

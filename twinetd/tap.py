@@ -166,6 +166,13 @@ class Options(usage.Options):
             "(a service's twinetd_mode / twinetd_stderr still wins).",
         ],
         [
+            "spawner-process",
+            None,
+            "Start the programs from a small spawner process holding a few "
+            "descriptors, so the daemon neither waits for each program's "
+            "start nor copies its descriptor table (opt-in for now).",
+        ],
+        [
             "check",
             None,
             "Load and validate the configuration, print every "
@@ -278,6 +285,7 @@ def makeService(options: Options) -> IService:
         killDelay=options["kill-delay"],
         processLimit=options["limit"],
         handoff=bool(options["handoff"]),
+        spawnerProcess=bool(options["spawner-process"]),
         environment=tuple(
             (name, value) for name, value in os.environ.items() if name != NOTIFY_SOCKET
         ),

@@ -31,7 +31,8 @@ from twinetd.launch import LaunchPlan
 from twinetd.logs import ServiceLog
 from twinetd.model import Peer
 from twinetd.modes.bridge import BridgeProtocol
-from twinetd.spawn import spawnerFor
+from twinetd.spawn import Spawner, spawnerFor
+from twinetd.spawnclient import ProcessSpawner
 
 reactor: Any = _reactor
 DEADLINE = 15.0
@@ -80,7 +81,10 @@ class BridgeServer:
     """
 
     def __init__(
-        self, makePlan: Callable[[Peer], LaunchPlan], killDelay: float = 5.0
+        self,
+        makePlan: Callable[[Peer], LaunchPlan],
+        killDelay: float = 5.0,
+        spawner: Spawner | None = None,
     ) -> None:
         self.makePlan = makePlan
         self.killDelay = killDelay
@@ -88,7 +92,7 @@ class BridgeServer:
         self.ended: list[defer.Deferred[None]] = []
         self.endedCounts: list[int] = []
         self.events: list[dict[str, Any]] = []
-        self.spawner = spawnerFor(reactor)
+        self.spawner = spawner or spawnerFor(reactor)
         self.port: Any = None
 
     def buildProtocol(self, addr: object) -> BridgeProtocol:
@@ -154,17 +158,66 @@ class Collector(Protocol):
         self.done.callback(self.data)
 
 
+#: Which spawner a test's servers use: C{"posix"} (L{PosixSpawner}, the
+#: default) or C{"process"} (a spawner process, L{ProcessSpawner}).
+SPAWNERS = ("posix", "process")
+
+#: Runs a test once with each spawner (see the C{spawner} fixture).
+bothSpawners = pytest.mark.parametrize("spawnerKind", SPAWNERS)
+
+
 @pytest.fixture
-def server() -> Any:
+def spawnerKind() -> str:
     """
-    Make L{BridgeServer}s; they stop listening after the test.
+    The spawner of a test not parametrized with L{bothSpawners}.
+    """
+    return "posix"
+
+
+@pytest_twisted.async_yield_fixture
+async def spawner(spawnerKind: str) -> AsyncIterator[Spawner]:
+    """
+    The spawner C{spawnerKind} names.  A spawner process must have seen
+    every child it started end by the end of the test (no child of it left
+    behind, as L{noChildLeft} checks the test's own); then it is closed.
+    """
+    if spawnerKind == "posix":
+        yield spawnerFor(reactor)
+        return
+    made = ProcessSpawner(reactor)
+    # Started now: its descriptors are there before the test counts any.
+    made.start()
+    yield made
+    await closeSpawner(made)
+
+
+async def closeSpawner(spawner: ProcessSpawner) -> None:
+    """
+    Wait until every child of C{spawner}'s process has ended (failing the
+    test if some never do), then close it.
+    """
+    for _ in range(100):
+        if not spawner.running:
+            break
+        await sleep(0.05)
+    left = {process.pid for process in spawner.running.values()}
+    await within(spawner.close())
+    if left:
+        pytest.fail(f"children of the spawner process left behind: {left}")
+
+
+@pytest.fixture
+def server(spawner: Spawner) -> Any:
+    """
+    Make L{BridgeServer}s (on the test's C{spawner}); they stop listening
+    after the test.
     """
     servers: list[BridgeServer] = []
 
     def make(
         makePlan: Callable[[Peer], LaunchPlan], killDelay: float = 5.0
     ) -> BridgeServer:
-        s = BridgeServer(makePlan, killDelay)
+        s = BridgeServer(makePlan, killDelay, spawner)
         s.listen()
         servers.append(s)
         return s

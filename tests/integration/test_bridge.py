@@ -29,11 +29,12 @@ from twinetd import logs, relay, spawn
 from twinetd.launch import LaunchPlan
 from twinetd.modes.bridge import BridgeProtocol
 from twinetd.relay import descriptors, pipe
-from twinetd.spawn import PosixSpawner, SpawnedProcess, spawnerFor
+from twinetd.spawn import IProcessGroup, PosixSpawner, spawnerFor
 
 from .conftest import (
     BridgeServer,
     Collector,
+    bothSpawners,
     childPlan,
     reactor,
     sleep,
@@ -114,6 +115,7 @@ def test_posixSpawnerForRealReactor() -> None:
     assert isinstance(spawnerFor(reactor), PosixSpawner)
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_echoRoundTrip(server: Any, way: str) -> None:
     """
@@ -135,8 +137,7 @@ async def test_echoRoundTrip(server: Any, way: str) -> None:
     assert start["pid"] == end["pid"] and start["host"] == "127.0.0.1"
     assert (end["status"], end["signal"]) == (0, None)
     # Every child leads its own session.
-    assert isinstance(s.protocols[0].process, SpawnedProcess)
-    assert s.protocols[0].process.processGroup == start["pid"]
+    assert IProcessGroup(s.protocols[0].process).processGroup == start["pid"]
 
 
 @pytest_twisted.ensureDeferred
@@ -424,6 +425,7 @@ async def test_pausedHalfCloseServedWithProgress(
     assert s.of(logs.EXIT)[0]["status"] == 0
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_vanishedClientTermThenKill(server: Any, way: str) -> None:
     """
@@ -454,6 +456,7 @@ async def test_vanishedClientTerm(server: Any) -> None:
     assert s.of(logs.EXIT)[0]["signal"] == signal.SIGTERM
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_badServerFailsOnlyItsConnection(
     server: Any, tmp_path: Any, way: str
@@ -505,6 +508,7 @@ def manyOpenFiles() -> Iterator[list[int]]:
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_spawnCostIndependentOfOpenFiles(
     server: Any, monkeypatch: Any, manyOpenFiles: list[int]
@@ -529,6 +533,7 @@ async def test_spawnCostIndependentOfOpenFiles(
     assert s.protocols[0].process.usedFastPath
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_umaskNiceAndLimits(server: Any) -> None:
     """
@@ -575,6 +580,7 @@ needsRoot = pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs 
 
 
 @needsRoot
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_runsAsNobody(server: Any) -> None:
     """
@@ -595,6 +601,7 @@ async def test_runsAsNobody(server: Any) -> None:
 
 
 @needsRoot
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_runsAsNobodyWithLimits(server: Any) -> None:
     """
@@ -625,6 +632,7 @@ def test_userGroupsFromGroupList() -> None:
     assert spawn.supplementaryGroups(plan) == os.getgrouplist("nobody", 65534)
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_stderrLogged(server: Any, way: str) -> None:
     s = server(always(childPlan("stderrlines")))

@@ -31,6 +31,7 @@ from twisted.internet.error import ConnectionRefusedError, DNSLookupError
 from tests.integration.conftest import (
     CHILDREN,
     Collector,
+    bothSpawners,
     fixedPort,
     reactor,
     sleep,
@@ -89,19 +90,23 @@ async def fetch(port: int, host: str = "127.0.0.1", bindAddress: Any = None) -> 
 
 
 @pytest_twisted.async_yield_fixture
-async def daemons() -> Any:
+async def daemons(spawnerKind: str) -> Any:
     running: list[RunningDaemon] = []
+    settings = attrs.evolve(SETTINGS, spawnerProcess=spawnerKind == "process")
 
     def start(text: str, **kwargs: Any) -> RunningDaemon:
-        d = runConfig(reactor, text, settings=SETTINGS, **kwargs)
+        d = runConfig(reactor, text, settings=settings, **kwargs)
         running.append(d)
         return d
 
     yield start
     for d in running:
         await within(d.stop())
+        # Every child of a spawner process had ended when it was closed.
+        assert getattr(d.daemon.runtime.spawner, "killedAtClose", 0) == 0
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_environment(daemons: Any) -> None:
     """
@@ -330,6 +335,7 @@ async def test_internalStream(daemons: Any) -> None:
     assert len((await fetch(d.port("time"))).data) == 4
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_datagramServices(daemons: Any) -> None:
     """
@@ -520,6 +526,7 @@ async def test_reloadKeepsListening(daemons: Any) -> None:
     assert reply["env"]["GEN"] == "9"
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_fileLog(daemons: Any, tmp_path: Path) -> None:
     """
@@ -646,6 +653,7 @@ def openDescriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_noDescriptorLeak(daemons: Any) -> None:
     """

@@ -28,9 +28,10 @@ from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.internal import TIME_OFFSET, InternalService
 from twinetd.policy.gate import Admission
 from twinetd.policy.limits import Ticket as LimitsTicket
+from twinetd.spawn import Spawner
 
 from ..runtime import datagramListener
-from .conftest import CHILDREN, DEADLINE, reactor, sleep, within
+from .conftest import CHILDREN, DEADLINE, bothSpawners, reactor, sleep, within
 
 pytestmark = pytest.mark.usefixtures("noChildLeft")
 
@@ -115,7 +116,7 @@ def clients() -> Any:
 
 
 @pytest_twisted.async_yield_fixture
-async def services() -> Any:
+async def services(spawner: Spawner) -> Any:
     made: list[DatagramServing] = []
 
     def make(config: ServiceConfig, makePlan: Any = None, **kw: Any) -> DatagramServing:
@@ -125,7 +126,11 @@ async def services() -> Any:
             logs.ServiceLog.fromConfig(config, None, Logger(observer=events.append)),
         )
         service = datagramListener(
-            config, reactor, makePlan=makePlan or planFor(config, "dgreply"), **kw
+            config,
+            reactor,
+            makePlan=makePlan or planFor(config, "dgreply"),
+            spawner=spawner,
+            **kw,
         )
         service.events = events  # type: ignore[attr-defined]
         service.startService()
@@ -155,6 +160,7 @@ async def until(check: Callable[[], bool], seconds: float = DEADLINE) -> None:
         await sleep(0.02)
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_requestResponse(services: Any, clients: Any) -> None:
     """
@@ -225,6 +231,7 @@ async def test_bigReplyTruncated(services: Any, clients: Any) -> None:
     assert (event["sent"], event["dropped"]) == (65507, 200000 - 65507)
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_stderrLogged(services: Any, clients: Any) -> None:
     config = record()
@@ -318,6 +325,7 @@ async def test_flood(services: Any, clients: Any, tmp_path: Path) -> None:
     await until(lambda: not service.children)
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_waitYesServer(services: Any, clients: Any) -> None:
     """
@@ -431,6 +439,7 @@ async def test_internalServices(services: Any, clients: Any) -> None:
     assert [e["pid"] for e in of(echo, "start")] == [0]
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_stopServiceEndsChildren(services: Any, clients: Any) -> None:
     """

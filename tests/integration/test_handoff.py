@@ -29,10 +29,10 @@ from twinetd.model import Peer, ServiceConfig, SocketType
 from twinetd.modes.handoff import HandoffProtocol, SocketHandedOff
 from twinetd.policy.backoff import Backoff, doubling
 from twinetd.policy.gate import admitEveryone
-from twinetd.spawn import spawnerFor
+from twinetd.spawn import Spawner, spawnerFor
 
 from ..runtime import runtimeFor
-from .conftest import Collector, childPlan, reactor, sleep, within
+from .conftest import Collector, bothSpawners, childPlan, reactor, sleep, within
 
 pytestmark = pytest.mark.usefixtures("noChildLeft")
 
@@ -117,6 +117,7 @@ class HandoffServer:
         stderrToSocket: bool = False,
         interface: str = "127.0.0.1",
         protocolClass: type[RecordingHandoff] = RecordingHandoff,
+        spawner: Spawner | None = None,
     ) -> None:
         self.plan = plan
         self.protocolClass = protocolClass
@@ -126,7 +127,7 @@ class HandoffServer:
         self.endedCounts: list[int] = []
         self.peers: list[Peer] = []
         self.events: list[dict[str, Any]] = []
-        self.spawner = spawnerFor(reactor)
+        self.spawner = spawner or spawnerFor(reactor)
         factory = ServerFactory()
         factory.buildProtocol = self.buildProtocol  # type: ignore[method-assign]
         self.port = reactor.listenTCP(0, factory, interface=interface)
@@ -170,11 +171,11 @@ class HandoffServer:
 
 
 @pytest.fixture
-def handoffServer() -> Any:
+def handoffServer(spawner: Spawner) -> Any:
     servers: list[HandoffServer] = []
 
     def make(plan: LaunchPlan, **kw: Any) -> HandoffServer:
-        s = HandoffServer(plan, **kw)
+        s = HandoffServer(plan, spawner=spawner, **kw)
         servers.append(s)
         return s
 
@@ -237,6 +238,7 @@ async def test_fromfdPeerSeed(handoffServer: Any, interface: str) -> None:
     assert (start["host"], start["port"]) == (expected, clientPort)
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_childGetsTheSocket(handoffServer: Any) -> None:
     """
@@ -278,6 +280,7 @@ async def test_stderrToSocket(handoffServer: Any) -> None:
     assert s.of(logs.STDERR) == []
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_daemonKeepsNoCopy(handoffServer: Any) -> None:
     """
@@ -337,6 +340,7 @@ async def test_manyHandoffs(handoffServer: Any) -> None:
     assert not {p.inode for p in s.protocols} & openSockets()
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_spawnFailureClosesConnection(handoffServer: Any) -> None:
     s = handoffServer(
@@ -367,13 +371,19 @@ def waitConfig() -> ServiceConfig:
 
 class WaitHarness:
     def __init__(
-        self, plan: LaunchPlan, backoff: Backoff | None = None, killDelay: float = 1.0
+        self,
+        plan: LaunchPlan,
+        backoff: Backoff | None = None,
+        killDelay: float = 1.0,
+        spawner: Spawner | None = None,
     ) -> None:
         self.events: list[dict[str, Any]] = []
         self.plan = plan
         self.service = WaitStreamListener(
             waitConfig(),
-            runtimeFor(reactor, killDelay=killDelay),
+            runtimeFor(
+                reactor, killDelay=killDelay, spawner=spawner or spawnerFor(reactor)
+            ),
             reactor,
             admit=admitEveryone,
             makePlan=lambda peer: self.plan,
@@ -401,11 +411,11 @@ class WaitHarness:
 
 
 @pytest.fixture
-def waitHarness() -> Any:
+def waitHarness(spawner: Spawner) -> Any:
     harnesses: list[WaitHarness] = []
 
     def make(*args: Any, **kw: Any) -> WaitHarness:
-        h = WaitHarness(*args, **kw)
+        h = WaitHarness(*args, spawner=spawner, **kw)
         harnesses.append(h)
         h.service.startService()
         return h
@@ -417,6 +427,7 @@ def waitHarness() -> Any:
             h.service.stopService()
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_waitChildAcceptsSeveral(waitHarness: Any) -> None:
     """
@@ -472,6 +483,7 @@ async def test_waitNoForkStorm(waitHarness: Any) -> None:
     await within(client.done)
 
 
+@bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_waitStopKillsChild(waitHarness: Any) -> None:
     """

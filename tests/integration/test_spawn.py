@@ -18,7 +18,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
 from tests.integration.conftest import childPlan, reactor, within
-from twinetd import spawn
+from twinetd import forkexec
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 from twinetd.spawn import PosixSpawner
@@ -97,8 +97,8 @@ def startPath(request: Any, monkeypatch: Any) -> str:
     """
     name: str = request.param
     if name == "Popen":
-        monkeypatch.setattr(spawn, "_FORK_EXEC", None)
-    elif spawn._FORK_EXEC is None:
+        monkeypatch.setattr(forkexec, "FORK_EXEC", None)
+    elif forkexec.FORK_EXEC is None:
         pytest.skip("this Python's fork_exec is not one twinetd calls directly")
     return name
 
@@ -109,7 +109,7 @@ def test_forkExecKnown() -> None:
     start children without Popen.
     """
     if sys.version_info[:2] <= (3, 13):
-        assert spawn._FORK_EXEC is not None
+        assert forkexec.FORK_EXEC is not None
 
 
 @pytest_twisted.ensureDeferred

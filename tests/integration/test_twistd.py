@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import fixedPort
+from tests.processes import childStates
 
 ROOT = Path(__file__).resolve().parents[2]
 ETC = ROOT / "etc"
@@ -103,22 +104,21 @@ def configDir(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     yield target, port
 
 
+def serve(folder: Path, log: Path, *options: str) -> subprocess.Popen[bytes]:
+    """
+    C{twistd -n twinetd OPTIONS -c FOLDER}, logging to C{log}.
+    """
+    return twistd(
+        "-n", "--pidfile=", "-l", str(log), "twinetd", *options, "-c", str(folder)
+    )
+
+
 @pytest.fixture
 def daemon(
     configDir: tuple[Path, int], tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     folder, port = configDir
-    proc = twistd(
-        "-n",
-        "--pidfile=",
-        "-l",
-        str(tmp_path / "twistd.log"),
-        "twinetd",
-        "--kill-delay",
-        "1",
-        "-c",
-        str(folder),
-    )
+    proc = serve(folder, tmp_path / "twistd.log", "--kill-delay", "1")
     try:
         yield proc, port
     finally:
@@ -169,6 +169,32 @@ def test_twoClientsAtOnce(daemon: tuple[subprocess.Popen[bytes], int]) -> None:
         one.sendall(b"first\n")
         assert b"] first\n" in readUntil(one, b"> ")
         assert b"] second\n" in readUntil(two, b"> ")
+
+
+def test_spawnerProcess(configDir: tuple[Path, int], tmp_path: Path) -> None:
+    """
+    With C{--spawner-process}, the daemon's children are started by its
+    spawner process (the daemon's only child while a client is served),
+    and stopping the daemon ends the spawner process too.
+    """
+    folder, port = configDir
+    proc = serve(folder, tmp_path / "twistd.log", "--spawner-process")
+    try:
+        with connect(port) as sock:
+            assert readUntil(sock, b"> ") == b"Please enter a string:\n> "
+            [spawner] = childStates(proc.pid)
+            stamps = childStates(spawner)
+            assert len(stamps) == 1
+            sock.sendall(b"hello world!\r\n")
+            assert STAMPED.match(readUntil(sock, b"> "))
+            sock.sendall(b"\r\n")
+            assert readToEnd(sock) == b""
+    finally:
+        stop(proc)
+    assert not Path(f"/proc/{spawner}").exists()
+    log = (tmp_path / "twistd.log").read_text()
+    [stampPid] = stamps
+    assert f"EXIT: stamp status=0 pid={stampPid} " in log
 
 
 def test_pluginListed() -> None:

@@ -122,6 +122,11 @@ class TwistdArgvTests(SynchronousTestCase):
         self.assertNotIn("--handoff", argv)
         self.assertEqual(argv[-3:], ["--check", "--kill-delay", "1"])
 
+    def test_spawnerProcess(self) -> None:
+        argv, _ = translate("--spawner-process")
+        self.assertIn("--spawner-process", argv)
+        self.assertNotIn("--spawner-process", translate()[0])
+
     def test_usageErrors(self) -> None:
         """
         Unknown options, a bad facility, and -filelog with -syslog are usage

@@ -60,7 +60,8 @@ ORDER: list[tuple[str, ...]] = [
         "logs",
     ),
     ("status",),
-    ("spawn",),
+    ("forkexec", "spawnerprocess"),
+    ("spawn", "spawnclient"),
     ("child",),
     ("hangup",),
     ("relay.loop", "relay.descriptors", "relay.pipe", "relay"),
@@ -103,6 +104,8 @@ PURE = {
     "listeners.sockets",
     "logs.counters",
     "status",
+    "forkexec",
+    "spawnerprocess",
 }
 
 
@@ -204,6 +207,29 @@ class LayeringTests(SynchronousTestCase):
         for name in sorted(PURE):
             for imported in importsOf(found[name]):
                 if imported.startswith("twisted.internet"):
+                    problems.append(f"{name} imports {imported}")
+        self.assertEqual(problems, [])
+
+    def test_spawnerProcessStandardLibraryOnly(self) -> None:
+        """
+        The spawner process (C{python -S -m twinetd.spawnerprocess}) imports
+        the standard library and L{twinetd.forkexec} only: no Twisted, no
+        site packages.
+        """
+        import sys
+
+        found = modules()
+        problems = []
+        for name in ("spawnerprocess", "forkexec"):
+            for imported in importsOf(found[name]):
+                top = imported.split(".")[0]
+                if top == "twinetd":
+                    if imported not in (
+                        "twinetd.forkexec",
+                        "twinetd.forkexec.startChild",
+                    ):
+                        problems.append(f"{name} imports {imported}")
+                elif top not in sys.stdlib_module_names and top != "__future__":
                     problems.append(f"{name} imports {imported}")
         self.assertEqual(problems, [])
 

@@ -14,7 +14,7 @@ from attrs import evolve
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import spawn
+from twinetd import forkexec, spawn
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 from twinetd.spawn import ReactorSpawner, spawnerFor
@@ -142,9 +142,10 @@ class EnvironmentEntryTests(SynchronousTestCase):
     """
 
     def test_entry(self) -> None:
-        self.assertEqual(spawn._environmentEntry("A", "b=c é"), "A=b=c é".encode())
+        self.assertEqual(forkexec.environmentEntry("A", "b=c é"), "A=b=c é".encode())
         self.assertIs(
-            spawn._environmentEntry("A", "b=c é"), spawn._environmentEntry("A", "b=c é")
+            forkexec.environmentEntry("A", "b=c é"),
+            forkexec.environmentEntry("A", "b=c é"),
         )
 
     def test_illegalName(self) -> None:
@@ -153,4 +154,4 @@ class EnvironmentEntryTests(SynchronousTestCase):
         """
         for _ in range(2):
             with self.assertRaises(ValueError):
-                spawn._environmentEntry("A=B", "c")
+                forkexec.environmentEntry("A=B", "c")

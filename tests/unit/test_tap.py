@@ -296,6 +296,29 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(list(daemon.records), ["good"])
         self.assertIs(daemon.getServiceNamed("good"), listener)
 
+    def test_spawnerProcess(self) -> None:
+        """
+        C{--spawner-process} gives the daemon a L{ProcessSpawner}, started
+        at its first spawn (C{makeService} only builds); the default stays
+        L{PosixSpawner}.
+        """
+        from twinetd.spawn import PosixSpawner
+        from twinetd.spawnclient import ProcessSpawner
+        from twinetd.tap import makeService
+
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        kinds = []
+        for extra in ([], ["--spawner-process"]):
+            options = Options()
+            options.parseOptions(["-c", folder, *extra])
+            options.parent = {"nodaemon": True, "umask": None}
+            daemon = makeService(options)
+            spawner = daemon.runtime.spawner  # type: ignore[attr-defined]
+            kinds.append(type(spawner))
+            self.assertIsNone(getattr(spawner, "pid", None))
+        self.assertEqual(kinds, [PosixSpawner, ProcessSpawner])
+
     def test_umaskGiven(self) -> None:
         """
         With twistd's C{--umask}, that umask stands (the control sets none).

@@ -1,0 +1,494 @@
+"""
+L{twinetd.spawnclient} and L{twinetd.spawnerprocess} with fakes: the
+messages, the spawner process's bookkeeping (starts, signals, reaping), and
+the daemon's side (the transport's events, the channel, the death of the
+spawner process).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from typing import Any
+
+from twisted.internet.error import (
+    ConnectionDone,
+    ProcessDone,
+    ProcessExitedAlready,
+    ProcessTerminated,
+)
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from twinetd import logs, spawnerprocess
+from twinetd.child import ChildProcess
+from twinetd.errors import SpawnError
+from twinetd.launch import LaunchPlan
+from twinetd.spawnclient import ProcessSpawner, RemoteProcess, SpawnerChannel
+from twinetd.spawnerprocess import SpawnerLoop, decode, encode
+from twinetd.testing import MemoryProcessReactor
+
+PLAN = LaunchPlan(executable="/bin/sh", argv=("sh", "-c", "true"), env=(("A", "b"),))
+
+
+class FakeSocket:
+    """
+    The parts of a non-blocking socket the channel and the loop use.
+    """
+
+    def __init__(self, packets: list[bytes] | None = None) -> None:
+        self.sent: list[bytes] = []
+        self.packets = list(packets or [])
+        self.full = False
+        self.closed = False
+
+    def send(self, data: bytes) -> int:
+        if self.full:
+            raise BlockingIOError()
+        self.sent.append(data)
+        return len(data)
+
+    def recv(self, size: int) -> bytes:
+        if not self.packets:
+            raise BlockingIOError()
+        return self.packets.pop(0)
+
+    def recvmsg(self, size: int, ancillary: int) -> tuple[bytes, list[Any], int, None]:
+        return self.recv(size), [], 0, None
+
+    def fileno(self) -> int:
+        return -1 if self.closed else 99
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeChannel:
+    """
+    A L{SpawnerChannel} that records what the daemon sends.
+    """
+
+    def __init__(self) -> None:
+        self.sock = FakeSocket()
+        self.sent: list[tuple[tuple[Any, ...], list[int]]] = []
+        self.error: OSError | None = None
+
+    def fileno(self) -> int:
+        return 99
+
+    def logPrefix(self) -> str:
+        return "fake"
+
+    def doRead(self) -> None:
+        return None
+
+    def connectionLost(self, reason: Failure) -> None:
+        pass
+
+    def send(self, packet: bytes, fds: list[int]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.sent.append((decode(packet), list(fds)))
+
+
+class Recorder(ProcessProtocol):
+    def __init__(self) -> None:
+        self.made: list[int | None] = []
+        self.exited: list[Failure] = []
+        self.ended: list[Failure] = []
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.made.append(self.transport.pid)
+
+    def processExited(self, reason: Failure) -> None:
+        self.exited.append(reason)
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.append(reason)
+
+
+class MessageTests(SynchronousTestCase):
+    def test_roundTrip(self) -> None:
+        message = ("s", 3, ["a"], "/x", {"A": "b"}, (True, False, True), -1, {})
+        self.assertEqual(decode(encode(message)), message)
+
+    def test_badPackets(self) -> None:
+        for packet in (b"", b"\xff\x00", encode([1]), encode(())):  # type: ignore[arg-type]
+            with self.assertRaises(ValueError):
+                decode(packet)
+
+
+class SpawnerLoopTests(SynchronousTestCase):
+    """
+    The spawner process's side, its system calls replaced.
+    """
+
+    def setUp(self) -> None:
+        self.sock = FakeSocket()
+        self.loop = SpawnerLoop(self.sock)  # type: ignore[arg-type]
+        self.starts: list[tuple[Any, ...]] = []
+        self.signals: list[tuple[str, int, int]] = []
+        self.patch(spawnerprocess, "startChild", self.startChild)
+        self.patch(os, "kill", lambda pid, n: self.signals.append(("kill", pid, n)))
+        self.patch(os, "killpg", lambda pid, n: self.signals.append(("pg", pid, n)))
+        self.result: int | Exception = 4242
+
+    def startChild(self, *args: Any) -> int:
+        self.starts.append(args)
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+    def replies(self) -> list[tuple[Any, ...]]:
+        return [decode(packet) for packet in self.sock.sent]
+
+    def request(self, ident: int, fds: list[int], slots: tuple[bool, ...]) -> None:
+        message = ("s", ident, ["sh"], "/bin/sh", {"A": "b"}, slots, 0o22, {})
+        self.loop.handle(message, fds)
+
+    def test_start(self) -> None:
+        """
+        The descriptors given fill the slots marked, in order; they are
+        closed after the start; the pid goes back.
+        """
+        r, w = os.pipe()
+        self.request(7, [r, w], (True, False, True))
+        [args] = self.starts
+        self.assertEqual(args, (["sh"], "/bin/sh", {"A": "b"}, (r, None, w), 0o22, {}))
+        self.assertEqual(self.replies(), [("p", 7, 4242)])
+        for fd in (r, w):
+            self.assertRaises(OSError, os.fstat, fd)
+
+    def test_startFails(self) -> None:
+        """
+        An exec error goes back with its errno; other errors with their
+        text; the descriptors are closed all the same.
+        """
+        self.result = OSError(errno.ENOEXEC, "Exec format error", "/bin/sh")
+        r, w = os.pipe()
+        self.request(1, [r, w], (True, True, False))
+        self.result = ValueError("embedded null byte")
+        self.request(2, [], (False, False, False))
+        self.assertEqual(
+            self.replies(),
+            [
+                ("e", 1, errno.ENOEXEC, "Exec format error"),
+                ("e", 2, 0, "embedded null byte"),
+            ],
+        )
+        self.assertRaises(OSError, os.fstat, r)
+        self.assertEqual(self.loop.pids, {})
+
+    def test_signalsAndReaping(self) -> None:
+        """
+        A live child is signalled; once reaped, only its group is, until
+        the daemon forgets it; a child never started is never signalled.
+        """
+        self.request(1, [], (False, False, False))
+        self.loop.handle(("k", 1, signal.SIGTERM, False), [])
+        self.loop.handle(("k", 1, signal.SIGTERM, True), [])
+        statuses = [(4242, 9 << 8), (0, 0)]
+        self.patch(os, "waitpid", lambda pid, options: statuses.pop(0))
+        self.loop.reap()
+        self.loop.handle(("k", 1, signal.SIGKILL, False), [])
+        self.loop.handle(("k", 1, signal.SIGKILL, True), [])
+        self.loop.handle(("f", 1), [])
+        self.loop.handle(("k", 1, signal.SIGKILL, True), [])
+        self.loop.handle(("k", 5, signal.SIGKILL, True), [])
+        self.assertEqual(
+            self.signals,
+            [
+                ("kill", 4242, signal.SIGTERM),
+                ("pg", 4242, signal.SIGTERM),
+                ("pg", 4242, signal.SIGKILL),
+            ],
+        )
+        self.assertEqual(self.replies(), [("p", 1, 4242), ("x", 1, 9 << 8)])
+
+    def test_reapsBetweenStarts(self) -> None:
+        """
+        A child that exited is reported before the next start of a batch
+        of requests, not after the whole batch.
+        """
+        request = ("s", 1, ["sh"], "/bin/sh", {}, (False, False, False), -1, {})
+        self.sock.packets = [encode(request), encode(("s", 2, *request[2:]))]
+        statuses = [(4242, 0), (0, 0), (0, 0)]
+        self.patch(os, "waitpid", lambda pid, options: statuses.pop(0))
+        self.assertTrue(self.loop.receive())
+        self.assertEqual(
+            [reply[:2] for reply in self.replies()], [("p", 1), ("x", 1), ("p", 2)]
+        )
+        self.sock.packets = [b""]
+        self.assertFalse(self.loop.receive())
+
+    def test_unknownChildReapedQuietly(self) -> None:
+        statuses = [(555, 0), (0, 0)]
+        self.patch(os, "waitpid", lambda pid, options: statuses.pop(0))
+        self.loop.reap()
+        self.assertEqual(self.replies(), [])
+
+    def test_repliesQueuedWhenFull(self) -> None:
+        """
+        The spawner process never blocks on the daemon: replies wait for
+        room, in order.
+        """
+        self.sock.full = True
+        self.request(1, [], (False, False, False))
+        self.request(2, [], (False, False, False))
+        self.assertEqual(self.sock.sent, [])
+        self.sock.full = False
+        self.loop.flush()
+        self.assertEqual(self.replies(), [("p", 1, 4242), ("p", 2, 4242)])
+
+
+class ChannelTests(SynchronousTestCase):
+    def test_reads(self) -> None:
+        """
+        Every waiting packet is delivered; end of file is the connection's
+        end; a bad packet ends it too.
+        """
+        got: list[tuple[Any, ...]] = []
+        sock = FakeSocket([encode(("p", 1, 2)), encode(("x", 1, 0))])
+        channel = SpawnerChannel(sock, got.append, lambda: None)  # type: ignore[arg-type]
+        self.assertIsNone(channel.doRead())
+        self.assertEqual(got, [("p", 1, 2), ("x", 1, 0)])
+        sock.packets = [b""]
+        result = channel.doRead()
+        assert result is not None
+        self.assertIsInstance(result.value, ConnectionDone)
+        sock.packets = [b"\x00junk"]
+        result = channel.doRead()
+        assert result is not None
+        self.assertIsInstance(result.value, ValueError)
+
+    def test_lost(self) -> None:
+        lost: list[bool] = []
+        channel = SpawnerChannel(
+            FakeSocket(), lambda m: None, lambda: lost.append(True)
+        )  # type: ignore[arg-type]
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(lost, [True])
+
+
+class ProcessSpawnerTests(SynchronousTestCase):
+    """
+    The daemon's side, with a fake channel in place of the spawner
+    process.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryProcessReactor()
+        self.spawner = ProcessSpawner(self.reactor)
+        self.channel = FakeChannel()
+        self.spawner._channel = self.channel  # type: ignore[assignment]
+        self.errors: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.errors.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.errors.append)
+
+    def spawn(self, protocol: ProcessProtocol) -> RemoteProcess:
+        process = self.spawner.spawn(protocol, PLAN, {0: 10, 1: 11})
+        assert isinstance(process, RemoteProcess)
+        return process
+
+    def test_request(self) -> None:
+        """
+        The request carries what L{spawn.childStart} gives and the child's
+        descriptors; the protocol hears nothing until the pid comes.
+        """
+        protocol = Recorder()
+        self.spawn(protocol)
+        [(message, fds)] = self.channel.sent
+        self.assertEqual(
+            message,
+            (
+                "s",
+                0,
+                ["sh", "-c", "true"],
+                "/bin/sh",
+                {"A": "b"},
+                (True, True, False),
+                -1,
+                {"user": None, "group": None, "extra_groups": None},
+            ),
+        )
+        self.assertEqual(fds, [10, 11])
+        self.assertEqual(protocol.made, [])
+
+    def test_startedAndExited(self) -> None:
+        """
+        The pid makes the connection; the status gives C{processExited}
+        and C{processEnded} Twisted's reasons; the spawner process is told
+        to forget the child.
+        """
+        for status, kind, code, number in (
+            (0, ProcessDone, 0, None),
+            (3 << 8, ProcessTerminated, 3, None),
+            (signal.SIGKILL, ProcessTerminated, None, signal.SIGKILL),
+        ):
+            self.channel.sent.clear()
+            protocol = Recorder()
+            process = self.spawn(protocol)
+            self.spawner._received(("p", process.ident, 1234))
+            self.assertEqual(protocol.made, [1234])
+            self.assertEqual(process.processGroup, 1234)
+            self.spawner._received(("x", process.ident, status))
+            for reason in (protocol.exited[0], protocol.ended[0]):
+                self.assertIsInstance(reason.value, kind)
+                if kind is ProcessTerminated:
+                    self.assertEqual(reason.value.exitCode, code)
+                    self.assertEqual(reason.value.signal, number)
+            self.assertEqual(self.channel.sent[-1][0], ("f", process.ident))
+            self.assertEqual(self.spawner.running, {})
+            with self.assertRaises(ProcessExitedAlready):
+                process.signalProcessGroup("TERM")
+
+    def test_forgottenBeforeEnded(self) -> None:
+        """
+        By C{processEnded}, the child is no longer running (what that runs
+        may close the spawner process: nothing is left to kill).
+        """
+        running: list[int] = []
+        protocol = Recorder()
+        protocol.processEnded = lambda reason: running.append(  # type: ignore[method-assign]
+            len(self.spawner.running)
+        )
+        process = self.spawn(protocol)
+        self.spawner._received(("p", process.ident, 1234))
+        self.spawner._received(("x", process.ident, 0))
+        self.assertEqual(running, [0])
+
+    def test_signalsBeforeThePid(self) -> None:
+        """
+        Signals go to the spawner process by id, even before the pid is
+        known (they arrive after the start request).
+        """
+        process = self.spawn(Recorder())
+        process.signalProcessGroup("TERM")
+        process.signalProcess(signal.SIGKILL)
+        self.assertEqual(
+            [m for m, _ in self.channel.sent[1:]],
+            [("k", 0, signal.SIGTERM, True), ("k", 0, signal.SIGKILL, False)],
+        )
+        self.spawner._received(("x", process.ident, 0))
+        with self.assertRaises(ProcessExitedAlready):
+            process.signalProcess("TERM")
+
+    def test_missingProgram(self) -> None:
+        """
+        A missing program is the same synchronous L{SpawnError}, before any
+        request.
+        """
+        plan = LaunchPlan(executable="/nonexistent/x", argv=("x",), env=())
+        with self.assertRaises(SpawnError) as caught:
+            self.spawner.spawn(Recorder(), plan, {0: 10})
+        self.assertEqual(
+            str(caught.exception),
+            "cannot execute /nonexistent/x: No such file or directory",
+        )
+        self.assertEqual(self.channel.sent, [])
+
+    def test_execFailsLater(self) -> None:
+        """
+        A program that fails to execute in the spawner process ends its
+        protocol as an exit 127, without connection or C{processExited}, and
+        is logged.
+        """
+        protocol = Recorder()
+        process = self.spawn(protocol)
+        self.spawner._received(("e", process.ident, errno.ENOEXEC, "Exec format error"))
+        self.assertEqual((protocol.made, protocol.exited), ([], []))
+        [reason] = protocol.ended
+        self.assertEqual(reason.value.exitCode, 127)
+        [error] = [e for e in self.errors if e.get("executable") == "/bin/sh"]
+        self.assertEqual(error["reason"], "Exec format error")
+
+    def test_spawnerDies(self) -> None:
+        """
+        When the spawner process is gone, its children's groups are killed
+        and reported killed; a child without a pid yet ends without one; a
+        new spawner process starts at the next spawn.
+        """
+        killed: list[tuple[int, int]] = []
+        self.patch(os, "killpg", lambda pid, n: killed.append((pid, n)))
+        started, pending = Recorder(), Recorder()
+        first = self.spawn(started)
+        self.spawn(pending)
+        self.spawner._received(("p", first.ident, 1234))
+        self.spawner._lost()
+        self.assertEqual(killed, [(1234, signal.SIGKILL)])
+        self.assertEqual(started.exited[0].value.signal, signal.SIGKILL)
+        self.assertEqual(started.ended[0].value.signal, signal.SIGKILL)
+        self.assertEqual((pending.made, pending.exited), ([], []))
+        self.assertEqual(pending.ended[0].value.signal, signal.SIGKILL)
+        self.assertEqual(self.spawner.running, {})
+        self.assertTrue(
+            [
+                e
+                for e in self.errors
+                if e.get("log_format", "").startswith("the spawner")
+            ]
+        )
+        restarted: list[bool] = []
+        self.patch(
+            self.spawner,
+            "_startProcess",
+            lambda: restarted.append(True) or self.channel,
+        )
+        self.spawn(Recorder())
+        self.assertEqual(restarted, [True])
+
+    def test_deadWhenSending(self) -> None:
+        """
+        A spawner process found dead when the daemon sends it a signal or
+        a C{forget} is lost as when the reactor notices: the child that
+        was ending ends as it exited, the others are killed.
+        """
+        self.patch(os, "killpg", lambda pid, n: None)
+        ending, other = Recorder(), Recorder()
+        first, second = self.spawn(ending), self.spawn(other)
+        self.spawner._received(("p", first.ident, 1234))
+        self.spawner._received(("p", second.ident, 1235))
+        self.channel.error = BrokenPipeError()
+        self.spawner._received(("x", first.ident, 0))
+        self.assertIsInstance(ending.ended[0].value, ProcessDone)
+        self.assertEqual(other.ended[0].value.signal, signal.SIGKILL)
+        self.assertIsNone(self.spawner._channel)
+
+    def test_unreachable(self) -> None:
+        """
+        A signal the spawner process cannot take (its socket stays full)
+        is logged, not raised into the protocol.
+        """
+        process = self.spawn(Recorder())
+        self.channel.error = BlockingIOError()
+        process.signalProcessGroup("TERM")
+        self.assertTrue(
+            [e for e in self.errors if "cannot reach" in e.get("log_format", "")]
+        )
+
+
+class PendingStopTests(SynchronousTestCase):
+    def test_stopBeforeStart(self) -> None:
+        """
+        A child asked to stop before its spawner process said its pid gets
+        C{SIGTERM} as soon as it has started.
+        """
+        reactor = MemoryProcessReactor()
+        spawner = ProcessSpawner(reactor)
+        channel = FakeChannel()
+        spawner._channel = channel  # type: ignore[assignment]
+        clock = Clock()
+        child = ChildProcess(logs.ServiceLog("s"), None, clock, killDelay=1.0)
+        process = spawner.spawn(child, PLAN, {0: 10})
+        child.stop()
+        self.assertEqual(len(channel.sent), 1)
+        spawner._received(("p", 0, 99))
+        self.assertEqual(channel.sent[-1][0], ("k", 0, signal.SIGTERM, True))
+        clock.advance(1.0)
+        self.assertEqual(channel.sent[-1][0], ("k", 0, signal.SIGKILL, True))
+        self.assertIs(child.process, process)
