@@ -70,7 +70,7 @@ from twinetd.spawn import (
 )
 from twinetd.spawnerprocess import decode, encode
 
-log = Logger(namespace="twinetd")
+log = Logger()
 
 #: How long a spawn waits for room in the socket (the spawner process is
 #: stuck) before it fails.
