@@ -22,7 +22,10 @@ The seams:
     L{addServiceFirst});
   - the reactor imported without pyOpenSSL (L{withoutPyOpenSSL});
   - systemd's variables, which Twisted removes from C{os.environ}
-    (L{takeSystemdVariables}, L{startEnvironment}).
+    (L{takeSystemdVariables}, L{startEnvironment});
+  - process transports started by twinetd rather than by Twisted's fork
+    (L{StartedProcess}, L{initWithoutStarting}, L{callProcessEnded}) and
+    the reaping of children (L{reaping}, L{setReaper}).
 """
 
 from __future__ import annotations
@@ -33,12 +36,14 @@ import os
 import re
 import socket
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.interfaces import IListeningPort, IPushProducer
+from twisted.internet import process as _process
+from twisted.internet._baseprocess import BaseProcess as _BaseProcess
+from twisted.internet.interfaces import IListeningPort, IProcessProtocol, IPushProducer
 from twisted.logger import ILogObserver, LogPublisher
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
@@ -362,3 +367,77 @@ def startEnvironment() -> Mapping[str, str]:
         if equals:
             found[os.fsdecode(name)] = os.fsdecode(value)
     return found
+
+
+# Process transports (spawn.py, spawnclient.py)
+#
+# twinetd's children are Twisted's process transport (its pipes' readers
+# and writers, exit reasons, processExited/processEnded order) with the
+# start replaced.  Process.__init__ makes the pipes and calls
+# self._fork(path, uid, gid, executable, args, environment, fdmap=fdmap);
+# a transport whose child another process starts sets itself up as
+# BaseProcess.__init__ does, makes its pipes with processReaderFactory /
+# processWriterFactory, and ends as BaseProcess.maybeCallProcessEnded does
+# (Process's own reaps first).  Twisted's SIGCHLD handling calls the module
+# attribute process.reapAllProcesses, which reaps through the handlers in
+# process.reapProcessHandlers.
+
+
+class StartedProcess(_process.Process):
+    """
+    Twisted's process transport, whose child is started by
+    L{startChild} instead of Twisted's fork.
+    """
+
+    def _fork(
+        self,
+        path: object,
+        uid: object,
+        gid: object,
+        executable: str,
+        args: list[str],
+        environment: dict[str, str],
+        **kwargs: Any,
+    ) -> None:
+        self.startChild(kwargs["fdmap"])
+
+    def startChild(self, fdmap: dict[int, int]) -> None:
+        """
+        Start the child with C{fdmap} (child descriptor to the daemon's,
+        the pipes made); set C{pid}.
+        """
+        raise NotImplementedError()
+
+
+def initWithoutStarting(
+    transport: _process.Process, protocol: IProcessProtocol
+) -> None:
+    """
+    Set C{transport} up with its C{protocol} as Twisted's base process
+    class does, without C{Process.__init__}'s pipes and fork.
+    """
+    _BaseProcess.__init__(transport, protocol)
+
+
+def callProcessEnded(transport: _process.Process) -> None:
+    """
+    Call C{transport}'s protocol's C{processEnded} (once) with the reason
+    its C{status} gives, as Twisted's base process class does once the
+    child is reaped and the pipes closed.
+    """
+    _BaseProcess.maybeCallProcessEnded(transport)
+
+
+def reaping() -> tuple[Callable[[], None], Mapping[int, Any]]:
+    """
+    What Twisted calls on every C{SIGCHLD}, and the process transports it
+    reaps through (pid to transport, each with C{reapProcess()}).
+    """
+    return _process.reapAllProcesses, _process.reapProcessHandlers
+
+
+def setReaper(reaper: Callable[[], None]) -> None:
+    """
+    Make Twisted call C{reaper} on every C{SIGCHLD} instead.
+    """
+    _process.reapAllProcesses = reaper

@@ -59,7 +59,6 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 import attrs
-from twisted.internet import process as _process
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import (
     IProcessProtocol,
@@ -69,6 +68,7 @@ from twisted.internet.interfaces import (
 from zope.interface import Attribute, Interface, implementer
 
 from twinetd import forkexec
+from twinetd._twistedcompat import StartedProcess, reaping, setReaper
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 
@@ -323,7 +323,7 @@ def _spawn(plan: LaunchPlan, fdmap: Mapping[int, int]) -> tuple[int, bool]:
 
 
 @implementer(IProcessGroup)
-class SpawnedProcess(_process.Process):
+class SpawnedProcess(StartedProcess):
     """
     Twisted's process transport, started by L{_spawn} instead of
     C{spawnProcess}'s scan of every open descriptor.
@@ -348,24 +348,14 @@ class SpawnedProcess(_process.Process):
             reactor,
             plan.executable,
             list(plan.argv),
-            # Twisted passes it only to _fork, which takes the plan's.
+            # Twisted passes it only to its fork, replaced by startChild.
             {},
             None,
             protocol,
             childFDs=None if childFDs is None else dict(childFDs),
         )
 
-    def _fork(  # type: ignore[override]
-        self,
-        path: object,
-        uid: object,
-        gid: object,
-        executable: str,
-        args: list[str],
-        environment: dict[str, str],
-        *,
-        fdmap: dict[int, int],
-    ) -> None:
+    def startChild(self, fdmap: dict[int, int]) -> None:
         plan = self._plan
         pid, switches = _spawn(plan, fdmap)
         self.usedFastPath = not switches and plan.nice is None and not plan.rlimits
@@ -479,12 +469,11 @@ def installExitedReaper() -> None:
     which reaps it itself) falls back to Twisted's scan.  Global: the twistd
     plugin installs it; an embedding application may.
     """
-    original = _process.reapAllProcesses
+    original, handlers = reaping()
     if getattr(original, "twinetdExitedReaper", False):
         return
 
     def reapExited() -> None:
-        handlers = _process.reapProcessHandlers
         for _ in range(len(handlers) + 1):
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -496,10 +485,10 @@ def installExitedReaper() -> None:
             if handler is None:
                 original()
                 return
-            handler.reapProcess()  # type: ignore[no-untyped-call]
+            handler.reapProcess()
             if info.si_pid in handlers:
                 original()
                 return
 
     reapExited.twinetdExitedReaper = True  # type: ignore[attr-defined]
-    _process.reapAllProcesses = reapExited
+    setReaper(reapExited)

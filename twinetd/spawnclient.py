@@ -40,8 +40,6 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.internet import process as _process
-from twisted.internet._baseprocess import BaseProcess
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone, ProcessExitedAlready
 from twisted.internet.interfaces import (
@@ -51,12 +49,14 @@ from twisted.internet.interfaces import (
     IReactorProcess,
     IReadDescriptor,
 )
+from twisted.internet.process import Process
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 import twinetd
+from twinetd._twistedcompat import callProcessEnded, initWithoutStarting
 from twinetd.launch import LaunchPlan
 from twinetd.spawn import (
     ChildFDs,
@@ -81,7 +81,7 @@ _BATCH = 256
 
 
 @implementer(IProcessGroup)
-class RemoteProcess(_process.Process):
+class RemoteProcess(Process):
     """
     A child started by the spawner process: Twisted's process transport
     for its pipes, told its pid and its exit by L{ProcessSpawner}.
@@ -109,7 +109,7 @@ class RemoteProcess(_process.Process):
         with the child's descriptors gives the id); the pipes are read once
         the child has started.
         """
-        BaseProcess.__init__(self, protocol)
+        initWithoutStarting(self, protocol)
         self.executable = executable
         self._spawner = spawner
         self._reactor = spawner.reactor
@@ -211,7 +211,7 @@ class RemoteProcess(_process.Process):
         if not self._forgotten:
             self._forgotten = True
             self._spawner.forget(self.ident)
-        BaseProcess.maybeCallProcessEnded(self)
+        callProcessEnded(self)
 
     def signalProcess(self, signalID: str | int) -> None:
         if self.lostProcess or self._forgotten:

@@ -653,6 +653,17 @@ def openDescriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def descriptorTargets() -> dict[str, str]:
+    """
+    This process's descriptors and what each is (for a failure's message).
+    """
+    found = {}
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            found[fd] = os.readlink(f"/proc/self/fd/{fd}")
+    return found
+
+
 @bothSpawners
 @pytest_twisted.ensureDeferred
 async def test_noDescriptorLeak(daemons: Any) -> None:
@@ -670,6 +681,7 @@ async def test_noDescriptorLeak(daemons: Any) -> None:
     env = d.daemon.listener("env")
     await until(lambda: not env.busy)
     before = openDescriptors()
+    targets = descriptorTargets()
     for _ in range(40):
         await fetch(d.port("env"))
         with contextlib.suppress(Exception):
@@ -686,7 +698,10 @@ async def test_noDescriptorLeak(daemons: Any) -> None:
         if openDescriptors() <= before:
             break
         await sleep(0.05)
-    assert openDescriptors() <= before
+    now = descriptorTargets()
+    assert openDescriptors() <= before, {
+        fd: what for fd, what in now.items() if targets.get(fd) != what
+    }
 
 
 @pytest_twisted.ensureDeferred

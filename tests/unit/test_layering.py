@@ -244,6 +244,21 @@ class LayeringTests(SynchronousTestCase):
         ]
         self.assertEqual(problems, [])
 
+    def test_privateTwistedOnlyInCompat(self) -> None:
+        """
+        Only L{twinetd._twistedcompat} imports a private Twisted name (a
+        module or name starting with C{_} below C{twisted}).
+        """
+        problems = [
+            f"{name} imports {imported}"
+            for name, path in sorted(modules().items())
+            if name != "_twistedcompat"
+            for imported in sorted(importsOf(path))
+            if imported.startswith("twisted.")
+            and any(part.startswith("_") for part in imported.split("."))
+        ]
+        self.assertEqual(problems, [])
+
     def test_oneLoggerNamespacePerModule(self) -> None:
         """
         A module's own logger is C{Logger()}, named after the module (a

@@ -18,13 +18,14 @@ from typing import Any
 import OpenSSL
 from twisted.application import app
 from twisted.application.service import MultiService, Service
-from twisted.internet import endpoints, posixbase, tcp, udp, unix
+from twisted.internet import endpoints, posixbase, process, tcp, udp, unix
 from twisted.internet.base import ReactorBase
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IUDPTransport
 from twisted.internet.protocol import (
     DatagramProtocol,
     Factory,
+    ProcessProtocol,
     Protocol,
     connectionDone,
 )
@@ -602,3 +603,117 @@ class WriteBufferedTests(SynchronousTestCase):
         self.transport.write(b"x" * (4 << 20))
         self.transport.doWrite()
         self.assertTrue(compat.writeBuffered(self.transport))
+
+
+class Ended(ProcessProtocol):
+    """
+    Records the reasons of C{processExited} and C{processEnded}.
+    """
+
+    def __init__(self) -> None:
+        self.exited: list[Failure] = []
+        self.ended: list[Failure] = []
+
+    def processExited(self, reason: Failure) -> None:
+        self.exited.append(reason)
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.append(reason)
+
+
+class ProcessTransportTests(SynchronousTestCase):
+    """
+    The seams of Twisted's process transport that L{compat.StartedProcess},
+    L{compat.initWithoutStarting} and L{compat.callProcessEnded} use.
+    """
+
+    def test_forkCalledWithTheMap(self) -> None:
+        """
+        C{Process.__init__} starts its child through C{self._fork}, with the
+        map of child descriptors to the pipes it made, by keyword; that is
+        the method L{compat.StartedProcess} replaces.
+        """
+        source = inspect.getsource(process.Process.__init__)
+        self.assertIn(
+            "self._fork(path, uid, gid, executable, args, environment, fdmap=fdmap)",
+            source,
+        )
+        self.assertIn("_fork", vars(compat.StartedProcess))
+
+    def test_pipeFactories(self) -> None:
+        """
+        A transport that makes its own pipes uses the class's reader and
+        writer factories, with these parameters.
+        """
+        reader = inspect.signature(process.Process.processReaderFactory)
+        writer = inspect.signature(process.Process.processWriterFactory)
+        self.assertEqual(list(reader.parameters), ["reactor", "proc", "name", "fileno"])
+        self.assertEqual(
+            list(writer.parameters),
+            ["reactor", "proc", "name", "fileno", "forceReadHack"],
+        )
+
+    def test_endedWithoutFork(self) -> None:
+        """
+        A transport set up by L{compat.initWithoutStarting} has its
+        protocol; once its C{status} is known and its pipes are gone,
+        L{compat.callProcessEnded} gives the protocol C{processEnded} once,
+        with Twisted's reason for the status, and nothing else.
+        """
+        transport = process.Process.__new__(process.Process)
+        protocol = Ended()
+        compat.initWithoutStarting(transport, protocol)
+        self.assertIs(transport.proto, protocol)
+        transport.pipes = {}
+        transport.status = 1 << 8
+        transport.lostProcess = 2
+        compat.callProcessEnded(transport)
+        compat.callProcessEnded(transport)
+        [reason] = protocol.ended
+        reason.trap(ProcessTerminated)
+        self.assertEqual(reason.value.exitCode, 1)
+        self.assertEqual(protocol.exited, [])
+
+    def test_processEndedAttributes(self) -> None:
+        """
+        C{processEnded(status)} (what a reaper calls) records the status,
+        counts the child as lost, forgets its pid and calls
+        C{processExited}.
+        """
+        transport = process.Process.__new__(process.Process)
+        protocol = Ended()
+        compat.initWithoutStarting(transport, protocol)
+        transport.pid = 4242
+        transport.pipes = {1: object()}
+        transport.processEnded(0)
+        self.assertEqual(
+            (transport.status, transport.lostProcess, transport.pid), (0, 1, None)
+        )
+        [reason] = protocol.exited
+        reason.trap(ProcessDone)
+        self.assertEqual(protocol.ended, [])
+
+    def test_reaper(self) -> None:
+        """
+        Twisted's SIGCHLD handling looks the reaper up as a module
+        attribute at each call (so L{compat.setReaper} takes effect), and
+        the handlers are one dictionary, changed in place.
+        """
+        original, handlers = compat.reaping()
+        self.assertIs(original, process.reapAllProcesses)
+        self.assertIs(handlers, process.reapProcessHandlers)
+        from twisted.internet import _signals
+
+        self.assertIn("process.reapAllProcesses()", inspect.getsource(_signals))
+        replacement = lambda: None  # noqa: E731
+        compat.setReaper(replacement)
+        try:
+            self.assertIs(process.reapAllProcesses, replacement)
+        finally:
+            compat.setReaper(original)
+        source = inspect.getsource(process.registerReapProcessHandler)
+        self.assertIn("reapProcessHandlers[pid] = process", source)
+        self.assertIn(
+            "del reapProcessHandlers[pid]",
+            inspect.getsource(process.unregisterReapProcessHandler),
+        )
