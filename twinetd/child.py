@@ -255,6 +255,10 @@ class ChildProcess(ProcessProtocol):
         self.ended = True
         self._cancel()
         self._stderr.flush()
+        if isinstance(reason.value, SpawnError) and self.pid is None:
+            # Its start failed after the spawn returned (a spawner
+            # process's execve): reported as a failed spawn is.
+            spawnFailed(self.serviceLog, self.peer, reason.value)
         if self._onEnded is not None:
             self._onEnded()
 

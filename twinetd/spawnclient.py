@@ -18,8 +18,10 @@ C{makeConnection} comes when the pid is known; signals go through the
 spawner process, which reaps the children, so a reaped pid is never
 signalled.  A missing or non-executable program is the same synchronous
 L{SpawnError} (checked before the request); a program that fails to
-execute later (a C{user} that may not run it, a bad binary) is logged and
-its connection ends as if it exited with 127, without C{START} or C{EXIT}.
+execute later (a C{user} that may not run it, a bad binary) ends its
+protocol with that L{SpawnError} as the reason of C{processEnded}, without
+C{makeConnection} or C{processExited}: L{twinetd.child.ChildProcess} then
+reports it as a failed spawn, without C{START} or C{EXIT}.
 
 If the spawner process dies, its children can no longer be reaped or
 signalled safely: the daemon kills their process groups (C{SIGKILL}, at
@@ -57,6 +59,7 @@ from zope.interface import implementer
 
 import twinetd
 from twinetd._twistedcompat import callProcessEnded, initWithoutStarting
+from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 from twinetd.spawn import (
     ChildFDs,
@@ -95,6 +98,7 @@ class RemoteProcess(Process):
     usedFastPath = False
     ident = -1
     _forgotten = False
+    _startError: SpawnError | None = None
 
     def __init__(
         self,
@@ -164,11 +168,13 @@ class RemoteProcess(Process):
         except BaseException:
             log.failure("while starting process {pid}", pid=pid)
 
-    def failed(self, status: int) -> None:
+    def failed(self, status: int, error: SpawnError | None = None) -> None:
         """
         The child never ran its program: its pipes end and the protocol's
-        C{processEnded} has C{status}, without C{processExited}.
+        C{processEnded} has C{error} (the start's failure, as L{spawn}
+        would have raised it) or else C{status}, without C{processExited}.
         """
+        self._startError = error
         self.status = status
         self.lostProcess += 1
         self._readPipes()
@@ -211,6 +217,14 @@ class RemoteProcess(Process):
         if not self._forgotten:
             self._forgotten = True
             self._spawner.forget(self.ident)
+        proto, error = self.proto, self._startError
+        if error is not None and proto is not None:
+            self.proto = None
+            try:
+                proto.processEnded(Failure(error))  # type: ignore[no-untyped-call]
+            except BaseException:
+                log.failure("while calling processEnded:")
+            return
         callProcessEnded(self)
 
     def signalProcess(self, signalID: str | int) -> None:
@@ -410,12 +424,10 @@ class ProcessSpawner(PosixSpawner):
             process.exited(message[2])
         elif kind == "e":
             del self._processes[ident]
-            log.error(
-                "cannot execute {executable}: {reason}",
-                executable=process.executable,
-                reason=os.strerror(message[2]) if message[2] else message[3],
+            reason = os.strerror(message[2]) if message[2] else message[3]
+            process.failed(
+                127 << 8, SpawnError(f"cannot execute {process.executable}: {reason}")
             )
-            process.failed(127 << 8)
 
     def _lost(self, expected: bool = False) -> None:
         channel, self._channel = self._channel, None

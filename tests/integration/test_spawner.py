@@ -109,11 +109,13 @@ async def test_fewDescriptorsNoChildLeft(server: Any, spawner: ProcessSpawner) -
 
 
 @pytest_twisted.ensureDeferred
-async def test_execFailsInTheSpawner(server: Any, tmp_path: Path, events: Any) -> None:
+async def test_execFailsInTheSpawner(server: Any, tmp_path: Path) -> None:
     """
     A program the pre-check passes but C{execve} refuses (not a known
-    format) fails its connection: logged, no START or EXIT, the
-    connection closed, its end run once.
+    format) fails its connection as a failed spawn does: the same
+    C{spawnFailed} event (xinetd's C{FAIL: id fork} where asked) with the
+    system's reason, no START or EXIT, the connection closed, its end run
+    once.
     """
     bad = tmp_path / "bad"
     bad.write_bytes(b"\x00\x01\x02 not a program\n")
@@ -123,6 +125,7 @@ async def test_execFailsInTheSpawner(server: Any, tmp_path: Path, events: Any) -
     assert await within(client.done) == b""
     await within(s.ended[0])
     assert s.of(logs.START) == [] and s.of(logs.EXIT) == []
-    [error] = [e for e in events if e.get("executable") == str(bad)]
-    assert error["reason"] == "Exec format error"
+    [failed] = s.of(logs.SPAWN_FAILED)
+    assert failed["message"] == f"cannot execute {bad}: Exec format error"
+    assert failed["host"] == "127.0.0.1"
     assert s.endedCounts == [1]

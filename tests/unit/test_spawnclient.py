@@ -395,17 +395,18 @@ class ProcessSpawnerTests(SynchronousTestCase):
     def test_execFailsLater(self) -> None:
         """
         A program that fails to execute in the spawner process ends its
-        protocol as an exit 127, without connection or C{processExited}, and
-        is logged.
+        protocol, without connection or C{processExited}, with the
+        L{SpawnError} a failed spawn raises (its protocol reports it), and
+        the spawner process is told to forget it.
         """
         protocol = Recorder()
         process = self.spawn(protocol)
         self.spawner._received(("e", process.ident, errno.ENOEXEC, "Exec format error"))
         self.assertEqual((protocol.made, protocol.exited), ([], []))
         [reason] = protocol.ended
-        self.assertEqual(reason.value.exitCode, 127)
-        [error] = [e for e in self.errors if e.get("executable") == "/bin/sh"]
-        self.assertEqual(error["reason"], "Exec format error")
+        reason.trap(SpawnError)
+        self.assertEqual(str(reason.value), "cannot execute /bin/sh: Exec format error")
+        self.assertEqual(self.channel.sent[-1][0], ("f", process.ident))
 
     def test_spawnerDies(self) -> None:
         """
