@@ -276,7 +276,6 @@ def serveConfig(
             stdout=subprocess.PIPE,
             stderr=log,
             env=_environment(),
-            cwd=str(workdir),
         )
     daemon = DaemonProcess(process, workdir, {}, [], killDelay)
     try:
