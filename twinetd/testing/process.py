@@ -183,11 +183,13 @@ class DaemonProcess:
 
 
 def _environment() -> dict[str, str]:
-    # The child imports this very twinetd, installed or not.
+    # The child imports this very twinetd: from its checkout when it is not
+    # installed (an installed one is on the interpreter's own path).
     env = dict(os.environ)
-    here = str(Path(__file__).resolve().parents[2])
-    paths = [here, *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(paths)
+    here = Path(__file__).resolve().parents[2]
+    if here.name not in ("site-packages", "dist-packages"):
+        paths = [str(here), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+        env["PYTHONPATH"] = os.pathsep.join(paths)
     return env
 
 
