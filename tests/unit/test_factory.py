@@ -124,6 +124,14 @@ class AdmittedTests(SynchronousTestCase):
         process.output(b"reply")
         self.assertEqual(transport.value(), b"reply")
 
+    def test_acceptedTime(self) -> None:
+        """
+        The front's peer carries the time of the accept, for C{START}'s
+        latency.
+        """
+        h = Harness()
+        self.assertEqual(h.connect().protocol.peer.accepted, h.reactor.seconds())
+
     def test_halfCloseForwarded(self) -> None:
         """
         The bridge half-closes: the front provides

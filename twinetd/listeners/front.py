@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
-import attrs
 from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
@@ -378,9 +377,8 @@ class Front(_Relay):
         self._sent = _Sent(self.transport)
         config = self.factory.config
         self._sent.write(readBanner(config, config.banner))
-        peer = self.peer = attrs.evolve(
-            peerFromTransport(cast(ITCPTransport, self.transport)),
-            accepted=runtime.clock.seconds(),
+        peer = self.peer = peerFromTransport(
+            cast(ITCPTransport, self.transport), accepted=runtime.clock.seconds()
         )
         d = self.factory.admit(peer)
         d.addCallback(self._decided).addErrback(self._broken)
