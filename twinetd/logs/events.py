@@ -339,9 +339,9 @@ def emit(kind: str, logger: Logger = log, **fields: object) -> None:
         raise TypeError(
             f"{kind}: fields {sorted(fields)} instead of {sorted(spec.fields)}"
         )
-    format = spec.formatFor(fields)
-    fields[EVENT_FIELD] = kind
-    emitEvent(logger, spec.level, format, fields)
+    # The kind first, then the fields, as Logger.emit's keywords were.
+    event = {EVENT_FIELD: kind, **fields}
+    emitEvent(logger, spec.level, spec.formatFor(fields), event)
 
 
 class _Default(enum.Enum):
