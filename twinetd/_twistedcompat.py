@@ -12,7 +12,8 @@ The seams:
 
   - the PROXY protocol's header parsers (private modules);
   - Twisted's log lines: its accept loop's, its ports', its factories' and
-    protocols' start and stop lines; a publisher's observers;
+    protocols' start and stop lines; a publisher's observers; the event
+    L{Logger.emit} makes (L{emitEvent});
   - twistd's re-raised stopping signal (C{ReactorBase._exitSignal});
   - a stream transport's write buffers and its end, for a socket handed to
     a child (L{takeUnsentOutput}, L{releaseHandedOver});
@@ -36,6 +37,7 @@ import os
 import re
 import socket
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from typing import Protocol as TypingProtocol
@@ -44,7 +46,7 @@ from twisted.application.service import IService, MultiService
 from twisted.internet import process as _process
 from twisted.internet._baseprocess import BaseProcess as _BaseProcess
 from twisted.internet.interfaces import IListeningPort, IProcessProtocol, IPushProducer
-from twisted.logger import ILogObserver, LogPublisher
+from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
 
@@ -118,6 +120,28 @@ def observersOf(publisher: LogPublisher) -> list[ILogObserver]:
     The observers of C{publisher}, in order (C{LogPublisher._observers}).
     """
     return list(publisher._observers)
+
+
+def emitEvent(
+    logger: Logger, level: LogLevel, format: str, event: dict[str, object]
+) -> None:
+    """
+    What C{logger.emit(level, format, **event)} does, for a C{level} known
+    to be valid and an C{event} without C{log_trace}: C{event}, with the
+    keys Twisted documents for every event added, to C{logger}'s observer.
+    Without L{Logger.emit}'s check of the level, which sorts
+    L{LogLevel}'s constants on every call (three events per connection).
+    """
+    event.update(
+        log_logger=logger,
+        log_level=level,
+        log_namespace=logger.namespace,
+        log_source=logger.source,
+        log_format=format,
+        # Wall-clock time, as Logger.emit stamps it: observers print it.
+        log_time=time.time(),
+    )
+    logger.observer(event)
 
 
 def acceptFailure(event: Mapping[str, Any]) -> str | None:

@@ -53,12 +53,16 @@ def _hostAndPort(address: IAddress) -> tuple[str, int]:
     return str(host), int(port)
 
 
-def peerFromTransport(transport: ITCPTransport, protocol: str = "tcp") -> Peer:
+def peerFromTransport(
+    transport: ITCPTransport, protocol: str = "tcp", accepted: float | None = None
+) -> Peer:
     """
     The L{Peer} of a connected transport.  An IPv4 client of a dual-stack
     IPv6 socket keeps its C{::ffff:a.b.c.d} form, as xinetd reports it.  A
     UNIX-socket client is known by its process (C{SO_PEERCRED}); a TLS
     connection tells its protocol, cipher and client certificate.
+
+    @param accepted: see L{Peer.accepted}.
     """
     remote, local = transport.getPeer(), transport.getHost()
     tls = tlsClient(transport) if ISSLTransport.providedBy(transport) else None
@@ -72,10 +76,27 @@ def peerFromTransport(transport: ITCPTransport, protocol: str = "tcp") -> Peer:
         path = getattr(local, "name", None)
         if isinstance(path, bytes):
             path = path.decode("utf-8", "surrogateescape")
-        return Peer("unix", who, 0, path or "", 0, credentials=credentials, tls=tls)
+        return Peer(
+            "unix",
+            who,
+            0,
+            path or "",
+            0,
+            credentials=credentials,
+            tls=tls,
+            accepted=accepted,
+        )
     remoteHost, remotePort = _hostAndPort(remote)
     localHost, localPort = _hostAndPort(local)
-    return Peer(protocol, remoteHost, remotePort, localHost, localPort, tls=tls)
+    return Peer(
+        protocol,
+        remoteHost,
+        remotePort,
+        localHost,
+        localPort,
+        tls=tls,
+        accepted=accepted,
+    )
 
 
 def peerCredentials(transport: object) -> UnixCredentials | None:

@@ -25,6 +25,7 @@ from twinetd.policy.access import (
     checkTimes,
     localMinutes,
     needsName,
+    parseSource,
     sourceKey,
 )
 
@@ -485,3 +486,13 @@ class SourceKeyTests(SynchronousTestCase):
         self.assertEqual(sourceKey("::1"), "::1")
         self.assertEqual(sourceKey("2001:DB8:0::1"), "2001:db8::1")
         self.assertEqual(sourceKey("not an address"), "not an address")
+
+    def test_parsedOnce(self) -> None:
+        """
+        A client that comes back is not parsed again: the same parsed
+        address, equal to a fresh parse.
+        """
+        first = parseSource("192.0.2.77")
+        self.assertIs(parseSource("192.0.2.77"), first)
+        self.assertEqual(first, (ipaddress.ip_address("192.0.2.77"), "192.0.2.77"))
+        self.assertEqual(parseSource("::ffff:192.0.2.77")[1], "192.0.2.77")

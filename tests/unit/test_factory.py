@@ -29,7 +29,7 @@ from twinetd.errors import SourceLocation
 from twinetd.hangup import END_OF_FILE, RESET
 from twinetd.listeners.base import Runtime
 from twinetd.listeners.connections import ConnectionFactory
-from twinetd.listeners.front import BANNER_TIMEOUT, HANDSHAKE_TIMEOUT, Front
+from twinetd.listeners.front import BANNER_TIMEOUT, HANDSHAKE_TIMEOUT, Front, _declare
 from twinetd.model import AddressRule, Peer, ServiceConfig, SocketType
 from twinetd.modes.bridge import BridgeProtocol
 from twinetd.policy.access import DenyList
@@ -124,6 +124,14 @@ class AdmittedTests(SynchronousTestCase):
         process.output(b"reply")
         self.assertEqual(transport.value(), b"reply")
 
+    def test_acceptedTime(self) -> None:
+        """
+        The front's peer carries the time of the accept, for C{START}'s
+        latency.
+        """
+        h = Harness()
+        self.assertEqual(h.connect().protocol.peer.accepted, h.reactor.seconds())
+
     def test_halfCloseForwarded(self) -> None:
         """
         The bridge half-closes: the front provides
@@ -197,6 +205,21 @@ class AdmittedTests(SynchronousTestCase):
         one, two = h.connect().protocol, h.connect().protocol
         self.assertTrue(IHalfCloseableProtocol.providedBy(one))
         self.assertIs(providedBy(one), providedBy(two))
+
+    def test_declarationPerInterfaces(self) -> None:
+        """
+        A front declared with other interfaces (another transport) provides
+        those, not the ones of the declaration kept for the first.
+        """
+        one, two, three = Front(), Front(), Front()
+        _declare(one, (ITransport,))
+        _declare(two, (IConsumer,))
+        _declare(three, (ITransport,))
+        self.assertEqual(list(providedBy(one)), list(providedBy(three)))
+        self.assertTrue(ITransport.providedBy(one))
+        self.assertFalse(IConsumer.providedBy(one))
+        self.assertTrue(IConsumer.providedBy(two))
+        self.assertFalse(ITransport.providedBy(two))
 
     def test_bannersInOrder(self) -> None:
         """

@@ -809,6 +809,22 @@ class VocabularyTests(SynchronousTestCase):
         )
         self.assertEqual(formatEvent(event), "USERID: s UNIX : alice")
 
+    def test_emitAsLoggerEmit(self) -> None:
+        """
+        L{logs.emit}'s event is the one C{Logger.emit} makes of the kind,
+        its text and its fields: the same keys, in the same order, and the
+        same values but for the time.
+        """
+        seen, log = events()
+        fields = {"service": "s", "bytesIn": 1, "bytesOut": 2}
+        logs.emit(logs.TRAFFIC, log, **fields)
+        text = logs.KINDS[logs.TRAFFIC].formats[0]
+        log.emit(LogLevel.info, text, twinetdEvent=logs.TRAFFIC, **fields)
+        ours, twisted = seen
+        self.assertEqual(list(ours), list(twisted))
+        del ours["log_time"], twisted["log_time"]
+        self.assertEqual(ours, twisted)
+
     def test_kindFormatsUseItsFields(self) -> None:
         self.assertRaises(
             ValueError,

@@ -30,7 +30,7 @@ from twisted.internet.protocol import (
     connectionDone,
 )
 from twisted.internet.testing import MemoryReactor
-from twisted.logger import Logger, LogPublisher
+from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.protocols.haproxy import _v1parser as v1parser
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
@@ -91,6 +91,37 @@ class ObserversTests(SynchronousTestCase):
         self.assertEqual(compat.observersOf(publisher), [one, two])
         publisher.removeObserver(one)
         self.assertEqual(compat.observersOf(publisher), [two])
+
+
+class EmitEventTests(SynchronousTestCase):
+    def test_sameAsLoggerEmit(self) -> None:
+        """
+        L{compat.emitEvent} gives the observer the event L{Logger.emit}
+        does: the same keys and values but for C{log_time} (the time of
+        each).
+        """
+        seen: list[dict[str, Any]] = []
+        logger = Logger("some.namespace", source=self, observer=seen.append)
+        logger.emit(LogLevel.warn, "a {field}", field=1)
+        compat.emitEvent(logger, LogLevel.warn, "a {field}", {"field": 1})
+        twisted, ours = seen
+        self.assertEqual(twisted.keys(), ours.keys())
+        self.assertIs(ours["log_logger"], logger)
+        self.assertIs(ours["log_source"], self)
+        self.assertIsInstance(ours["log_time"], float)
+        del twisted["log_time"], ours["log_time"]
+        self.assertEqual(twisted, ours)
+
+    def test_theEventItself(self) -> None:
+        """
+        The observer gets the dictionary passed in, as L{Logger.emit}'s gets
+        its keyword arguments (no copy per event).
+        """
+        seen: list[dict[str, Any]] = []
+        event: dict[str, object] = {"field": 1}
+        compat.emitEvent(Logger(observer=seen.append), LogLevel.info, "x", event)
+        self.assertEqual(seen, [event])
+        self.assertIs(seen[0], event)
 
 
 class AcceptTests(SynchronousTestCase):

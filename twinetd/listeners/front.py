@@ -30,7 +30,6 @@ from collections.abc import Callable
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
-import attrs
 from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
@@ -202,6 +201,23 @@ def _transportInterfaces(transport: ITransport) -> tuple[Any, ...]:
 _interfacesOfClass: dict[type, tuple[Any, ...]] = {}
 
 
+def _declare(front: Front, interfaces: tuple[Any, ...]) -> None:
+    # directlyProvides(front, *interfaces), with the declaration it makes
+    # kept per set of interfaces: directlyProvides normalises its arguments
+    # and looks the declaration up in zope.interface's weak cache at each
+    # call (twice per connection), then stores it as __provides__.
+    key = (type(front), interfaces)
+    declaration = _declarations.get(key)
+    if declaration is None:
+        directlyProvides(front, *interfaces)
+        _declarations[key] = front.__provides__
+    else:
+        front.__provides__ = declaration
+
+
+_declarations: dict[tuple[type, tuple[Any, ...]], Any] = {}
+
+
 class _Relay(Protocol):
     """
     The transport side of a wrapping protocol: what the protocol it wraps
@@ -298,6 +314,8 @@ class Front(_Relay):
     factory: Serving
     wrappedProtocol: IProtocol | None = None
     peer: Peer | None = None
+    # What zope.interface says it provides (L{_declare}).
+    __provides__: Any
 
     def __init__(self) -> None:
         self._gone = False
@@ -313,7 +331,7 @@ class Front(_Relay):
 
     def makeConnection(self, transport: ITransport) -> None:
         self._provides = _transportInterfaces(transport)
-        directlyProvides(self, *self._provides)
+        _declare(self, self._provides)
         Protocol.makeConnection(self, transport)  # type: ignore[no-untyped-call]
 
     def connectionMade(self) -> None:
@@ -359,9 +377,8 @@ class Front(_Relay):
         self._sent = _Sent(self.transport)
         config = self.factory.config
         self._sent.write(readBanner(config, config.banner))
-        peer = self.peer = attrs.evolve(
-            peerFromTransport(cast(ITCPTransport, self.transport)),
-            accepted=runtime.clock.seconds(),
+        peer = self.peer = peerFromTransport(
+            cast(ITCPTransport, self.transport), accepted=runtime.clock.seconds()
         )
         d = self.factory.admit(peer)
         d.addCallback(self._decided).addErrback(self._broken)
@@ -456,7 +473,7 @@ class Front(_Relay):
             # Not alsoProvides: its declaration is new to zope.interface's
             # cache each time, which then computes the resolution order
             # again (~30 times the cost, every connection).
-            directlyProvides(self, *self._provides, IHalfCloseableProtocol)
+            _declare(self, (*self._provides, IHalfCloseableProtocol))
         # Reading resumes before the service's protocol starts, which may
         # pause it again.
         self._reading.resume()

@@ -23,6 +23,7 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher
 
+from twinetd._twistedcompat import emitEvent
 from twinetd.model import Peer, ServiceConfig, SocketType
 
 log = Logger()
@@ -150,7 +151,10 @@ class EventKind:
         The text for these field values.
         """
         for format, names in zip(self.formats, self._referenced, strict=True):
-            if all(fields[name] is not None for name in names):
+            for name in names:
+                if fields[name] is None:
+                    break
+            else:
                 return format
         return self.formats[-1]
 
@@ -335,7 +339,9 @@ def emit(kind: str, logger: Logger = log, **fields: object) -> None:
         raise TypeError(
             f"{kind}: fields {sorted(fields)} instead of {sorted(spec.fields)}"
         )
-    logger.emit(spec.level, spec.formatFor(fields), twinetdEvent=kind, **fields)
+    # The kind first, then the fields, as Logger.emit's keywords were.
+    event = {EVENT_FIELD: kind, **fields}
+    emitEvent(logger, spec.level, spec.formatFor(fields), event)
 
 
 class _Default(enum.Enum):

@@ -26,6 +26,7 @@ C{sensor.c}), checked against the installed xinetd 2.3.15.3:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 import time
@@ -101,11 +102,13 @@ def sourceKey(address: str) -> str:
     return parseSource(address)[1]
 
 
+@functools.lru_cache(maxsize=1024)
 def parseSource(address: str) -> tuple[IPAddress | None, str]:
     """
     C{address} parsed (L{parseAddress}; C{None} when it is not an IP
     address) and its L{sourceKey}: a client's address is parsed once for
-    the limits and the rules.
+    the limits and the rules.  Kept for the last distinct addresses: the
+    same clients come back (both results are immutable).
     """
     try:
         parsed = parseAddress(address)
