@@ -106,9 +106,10 @@ def sourceKey(address: str) -> str:
 def parseSource(address: str) -> tuple[IPAddress | None, str]:
     """
     C{address} parsed (L{parseAddress}; C{None} when it is not an IP
-    address) and its L{sourceKey}: a client's address is parsed once for
-    the limits and the rules.  Kept for the last distinct addresses: the
-    same clients come back (both results are immutable).
+    address) and its L{sourceKey}, for the limits and the rules alike.
+    Kept for the last distinct addresses, so a connection parses its
+    client's address at most once: the same clients come back (both
+    results are immutable).
     """
     try:
         parsed = parseAddress(address)
@@ -189,7 +190,6 @@ def checkAddress(
     peerName: str | None = None,
     *,
     betterMatch: bool = False,
-    parsed: IPAddress | None = None,
 ) -> Decision:
     """
     Apply C{only_from} and C{no_access} to a client.
@@ -205,13 +205,13 @@ def checkAddress(
         decide (the rule xinetd's manual describes); equal matches are still
         refused.  By default any address on both lists is refused, as
         xinetd 2.3.15 does.
-    @param parsed: C{peerAddress} parsed (L{parseAddress}), if the caller
-        has it.
     @raise ValueError: C{peerAddress} is not an IP address.
     """
     if peerAddress is None:
         return ALLOWED
-    address = parseAddress(peerAddress) if parsed is None else parsed
+    address = parseSource(peerAddress)[0]
+    if address is None:
+        raise ValueError(f"{peerAddress!r} is not an IP address")
     naScore, naRule = bestMatch(noAccess, address, peerName)
     if onlyFrom is None:
         ofScore, ofRule = -1, None
@@ -269,7 +269,6 @@ def checkAccess(
     denyList: DenyList | None = None,
     *,
     betterMatch: bool = False,
-    parsed: IPAddress | None = None,
 ) -> Decision:
     """
     Every access check of one connection, in xinetd's order: C{access_times},
@@ -284,7 +283,6 @@ def checkAccess(
     @param denyList: the daemon's deny list, or C{None} when SENSOR services
         are not in use.
     @param betterMatch: see L{checkAddress}.
-    @param parsed: see L{checkAddress}.
     """
     decision = checkTimes(config.accessTimes, minutes)
     if not decision.allowed:
@@ -305,7 +303,6 @@ def checkAccess(
         peerAddress,
         peerName,
         betterMatch=betterMatch,
-        parsed=parsed,
     )
 
 

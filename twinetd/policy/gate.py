@@ -27,11 +27,9 @@ from twisted.python.failure import Failure
 from twinetd.model import Peer, ServiceConfig, unmapped
 from twinetd.policy.access import (
     DenyList,
-    IPAddress,
     checkAccess,
     localMinutes,
     needsName,
-    parseSource,
 )
 from twinetd.policy.limits import Limits, Ticket
 
@@ -184,12 +182,7 @@ class Gate:
             # IPv6 rules match mapped clients too.  A UNIX-socket client has
             # none: no address rule or per_source applies to it.
             address = peer.address if peer is not None else None
-            # Parsed once for the limits and the rules.
-            parsed: IPAddress | None = None
-            key = None
-            if address is not None:
-                parsed, key = parseSource(address)
-            slot = self.limits.acquire(config.id, address, key)
+            slot = self.limits.acquire(config.id, address)
             if not isinstance(slot, Ticket):
                 return succeed(Admission.refused(slot.reason, "limit", slot.pause))
             ticket = slot
@@ -197,7 +190,7 @@ class Gate:
                 name = self._resolveName(address)
             else:
                 name = succeed(None)
-            decided = name.addCallback(self._decide, config, address, parsed, ticket)
+            decided = name.addCallback(self._decide, config, address, ticket)
         except Exception:
             failure = Failure()  # type: ignore[no-untyped-call]
             return succeed(self._failed(failure, config, ticket))
@@ -216,14 +209,11 @@ class Gate:
         name: str | None,
         config: ServiceConfig,
         address: str | None,
-        parsed: IPAddress | None,
         ticket: Ticket,
     ) -> Admission:
         # Without access_times the time of day decides nothing.
         minutes = self._minutes(self._clock.seconds()) if config.accessTimes else 0
-        decision = checkAccess(
-            config, address, name, minutes, self.denyList, parsed=parsed
-        )
+        decision = checkAccess(config, address, name, minutes, self.denyList)
         if decision.allowed:
             return Admission(ticket=ticket)
         ticket.release()

@@ -207,9 +207,7 @@ class Limits:
         else:
             del self._services[service]
 
-    def acquire(
-        self, service: str, source: str | None, key: str | None = None
-    ) -> Ticket | Refusal:
+    def acquire(self, service: str, source: str | None) -> Ticket | Refusal:
         """
         Admit a connection from C{source} to C{service}, or refuse it.
 
@@ -219,14 +217,12 @@ class Limits:
         @param service: a service id given to L{updateConfig}.
         @param source: the client address (IPv4-mapped addresses count as
             their IPv4 host), or C{None} when unknown (no per_source check).
-        @param key: C{source}'s L{sourceKey}, when the caller has it.
         @raise KeyError: unknown service.
         """
         state = self._services[service]
         if state.removed:
             raise KeyError(service)
-        if key is None and source is not None:
-            key = sourceKey(source)
+        key = None if source is None else sourceKey(source)
         limits = state.limits
         if self._clock.seconds() < state.disabledUntil:
             # A connection accepted before the listener stopped.
