@@ -495,6 +495,31 @@ class PendingTests(SynchronousTestCase):
         h.connect()
         self.assertEqual(h.watcher.watches, 0)
 
+    def test_immediateDecisionNotPaused(self) -> None:
+        """
+        Nor a pause of the client's reading: the reactor cannot read the
+        socket before a decision that comes at once.  (Each pause and
+        resume is a change of the reactor's descriptor set.)
+        """
+        pauses: list[str] = []
+
+        class Counting(StringTransport):
+            def pauseProducing(self) -> None:
+                pauses.append("pause")
+                super().pauseProducing()
+
+        h = Harness()
+        transport = Counting(
+            peerAddress=IPv4Address("TCP", "192.0.2.7", 40000),
+            hostAddress=IPv4Address("TCP", "127.0.0.1", 7000),
+        )
+        front = h.factory.buildProtocol(transport.getPeer())
+        transport.protocol = front  # type: ignore[attr-defined]
+        front.makeConnection(transport)
+        self.assertEqual(len(h.reactor.spawned), 1)
+        self.assertEqual(pauses, [])
+        self.assertEqual(transport.producerState, "producing")
+
     def test_notWatchedOnceServed(self) -> None:
         """
         The front's watch ends when the service's protocol takes over.

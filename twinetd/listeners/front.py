@@ -323,6 +323,7 @@ class Front(_Relay):
         self._reading: PausedReading | None = None
         self._sent: _Sent | None = None
         self._waiting: Admission | None = None
+        self._decidedYet = False
         self._timeout: IDelayedCall | None = None
         self._early: list[bytes] = []
         self._provides: tuple[Any, ...] = ()
@@ -371,9 +372,6 @@ class Front(_Relay):
         self._reading = PausedReading(
             self.transport, runtime.hangups, runtime.clock, None, self._clientGone
         )
-        # Most decisions come at once: the client is watched only when this
-        # one does not (a name lookup).
-        self._reading.pause(watch=False)
         self._sent = _Sent(self.transport)
         config = self.factory.config
         self._sent.write(readBanner(config, config.banner))
@@ -382,10 +380,15 @@ class Front(_Relay):
         )
         d = self.factory.admit(peer)
         d.addCallback(self._decided).addErrback(self._broken)
-        if not d.called:
-            self._reading.watch()
+        # Most decisions come at once, before the reactor can read anything:
+        # reading is paused only when this one does not (a name lookup),
+        # the client then watched, or when a handed-off connection's
+        # banners must reach the kernel first.  Once the connection is
+        # served or closed, its reading is closed and this does nothing.
+        self._reading.pause(watch=not self._decidedYet)
 
     def _broken(self, failure: Failure) -> None:
+        self._decidedYet = True
         # A bug must not leave the client hanging, paused, forever.
         log.failure(
             "{service}: while deciding on a connection",
@@ -395,6 +398,7 @@ class Front(_Relay):
         self._close()
 
     def _decided(self, admission: Admission) -> None:
+        self._decidedYet = True
         config = self.factory.config
         serviceLog = self.factory.serviceLog
         if admission.pause:
