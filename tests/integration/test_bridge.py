@@ -9,6 +9,7 @@ import errno
 import fcntl
 import os
 import resource
+import select
 import signal
 import socket
 import struct
@@ -169,6 +170,33 @@ async def test_childClosesStdout(server: Any, way: str) -> None:
     assert s.of(logs.EXIT) == []
     await within(s.ended[0])
     assert s.of(logs.EXIT)[0]["status"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_endOfFileAsOutputEnds(server: Any, way: str, monkeypatch: Any) -> None:
+    """
+    The client's end of file leaves as the child's output ends, before the
+    connection's close (a reactor turn later, after the child's exit is
+    handled): the relay shuts the socket's sending side at once.  (The
+    C{transport} way leaves the socket to Twisted, which closes it then.)
+    """
+    seen: list[bool] = []
+    clientSockets: list[socket.socket] = []
+    original = BridgeProtocol.outputEnded
+
+    def outputEnded(self: BridgeProtocol) -> None:
+        poller = select.poll()
+        poller.register(clientSockets[0], select.POLLRDHUP)
+        seen.append(bool(poller.poll(0)))
+        original(self)
+
+    monkeypatch.setattr(BridgeProtocol, "outputEnded", outputEnded)
+    s = server(always(childPlan("closestdout", env={"LINGER": "0"})))
+    client = await s.connect(Collector())
+    clientSockets.append(client.transport.getHandle())
+    assert await within(client.done) == b"bye\n"
+    await within(s.ended[0])
+    assert seen == [way != "transport"]
 
 
 @pytest_twisted.ensureDeferred

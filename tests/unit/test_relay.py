@@ -23,7 +23,7 @@ class SocketOfTests(SynchronousTestCase):
         self.sockets, self.transport = connectedTransport(self)
 
     def test_plainSocket(self) -> None:
-        self.assertEqual(relay.socketOf(self.transport), self.sockets[0].fileno())
+        self.assertIs(relay.socketOf(self.transport), self.sockets[0])
 
     def test_turnedOff(self) -> None:
         self.patch(descriptors, "SOCKETS", False)

@@ -33,13 +33,13 @@ class IByteTransparent(Interface):
 _MAX_WRAPPERS = 8
 
 
-def socketOf(transport: ITransport) -> int | None:
+def socketOf(transport: ITransport) -> socket.socket | None:
     """
-    The descriptor of C{transport}'s socket when the relay may move bytes on
-    it directly: a plain TCP or UNIX stream connection of Twisted's, with
-    nothing left in its write buffer, under wrappers that pass the client's
-    bytes through unchanged (the daemon's front, the PROXY protocol's once
-    its header is read) but not TLS.
+    C{transport}'s socket when the relay may move bytes on it directly: a
+    plain TCP or UNIX stream connection of Twisted's, with nothing left in
+    its write buffer, under wrappers that pass the client's bytes through
+    unchanged (the daemon's front, the PROXY protocol's once its header is
+    read) but not TLS.
     """
     if not SOCKETS:
         return None
@@ -55,10 +55,9 @@ def socketOf(transport: ITransport) -> int | None:
     if getattr(current, "TLS", False) or writeBuffered(current):
         return None
     handle = current.getHandle()
-    if handle.type != socket.SOCK_STREAM:
+    if not isinstance(handle, socket.socket) or handle.type != socket.SOCK_STREAM:
         return None
-    fd = handle.fileno()
-    return fd if fd >= 0 else None
+    return handle if handle.fileno() >= 0 else None
 
 
 class ChildPipes:

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import os
 import select
+import socket
 from typing import Protocol
 
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
@@ -158,7 +159,8 @@ class _Relay:
         self._events = events
         self._stdin: int | None = pipes.stdin
         self._stdout: int | None = pipes.stdout
-        self._socket = socketOf(transport)
+        self._handle = socketOf(transport)
+        self._socket = None if self._handle is None else self._handle.fileno()
         if self._socket is None:
             self.way = "transport"
         else:
@@ -523,6 +525,12 @@ class _ChildToClient(_Relay):
     def _outputEnded(self) -> None:
         self._closeStdout()
         self.outputDone = True
+        if self._handle is not None:
+            # The client's end of file now, not after the child's exit and
+            # the transport's close, a reactor turn later: all of the
+            # output went to the socket, and only the relay writes to it.
+            with contextlib.suppress(OSError):
+                self._handle.shutdown(socket.SHUT_WR)
         self._events.outputEnded()
 
     def _closeStdout(self) -> None:
