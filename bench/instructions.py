@@ -83,7 +83,14 @@ def waitListening(port: int, deadline: float) -> None:
 
 
 def measure(
-    repo: str, python: str, server: str, mode: str, count: int, port: int, work: str
+    repo: str,
+    python: str,
+    server: str,
+    mode: str,
+    count: int,
+    port: int,
+    work: str,
+    extra: tuple[str, ...] = (),
 ) -> int:
     """
     Instructions per connection of one daemon (see the module docstring).
@@ -109,6 +116,7 @@ def measure(
     ]
     if mode == "handoff":
         argv.append("--handoff")
+    argv += extra
     env = dict(os.environ, PYTHONPATH=repo)
     with open(os.path.join(work, f"{mode}.log"), "w") as log:
         daemon = subprocess.Popen(
@@ -158,6 +166,14 @@ def main() -> int:
     p.add_argument("--modes", default="bridged,handoff")
     p.add_argument("--count", type=int, default=300, help="N (see above)")
     p.add_argument("--port", type=int, default=31090)
+    p.add_argument(
+        "--daemon-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="one more option of twistd twinetd, e.g. "
+        "--daemon-option=--metrics=tcp:0:interface=127.0.0.1 (repeatable)",
+    )
     args = p.parse_args()
     work = tempfile.mkdtemp(prefix="twinetd-instructions-")
     os.chmod(work, 0o755)
@@ -176,7 +192,14 @@ def main() -> int:
     )
     for i, mode in enumerate(m.strip() for m in args.modes.split(",") if m.strip()):
         perConnection = measure(
-            args.repo, args.python, tool, mode, args.count, args.port + i, work
+            args.repo,
+            args.python,
+            tool,
+            mode,
+            args.count,
+            args.port + i,
+            work,
+            tuple(args.daemon_option),
         )
         print(f"{mode}: {perConnection} instructions per connection", flush=True)
     print(f"(files in {work})")

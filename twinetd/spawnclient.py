@@ -29,27 +29,38 @@ once: the pids are not reused that fast), reports them ended by that
 signal, ends those whose pid had not come back (without a connection),
 and starts a new spawner process at the next spawn.  (A child started in
 the instant before the death, its pid not yet sent, stays unknown.)
+
+The daemon never waits for the spawner process: what its socket has no
+room for waits in the channel's queue (L{QUEUE_LIMIT} messages, their
+descriptors with them; a spawn beyond it fails at once), sent as room
+comes.  A spawner process that takes nothing for L{STUCK_TIMEOUT} seconds
+while messages wait (an C{execve} hung on a dead network file system, a
+stopped process) is killed and replaced, as if it had died.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-import select
 import signal
 import socket
 import sys
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone, ProcessExitedAlready
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IProcessProtocol,
     IProcessTransport,
     IReactorFDSet,
     IReactorProcess,
+    IReactorTime,
     IReadDescriptor,
+    IWriteDescriptor,
 )
 from twisted.internet.process import Process
 from twisted.internet.protocol import ProcessProtocol
@@ -75,9 +86,13 @@ from twinetd.spawnerprocess import decode, encode
 
 log = Logger()
 
-#: How long a spawn waits for room in the socket (the spawner process is
-#: stuck) before it fails.
-SEND_TIMEOUT = 5.0
+#: Messages the daemon holds for a spawner process whose socket is full;
+#: a spawn beyond that fails at once.
+QUEUE_LIMIT = 1024
+
+#: Seconds a spawner process may take no message while some wait, before it
+#: counts as stuck (and is replaced).
+STUCK_TIMEOUT = 5.0
 
 #: Packets read per reactor iteration.
 _BATCH = 256
@@ -238,21 +253,44 @@ class RemoteProcess(Process):
         self._spawner.signal(self.ident, _signalNumber(signalID), True)
 
 
-@implementer(IReadDescriptor)
+@implementer(IReadDescriptor, IWriteDescriptor)
 class SpawnerChannel:
     """
-    The daemon's end of the spawner process's socket, read by the reactor.
+    The daemon's end of the spawner process's socket, read by the reactor;
+    what the socket has no room for waits in a queue, written as room
+    comes (see the module's docstring).
     """
 
     def __init__(
         self,
         sock: socket.socket,
+        reactor: IReactorFDSet,
+        clock: IReactorTime,
         received: Callable[[tuple[Any, ...]], None],
         lost: Callable[[], None],
+        stuck: Callable[[], None],
     ) -> None:
+        """
+        @param received: called with each message.
+        @param lost: called when the socket is lost.
+        @param stuck: called when waiting messages made no progress for
+            L{STUCK_TIMEOUT} seconds.
+        """
         self.sock = sock
+        self._reactor = reactor
+        self._clock = clock
         self._received = received
         self._lost = lost
+        self._stuck = stuck
+        self._queue: deque[tuple[bytes, list[int]]] = deque()
+        self._timer: IDelayedCall | None = None
+
+    @property
+    def waiting(self) -> int:
+        """
+        Messages waiting for room in the socket.
+        """
+        return len(self._queue)
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -278,26 +316,89 @@ class SpawnerChannel:
         return None
 
     def connectionLost(self, reason: Failure) -> None:
+        self.discard()
         self._lost()
 
     def send(self, packet: bytes, fds: list[int]) -> None:
         """
-        Send C{packet} with C{fds}, waiting up to L{SEND_TIMEOUT} for room.
+        Send C{packet} with C{fds} now, or queue it (with copies of C{fds})
+        behind those already waiting.
 
-        @raise OSError: it could not be sent.
+        @raise BlockingIOError: L{QUEUE_LIMIT} messages wait already.
+        @raise OSError: the socket failed.
         """
-        waited = False
-        while True:
+        if not self._queue:
             try:
                 socket.send_fds(self.sock, [packet], fds)
                 return
             except BlockingIOError:
-                if waited:
-                    raise
-            poller = select.poll()
-            poller.register(self.sock, select.POLLOUT)
-            poller.poll(SEND_TIMEOUT * 1000)
-            waited = True
+                pass
+        if len(self._queue) >= QUEUE_LIMIT:
+            raise BlockingIOError(
+                errno.EAGAIN,
+                f"the spawner process is {len(self._queue)} messages behind",
+            )
+        copies: list[int] = []
+        try:
+            for fd in fds:
+                copies.append(os.dup(fd))
+        except OSError:
+            _closeAll(copies)
+            raise
+        self._queue.append((packet, copies))
+        if len(self._queue) == 1:
+            self._reactor.addWriter(self)
+            self._watchProgress()
+
+    def doWrite(self) -> Failure | None:
+        sent = False
+        while self._queue:
+            packet, fds = self._queue[0]
+            try:
+                socket.send_fds(self.sock, [packet], fds)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                return Failure(e)  # type: ignore[no-untyped-call]
+            self._queue.popleft()
+            _closeAll(fds)
+            sent = True
+        if not self._queue:
+            self._reactor.removeWriter(self)
+            self._cancelTimer()
+        elif sent:
+            self._watchProgress()
+        return None
+
+    def discard(self) -> None:
+        """
+        Drop the waiting messages (the spawner process is gone).
+        """
+        if self._queue:
+            self._reactor.removeWriter(self)
+        while self._queue:
+            _closeAll(self._queue.popleft()[1])
+        self._cancelTimer()
+
+    def _watchProgress(self) -> None:
+        self._cancelTimer()
+        self._timer = self._clock.callLater(STUCK_TIMEOUT, self._noProgress)
+
+    def _noProgress(self) -> None:
+        self._timer = None
+        if self._queue:
+            self._stuck()
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+
+def _closeAll(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 class _Watcher(ProcessProtocol):
@@ -407,7 +508,14 @@ class ProcessSpawner(PosixSpawner):
         finally:
             theirs.close()
         ours.setblocking(False)
-        channel = self._channel = SpawnerChannel(ours, self._received, self._lost)
+        channel = self._channel = SpawnerChannel(
+            ours,
+            IReactorFDSet(self._reactor),
+            IReactorTime(self._reactor),
+            self._received,
+            self._lost,
+            self._stuck,
+        )
         self._watcher = watcher
         self.pid = process.pid
         IReactorFDSet(self._reactor).addReader(channel)
@@ -429,11 +537,25 @@ class ProcessSpawner(PosixSpawner):
                 127 << 8, SpawnError(f"cannot execute {process.executable}: {reason}")
             )
 
+    def _stuck(self) -> None:
+        assert self._channel is not None
+        log.error(
+            "the spawner process took none of {count} requests for {seconds} "
+            "seconds; killing it and its children",
+            count=self._channel.waiting,
+            seconds=STUCK_TIMEOUT,
+        )
+        if self.pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(self.pid, signal.SIGKILL)
+        self._lost(expected=True)
+
     def _lost(self, expected: bool = False) -> None:
         channel, self._channel = self._channel, None
         if channel is None:
             return
         IReactorFDSet(self._reactor).removeReader(channel)
+        channel.discard()
         channel.sock.close()
         processes = list(self._processes.values())
         self._processes.clear()

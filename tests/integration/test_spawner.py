@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import pytest_twisted
 
 from tests.processes import childStates
-from twinetd import logs
+from twinetd import logs, spawnclient
 from twinetd.launch import LaunchPlan
 from twinetd.spawnclient import ProcessSpawner
 
@@ -129,3 +130,46 @@ async def test_execFailsInTheSpawner(server: Any, tmp_path: Path) -> None:
     assert failed["message"] == f"cannot execute {bad}: Exec format error"
     assert failed["host"] == "127.0.0.1"
     assert s.endedCounts == [1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_stuckSpawnerReplaced(
+    server: Any, spawner: ProcessSpawner, events: Any, monkeypatch: Any
+) -> None:
+    """
+    A spawner process that takes no request (stopped here; an C{execve}
+    hung on a dead file system in life) does not hold the daemon up: the
+    requests wait in the daemon, the connections are accepted meanwhile;
+    after L{spawnclient.STUCK_TIMEOUT} the spawner process is killed, its
+    connections end, each once, and a new one serves the next.
+    """
+    monkeypatch.setattr(spawnclient, "STUCK_TIMEOUT", 1.0)
+    s = server(always(childPlan("echo")))
+    assert await echoOnce(s) == b"hi\n"
+    first = spawner.pid
+    assert first is not None and spawner._channel is not None
+    # A small socket buffer: a few requests fill it.
+    spawner._channel.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    os.kill(first, signal.SIGSTOP)
+    clients = []
+    for _ in range(30):
+        client = await s.connect(Collector())
+        client.transport.write(b"hi\n")
+        clients.append(client)
+        if spawner._channel is not None and spawner._channel.waiting:
+            break
+    assert spawner._channel is not None and spawner._channel.waiting
+    for client in clients:
+        assert await within(client.done, 10) == b""
+    [stuck] = [e for e in events if "took none" in e.get("log_format", "")]
+    assert stuck["count"] >= 1
+    for _ in range(100):
+        if dead(first):
+            break
+        await sleep(0.05)
+    assert dead(first)
+    assert await echoOnce(s) == b"hi\n"
+    assert spawner.pid not in (None, first)
+    for done in s.ended:
+        await within(done)
+    assert s.endedCounts == [1] * len(s.ended)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import socket
 from typing import Any
 
 from twisted.internet.error import (
@@ -20,11 +21,12 @@ from twisted.internet.error import (
 )
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import logs, spawnerprocess
+from twinetd import logs, spawnclient, spawnerprocess
 from twinetd.child import ChildProcess
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
@@ -93,6 +95,11 @@ class FakeChannel:
         if self.error is not None:
             raise self.error
         self.sent.append((decode(packet), list(fds)))
+
+    waiting = 0
+
+    def discard(self) -> None:
+        pass
 
 
 class Recorder(ProcessProtocol):
@@ -246,15 +253,46 @@ class SpawnerLoopTests(SynchronousTestCase):
         self.assertEqual(self.replies(), [("p", 1, 4242), ("p", 2, 4242)])
 
 
+def channelOn(
+    case: SynchronousTestCase, sock: Any
+) -> tuple[SpawnerChannel, MemoryReactorClock, list[Any]]:
+    """
+    A L{SpawnerChannel} on C{sock} and a fake reactor; what it reports
+    (messages, C{"lost"}, C{"stuck"}) in the list.
+    """
+    reactor = MemoryReactorClock()
+    told: list[Any] = []
+    channel = SpawnerChannel(
+        sock,
+        reactor,
+        reactor,
+        told.append,
+        lambda: told.append("lost"),
+        lambda: told.append("stuck"),
+    )
+    return channel, reactor, told
+
+
+def openDescriptors() -> set[int]:
+    # Not the listing's own descriptor, closed by the time it returns.
+    found = set()
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            os.fstat(int(name))
+        except OSError:
+            continue
+        found.add(int(name))
+    return found
+
+
 class ChannelTests(SynchronousTestCase):
     def test_reads(self) -> None:
         """
         Every waiting packet is delivered; end of file is the connection's
         end; a bad packet ends it too.
         """
-        got: list[tuple[Any, ...]] = []
         sock = FakeSocket([encode(("p", 1, 2)), encode(("x", 1, 0))])
-        channel = SpawnerChannel(sock, got.append, lambda: None)  # type: ignore[arg-type]
+        channel, _, got = channelOn(self, sock)
         self.assertIsNone(channel.doRead())
         self.assertEqual(got, [("p", 1, 2), ("x", 1, 0)])
         sock.packets = [b""]
@@ -267,12 +305,139 @@ class ChannelTests(SynchronousTestCase):
         self.assertIsInstance(result.value, ValueError)
 
     def test_lost(self) -> None:
-        lost: list[bool] = []
-        channel = SpawnerChannel(
-            FakeSocket(), lambda m: None, lambda: lost.append(True)
-        )  # type: ignore[arg-type]
+        channel, _, told = channelOn(self, FakeSocket())
         channel.connectionLost(Failure(ConnectionDone()))
-        self.assertEqual(lost, [True])
+        self.assertEqual(told, ["lost"])
+
+    def fullPair(self) -> tuple[socket.socket, socket.socket]:
+        """
+        A connected C{SOCK_SEQPACKET} pair whose first end has no room.
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        ours.setblocking(False)
+        filler = 0
+        for _ in range(100_000):
+            try:
+                ours.send(encode(("f", filler)))
+            except BlockingIOError:
+                break
+            filler += 1
+        else:
+            self.fail("the socket never filled")
+        self.fillers = filler
+        return ours, theirs
+
+    def drain(self, theirs: socket.socket) -> list[tuple[tuple[Any, ...], list[int]]]:
+        got = []
+        theirs.setblocking(False)
+        for _ in range(100_000):
+            try:
+                packet, fds, _, _ = socket.recv_fds(theirs, 65536, 8)
+            except BlockingIOError:
+                break
+            got.append((decode(packet), fds))
+        return got
+
+    def test_queuedWhenFull(self) -> None:
+        """
+        A message the socket has no room for waits, its descriptors copied
+        (the caller closes its own at once); it goes, in order, when the
+        socket is writable again, and the copies are closed.  The daemon
+        never blocks.
+        """
+        ours, theirs = self.fullPair()
+        channel, reactor, told = channelOn(self, ours)
+        before = openDescriptors()
+        readEnd, writeEnd = os.pipe()
+        channel.send(encode(("s", 7)), [readEnd])
+        channel.send(encode(("k", 7, 15, True)), [])
+        os.close(readEnd)
+        self.assertEqual(channel.waiting, 2)
+        self.assertIn(channel, reactor.getWriters())
+        # Nothing was read yet: still no room.
+        self.assertIsNone(channel.doWrite())
+        self.assertEqual(channel.waiting, 2)
+        got = self.drain(theirs)
+        self.assertEqual(len(got), self.fillers)
+        self.assertIsNone(channel.doWrite())
+        self.assertEqual(channel.waiting, 0)
+        self.assertNotIn(channel, reactor.getWriters())
+        [(start, [passed]), (kill, [])] = self.drain(theirs)
+        self.assertEqual((start, kill), (("s", 7), ("k", 7, 15, True)))
+        # The passed descriptor is the pipe's read end.
+        os.write(writeEnd, b"x")
+        self.assertEqual(os.read(passed, 1), b"x")
+        os.close(passed)
+        os.close(writeEnd)
+        self.assertEqual(openDescriptors(), before)
+        self.assertEqual(told, [])
+
+    def test_queueBounded(self) -> None:
+        """
+        Beyond L{spawnclient.QUEUE_LIMIT} waiting messages, a send fails at
+        once, and nothing of it is kept.
+        """
+        self.patch(spawnclient, "QUEUE_LIMIT", 2)
+        ours, _ = self.fullPair()
+        channel, _, _ = channelOn(self, ours)
+        channel.send(encode(("f", 1)), [])
+        channel.send(encode(("f", 2)), [])
+        before = openDescriptors()
+        readEnd, writeEnd = os.pipe()
+        self.addCleanup(os.close, readEnd)
+        self.addCleanup(os.close, writeEnd)
+        with self.assertRaises(BlockingIOError):
+            channel.send(encode(("s", 3)), [readEnd])
+        self.assertEqual(channel.waiting, 2)
+        self.assertEqual(openDescriptors(), before | {readEnd, writeEnd})
+
+    def test_stuck(self) -> None:
+        """
+        Waiting messages that make no progress for
+        L{spawnclient.STUCK_TIMEOUT} seconds make the spawner process
+        stuck; progress starts the time again; an empty queue stops it.
+        """
+        ours, theirs = self.fullPair()
+        channel, reactor, told = channelOn(self, ours)
+        channel.send(encode(("s", 1)), [])
+        channel.send(encode(("s", 2)), [])
+        reactor.advance(spawnclient.STUCK_TIMEOUT - 1)
+        # Room for one more message only: progress, not the whole queue.
+        theirs.recv(65536)
+        self.assertIsNone(channel.doWrite())
+        self.assertEqual(channel.waiting, 1)
+        reactor.advance(spawnclient.STUCK_TIMEOUT - 1)
+        self.assertEqual(told, [])
+        reactor.advance(1)
+        self.assertEqual(told, ["stuck"])
+        self.drain(theirs)
+        self.assertIsNone(channel.doWrite())
+        self.assertEqual(channel.waiting, 0)
+        reactor.advance(spawnclient.STUCK_TIMEOUT * 2)
+        self.assertEqual(told, ["stuck"])
+
+    def test_discard(self) -> None:
+        """
+        The spawner process gone, the waiting messages go with their
+        descriptors' copies, and the channel is no longer written.
+        """
+        ours, _ = self.fullPair()
+        channel, reactor, told = channelOn(self, ours)
+        before = openDescriptors()
+        readEnd, writeEnd = os.pipe()
+        channel.send(encode(("s", 1)), [readEnd, writeEnd])
+        os.close(readEnd)
+        os.close(writeEnd)
+        channel.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(told, ["lost"])
+        self.assertEqual(channel.waiting, 0)
+        self.assertNotIn(channel, reactor.getWriters())
+        self.assertEqual(openDescriptors(), before)
+        reactor.advance(spawnclient.STUCK_TIMEOUT * 2)
+        self.assertEqual(told, ["lost"])
 
 
 class ProcessSpawnerTests(SynchronousTestCase):
@@ -434,6 +599,40 @@ class ProcessSpawnerTests(SynchronousTestCase):
                 if e.get("log_format", "").startswith("the spawner")
             ]
         )
+        restarted: list[bool] = []
+        self.patch(
+            self.spawner,
+            "_startProcess",
+            lambda: restarted.append(True) or self.channel,
+        )
+        self.spawn(Recorder())
+        self.assertEqual(restarted, [True])
+
+    def test_stuck(self) -> None:
+        """
+        A spawner process that takes no request for
+        L{spawnclient.STUCK_TIMEOUT} seconds is killed, and its children
+        with it, as if it had died; the next spawn starts another.
+        """
+        killed: list[tuple[str, int, int]] = []
+        self.patch(os, "killpg", lambda pid, n: killed.append(("group", pid, n)))
+        self.patch(os, "kill", lambda pid, n: killed.append(("process", pid, n)))
+        self.spawner.pid = 999
+        self.channel.waiting = 3
+        started, pending = Recorder(), Recorder()
+        first = self.spawn(started)
+        self.spawn(pending)
+        self.spawner._received(("p", first.ident, 1234))
+        self.spawner._stuck()
+        self.assertEqual(
+            killed,
+            [("process", 999, signal.SIGKILL), ("group", 1234, signal.SIGKILL)],
+        )
+        self.assertIsNone(self.spawner._channel)
+        self.assertEqual(started.ended[0].value.signal, signal.SIGKILL)
+        self.assertEqual(pending.ended[0].value.signal, signal.SIGKILL)
+        [stuck] = [e for e in self.errors if "took none" in e.get("log_format", "")]
+        self.assertEqual(stuck["count"], 3)
         restarted: list[bool] = []
         self.patch(
             self.spawner,
