@@ -119,8 +119,15 @@ def measure(
     argv += extra
     env = dict(os.environ, PYTHONPATH=repo)
     with open(os.path.join(work, f"{mode}.log"), "w") as log:
+        # In the scratch folder: `python -c` puts the working directory
+        # first on sys.path, before PYTHONPATH (--repo).
         daemon = subprocess.Popen(
-            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv,
+            env=env,
+            cwd=work,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         waitListening(port, time.monotonic() + 300)
