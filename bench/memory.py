@@ -182,6 +182,9 @@ class Process:
                 env=dict(env, TWINETD_MEMORY_PROBE=self.probe),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
+                # Not the caller's directory: python -c puts it first on
+                # sys.path, before --repo.
+                cwd=work,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
@@ -286,6 +289,7 @@ def main() -> int:
         env=env,
         stdin=subprocess.DEVNULL,
         check=True,
+        cwd=work,
     )
 
     bare = Process([args.python, *args.python_option, "-c", BARE], env, work, "bare")
