@@ -18,8 +18,9 @@ reaping, systemd)::
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.application.service import MultiService, Service
@@ -43,8 +44,6 @@ from twinetd.listeners.base import Listener, Runtime
 from twinetd.listeners.datagram import DatagramListener
 from twinetd.listeners.sockets import listenAddress
 from twinetd.listeners.stream import StreamListener
-from twinetd.listeners.waitdatagram import WaitDatagramListener
-from twinetd.listeners.waitstream import WaitStreamListener
 from twinetd.logs import RELOADED, LogSinks, emit
 from twinetd.logs.counters import Counters
 from twinetd.model import ServiceConfig, SocketType
@@ -53,8 +52,10 @@ from twinetd.policy.access import DenyList
 from twinetd.policy.gate import Gate, noNames, threadedResolver
 from twinetd.policy.limits import Limits
 from twinetd.spawn import PosixSpawner, spawnerFor
-from twinetd.spawnclient import ProcessSpawner
 from twinetd.status import ServiceState, statusDocument
+
+if TYPE_CHECKING:
+    from twinetd.spawnclient import ProcessSpawner
 
 __all__ = [
     "DaemonControl",
@@ -312,9 +313,15 @@ class TwinetdService(MultiService):
 
     def _stopped(self, result: Any) -> Deferred[None] | None:
         self.runtime.sinks.close()
-        if isinstance(self.runtime.spawner, ProcessSpawner):
+        # A spawner process exists only if its module was imported (only
+        # with spawnerProcess: see _runtime).
+        spawnclient = sys.modules.get("twinetd.spawnclient")
+        if spawnclient is not None and isinstance(
+            self.runtime.spawner, spawnclient.ProcessSpawner
+        ):
             # Every child has ended: the spawner process goes too.
-            return self.runtime.spawner.close()
+            spawner: ProcessSpawner = self.runtime.spawner
+            return spawner.close()
         return None
 
 
@@ -364,6 +371,8 @@ def _runtime(reactor: IReactorSocket, settings: DaemonSettings) -> Runtime:
     )
     spawner = spawnerFor(IReactorProcess(reactor))
     if settings.spawnerProcess and isinstance(spawner, PosixSpawner):
+        from twinetd.spawnclient import ProcessSpawner
+
         spawner = ProcessSpawner(spawner.reactor)
     return Runtime(
         spawner=spawner,
@@ -429,12 +438,16 @@ def _serviceFor(
                 internal=internalFor(config, runtime.chargenRing),
             )
         if config.wait or runtime.handsOff(config):
+            from twinetd.listeners.waitdatagram import WaitDatagramListener
+
             return WaitDatagramListener(
                 config, runtime, IReactorFDSet(reactor), serviceLog=serviceLog
             )
         return DatagramListener(config, runtime, reactor, serviceLog=serviceLog)
     if config.wait and not config.isInternal:
         # Internal services are served in the daemon whatever wait says.
+        from twinetd.listeners.waitstream import WaitStreamListener
+
         return WaitStreamListener(
             config, runtime, IReactorFDSet(reactor), serviceLog=serviceLog
         )

@@ -30,6 +30,13 @@ UNUSED = (
     "twisted.web",
     "prometheus_client",
     "automat",
+    # twinetd's own, for features the configuration does not use: the
+    # spawner process (--spawner-process), wait = yes, redirect.
+    "twinetd.spawnclient",
+    "twinetd.spawnerprocess",
+    "twinetd.listeners.waitstream",
+    "twinetd.listeners.waitdatagram",
+    "twinetd.modes.redirect",
 )
 
 # twistd in this process, with a client thread that waits until the daemon

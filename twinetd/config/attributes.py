@@ -12,7 +12,6 @@ C{rlimit_*} pairs).
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -506,6 +505,9 @@ def didYouMean(text: str, candidates: Sequence[str]) -> str:
     C{" (did you mean X?)"} when a candidate is close to C{text}, else
     C{""}.
     """
+    # Imported here: only a configuration with an error needs it.
+    import difflib
+
     close = difflib.get_close_matches(text, list(candidates), n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
 

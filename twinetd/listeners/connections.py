@@ -11,6 +11,7 @@ stops them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 from typing import Protocol as TypingProtocol
 
 from twisted.internet.defer import Deferred, DeferredList
@@ -27,8 +28,10 @@ from twinetd.model import Peer, ServiceConfig
 from twinetd.modes.bridge import BridgeProtocol
 from twinetd.modes.handoff import HandoffProtocol
 from twinetd.modes.internal import internalFor
-from twinetd.modes.redirect import RedirectProtocol, Traffic
 from twinetd.policy.gate import Admission, Admit
+
+if TYPE_CHECKING:
+    from twinetd.modes.redirect import Traffic
 
 
 class Stoppable(TypingProtocol):
@@ -122,6 +125,9 @@ class ConnectionFactory(ServerFactory):
     def _serveRedirect(
         self, ticket: Admission, peer: Peer, target: tuple[str, int]
     ) -> Protocol:
+        # Imported here: only a redirecting service needs it.
+        from twinetd.modes.redirect import RedirectProtocol
+
         protocol: RedirectProtocol
         serviceLog, clock = self.serviceLog, self.runtime.clock
         # xinetd forks a process per redirected connection and logs its
