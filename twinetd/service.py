@@ -18,9 +18,8 @@ reaping, systemd)::
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from twisted.application.service import MultiService, Service
@@ -51,11 +50,8 @@ from twinetd.modes.internal import ChargenRing, internalFor
 from twinetd.policy.access import DenyList
 from twinetd.policy.gate import Gate, noNames, threadedResolver
 from twinetd.policy.limits import Limits
-from twinetd.spawn import PosixSpawner, spawnerFor
+from twinetd.spawn import ClosingSpawner, PosixSpawner, spawnerFor
 from twinetd.status import ServiceState, statusDocument
-
-if TYPE_CHECKING:
-    from twinetd.spawnclient import ProcessSpawner
 
 __all__ = [
     "DaemonControl",
@@ -313,15 +309,9 @@ class TwinetdService(MultiService):
 
     def _stopped(self, result: Any) -> Deferred[None] | None:
         self.runtime.sinks.close()
-        # A spawner process exists only if its module was imported (only
-        # with spawnerProcess: see _runtime).
-        spawnclient = sys.modules.get("twinetd.spawnclient")
-        if spawnclient is not None and isinstance(
-            self.runtime.spawner, spawnclient.ProcessSpawner
-        ):
+        if isinstance(self.runtime.spawner, ClosingSpawner):
             # Every child has ended: the spawner process goes too.
-            spawner: ProcessSpawner = self.runtime.spawner
-            return spawner.close()
+            return self.runtime.spawner.close()
         return None
 
 

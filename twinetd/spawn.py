@@ -56,9 +56,10 @@ import signal
 import subprocess
 import sys
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import (
     IProcessProtocol,
@@ -104,6 +105,19 @@ class Spawner(Protocol):
             2: "r"}}.
         @raise SpawnError: the program could not be started; nothing is left
             open or running.
+        """
+
+
+@runtime_checkable
+class ClosingSpawner(Spawner, Protocol):
+    """
+    A L{Spawner} with something to end when the daemon stops (the spawner
+    process of L{twinetd.spawnclient.ProcessSpawner}).
+    """
+
+    def close(self) -> Deferred[None]:
+        """
+        End what the spawner runs; fires when it has ended.
         """
 
 
