@@ -187,7 +187,9 @@ async def test_endOfFileAsOutputEnds(server: Any, way: str, monkeypatch: Any) ->
     def outputEnded(self: BridgeProtocol) -> None:
         poller = select.poll()
         poller.register(clientSockets[0], select.POLLRDHUP)
-        seen.append(bool(poller.poll(0)))
+        # Waiting here holds the reactor: only an end of file already
+        # sent can arrive (the kernel may deliver it a moment later).
+        seen.append(bool(poller.poll(1000)))
         original(self)
 
     monkeypatch.setattr(BridgeProtocol, "outputEnded", outputEnded)
