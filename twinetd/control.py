@@ -203,14 +203,15 @@ class DaemonControl(Service):
       - with C{processLikeXinetd}, the process set up for its children as
         xinetd's (L{prepareProcess}) and exit status 0 after SIGTERM;
       - Twisted reaps only the children that exited
-        (L{installExitedReaper}; global, left in place at stop);
+        (L{installExitedReaper}; Twisted's reaper is back at stop);
       - systemd is told C{READY=1} once every service listens or has given
         up binding, C{RELOADING=1} and C{READY=1} around a reload,
         C{STOPPING=1} at shutdown, with a C{STATUS=} line, refreshed while
         it changes.
 
     Everything is set up when the service starts and undone (the previous
-    signal handlers and umask restored) when it stops.
+    signal handlers, reaper and umask restored) when it stops, also after
+    a start that failed half-way; stopping twice undoes nothing twice.
 
     @ivar daemon: the daemon it controls.
     @ivar umask: the umask set at start, or C{None} to leave it.
@@ -253,6 +254,7 @@ class DaemonControl(Service):
         self._reopen = [daemon.runtime.sinks.reopenAll, *reopen]
         self._previous: dict[int, Any] = {}
         self._previousUmask: int | None = None
+        self._uninstallReaper: Callable[[], None] | None = None
         self._queue: Deferred[None] = succeed(None)
         self._waiting = False
         self._status = ""
@@ -292,7 +294,7 @@ class DaemonControl(Service):
                 self._exitTrigger = IReactorCore(self._reactor).addSystemEventTrigger(
                     "after", "shutdown", exitZeroOnTerm, self._reactor
                 )
-        installExitedReaper()
+        self._uninstallReaper = installExitedReaper()
         handlers = (self._hup, self._usr1, self._usr2)
         for signum, handler in zip(_SIGNALS, handlers, strict=True):
             self._previous[signum] = signal.signal(signum, handler)
@@ -308,6 +310,9 @@ class DaemonControl(Service):
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
+        if self._uninstallReaper is not None:
+            self._uninstallReaper()
+            self._uninstallReaper = None
         if self._previousUmask is not None:
             os.umask(self._previousUmask)
             self._previousUmask = None
