@@ -14,7 +14,9 @@ The seams:
   - Twisted's log lines: its accept loop's, its ports', its factories' and
     protocols' start and stop lines; a publisher's observers; the event
     L{Logger.emit} makes (L{emitEvent});
-  - twistd's re-raised stopping signal (C{ReactorBase._exitSignal});
+  - twistd's re-raised stopping signal (C{ReactorBase._exitSignal}), and
+    its C{SIGUSR1} log rotation, set only over an unset handler
+    (L{UnsetHandler});
   - a stream transport's write buffers and its end, for a socket handed to
     a child (L{takeUnsentOutput}, L{releaseHandedOver});
   - a UDP port paused and resumed (L{pauseReading}, L{resumeReading});
@@ -214,6 +216,20 @@ def clearExitSignal(reactor: object) -> None:
     Let twistd exit normally after a signal stopped the reactor.
     """
     reactor._exitSignal = None  # type: ignore[attr-defined]
+
+
+class UnsetHandler:
+    """
+    A signal handler twistd takes for no handler.
+
+    twistd sets its own C{SIGUSR1} handler (its log file's rotation) only
+    when the handler in place is false (C{None} or C{SIG_DFL}:
+    C{UnixAppLogger._getLogObserver}); a handler of this class is false, so
+    twistd's rotation replaces it as it replaces no handler.
+    """
+
+    def __bool__(self) -> bool:
+        return False
 
 
 def writeBuffered(transport: object) -> bool:

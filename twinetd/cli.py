@@ -331,6 +331,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         argv = sys.argv[1:]
     if argv[:1] == ["status"]:
         raise SystemExit(status(argv[1:], sys.stdout))
+    # From the first moment, a SIGHUP (or SIGUSR1/2) must not end the
+    # daemon: recorded now, answered once it runs (as xinetd does).
+    from twinetd.earlysignals import installEarlySignals
+
+    installEarlySignals()
     umask = os.umask(0o022)
     os.umask(umask)
     twistd, facility = twistdArgv(argv, umask, os.getcwd())

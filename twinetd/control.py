@@ -25,6 +25,7 @@ from twisted.logger import ILogObserver, Logger
 
 from twinetd._twistedcompat import clearExitSignal, exitSignal
 from twinetd.config import LoadResult
+from twinetd.earlysignals import EARLY_SIGNALS, EarlySignals
 from twinetd.errors import Problem
 from twinetd.logs import (
     CANNOT_LISTEN,
@@ -183,7 +184,7 @@ def exitZeroOnTerm(reactor: object) -> None:
 
 
 #: The signals L{DaemonControl} answers to.
-_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+_SIGNALS = EARLY_SIGNALS
 
 
 class DaemonControl(Service):
@@ -203,14 +204,22 @@ class DaemonControl(Service):
       - with C{processLikeXinetd}, the process set up for its children as
         xinetd's (L{prepareProcess}) and exit status 0 after SIGTERM;
       - Twisted reaps only the children that exited
-        (L{installExitedReaper}; global, left in place at stop);
+        (L{installExitedReaper}; Twisted's reaper is back at stop);
       - systemd is told C{READY=1} once every service listens or has given
         up binding, C{RELOADING=1} and C{READY=1} around a reload,
         C{STOPPING=1} at shutdown, with a C{STATUS=} line, refreshed while
         it changes.
 
+    A signal recorded before it starts (L{twinetd.earlysignals}: the
+    daemon's entry points record them from their first moment, so that
+    they do not end the process) is answered once, as soon as it has
+    started: a reload, the logs reopened, the status logged.  A C{SIGHUP}
+    that came before the configuration was read needs no reload
+    (L{EarlySignals.loading}).
+
     Everything is set up when the service starts and undone (the previous
-    signal handlers and umask restored) when it stops.
+    signal handlers, reaper and umask restored) when it stops, also after
+    a start that failed half-way; stopping twice undoes nothing twice.
 
     @ivar daemon: the daemon it controls.
     @ivar umask: the umask set at start, or C{None} to leave it.
@@ -253,6 +262,8 @@ class DaemonControl(Service):
         self._reopen = [daemon.runtime.sinks.reopenAll, *reopen]
         self._previous: dict[int, Any] = {}
         self._previousUmask: int | None = None
+        self._uninstallReaper: Callable[[], None] | None = None
+        self._early: list[int] = []
         self._queue: Deferred[None] = succeed(None)
         self._waiting = False
         self._status = ""
@@ -271,6 +282,7 @@ class DaemonControl(Service):
     def startService(self) -> None:
         Service.startService(self)  # type: ignore[no-untyped-call]
         self._install()
+        self._answerEarly()
         if self.notifier is not None:
             self.daemon.runtime.sinks.addObserver(self._observer)
             self._awaitSettled()
@@ -292,10 +304,32 @@ class DaemonControl(Service):
                 self._exitTrigger = IReactorCore(self._reactor).addSystemEventTrigger(
                     "after", "shutdown", exitZeroOnTerm, self._reactor
                 )
-        installExitedReaper()
+        self._uninstallReaper = installExitedReaper()
         handlers = (self._hup, self._usr1, self._usr2)
+        recorder = None
         for signum, handler in zip(_SIGNALS, handlers, strict=True):
-            self._previous[signum] = signal.signal(signum, handler)
+            previous = signal.signal(signum, handler)
+            self._previous[signum] = previous
+            if isinstance(previous, EarlySignals):
+                recorder = previous
+        if recorder is not None:
+            self._early = recorder.take()
+
+    def _answerEarly(self) -> None:
+        # As xinetd, whose handlers queue the signals from before it reads
+        # its configuration until its loop answers them: once each here.
+        actions: dict[int, Callable[[], object]] = {
+            signal.SIGHUP: self.reload,
+            signal.SIGUSR1: self.reopenLogs,
+            signal.SIGUSR2: self.logStatus,
+        }
+        early, self._early = self._early, []
+        for signum in early:
+            log.info(
+                "{signal} came while the daemon started: answered now",
+                signal=signal.Signals(signum).name,
+            )
+            self._fromThreads.callFromThread(actions[signum])
 
     def stopService(self) -> None:
         Service.stopService(self)  # type: ignore[no-untyped-call]
@@ -308,6 +342,9 @@ class DaemonControl(Service):
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
+        if self._uninstallReaper is not None:
+            self._uninstallReaper()
+            self._uninstallReaper = None
         if self._previousUmask is not None:
             os.umask(self._previousUmask)
             self._previousUmask = None
@@ -320,7 +357,7 @@ class DaemonControl(Service):
 
     def _usr1(self, signum: int, frame: FrameType | None) -> None:
         previous = self._previous.get(signum)
-        if callable(previous):
+        if callable(previous) and not isinstance(previous, EarlySignals):
             previous(signum, frame)
         self._fromThreads.callFromThread(self.reopenLogs)
 

@@ -55,7 +55,7 @@ import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -470,7 +470,7 @@ def spawnerFor(reactor: IReactorProcess) -> Spawner:
     return ReactorSpawner(reactor)
 
 
-def installExitedReaper() -> None:
+def installExitedReaper() -> Callable[[], None]:
     """
     Make Twisted reap only the children that exited.
 
@@ -481,11 +481,16 @@ def installExitedReaper() -> None:
     (C{waitid(P_ALL, ..., WNOWAIT)}) and reaps just those, through Twisted's
     own handlers; a child Twisted does not know (one started by other code,
     which reaps it itself) falls back to Twisted's scan.  Global: the twistd
-    plugin installs it; an embedding application may.
+    plugin installs it (L{twinetd.control.DaemonControl}, while it runs); an
+    embedding application may.
+
+    @return: puts back the reaper this replaced, unless another has
+        replaced this one since; does nothing when this reaper was there
+        already (its installer puts it back).
     """
     original, handlers = reaping()
     if getattr(original, "twinetdExitedReaper", False):
-        return
+        return _nothing
 
     def reapExited() -> None:
         for _ in range(len(handlers) + 1):
@@ -506,3 +511,13 @@ def installExitedReaper() -> None:
 
     reapExited.twinetdExitedReaper = True  # type: ignore[attr-defined]
     setReaper(reapExited)
+
+    def uninstall() -> None:
+        if reaping()[0] is reapExited:
+            setReaper(original)
+
+    return uninstall
+
+
+def _nothing() -> None:
+    pass

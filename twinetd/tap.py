@@ -26,6 +26,7 @@ from twinetd._twistedcompat import (
 )
 from twinetd.config import LoadResult, Lookups, loadPath
 from twinetd.control import logProblems, summary
+from twinetd.earlysignals import EarlySignals, installEarlySignals
 from twinetd.errors import printable
 from twinetd.launch import argvFor
 from twinetd.model import ServiceConfig, SocketType
@@ -244,7 +245,16 @@ class Options(usage.Options):
         print(twinetd.versionText())
         raise SystemExit(0)
 
+    #: What records the daemon's signals until it runs: set when the
+    #: options are twistd's subcommand (not when an application parses them).
+    earlySignals: EarlySignals | None = None
+
     def postOptions(self) -> None:
+        from twisted.application.app import ServerOptions
+
+        if isinstance(getattr(self, "parent", None), ServerOptions):
+            # The daemon starts: a SIGHUP from now on must not end it.
+            self.earlySignals = installEarlySignals()
         if self["limit"] is not None and self["limit"] < 1:
             raise usage.UsageError("--limit must be at least 1")
         if self["kill-delay"] < 0:
@@ -262,6 +272,8 @@ def makeService(options: Options) -> IService:
     Build the daemon's service tree from the options, without touching the
     process: signal handlers, the umask, the reaper and systemd's
     notifications are set up when the tree starts (L{DaemonControl}).
+    (Under twistd, the options set handlers that record C{SIGHUP},
+    C{SIGUSR1} and C{SIGUSR2} until then: L{twinetd.earlysignals}.)
 
     The tree: the daemon (L{TwinetdService}), whose first children are
     twistd's log set-up (L{TwistdLog}), L{DaemonControl} and the
@@ -280,6 +292,8 @@ def makeService(options: Options) -> IService:
     from twinetd.sdnotify import NOTIFY_SOCKET, Notifier
     from twinetd.service import DaemonControl, DaemonSettings, fromRecords
 
+    if options.earlySignals is not None:
+        options.earlySignals.loading()
     result = startup(options, Lookups.system(), sys.stderr)
     settings = DaemonSettings(
         killDelay=options["kill-delay"],

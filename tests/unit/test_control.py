@@ -10,6 +10,7 @@ import signal
 from collections.abc import Iterable
 from typing import Any
 
+from twisted.internet import process
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.task import Clock
@@ -175,6 +176,49 @@ class DaemonControlTests(SynchronousTestCase):
         for signum in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
             self.assertNotEqual(signal.getsignal(signum), self.before[signum])
         control.stopService()
+        self.assertEqual({s: signal.getsignal(s) for s in self.before}, self.before)
+
+    def test_reaperRestored(self) -> None:
+        """
+        Twisted's reaper (the module attribute its C{SIGCHLD} handling
+        calls) is twinetd's while the service runs and Twisted's own again
+        after it stops, with every handler found at start; stopping again
+        changes nothing.
+        """
+        reaper = process.reapAllProcesses
+        chld = signal.getsignal(signal.SIGCHLD)
+        control = self.control()
+        control.privilegedStartService()
+        control.startService()
+        self.assertTrue(getattr(process.reapAllProcesses, "twinetdExitedReaper", 0))
+        control.stopService()
+        self.assertIs(process.reapAllProcesses, reaper)
+        self.assertEqual(signal.getsignal(signal.SIGCHLD), chld)
+        self.assertEqual({s: signal.getsignal(s) for s in self.before}, self.before)
+        control.stopService()
+        self.assertIs(process.reapAllProcesses, reaper)
+        self.assertEqual({s: signal.getsignal(s) for s in self.before}, self.before)
+
+    def test_restoredAfterFailedStart(self) -> None:
+        """
+        A start that fails half-way (a handler cannot be set) is undone
+        by the stop: the reaper and the handlers set before the failure
+        are back.
+        """
+        reaper = process.reapAllProcesses
+        real = signal.signal
+
+        def failing(signum: int, handler: Any) -> Any:
+            if signum == signal.SIGUSR2:
+                raise ValueError("signal only works in main thread")
+            return real(signum, handler)
+
+        self.patch(signal, "signal", failing)
+        control = self.control()
+        self.assertRaises(ValueError, control.startService)
+        self.assertNotEqual(signal.getsignal(signal.SIGHUP), self.before[1])
+        control.stopService()
+        self.assertIs(process.reapAllProcesses, reaper)
         self.assertEqual({s: signal.getsignal(s) for s in self.before}, self.before)
 
     def test_umask(self) -> None:

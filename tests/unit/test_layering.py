@@ -44,6 +44,7 @@ ORDER: list[tuple[str, ...]] = [
     ("errors",),
     ("model",),
     ("_twistedcompat",),
+    ("earlysignals",),
     CONFIG,
     ("policy.access", "policy.limits", "policy.backoff", "policy.gate"),
     ("launch",),

@@ -296,6 +296,41 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(list(daemon.records), ["good"])
         self.assertIs(daemon.getServiceNamed("good"), listener)
 
+    def test_earlySignalsUnderTwistd(self) -> None:
+        """
+        As twistd's subcommand, the options record SIGHUP, SIGUSR1 and
+        SIGUSR2 from then on (L{twinetd.earlysignals}); C{makeService}
+        reads the configuration, which answers a SIGHUP that came before.
+        Parsed by anything else (an application, this module's other
+        tests), they set no handler.
+        """
+        from twisted.scripts.twistd import ServerOptions
+
+        from twinetd import earlysignals
+        from twinetd.tap import makeService
+
+        signals = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+        for signum in signals:
+            self.addCleanup(signal.signal, signum, signal.getsignal(signum))
+            signal.signal(signum, signal.SIG_DFL)
+        self.patch(earlysignals, "_installed", None)
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        options = Options()
+        options.parseOptions(["-c", folder])
+        self.assertEqual([signal.getsignal(s) for s in signals], [signal.SIG_DFL] * 3)
+        self.assertIsNone(options.earlySignals)
+        options.parent = ServerOptions()
+        options.parseOptions(["-c", folder])
+        early = options.earlySignals
+        assert isinstance(early, earlysignals.EarlySignals)
+        self.assertEqual([signal.getsignal(s) for s in signals], [early] * 3)
+        early(signal.SIGHUP, None)
+        early(signal.SIGUSR2, None)
+        options.parent = {"nodaemon": True, "umask": None}
+        makeService(options)
+        self.assertEqual(early.take(), [signal.SIGUSR2])
+
     def test_spawnerProcess(self) -> None:
         """
         C{--spawner-process} gives the daemon a L{ProcessSpawner}, started

@@ -373,6 +373,43 @@ class ExitSignalTests(SynchronousTestCase):
         self.assertIn("_exitSignal", source)
 
 
+class _Placeholder(compat.UnsetHandler):
+    def __call__(self, signum: int, frame: object) -> None:
+        pass
+
+
+class UnsetHandlerTests(SynchronousTestCase):
+    """
+    twistd sets its C{SIGUSR1} log rotation over an L{compat.UnsetHandler}
+    as over no handler, and leaves any other handler alone.
+    """
+
+    def observe(self, handler: Any) -> Any:
+        from twisted.scripts._twistd_unix import UnixAppLogger
+
+        previous = signal.signal(signal.SIGUSR1, handler)
+        self.addCleanup(signal.signal, signal.SIGUSR1, previous)
+        path = os.path.join(self.mktemp() + ".d", "twistd.log")
+        os.makedirs(os.path.dirname(path))
+        logger = UnixAppLogger({"logfile": path, "nodaemon": True})
+        observer = logger._getLogObserver()
+        self.addCleanup(observer._outFile.close)
+        return signal.getsignal(signal.SIGUSR1)
+
+    def test_replaced(self) -> None:
+        unset = _Placeholder()
+        self.assertFalse(unset)
+        rotation = self.observe(unset)
+        self.assertIsNot(rotation, unset)
+        self.assertEqual(rotation.__name__, "rotateLog")
+
+    def test_otherKept(self) -> None:
+        def handler(signum: int, frame: object) -> None:
+            pass
+
+        self.assertIs(self.observe(handler), handler)
+
+
 class _Stopping:
     """
     Enough of a reactor for Twisted's own signal handlers.
