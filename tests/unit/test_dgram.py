@@ -5,8 +5,11 @@ real time.
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import os
 import socket
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -15,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twinetd import logs
 from twinetd.errors import SourceLocation
 from twinetd.launch import LaunchPlan, planLaunch
+from twinetd.listeners import datagram as listenersDatagram
 from twinetd.listeners.datagram import (
     DEFAULT_CHILD_TIMEOUT,
     MAX_DATAGRAM,
@@ -26,12 +30,14 @@ from twinetd.listeners.waitdatagram import (
     HOLD_POLL_MAX,
 )
 from twinetd.model import Peer, ServiceConfig, SocketType
+from twinetd.modes.datagram import stdinHolding
 from twinetd.modes.internal import InternalService
 from twinetd.policy.gate import Admission
 from twinetd.policy.limits import Ticket as LimitsTicket
 from twinetd.testing import FakeProcess, FakeUDPPort, MemoryProcessReactor
 
 from ..runtime import datagramListener
+from .test_spawnclient import openDescriptors
 
 CLIENT = ("127.0.0.1", 5555)
 OTHER = ("127.0.0.1", 6666)
@@ -116,7 +122,26 @@ class FakeSocket:
 
 
 class DatagramTestsMixin:
+    #: Whether a child's standard input is the pipe that holds its
+    #: datagram (L{stdinHolding}); else (the fallback, when the pipe cannot
+    #: hold it) the datagram is written to its standard input as it starts.
+    prefilled = False
+
     def setUpService(self, config: ServiceConfig, **kw: Any) -> DatagramServing:
+        #: Copies of the pipes given as standard input, to read back.
+        self.stdinPipes: list[int] = []
+        case = cast(SynchronousTestCase, self)
+
+        def holding(datagram: bytes) -> int | None:
+            if not self.prefilled:
+                return None
+            fd = stdinHolding(datagram)
+            if fd is not None:
+                self.stdinPipes.append(os.dup(fd))
+                case.addCleanup(os.close, self.stdinPipes[-1])
+            return fd
+
+        case.patch(listenersDatagram, "stdinHolding", holding)
         self.reactor = MemoryProcessReactor()
         self.events: list[dict[str, Any]] = []
         self.peers: list[Peer | None] = []
@@ -147,6 +172,87 @@ class DatagramTestsMixin:
     @property
     def spawned(self) -> list[FakeProcess]:
         return self.reactor.spawned
+
+
+class PrefilledStdinTests(DatagramTestsMixin, SynchronousTestCase):
+    """
+    A child's standard input is a pipe that already holds its datagram:
+    nothing is written to it afterwards.
+    """
+
+    prefilled = True
+
+    def test_datagramInThePipe(self) -> None:
+        """
+        The child's descriptor 0 is a pipe holding the datagram, then its
+        end of file (the daemon keeps no end of it); the reply is as ever.
+        """
+        self.setUpService(record())
+        self.port.deliver(b"question", CLIENT)
+        [child] = self.spawned
+        assert child.call.childFDs is not None
+        self.assertEqual(
+            {fd: kind for fd, kind in child.call.childFDs.items() if fd != 0},
+            {1: "r", 2: "r"},
+        )
+        self.assertIsInstance(child.call.childFDs[0], int)
+        [stdin] = self.stdinPipes
+        self.assertEqual(os.read(stdin, 100), b"question")
+        self.assertEqual(os.read(stdin, 100), b"")
+        self.assertEqual(child.written, [])
+        child.output(b"answer")
+        child.end()
+        self.assertEqual(self.port.written, [(b"answer", CLIENT)])
+
+    def test_emptyDatagram(self) -> None:
+        self.setUpService(record())
+        self.port.deliver(b"", CLIENT)
+        [child] = self.spawned
+        [stdin] = self.stdinPipes
+        self.assertEqual(os.read(stdin, 100), b"")
+        self.assertEqual(child.written, [])
+
+    def test_descriptorClosed(self) -> None:
+        """
+        The daemon closes its copy of the pipe once the child has it, also
+        when the start fails.
+        """
+        before = openDescriptors()
+        self.setUpService(record())
+        self.port.deliver(b"q", CLIENT)
+        self.reactor.spawnErrors["/bin/cat"] = OSError(errno.ENOENT, "gone")
+        self.port.deliver(b"q", CLIENT)
+        self.assertEqual(len(self.of("spawnFailed")), 1)
+        self.assertEqual(openDescriptors(), before | set(self.stdinPipes))
+
+
+class StdinHoldingTests(SynchronousTestCase):
+    def test_holds(self) -> None:
+        fd = stdinHolding(b"x" * 65507)
+        assert fd is not None
+        self.addCleanup(os.close, fd)
+        self.assertEqual(len(os.read(fd, 70000)), 65507)
+        self.assertEqual(os.read(fd, 1), b"")
+
+    def test_tooSmallPipe(self) -> None:
+        """
+        A pipe that cannot hold the datagram (one page, for a user over its
+        pipe quota) gives C{None}, and nothing is left open.
+        """
+        real = os.pipe
+
+        def smallPipe() -> tuple[int, int]:
+            r, w = real()
+            fcntl.fcntl(w, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+            return r, w
+
+        self.patch(os, "pipe", smallPipe)
+        before = openDescriptors()
+        self.assertIsNone(stdinHolding(b"x" * 5000))
+        self.assertEqual(openDescriptors(), before)
+        fd = stdinHolding(b"x" * 4000)
+        assert fd is not None
+        os.close(fd)
 
 
 class BridgeTests(DatagramTestsMixin, SynchronousTestCase):

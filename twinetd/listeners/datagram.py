@@ -46,6 +46,7 @@ Every socket is bound by L{twinetd.listeners.sockets.bindSocket}
 from __future__ import annotations
 
 import functools
+import os
 import socket
 import time
 from collections import Counter
@@ -63,7 +64,7 @@ from twinetd.child import ChildProcess, spawnFailed
 from twinetd.listeners.base import Listener, ListenerOptions, Runtime
 from twinetd.listeners.sockets import bindSocket, listenAddress
 from twinetd.model import Peer, ServiceConfig
-from twinetd.modes.datagram import MAX_REPLY, ReplyingChild
+from twinetd.modes.datagram import MAX_REPLY, ReplyingChild, stdinHolding
 from twinetd.modes.internal import InternalService, LocalTime
 from twinetd.policy.gate import Admission
 
@@ -386,17 +387,30 @@ class DatagramListener(DatagramServing):
         def reply(data: bytes) -> None:
             self._sendReply(child, peer, data, addr)
 
+        try:
+            stdin = stdinHolding(datagram)
+        except OSError:
+            # Out of descriptors: the spawn says so (a failed start).
+            stdin = None
         child = ReplyingChild(
             self.serviceLog,
             peer,
             self._clock,
             self.killDelay,
             lambda: self._childEnded(child, admission),
-            datagram,
+            datagram if stdin is None else b"",
             reply,
             self.maxReply,
         )
-        if self._spawn(child, peer, admission, None) and not child.ended:
+        childFDs: dict[int, int | str] | None = None
+        if stdin is not None:
+            childFDs = {0: stdin, 1: "r", 2: "r"}
+        try:
+            spawned = self._spawn(child, peer, admission, childFDs)
+        finally:
+            if stdin is not None:
+                os.close(stdin)
+        if spawned and not child.ended:
             child.terminateLater(self.childTimeout)
 
     def _sendReply(

@@ -22,6 +22,8 @@ refuses it; twinetd makes it work as a request/response bridge
 
 from __future__ import annotations
 
+import os
+import select
 from collections.abc import Callable
 
 from twisted.internet.interfaces import IReactorTime
@@ -33,6 +35,37 @@ from twinetd.model import Peer
 
 #: The largest reply: the largest UDP payload over IPv4.
 MAX_REPLY = 65507
+
+
+def stdinHolding(datagram: bytes) -> int | None:
+    """
+    The read end of a pipe that holds C{datagram} and then its end of file:
+    a child's standard input with nothing left for the daemon to write
+    (no writer to watch, no wait for the child's start).  C{None} when the
+    pipe cannot hold it all (an unprivileged user over its
+    C{pipe-user-pages-soft} gets one-page pipes): the datagram is then
+    written to the child's standard input pipe as it starts.  The caller
+    closes the descriptor once the child has it.
+    """
+    readEnd, writeEnd = os.pipe()
+    written = 0
+    try:
+        if len(datagram) > select.PIPE_BUF:
+            # An empty pipe holds at least one page: more may not fit.
+            os.set_blocking(writeEnd, False)
+        if datagram:
+            written = os.write(writeEnd, datagram)
+    except BlockingIOError:
+        pass
+    except BaseException:
+        os.close(readEnd)
+        raise
+    finally:
+        os.close(writeEnd)
+    if written != len(datagram):
+        os.close(readEnd)
+        return None
+    return readEnd
 
 
 class ReplyingChild(ChildProcess):
@@ -55,7 +88,9 @@ class ReplyingChild(ChildProcess):
         maxReply: int = MAX_REPLY,
     ) -> None:
         """
-        @param datagram: its standard input.
+        @param datagram: what is written to its standard input as it
+            starts, which is then closed (empty when its standard input is
+            a pipe that already holds the datagram: L{stdinHolding}).
         @param reply: sends the reply (called at most once, never with
             nothing).
         @param maxReply: the largest reply.
