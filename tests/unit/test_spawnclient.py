@@ -460,6 +460,19 @@ class ProcessSpawnerTests(SynchronousTestCase):
         assert isinstance(process, RemoteProcess)
         return process
 
+    def assertRestartsAtNextSpawn(self) -> None:
+        """
+        The next spawn starts a new spawner process.
+        """
+        restarted: list[bool] = []
+        self.patch(
+            self.spawner,
+            "_startProcess",
+            lambda: restarted.append(True) or self.channel,
+        )
+        self.spawn(Recorder())
+        self.assertEqual(restarted, [True])
+
     def test_request(self) -> None:
         """
         The request carries what L{spawn.childStart} gives and the child's
@@ -599,14 +612,7 @@ class ProcessSpawnerTests(SynchronousTestCase):
                 if e.get("log_format", "").startswith("the spawner")
             ]
         )
-        restarted: list[bool] = []
-        self.patch(
-            self.spawner,
-            "_startProcess",
-            lambda: restarted.append(True) or self.channel,
-        )
-        self.spawn(Recorder())
-        self.assertEqual(restarted, [True])
+        self.assertRestartsAtNextSpawn()
 
     def test_stuck(self) -> None:
         """
@@ -633,14 +639,7 @@ class ProcessSpawnerTests(SynchronousTestCase):
         self.assertEqual(pending.ended[0].value.signal, signal.SIGKILL)
         [stuck] = [e for e in self.errors if "took none" in e.get("log_format", "")]
         self.assertEqual(stuck["count"], 3)
-        restarted: list[bool] = []
-        self.patch(
-            self.spawner,
-            "_startProcess",
-            lambda: restarted.append(True) or self.channel,
-        )
-        self.spawn(Recorder())
-        self.assertEqual(restarted, [True])
+        self.assertRestartsAtNextSpawn()
 
     def test_deadWhenSending(self) -> None:
         """
