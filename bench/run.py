@@ -18,7 +18,8 @@ Measures, for every server that is available:
 twinetd runs twice: bridging (the default) and in handoff mode
 (twistd twinetd --handoff, the socket given to the child as xinetd and
 tcpserver do); twinetd-spawner is the bridging daemon with
---spawner-process (twinetd-handoff-spawner, on request: both).
+--spawner-process (twinetd-handoff-spawner, on request: both);
+twinetd-busy (on request) bridges with --spawner-process-above 4.
 
 Standard library only. Run with any Python 3.9+; twinetd itself is started
 with --twinetd-python (default: the checkout's .venv) and PYTHONPATH set
@@ -69,7 +70,9 @@ SERVERS = (
     "tcpserver",
 )
 #: Servers measured only when --servers names them.
-EXTRA_SERVERS = ("twinetd-handoff-spawner",)
+EXTRA_SERVERS = ("twinetd-handoff-spawner", "twinetd-busy")
+#: twinetd-busy's --spawner-process-above.
+BUSY_ABOVE = 4
 #: twinetd from another checkout (--base-repo), for before/after figures.
 BASE_SERVERS = ("base", "base-handoff")
 STREAM_SERVICES = ("echo", "cat", "hold")
@@ -335,6 +338,7 @@ class Twinetd(Server):
         handoff: bool = False,
         repo: str = REPO,
         spawnerProcess: bool = False,
+        spawnerAbove: int | None = None,
     ) -> None:
         if handoff:
             # The datagram services do not depend on the stream mode: they
@@ -347,6 +351,7 @@ class Twinetd(Server):
         self.handoff = handoff
         self.repo = repo
         self.spawnerProcess = spawnerProcess
+        self.spawnerAbove = spawnerAbove
 
     def start(self, children: dict[str, str]) -> None:
         if not os.path.exists(os.path.join(self.repo, "twinetd", "tap.py")):
@@ -368,6 +373,8 @@ class Twinetd(Server):
             argv.append("--handoff")
         if self.spawnerProcess:
             argv.append("--spawner-process")
+        if self.spawnerAbove is not None:
+            argv += ["--spawner-process-above", str(self.spawnerAbove)]
         self.spawn(argv, env=env)
 
 
@@ -1087,6 +1094,7 @@ def main(argv: list[str] | None = None) -> int:
                         handoff="-handoff" in name,
                         repo=args.base_repo if name in BASE_SERVERS else REPO,
                         spawnerProcess=name.endswith("-spawner"),
+                        spawnerAbove=BUSY_ABOVE if name == "twinetd-busy" else None,
                     )
                 else:
                     server = {"xinetd": Xinetd, "socat": Socat, "tcpserver": Tcpserver}[

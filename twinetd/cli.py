@@ -104,6 +104,14 @@ _VALUES: tuple[tuple[tuple[str, ...], str, str, type, str], ...] = (
         "the most servers running at once over all services",
     ),
     (
+        ("--spawner-process-above",),
+        "spawnerProcessAbove",
+        "N",
+        int,
+        "start the programs from the spawner process only while more than "
+        "N are running",
+    ),
+    (
         ("-logprocs", "--logprocs"),
         "logprocs",
         "N",
@@ -213,6 +221,8 @@ def twistdArgv(
         twistd.append("--handoff")
     if options.spawnerProcess:
         twistd.append("--spawner-process")
+    if options.spawnerProcessAbove is not None:
+        twistd += ["--spawner-process-above", str(options.spawnerProcessAbove)]
     if options.stayalive or options.dontfork:
         twistd.append("--stayalive")
     if options.limit is not None:

@@ -89,6 +89,10 @@ class DaemonSettings:
         ids agree, else C{None}.
     @ivar spawnerProcess: start children from a spawner process
         (L{twinetd.spawnclient}) on a reactor that can.
+    @ivar spawnerProcessAbove: start children from a spawner process only
+        while more than this many are running, from the daemon otherwise
+        (L{twinetd.spawnclient.BusySpawner}); C{None}: as
+        C{spawnerProcess} says.
     """
 
     killDelay: float = 5.0
@@ -101,6 +105,7 @@ class DaemonSettings:
     uid: int = attrs.field(factory=os.geteuid)
     gid: int | None = attrs.field(factory=lambda: _soleGid())
     spawnerProcess: bool = False
+    spawnerProcessAbove: int | None = None
 
 
 def _soleGid() -> int | None:
@@ -360,7 +365,11 @@ def _runtime(reactor: IReactorSocket, settings: DaemonSettings) -> Runtime:
         resolveName=resolver,
     )
     spawner = spawnerFor(IReactorProcess(reactor))
-    if settings.spawnerProcess and isinstance(spawner, PosixSpawner):
+    if settings.spawnerProcessAbove is not None and isinstance(spawner, PosixSpawner):
+        from twinetd.spawnclient import BusySpawner
+
+        spawner = BusySpawner(spawner.reactor, settings.spawnerProcessAbove)
+    elif settings.spawnerProcess and isinstance(spawner, PosixSpawner):
         from twinetd.spawnclient import ProcessSpawner
 
         spawner = ProcessSpawner(spawner.reactor)

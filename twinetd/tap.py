@@ -212,6 +212,16 @@ class Options(usage.Options):
             int,
         ],
         [
+            "spawner-process-above",
+            None,
+            None,
+            "Start the programs from the spawner process (see "
+            "--spawner-process) only while more than N are running, from "
+            "the daemon itself otherwise: the daemon's own start is quicker "
+            "one at a time, the spawner process under load.",
+            int,
+        ],
+        [
             "kill-delay",
             None,
             5.0,
@@ -259,6 +269,9 @@ class Options(usage.Options):
             raise usage.UsageError("--limit must be at least 1")
         if self["kill-delay"] < 0:
             raise usage.UsageError("--kill-delay must not be negative")
+        above = self["spawner-process-above"]
+        if above is not None and above < 0:
+            raise usage.UsageError("--spawner-process-above must not be negative")
         if self["config"] is None and self["inetd-conf"] is None:
             self["config"] = DEFAULT_CONFIG
         # As importing twisted.internet.endpoints used to, at start-up.
@@ -300,6 +313,7 @@ def makeService(options: Options) -> IService:
         processLimit=options["limit"],
         handoff=bool(options["handoff"]),
         spawnerProcess=bool(options["spawner-process"]),
+        spawnerProcessAbove=options["spawner-process-above"],
         environment=tuple(
             (name, value) for name, value in os.environ.items() if name != NOTIFY_SOCKET
         ),

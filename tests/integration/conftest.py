@@ -32,7 +32,7 @@ from twinetd.logs import ServiceLog
 from twinetd.model import Peer
 from twinetd.modes.bridge import BridgeProtocol
 from twinetd.spawn import Spawner, spawnerFor
-from twinetd.spawnclient import ProcessSpawner
+from twinetd.spawnclient import BusySpawner, ProcessSpawner
 
 reactor: Any = _reactor
 DEADLINE = 15.0
@@ -159,8 +159,10 @@ class Collector(Protocol):
 
 
 #: Which spawner a test's servers use: C{"posix"} (L{PosixSpawner}, the
-#: default) or C{"process"} (a spawner process, L{ProcessSpawner}).
-SPAWNERS = ("posix", "process")
+#: default), C{"process"} (a spawner process, L{ProcessSpawner}) or
+#: C{"busy"} (L{BusySpawner} with a threshold of 0: the first child from
+#: the daemon, the next ones while it runs from the spawner process).
+SPAWNERS = ("posix", "process", "busy")
 
 #: Runs a test once with each spawner (see the C{spawner} fixture).
 bothSpawners = pytest.mark.parametrize("spawnerKind", SPAWNERS)
@@ -183,6 +185,12 @@ async def spawner(spawnerKind: str) -> AsyncIterator[Spawner]:
     """
     if spawnerKind == "posix":
         yield spawnerFor(reactor)
+        return
+    if spawnerKind == "busy":
+        busy = BusySpawner(reactor, 0)
+        busy.processSpawner.start()
+        yield busy
+        await closeSpawner(busy.processSpawner)
         return
     made = ProcessSpawner(reactor)
     # Started now: its descriptors are there before the test counts any.

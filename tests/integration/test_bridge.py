@@ -681,3 +681,44 @@ async def test_stderrLogged(server: Any, way: str) -> None:
     lines = s.of(logs.STDERR)
     assert [e["line"] for e in lines] == ["first problem", "second problem"]
     assert {e["pid"] for e in lines} == {s.of(logs.START)[0]["pid"]}
+
+
+@pytest.mark.parametrize("spawnerKind", ["busy"])
+@pytest_twisted.ensureDeferred
+async def test_busySpawnerMovesStartsUnderLoad(server: Any, spawner: Any) -> None:
+    """
+    L{spawnclient.BusySpawner} with a threshold of 0: the first child is
+    the daemon's own; the next, started while it runs, is the spawner
+    process's; both serve their clients; once none runs, the daemon starts
+    them again.
+    """
+    s = server(always(childPlan("echo")))
+    first = await s.connect(Collector())
+    for _ in range(100):
+        if s.protocols and s.protocols[0].process is not None:
+            break
+        await sleep(0.01)
+    assert spawner.processSpawner.running == {}
+    second = await s.connect(Collector())
+    for _ in range(100):
+        if spawner.processSpawner.running:
+            break
+        await sleep(0.01)
+    assert len(spawner.processSpawner.running) == 1
+    for client, data in ((first, b"one\n"), (second, b"two\n")):
+        client.transport.write(data)
+        client.transport.loseWriteConnection()
+        assert await within(client.done) == data
+    for done in s.ended:
+        await within(done)
+    for _ in range(100):
+        if spawner.running() == 0:
+            break
+        await sleep(0.01)
+    third = await s.connect(Collector())
+    third.transport.write(b"three\n")
+    third.transport.loseWriteConnection()
+    assert await within(third.done) == b"three\n"
+    await within(s.ended[2])
+    assert spawner.processSpawner.running == {}
+    assert s.endedCounts == [1, 1, 1]

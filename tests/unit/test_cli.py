@@ -127,6 +127,12 @@ class TwistdArgvTests(SynchronousTestCase):
         self.assertIn("--spawner-process", argv)
         self.assertNotIn("--spawner-process", translate()[0])
 
+    def test_spawnerProcessAbove(self) -> None:
+        argv, _ = translate("--spawner-process-above", "8")
+        i = argv.index("--spawner-process-above")
+        self.assertEqual(argv[i + 1], "8")
+        self.assertNotIn("--spawner-process-above", translate()[0])
+
     def test_usageErrors(self) -> None:
         """
         Unknown options, a bad facility, and -filelog with -syslog are usage

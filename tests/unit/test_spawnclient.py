@@ -13,6 +13,7 @@ import signal
 import socket
 from typing import Any
 
+from twisted.internet import process as twistedProcess
 from twisted.internet.error import (
     ConnectionDone,
     ProcessDone,
@@ -30,7 +31,13 @@ from twinetd import logs, spawnclient, spawnerprocess
 from twinetd.child import ChildProcess
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
-from twinetd.spawnclient import ProcessSpawner, RemoteProcess, SpawnerChannel
+from twinetd.spawn import PosixSpawner
+from twinetd.spawnclient import (
+    BusySpawner,
+    ProcessSpawner,
+    RemoteProcess,
+    SpawnerChannel,
+)
 from twinetd.spawnerprocess import SpawnerLoop, decode, encode
 from twinetd.testing import MemoryProcessReactor
 
@@ -691,3 +698,60 @@ class PendingStopTests(SynchronousTestCase):
         clock.advance(1.0)
         self.assertEqual(channel.sent[-1][0], ("k", 0, signal.SIGKILL, True))
         self.assertIs(child.process, process)
+
+
+class BusySpawnerTests(SynchronousTestCase):
+    """
+    L{BusySpawner}: the daemon's own start while few children run, the
+    spawner process's under load.
+    """
+
+    def setUp(self) -> None:
+        self.busy = BusySpawner(MemoryProcessReactor(), threshold=2)
+        self.used: list[str] = []
+
+        def own(this: Any, protocol: Any, plan: LaunchPlan, childFDs: Any) -> Any:
+            self.used.append("daemon")
+            return None
+
+        def remote(protocol: Any, plan: LaunchPlan, childFDs: Any) -> Any:
+            self.used.append("spawner process")
+            return None
+
+        self.patch(PosixSpawner, "_start", own)
+        self.patch(self.busy.processSpawner, "_start", remote)
+        self.handlers: dict[int, Any] = {}
+        self.patch(twistedProcess, "reapProcessHandlers", self.handlers)
+
+    def test_running(self) -> None:
+        """
+        The running children are the daemon's own (Twisted's reaper knows
+        them) and the spawner process's.
+        """
+        self.assertEqual(self.busy.running(), 0)
+        self.handlers.update({10: object(), 11: object()})
+        self.busy.processSpawner._processes[0] = None  # type: ignore[assignment]
+        self.assertEqual(self.busy.running(), 3)
+        # The spawner process itself is not one of them.
+        self.busy.processSpawner.pid = 12
+        self.handlers[12] = object()
+        self.assertEqual(self.busy.running(), 3)
+
+    def test_switches(self) -> None:
+        """
+        Up to C{threshold} running, the daemon starts the child; above, the
+        spawner process; below again, the daemon.
+        """
+        for pid in range(3):
+            self.busy.spawn(Recorder(), PLAN)
+            self.handlers[100 + pid] = object()
+        self.busy.spawn(Recorder(), PLAN)
+        self.handlers.clear()
+        self.busy.spawn(Recorder(), PLAN)
+        self.assertEqual(self.used, ["daemon"] * 3 + ["spawner process", "daemon"])
+
+    def test_closes(self) -> None:
+        """
+        Closing it ends its spawner process (none started: at once).
+        """
+        self.assertIsNone(self.successResultOf(self.busy.close()))

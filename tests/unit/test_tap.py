@@ -11,6 +11,7 @@ import shutil
 import signal
 import tempfile
 
+from twisted.python.usage import UsageError
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd.config import Lookups
@@ -353,6 +354,26 @@ class MakeServiceTests(SynchronousTestCase):
             kinds.append(type(spawner))
             self.assertIsNone(getattr(spawner, "pid", None))
         self.assertEqual(kinds, [PosixSpawner, ProcessSpawner])
+
+    def test_spawnerProcessAbove(self) -> None:
+        """
+        C{--spawner-process-above N} gives the daemon a L{BusySpawner} with
+        that threshold; a negative one is refused.
+        """
+        from twinetd.spawnclient import BusySpawner
+        from twinetd.tap import makeService
+
+        folder = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, folder)
+        options = Options()
+        options.parseOptions(["-c", folder, "--spawner-process-above", "8"])
+        options.parent = {"nodaemon": True, "umask": None}
+        spawner = makeService(options).runtime.spawner  # type: ignore[attr-defined]
+        self.assertIsInstance(spawner, BusySpawner)
+        self.assertEqual(spawner.threshold, 8)
+        self.assertIsNone(spawner.processSpawner.pid)
+        with self.assertRaises(UsageError):
+            Options().parseOptions(["-c", folder, "--spawner-process-above", "-1"])
 
     def test_umaskGiven(self) -> None:
         """
