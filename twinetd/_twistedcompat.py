@@ -47,7 +47,12 @@ from typing import Protocol as TypingProtocol
 from twisted.application.service import IService, MultiService
 from twisted.internet import process as _process
 from twisted.internet._baseprocess import BaseProcess as _BaseProcess
-from twisted.internet.interfaces import IListeningPort, IProcessProtocol, IPushProducer
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IListeningPort,
+    IProcessProtocol,
+    IPushProducer,
+)
 from twisted.logger import ILogObserver, Logger, LogLevel, LogPublisher
 from twisted.python.failure import Failure
 from twisted.python.systemd import ListenFDs
@@ -332,6 +337,18 @@ def detachService(parent: MultiService, child: IService) -> None:
         del parent.namedServices[child.name]
     parent.services.remove(child)
     child.parent = None
+
+
+def cancelCall(call: IDelayedCall | None) -> IDelayedCall | None:
+    """
+    Cancel C{call} unless it ran or was cancelled already (or is C{None}):
+    a delayed call may be cancelled only while it is active.
+
+    @return: C{None}, to assign: C{self._timer = cancelCall(self._timer)}.
+    """
+    if call is not None and call.active():
+        call.cancel()
+    return None
 
 
 def addServiceFirst(parent: MultiService, child: IService) -> None:

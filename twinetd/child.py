@@ -36,6 +36,7 @@ from twisted.internet.protocol import ProcessProtocol, Protocol
 from twisted.python.failure import Failure
 
 from twinetd import logs
+from twinetd._twistedcompat import cancelCall
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 from twinetd.model import Peer, TLSClient, UnixCredentials
@@ -324,10 +325,8 @@ class ChildProcess(ProcessProtocol):
             signalChild(self.process, "KILL")
 
     def _cancel(self) -> None:
-        for call in (self._termCall, self._killCall):
-            if call is not None and call.active():
-                call.cancel()
-        self._termCall = self._killCall = None
+        self._termCall = cancelCall(self._termCall)
+        self._killCall = cancelCall(self._killCall)
 
 
 @attrs.frozen

@@ -55,6 +55,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twinetd._twistedcompat import cancelCall
+
 log = Logger()
 
 _EPOLL = hasattr(select, "epoll") and hasattr(select, "EPOLLRDHUP")
@@ -293,9 +295,7 @@ class PausedReading:
         self._stopWatching()
 
     def _stopWatching(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer = cancelCall(self._timer)
         token, self._token = self._token, None
         if token is not None and self._watcher is not None:
             self._watcher.unwatch(token)

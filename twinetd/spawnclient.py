@@ -69,7 +69,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 import twinetd
-from twinetd._twistedcompat import callProcessEnded, initWithoutStarting, reaping
+from twinetd._twistedcompat import (
+    callProcessEnded,
+    cancelCall,
+    initWithoutStarting,
+    reaping,
+)
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
 from twinetd.spawn import (
@@ -390,9 +395,7 @@ class SpawnerChannel:
             self._stuck()
 
     def _cancelTimer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer = cancelCall(self._timer)
 
 
 def _closeAll(fds: list[int]) -> None:

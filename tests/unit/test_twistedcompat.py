@@ -29,6 +29,7 @@ from twisted.internet.protocol import (
     Protocol,
     connectionDone,
 )
+from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger, LogLevel, LogPublisher
 from twisted.protocols.haproxy import _v1parser as v1parser
@@ -785,3 +786,23 @@ class ProcessTransportTests(SynchronousTestCase):
             "del reapProcessHandlers[pid]",
             inspect.getsource(process.unregisterReapProcessHandler),
         )
+
+
+class CancelCallTests(SynchronousTestCase):
+    def test_cancels(self) -> None:
+        """
+        An active call is cancelled; a call that ran, one cancelled already
+        and C{None} are left as they are; the result is always C{None}.
+        """
+        clock = Clock()
+        ran: list[str] = []
+        waiting = clock.callLater(1, ran.append, "waiting")
+        done = clock.callLater(0, ran.append, "done")
+        clock.advance(0)
+        self.assertIsNone(compat.cancelCall(waiting))
+        self.assertFalse(waiting.active())
+        self.assertIsNone(compat.cancelCall(waiting))
+        self.assertIsNone(compat.cancelCall(done))
+        self.assertIsNone(compat.cancelCall(None))
+        clock.advance(2)
+        self.assertEqual(ran, ["done"])

@@ -49,6 +49,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twinetd import logs
+from twinetd._twistedcompat import cancelCall
 from twinetd.hangup import Watcher, hangupWatcher
 from twinetd.launch import LaunchPlan, planLaunch
 from twinetd.listeners.sockets import needsLookup
@@ -358,9 +359,7 @@ class Listener(Service):
         """
         if self.running:
             Service.stopService(self)  # type: ignore[no-untyped-call]
-        if self._pauseEnds is not None and self._pauseEnds.active():
-            self._pauseEnds.cancel()
-        self._pauseEnds = None
+        self._pauseEnds = cancelCall(self._pauseEnds)
         stopped = self._stopListening()
         served = self._stopServing()
         return gatherResults([stopped, served]).addCallback(lambda _: None)

@@ -50,6 +50,7 @@ from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementedBy, implementer, providedBy
 
 from twinetd import logs
+from twinetd._twistedcompat import cancelCall
 from twinetd.child import peerFromTransport
 from twinetd.hangup import PausedReading
 from twinetd.listeners.base import Runtime
@@ -460,9 +461,7 @@ class Front(_Relay):
         cast(Any, self.transport).abortConnection()
 
     def _cancelTimeout(self) -> None:
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.cancel()
-        self._timeout = None
+        self._timeout = cancelCall(self._timeout)
 
     def _serve(self, admission: Admission) -> None:
         assert self.transport is not None and self.peer is not None

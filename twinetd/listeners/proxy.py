@@ -42,6 +42,7 @@ from twinetd._twistedcompat import (
     ProxyInfo,
     V1Parser,
     V2Parser,
+    cancelCall,
 )
 from twinetd.child import peerFromTransport
 from twinetd.listeners.base import Runtime
@@ -185,9 +186,7 @@ class ProxyHeaderWrapper(ProtocolWrapper):
         cast(Any, self.transport).abortConnection()
 
     def _cancelTimeout(self) -> None:
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.cancel()
-        self._timeout = None
+        self._timeout = cancelCall(self._timeout)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancelTimeout()

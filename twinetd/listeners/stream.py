@@ -28,6 +28,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.python.failure import Failure
 
+from twinetd._twistedcompat import cancelCall
 from twinetd.listeners.base import Listener, ListenerOptions, Runtime
 from twinetd.listeners.connections import ConnectionFactory
 from twinetd.listeners.endpoints import AdoptedSocket, EndpointError, endpointFor
@@ -230,8 +231,7 @@ class StreamListener(Listener):
         self._stopped = True
         retries, self._retries = self._retries, {}
         for call in retries.values():
-            if call.active():
-                call.cancel()
+            cancelCall(call)
         ports, self.ports = self.ports, []
         stopped = [maybeDeferred(cast(Any, port.stopListening)) for port in ports]
         return gatherResults(stopped).addCallback(lambda _: None)

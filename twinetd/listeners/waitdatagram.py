@@ -63,6 +63,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorFDSet, IReactorTime
 
 from twinetd import logs
+from twinetd._twistedcompat import cancelCall
 from twinetd.child import ChildProcess
 from twinetd.listeners.base import Runtime, SocketWatch
 from twinetd.listeners.datagram import (
@@ -231,9 +232,7 @@ class _Hold:
         self._taken()
 
     def stop(self) -> None:
-        if self._call is not None and self._call.active():
-            self._call.cancel()
-        self._call = None
+        self._call = cancelCall(self._call)
         self.child = None
 
 
@@ -327,9 +326,7 @@ class WaitDatagramListener(DatagramServing):
 
     def _stopListening(self) -> Deferred[None]:
         self._watch.unwatch()
-        if self._backoff is not None and self._backoff.active():
-            self._backoff.cancel()
-        self._backoff = None
+        self._backoff = cancelCall(self._backoff)
         self._hold.stop()
         sock, self.socket = self.socket, None
         if sock is not None:

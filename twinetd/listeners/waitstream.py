@@ -31,6 +31,7 @@ from twisted.internet.interfaces import (
 )
 
 from twinetd import logs
+from twinetd._twistedcompat import cancelCall
 from twinetd.child import spawnFailed
 from twinetd.listeners.base import Listener, ListenerOptions, Runtime, SocketWatch
 from twinetd.listeners.sockets import bindSocket, listenAddress
@@ -207,9 +208,7 @@ class WaitStreamListener(Listener):
 
     def _stopListening(self) -> Deferred[None]:
         self._watch.unwatch()
-        if self._resumeCall is not None and self._resumeCall.active():
-            self._resumeCall.cancel()
-        self._resumeCall = None
+        self._resumeCall = cancelCall(self._resumeCall)
         listener, self.listener = self.listener, None
         if listener is not None:
             listener.close()

@@ -31,6 +31,7 @@ from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from twinetd._twistedcompat import cancelCall
 from twinetd.model import unmapped
 
 log = Logger()
@@ -103,9 +104,7 @@ class _Query:
         if self._done:
             return
         self._done = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer = cancelCall(self._timer)
         self._hangUp()
         self.result.callback(userid)
 
@@ -123,9 +122,7 @@ class _Query:
 
     def _cancel(self, d: Deferred[str | None]) -> None:
         self._done = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._timer = cancelCall(self._timer)
         self._hangUp()
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 
+from twinetd._twistedcompat import cancelCall
 from twinetd.logs.events import DGRAM_DROPPED, ServiceLog
 from twinetd.model import Peer
 
@@ -63,9 +64,7 @@ class Summariser:
         """
         Summarise what is pending now, and stop the timer.
         """
-        if self._window is not None and self._window.active():
-            self._window.cancel()
-        self._window = None
+        self._window = cancelCall(self._window)
         self._flushPending()
 
     def _open(self) -> None:

@@ -44,6 +44,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twinetd._twistedcompat import cancelCall
 from twinetd.child import ChildConnection, ChildProcess, peerFromTransport, spawnFailed
 from twinetd.hangup import PausedReading, Watcher, hangupWatcher
 from twinetd.model import Peer
@@ -348,9 +349,7 @@ class BridgeProtocol(ChildConnection):
         self.serviceLog.relayed(self.bytesIn, self.bytesOut)
         if self._reading is not None:
             self._reading.close()
-        if self._abortCall is not None and self._abortCall.active():
-            self._abortCall.cancel()
-        self._abortCall = None
+        self._abortCall = cancelCall(self._abortCall)
         if self._stdio is not None:
             self._stdio.close()
         if self.process is not None and not self._processEnded:

@@ -50,6 +50,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twinetd import logs
+from twinetd._twistedcompat import cancelCall
 from twinetd.child import peerFromTransport
 from twinetd.hangup import PausedReading, Watcher, hangupWatcher
 from twinetd.model import Peer
@@ -469,9 +470,7 @@ class RedirectProtocol(Protocol):
         if not (self._targetDone or self.target.lost):
             return
         self._endedCalled = True
-        if self._abortCall is not None and self._abortCall.active():
-            self._abortCall.cancel()
-        self._abortCall = None
+        self._abortCall = cancelCall(self._abortCall)
         traffic = Traffic(
             bytesIn=self.client.received,
             bytesOut=self.target.received,
