@@ -213,7 +213,8 @@ class DaemonControl(Service):
     A signal recorded before it starts (L{twinetd.earlysignals}: the
     daemon's entry points record them from their first moment, so that
     they do not end the process) is answered once, as soon as it has
-    started: a reload, the logs reopened, the status logged.  A C{SIGHUP}
+    started (under systemd, once it was told C{READY=1}): a reload, the
+    logs reopened, the status logged.  A C{SIGHUP}
     that came before the configuration was read needs no reload
     (L{EarlySignals.loading}).
 
@@ -282,8 +283,12 @@ class DaemonControl(Service):
     def startService(self) -> None:
         Service.startService(self)  # type: ignore[no-untyped-call]
         self._install()
-        self._answerEarly()
-        if self.notifier is not None:
+        if self.notifier is None:
+            self._answerEarly()
+        else:
+            # The signals recorded during the start are answered once
+            # systemd was told READY=1 (_checkSettled): a reload's
+            # RELOADING=1 must not come before it.
             self.daemon.runtime.sinks.addObserver(self._observer)
             self._awaitSettled()
             self._refresh = LoopingCall(self._refreshStatus)
@@ -434,6 +439,7 @@ class DaemonControl(Service):
             self._waiting = False
             self._status = summaryLine(states)
             self.notifier.ready(self._status)
+            self._answerEarly()
 
     def _refreshStatus(self) -> None:
         status = summaryLine(self.daemon.states())

@@ -9,7 +9,7 @@ import signal
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.unit.test_control import FakeDaemon, FakeReactor
+from tests.unit.test_control import FakeDaemon, FakeReactor, RecordingNotifier
 from twinetd import earlysignals
 from twinetd.config import LoadResult
 from twinetd.control import DaemonControl
@@ -163,3 +163,28 @@ class AnsweredTests(SynchronousTestCase):
         control = self.control()
         control.startService()
         self.assertEqual(self.daemon.reloads, [])
+
+    def test_afterReadyUnderSystemd(self) -> None:
+        """
+        Under systemd, what was recorded is answered once the daemon told
+        it C{READY=1}: the reload's C{RELOADING=1} comes after it.
+        """
+        self.early(HUP, None)
+        notifier = RecordingNotifier()
+        stamp = serviceRecord("stamp", port=2000)
+        control = DaemonControl(
+            self.daemon,
+            self.reactor,
+            load=lambda: LoadResult((stamp,), ()),
+            notifier=notifier,
+        )
+        self.addCleanup(lambda: control.running and control.stopService())
+        control.startService()
+        self.assertEqual((notifier.sent, self.daemon.reloads), ([], []))
+        self.reactor.advance(0)
+        self.assertEqual(len(self.daemon.reloads), 1)
+        self.reactor.advance(0)
+        self.assertEqual(
+            [sorted(fields) for fields in notifier.sent],
+            [["READY", "STATUS"], ["MONOTONIC_USEC", "RELOADING"], ["READY", "STATUS"]],
+        )
