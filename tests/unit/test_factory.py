@@ -330,6 +330,9 @@ class HandoffBannerTests(SynchronousTestCase):
         self.transport = h.connect()
         self.assertEqual(self.transport.value(), b"welcome\r\n")
         self.assertEqual(served, [])
+        # Meanwhile nothing is read, and the decided client is not watched.
+        self.assertEqual(self.transport.producerState, "paused")
+        self.assertFalse(h.watcher.isWatched(self.transport))
         # Twisted asks its pull producer for more: its buffer is empty.
         self.transport.producer.resumeProducing()
         self.assertEqual(served, [])

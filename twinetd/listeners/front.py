@@ -324,7 +324,6 @@ class Front(_Relay):
         self._reading: PausedReading | None = None
         self._sent: _Sent | None = None
         self._waiting: Admission | None = None
-        self._decidedYet = False
         self._timeout: IDelayedCall | None = None
         self._early: list[bytes] = []
         self._provides: tuple[Any, ...] = ()
@@ -382,14 +381,14 @@ class Front(_Relay):
         d = self.factory.admit(peer)
         d.addCallback(self._decided).addErrback(self._broken)
         # Most decisions come at once, before the reactor can read anything:
-        # reading is paused only when this one does not (a name lookup),
-        # the client then watched, or when a handed-off connection's
-        # banners must reach the kernel first.  Once the connection is
-        # served or closed, its reading is closed and this does nothing.
-        self._reading.pause(watch=not self._decidedYet)
+        # once the connection is served or closed its reading is closed,
+        # and this does nothing.  Reading is paused only when the decision
+        # has not come (a name lookup: the client is watched meanwhile) or
+        # when a handed-off connection's banners must reach the kernel
+        # first (_waiting: not watched, as before a decision that came).
+        self._reading.pause(watch=self._waiting is None)
 
     def _broken(self, failure: Failure) -> None:
-        self._decidedYet = True
         # A bug must not leave the client hanging, paused, forever.
         log.failure(
             "{service}: while deciding on a connection",
@@ -399,7 +398,6 @@ class Front(_Relay):
         self._close()
 
     def _decided(self, admission: Admission) -> None:
-        self._decidedYet = True
         config = self.factory.config
         serviceLog = self.factory.serviceLog
         if admission.pause:
