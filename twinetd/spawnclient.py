@@ -653,6 +653,20 @@ class BusySpawner(PosixSpawner):
             return self.processSpawner._start(protocol, plan, childFDs)
         return super()._start(protocol, plan, childFDs)
 
+    @property
+    def killedAtClose(self) -> int:
+        """
+        As L{ProcessSpawner.killedAtClose}.
+        """
+        return self.processSpawner.killedAtClose
+
+    def start(self) -> None:
+        """
+        Start the spawner process now if it is not running (else the first
+        start it makes does).
+        """
+        self.processSpawner.start()
+
     def close(self) -> Deferred[None]:
         """
         End the spawner process, if it was started (L{ProcessSpawner.close}).

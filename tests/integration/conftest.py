@@ -188,7 +188,7 @@ async def spawner(spawnerKind: str) -> AsyncIterator[Spawner]:
         return
     if spawnerKind == "busy":
         busy = BusySpawner(reactor, 0)
-        busy.processSpawner.start()
+        busy.start()
         yield busy
         await closeSpawner(busy.processSpawner)
         return

@@ -107,9 +107,7 @@ async def daemons(spawnerKind: str) -> Any:
     for d in running:
         await within(d.stop())
         # Every child of a spawner process had ended when it was closed.
-        spawner = d.daemon.runtime.spawner
-        spawner = getattr(spawner, "processSpawner", spawner)
-        assert getattr(spawner, "killedAtClose", 0) == 0
+        assert getattr(d.daemon.runtime.spawner, "killedAtClose", 0) == 0
 
 
 @bothSpawners
@@ -686,10 +684,10 @@ async def test_noDescriptorLeak(daemons: Any) -> None:
     await fetch(d.port("env"))
     env = d.daemon.listener("env")
     await until(lambda: not env.busy)
-    busy = getattr(d.daemon.runtime.spawner, "processSpawner", None)
-    if busy is not None:
-        # Its spawner process starts with the first start under load.
-        busy.start()
+    start = getattr(d.daemon.runtime.spawner, "start", None)
+    if start is not None:
+        # A spawner process that starts with the first start under load.
+        start()
     before = openDescriptors()
     targets = descriptorTargets()
     for _ in range(40):

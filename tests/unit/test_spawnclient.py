@@ -752,6 +752,18 @@ class BusySpawnerTests(SynchronousTestCase):
 
     def test_closes(self) -> None:
         """
-        Closing it ends its spawner process (none started: at once).
+        Closing it ends its spawner process (none started: at once); what
+        was killed then is its spawner process's count.
         """
         self.assertIsNone(self.successResultOf(self.busy.close()))
+        self.busy.processSpawner.killedAtClose = 2
+        self.assertEqual(self.busy.killedAtClose, 2)
+
+    def test_start(self) -> None:
+        """
+        C{start} starts its spawner process now.
+        """
+        started: list[bool] = []
+        self.patch(self.busy.processSpawner, "start", lambda: started.append(True))
+        self.busy.start()
+        self.assertEqual(started, [True])
