@@ -50,6 +50,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone, ProcessExitedAlready
 from twisted.internet.interfaces import (
@@ -259,36 +260,27 @@ class RemoteProcess(Process):
 
 
 @implementer(IReadDescriptor, IWriteDescriptor)
+@attrs.define(eq=False)
 class SpawnerChannel:
     """
     The daemon's end of the spawner process's socket, read by the reactor;
     what the socket has no room for waits in a queue, written as room
     comes (see the module's docstring).
+
+    @ivar _received: called with each message.
+    @ivar _lost: called when the socket is lost.
+    @ivar _stuck: called when waiting messages made no progress for
+        L{STUCK_TIMEOUT} seconds.
     """
 
-    def __init__(
-        self,
-        sock: socket.socket,
-        reactor: IReactorFDSet,
-        clock: IReactorTime,
-        received: Callable[[tuple[Any, ...]], None],
-        lost: Callable[[], None],
-        stuck: Callable[[], None],
-    ) -> None:
-        """
-        @param received: called with each message.
-        @param lost: called when the socket is lost.
-        @param stuck: called when waiting messages made no progress for
-            L{STUCK_TIMEOUT} seconds.
-        """
-        self.sock = sock
-        self._reactor = reactor
-        self._clock = clock
-        self._received = received
-        self._lost = lost
-        self._stuck = stuck
-        self._queue: deque[tuple[bytes, list[int]]] = deque()
-        self._timer: IDelayedCall | None = None
+    sock: socket.socket
+    _reactor: IReactorFDSet
+    _clock: IReactorTime
+    _received: Callable[[tuple[Any, ...]], None]
+    _lost: Callable[[], None]
+    _stuck: Callable[[], None]
+    _queue: deque[tuple[bytes, list[int]]] = attrs.field(factory=deque, init=False)
+    _timer: IDelayedCall | None = attrs.field(default=None, init=False)
 
     @property
     def waiting(self) -> int:
