@@ -17,9 +17,14 @@ Measures, for every server that is available:
 
 twinetd runs twice: bridging (the default) and in handoff mode
 (twistd twinetd --handoff, the socket given to the child as xinetd and
-tcpserver do); twinetd-spawner is the bridging daemon with
---spawner-process (twinetd-handoff-spawner, on request: both);
-twinetd-busy (on request) bridges with --spawner-process-above 4.
+tcpserver do), each with the daemon's default spawner (its own starts
+while at most 4 programs run, the spawner process's above);
+twinetd-spawner is the bridging daemon with --spawner-process
+(twinetd-handoff-spawner, on request: both); twinetd-direct and
+twinetd-handoff-direct (on request) with --no-spawner-process;
+twinetd-busy (on request) bridges with --spawner-process-above 4,
+twinetd-busyN with --spawner-process-above N, twinetd-handoff-busy[N]
+hands off with it.
 
 Standard library only. Run with any Python 3.9+; twinetd itself is started
 with --twinetd-python (default: the checkout's .venv) and PYTHONPATH set
@@ -34,6 +39,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -70,7 +76,12 @@ SERVERS = (
     "tcpserver",
 )
 #: Servers measured only when --servers names them.
-EXTRA_SERVERS = ("twinetd-handoff-spawner", "twinetd-busy")
+EXTRA_SERVERS = (
+    "twinetd-handoff-spawner",
+    "twinetd-busy",
+    "twinetd-direct",
+    "twinetd-handoff-direct",
+)
 #: twinetd-busy's --spawner-process-above.
 BUSY_ABOVE = 4
 #: twinetd from another checkout (--base-repo), for before/after figures.
@@ -339,6 +350,7 @@ class Twinetd(Server):
         repo: str = REPO,
         spawnerProcess: bool = False,
         spawnerAbove: int | None = None,
+        direct: bool = False,
     ) -> None:
         if handoff:
             # The datagram services do not depend on the stream mode: they
@@ -352,6 +364,7 @@ class Twinetd(Server):
         self.repo = repo
         self.spawnerProcess = spawnerProcess
         self.spawnerAbove = spawnerAbove
+        self.direct = direct
 
     def start(self, children: dict[str, str]) -> None:
         if not os.path.exists(os.path.join(self.repo, "twinetd", "tap.py")):
@@ -375,6 +388,8 @@ class Twinetd(Server):
             argv.append("--spawner-process")
         if self.spawnerAbove is not None:
             argv += ["--spawner-process-above", str(self.spawnerAbove)]
+        if self.direct:
+            argv.append("--no-spawner-process")
         self.spawn(argv, env=env)
 
 
@@ -993,6 +1008,18 @@ def table(rounds: list[dict[str, Any]], held: int) -> str:
     return "\n".join(lines)
 
 
+def busyThreshold(name: str) -> int | None:
+    """
+    The C{--spawner-process-above} of twinetd server C{name}: L{BUSY_ABOVE}
+    for a name with C{-busy}, N for one with C{-busyN}
+    (twinetd-handoff-busy16); C{None} without.
+    """
+    match = re.search(r"-busy(\d*)$", name)
+    if match is None or not name.startswith("twinetd"):
+        return None
+    return int(match.group(1)) if match.group(1) else BUSY_ABOVE
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small counts, < 60 s")
@@ -1043,6 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
         - set(SERVERS)
         - set(EXTRA_SERVERS)
         - (set(BASE_SERVERS) if args.base_repo else set())
+        - {n for n in wanted if busyThreshold(n) is not None}
     )
     if unknown:
         p.error(f"unknown servers: {', '.join(sorted(unknown))}")
@@ -1094,7 +1122,8 @@ def main(argv: list[str] | None = None) -> int:
                         handoff="-handoff" in name,
                         repo=args.base_repo if name in BASE_SERVERS else REPO,
                         spawnerProcess=name.endswith("-spawner"),
-                        spawnerAbove=BUSY_ABOVE if name == "twinetd-busy" else None,
+                        spawnerAbove=busyThreshold(name),
+                        direct=name.endswith("-direct"),
                     )
                 else:
                     server = {"xinetd": Xinetd, "socat": Socat, "tcpserver": Tcpserver}[

@@ -87,8 +87,12 @@ _FLAGS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (
         ("--spawner-process",),
         "spawnerProcess",
-        "start the programs from a small spawner process (faster spawns "
-        "with many connections open)",
+        "start every program from a small spawner process",
+    ),
+    (
+        ("--no-spawner-process",),
+        "noSpawnerProcess",
+        "start every program from the daemon itself, also under load",
     ),
 )
 
@@ -109,7 +113,7 @@ _VALUES: tuple[tuple[tuple[str, ...], str, str, type, str], ...] = (
         "N",
         int,
         "start the programs from the spawner process only while more than "
-        "N are running",
+        "N are running (default 4)",
     ),
     (
         ("-logprocs", "--logprocs"),
@@ -221,6 +225,8 @@ def twistdArgv(
         twistd.append("--handoff")
     if options.spawnerProcess:
         twistd.append("--spawner-process")
+    if options.noSpawnerProcess:
+        twistd.append("--no-spawner-process")
     if options.spawnerProcessAbove is not None:
         twistd += ["--spawner-process-above", str(options.spawnerProcessAbove)]
     if options.stayalive or options.dontfork:

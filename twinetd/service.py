@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.application.service import MultiService, Service
@@ -50,8 +50,11 @@ from twinetd.modes.internal import ChargenRing, internalFor
 from twinetd.policy.access import DenyList
 from twinetd.policy.gate import Gate, noNames, threadedResolver
 from twinetd.policy.limits import Limits
-from twinetd.spawn import ClosingSpawner, PosixSpawner, spawnerFor
+from twinetd.spawn import BusySpawner, ClosingSpawner, PosixSpawner, spawnerFor
 from twinetd.status import ServiceState, statusDocument
+
+if TYPE_CHECKING:
+    from twinetd.spawnclient import ProcessSpawner
 
 __all__ = [
     "DaemonControl",
@@ -91,7 +94,7 @@ class DaemonSettings:
         (L{twinetd.spawnclient}) on a reactor that can.
     @ivar spawnerProcessAbove: start children from a spawner process only
         while more than this many are running, from the daemon otherwise
-        (L{twinetd.spawnclient.BusySpawner}); C{None}: as
+        (L{twinetd.spawn.BusySpawner}); C{None}: as
         C{spawnerProcess} says.
     """
 
@@ -353,6 +356,16 @@ def _logSkipped(config: ServiceConfig, reason: str) -> None:
     )
 
 
+def _processSpawner(reactor: IReactorProcess) -> ProcessSpawner:
+    """
+    A spawner process's spawner: its client imported only by a daemon that
+    uses one.
+    """
+    from twinetd.spawnclient import ProcessSpawner
+
+    return ProcessSpawner(reactor)
+
+
 def _runtime(reactor: IReactorSocket, settings: DaemonSettings) -> Runtime:
     clock = IReactorTime(reactor)
     resolver = (
@@ -366,13 +379,11 @@ def _runtime(reactor: IReactorSocket, settings: DaemonSettings) -> Runtime:
     )
     spawner = spawnerFor(IReactorProcess(reactor))
     if settings.spawnerProcessAbove is not None and isinstance(spawner, PosixSpawner):
-        from twinetd.spawnclient import BusySpawner
-
-        spawner = BusySpawner(spawner.reactor, settings.spawnerProcessAbove)
+        spawner = BusySpawner(
+            spawner.reactor, settings.spawnerProcessAbove, _processSpawner
+        )
     elif settings.spawnerProcess and isinstance(spawner, PosixSpawner):
-        from twinetd.spawnclient import ProcessSpawner
-
-        spawner = ProcessSpawner(spawner.reactor)
+        spawner = _processSpawner(spawner.reactor)
     return Runtime(
         spawner=spawner,
         chargenRing=ChargenRing(),

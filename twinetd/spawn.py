@@ -59,7 +59,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import (
     IProcessProtocol,
@@ -429,6 +429,113 @@ class PosixSpawner(_Spawning):
         self, protocol: IProcessProtocol, plan: LaunchPlan, childFDs: ChildFDs | None
     ) -> IProcessTransport:
         return SpawnedProcess(self._reactor, protocol, plan, childFDs)
+
+
+class RemoteSpawner(ClosingSpawner, Protocol):
+    """
+    What L{BusySpawner} asks of the spawner process's spawner
+    (L{twinetd.spawnclient.ProcessSpawner}).
+    """
+
+    #: The spawner process's pid, once started.
+    pid: int | None
+    #: How many children were still running at the last C{close} (killed).
+    killedAtClose: int
+
+    @property
+    def running(self) -> Mapping[int, object]:
+        """
+        The children it started that have not ended.
+        """
+
+    def start(self) -> None:
+        """
+        Start the spawner process now if it is not running.
+        """
+
+
+class BusySpawner(PosixSpawner):
+    """
+    A L{Spawner} that starts a child from the daemon itself
+    (L{PosixSpawner}) while at most C{threshold} children are running, and
+    from a spawner process (a L{RemoteSpawner}) while more are: one at a
+    time, the daemon's own start is the quicker (no message to another
+    process and back); under load, the spawner process takes the wait in
+    C{vfork} and the copy of the daemon's descriptor table off the daemon.
+    Both kinds of children run side by side, each reaped by its parent.
+    The spawner process's spawner is made when the first start needs it.
+
+    @ivar threshold: the most running children before starts move to the
+        spawner process (0: every start while any child runs).
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorProcess,
+        threshold: int,
+        remote: Callable[[IReactorProcess], RemoteSpawner],
+    ) -> None:
+        """
+        @param remote: makes the spawner process's spawner
+            (L{twinetd.spawnclient.ProcessSpawner}), once.
+        """
+        super().__init__(reactor)
+        self.threshold = threshold
+        self._makeRemote = remote
+        self._remote: RemoteSpawner | None = None
+
+    @property
+    def processSpawner(self) -> RemoteSpawner:
+        """
+        The spawner process's spawner (made at first use; its process is
+        started by the first start it makes, or by L{start}).
+        """
+        if self._remote is None:
+            self._remote = self._makeRemote(self._reactor)
+        return self._remote
+
+    def running(self) -> int:
+        """
+        How many children run now: the daemon's own (those Twisted's
+        reaper knows, but the spawner process) and the spawner process's.
+        """
+        handlers = reaping()[1]
+        remote = self._remote
+        if remote is None:
+            return len(handlers)
+        return len(handlers) - (remote.pid in handlers) + len(remote.running)
+
+    def spawn(
+        self,
+        protocol: IProcessProtocol,
+        plan: LaunchPlan,
+        childFDs: ChildFDs | None = None,
+    ) -> IProcessTransport:
+        if self.running() > self.threshold:
+            return self.processSpawner.spawn(protocol, plan, childFDs)
+        return super().spawn(protocol, plan, childFDs)
+
+    @property
+    def killedAtClose(self) -> int:
+        """
+        As L{RemoteSpawner.killedAtClose} (0 without a spawner process).
+        """
+        remote = self._remote
+        return 0 if remote is None else remote.killedAtClose
+
+    def start(self) -> None:
+        """
+        Start the spawner process now if it is not running (else the first
+        start it makes does).
+        """
+        self.processSpawner.start()
+
+    def close(self) -> Deferred[None]:
+        """
+        End the spawner process, if there is one (L{RemoteSpawner.close}).
+        """
+        remote = self._remote
+        return succeed(None) if remote is None else remote.close()
 
 
 class ReactorSpawner(_Spawning):

@@ -74,7 +74,6 @@ from twinetd._twistedcompat import (
     callProcessEnded,
     cancelCall,
     initWithoutStarting,
-    reaping,
 )
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
@@ -606,61 +605,3 @@ class ProcessSpawner(PosixSpawner):
         forgotten, by id.
         """
         return self._processes
-
-
-class BusySpawner(PosixSpawner):
-    """
-    A L{twinetd.spawn.Spawner} that starts a child from the daemon itself
-    (L{PosixSpawner}) while at most C{threshold} children are running, and
-    from a spawner process (L{ProcessSpawner}) while more are: one at a
-    time, the daemon's own start is the quicker (no message to another
-    process and back); under load, the spawner process takes the wait in
-    C{vfork} and the copy of the daemon's descriptor table off the daemon.
-    Both kinds of children run side by side, each reaped by its parent.
-
-    @ivar threshold: the most running children before starts move to the
-        spawner process (0: every start while any child runs).
-    @ivar processSpawner: the spawner process's spawner (its process is
-        started by the first start it makes).
-    """
-
-    def __init__(self, reactor: IReactorProcess, threshold: int) -> None:
-        super().__init__(reactor)
-        self.threshold = threshold
-        self.processSpawner = ProcessSpawner(reactor)
-
-    def running(self) -> int:
-        """
-        How many children run now: the daemon's own (those Twisted's
-        reaper knows, but the spawner process) and the spawner process's.
-        """
-        handlers = reaping()[1]
-        own = len(handlers) - (self.processSpawner.pid in handlers)
-        return own + len(self.processSpawner.running)
-
-    def _start(
-        self, protocol: IProcessProtocol, plan: LaunchPlan, childFDs: ChildFDs | None
-    ) -> IProcessTransport:
-        if self.running() > self.threshold:
-            return self.processSpawner._start(protocol, plan, childFDs)
-        return super()._start(protocol, plan, childFDs)
-
-    @property
-    def killedAtClose(self) -> int:
-        """
-        As L{ProcessSpawner.killedAtClose}.
-        """
-        return self.processSpawner.killedAtClose
-
-    def start(self) -> None:
-        """
-        Start the spawner process now if it is not running (else the first
-        start it makes does).
-        """
-        self.processSpawner.start()
-
-    def close(self) -> Deferred[None]:
-        """
-        End the spawner process, if it was started (L{ProcessSpawner.close}).
-        """
-        return self.processSpawner.close()

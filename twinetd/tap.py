@@ -36,6 +36,11 @@ if TYPE_CHECKING:
     from twinetd.service import TwinetdService
 
 DEFAULT_CONFIG = "/etc/xinetd.conf"
+#: The daemon's C{--spawner-process-above} unless told otherwise: one
+#: connection at a time (a few running) the daemon starts programs itself,
+#: under load (held connections, many clients at once) the spawner process
+#: does (bench/README.md, "Spawner process by default").
+DEFAULT_SPAWNER_PROCESS_ABOVE = 4
 
 log = Logger()
 
@@ -169,9 +174,16 @@ class Options(usage.Options):
         [
             "spawner-process",
             None,
-            "Start the programs from a small spawner process holding a few "
+            "Start every program from a small spawner process holding a few "
             "descriptors, so the daemon neither waits for each program's "
-            "start nor copies its descriptor table (opt-in for now).",
+            "start nor copies its descriptor table.",
+        ],
+        [
+            "no-spawner-process",
+            None,
+            "Start every program from the daemon itself, also under load "
+            "(by default the spawner process starts them while more than "
+            f"{DEFAULT_SPAWNER_PROCESS_ABOVE} are running).",
         ],
         [
             "check",
@@ -218,7 +230,8 @@ class Options(usage.Options):
             "Start the programs from the spawner process (see "
             "--spawner-process) only while more than N are running, from "
             "the daemon itself otherwise: the daemon's own start is quicker "
-            "one at a time, the spawner process under load.",
+            "one at a time, the spawner process under load "
+            f"(default {DEFAULT_SPAWNER_PROCESS_ABOVE}).",
             int,
         ],
         [
@@ -272,12 +285,36 @@ class Options(usage.Options):
         above = self["spawner-process-above"]
         if above is not None and above < 0:
             raise usage.UsageError("--spawner-process-above must not be negative")
+        given = [
+            name
+            for name, value in (
+                ("--spawner-process", self["spawner-process"]),
+                ("--spawner-process-above", above is not None),
+                ("--no-spawner-process", self["no-spawner-process"]),
+            )
+            if value
+        ]
+        if len(given) > 1:
+            raise usage.UsageError(f"{' and '.join(given)} contradict each other")
         if self["config"] is None and self["inetd-conf"] is None:
             self["config"] = DEFAULT_CONFIG
         # As importing twisted.internet.endpoints used to, at start-up.
         takeSystemdVariables()
         if self["check"]:
             raise SystemExit(check(self, Lookups.system(), sys.stdout))
+
+
+def spawnerProcessAbove(options: Options) -> int | None:
+    """
+    The daemon's C{spawnerProcessAbove} (L{DaemonSettings}): C{None} (no
+    threshold) with C{--spawner-process} or C{--no-spawner-process}, else
+    C{--spawner-process-above}, by default
+    L{DEFAULT_SPAWNER_PROCESS_ABOVE}.
+    """
+    if options["spawner-process"] or options["no-spawner-process"]:
+        return None
+    above: int | None = options["spawner-process-above"]
+    return DEFAULT_SPAWNER_PROCESS_ABOVE if above is None else above
 
 
 def makeService(options: Options) -> IService:
@@ -313,7 +350,7 @@ def makeService(options: Options) -> IService:
         processLimit=options["limit"],
         handoff=bool(options["handoff"]),
         spawnerProcess=bool(options["spawner-process"]),
-        spawnerProcessAbove=options["spawner-process-above"],
+        spawnerProcessAbove=spawnerProcessAbove(options),
         environment=tuple(
             (name, value) for name, value in os.environ.items() if name != NOTIFY_SOCKET
         ),

@@ -31,8 +31,8 @@ from twinetd.launch import LaunchPlan
 from twinetd.logs import ServiceLog
 from twinetd.model import Peer
 from twinetd.modes.bridge import BridgeProtocol
-from twinetd.spawn import Spawner, spawnerFor
-from twinetd.spawnclient import BusySpawner, ProcessSpawner
+from twinetd.spawn import BusySpawner, Spawner, spawnerFor
+from twinetd.spawnclient import ProcessSpawner
 
 reactor: Any = _reactor
 DEADLINE = 15.0
@@ -187,7 +187,7 @@ async def spawner(spawnerKind: str) -> AsyncIterator[Spawner]:
         yield spawnerFor(reactor)
         return
     if spawnerKind == "busy":
-        busy = BusySpawner(reactor, 0)
+        busy = BusySpawner(reactor, 0, ProcessSpawner)
         busy.start()
         yield busy
         await closeSpawner(busy.processSpawner)

@@ -144,12 +144,26 @@ class Daemon:
 
     def children(self) -> dict[int, str]:
         """
-        The daemon's child processes, pid to state (C{Z} for a zombie).
+        The programs the daemon runs, pid to state (C{Z} for a zombie): its
+        child processes, and those of its spawner process (started by
+        default while more than 4 run) instead of that process itself.
         """
-        return {pid: state for pid, (_, state) in childStates(self.pid).items()}
+        found = {}
+        for pid, (_, state) in childStates(self.pid).items():
+            if isSpawnerProcess(pid):
+                found.update({child: st for child, (_, st) in childStates(pid).items()})
+            else:
+                found[pid] = state
+        return found
 
     def descriptors(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
+        """
+        The daemon's open descriptors, less the two (its socket and its
+        standard error's pipe) it keeps for each spawner process it runs:
+        one starts only once more than 4 programs run, and stays.
+        """
+        spawners = sum(map(isSpawnerProcess, childStates(self.pid)))
+        return len(os.listdir(f"/proc/{self.pid}/fd")) - SPAWNER_DESCRIPTORS * spawners
 
     def fds(self) -> dict[int, str]:
         """
@@ -185,6 +199,21 @@ class Daemon:
                 f"(wanted {descriptors})"
             ),
         )
+
+
+#: The descriptors the daemon keeps for its spawner process.
+SPAWNER_DESCRIPTORS = 2
+
+
+def isSpawnerProcess(pid: int) -> bool:
+    """
+    Whether process C{pid} is a twinetd spawner process.
+    """
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"twinetd.spawnerprocess" in argv
 
 
 def listening(port: int) -> bool:

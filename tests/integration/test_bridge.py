@@ -688,7 +688,7 @@ async def test_stderrLogged(server: Any, way: str) -> None:
 @pytest_twisted.ensureDeferred
 async def test_busySpawnerMovesStartsUnderLoad(server: Any, spawner: Any) -> None:
     """
-    L{spawnclient.BusySpawner} with a threshold of 0: the first child is
+    L{spawn.BusySpawner} with a threshold of 0: the first child is
     the daemon's own; the next, started while it runs, is the spawner
     process's; both serve their clients; once none runs, the daemon starts
     them again.

@@ -127,6 +127,22 @@ class TwistdArgvTests(SynchronousTestCase):
         self.assertIn("--spawner-process", argv)
         self.assertNotIn("--spawner-process", translate()[0])
 
+    def test_noSpawnerProcess(self) -> None:
+        argv, _ = translate("--no-spawner-process")
+        self.assertIn("--no-spawner-process", argv)
+        self.assertNotIn("--no-spawner-process", translate()[0])
+
+    def test_spawnerProcessAboveDefault(self) -> None:
+        """
+        The help's default of C{--spawner-process-above} is the plugin's,
+        which decides it (nothing is passed without the option).
+        """
+        from twinetd.cli import _parser
+        from twinetd.tap import DEFAULT_SPAWNER_PROCESS_ABOVE
+
+        text = " ".join(_parser().format_help().split())
+        self.assertIn(f"(default {DEFAULT_SPAWNER_PROCESS_ABOVE})", text)
+
     def test_spawnerProcessAbove(self) -> None:
         argv, _ = translate("--spawner-process-above", "8")
         i = argv.index("--spawner-process-above")

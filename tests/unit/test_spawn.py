@@ -9,15 +9,18 @@ import errno
 import os
 import resource
 import sys
+from typing import Any
 
 from attrs import evolve
+from twisted.internet import process as twistedProcess
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import forkexec, spawn
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
-from twinetd.spawn import ReactorSpawner, spawnerFor
+from twinetd.spawn import BusySpawner, PosixSpawner, ReactorSpawner, spawnerFor
 from twinetd.testing import MemoryProcessReactor
 
 PLAN = LaunchPlan(
@@ -155,3 +158,118 @@ class EnvironmentEntryTests(SynchronousTestCase):
         for _ in range(2):
             with self.assertRaises(ValueError):
                 forkexec.environmentEntry("A=B", "c")
+
+
+class FakeRemote:
+    """
+    A L{spawn.RemoteSpawner} that records what it is asked.
+    """
+
+    def __init__(self, reactor: object) -> None:
+        self.reactor = reactor
+        self.pid: int | None = None
+        self.killedAtClose = 0
+        self.running: dict[int, object] = {}
+        self.calls: list[str] = []
+
+    def spawn(self, protocol: Any, plan: LaunchPlan, childFDs: Any = None) -> Any:
+        self.calls.append("spawn")
+        return None
+
+    def start(self) -> None:
+        self.calls.append("start")
+
+    def close(self) -> Deferred[None]:
+        self.calls.append("close")
+        return succeed(None)
+
+
+class BusySpawnerTests(SynchronousTestCase):
+    """
+    L{BusySpawner}: the daemon's own start while few children run, the
+    spawner process's under load.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryProcessReactor()
+        self.made: list[FakeRemote] = []
+
+        def remote(reactor: object) -> FakeRemote:
+            self.made.append(FakeRemote(reactor))
+            return self.made[-1]
+
+        self.busy = BusySpawner(self.reactor, 2, remote)
+        self.used: list[str] = []
+
+        def own(this: Any, protocol: Any, plan: LaunchPlan, childFDs: Any) -> Any:
+            self.used.append("daemon")
+            return None
+
+        self.patch(PosixSpawner, "_start", own)
+        self.handlers: dict[int, Any] = {}
+        self.patch(twistedProcess, "reapProcessHandlers", self.handlers)
+
+    def test_running(self) -> None:
+        """
+        The running children are the daemon's own (Twisted's reaper knows
+        them) and the spawner process's.
+        """
+        self.handlers.update({10: object(), 11: object()})
+        self.assertEqual(self.busy.running(), 2)
+        remote = self.busy.processSpawner
+        assert isinstance(remote, FakeRemote)
+        remote.running[0] = object()
+        self.assertEqual(self.busy.running(), 3)
+        # The spawner process itself is not one of them.
+        remote.pid = 12
+        self.handlers[12] = object()
+        self.assertEqual(self.busy.running(), 3)
+
+    def test_switches(self) -> None:
+        """
+        Up to C{threshold} running, the daemon starts the child; above, the
+        spawner process (made then, once, for the daemon's reactor); below
+        again, the daemon.
+        """
+        for pid in range(3):
+            self.busy.spawn(ProcessProtocol(), PLAN)
+            self.handlers[100 + pid] = object()
+        self.assertEqual(self.made, [])
+        self.busy.spawn(ProcessProtocol(), PLAN)
+        self.busy.spawn(ProcessProtocol(), PLAN)
+        self.handlers.clear()
+        self.busy.spawn(ProcessProtocol(), PLAN)
+        self.assertEqual(self.used, ["daemon"] * 3 + ["daemon"])
+        [remote] = self.made
+        self.assertIs(remote.reactor, self.reactor)
+        self.assertEqual(remote.calls, ["spawn", "spawn"])
+
+    def test_noSpawnerProcessUntilNeeded(self) -> None:
+        """
+        While no start went to the spawner process, none is made: counting,
+        closing and the count killed at close ask nothing of it.
+        """
+        self.handlers.update({10: object()})
+        self.assertEqual(self.busy.running(), 1)
+        self.assertEqual(self.busy.killedAtClose, 0)
+        self.assertIsNone(self.successResultOf(self.busy.close()))
+        self.assertEqual(self.made, [])
+
+    def test_closes(self) -> None:
+        """
+        Closing it closes its spawner process; what was killed then is its
+        spawner process's count.
+        """
+        remote = self.busy.processSpawner
+        assert isinstance(remote, FakeRemote)
+        self.assertIsNone(self.successResultOf(self.busy.close()))
+        self.assertEqual(remote.calls, ["close"])
+        remote.killedAtClose = 2
+        self.assertEqual(self.busy.killedAtClose, 2)
+
+    def test_start(self) -> None:
+        """
+        C{start} starts its spawner process now.
+        """
+        self.busy.start()
+        self.assertEqual(self.made[0].calls, ["start"])

@@ -13,7 +13,6 @@ import signal
 import socket
 from typing import Any
 
-from twisted.internet import process as twistedProcess
 from twisted.internet.error import (
     ConnectionDone,
     ProcessDone,
@@ -31,9 +30,7 @@ from twinetd import logs, spawnclient, spawnerprocess
 from twinetd.child import ChildProcess
 from twinetd.errors import SpawnError
 from twinetd.launch import LaunchPlan
-from twinetd.spawn import PosixSpawner
 from twinetd.spawnclient import (
-    BusySpawner,
     ProcessSpawner,
     RemoteProcess,
     SpawnerChannel,
@@ -698,72 +695,3 @@ class PendingStopTests(SynchronousTestCase):
         clock.advance(1.0)
         self.assertEqual(channel.sent[-1][0], ("k", 0, signal.SIGKILL, True))
         self.assertIs(child.process, process)
-
-
-class BusySpawnerTests(SynchronousTestCase):
-    """
-    L{BusySpawner}: the daemon's own start while few children run, the
-    spawner process's under load.
-    """
-
-    def setUp(self) -> None:
-        self.busy = BusySpawner(MemoryProcessReactor(), threshold=2)
-        self.used: list[str] = []
-
-        def own(this: Any, protocol: Any, plan: LaunchPlan, childFDs: Any) -> Any:
-            self.used.append("daemon")
-            return None
-
-        def remote(protocol: Any, plan: LaunchPlan, childFDs: Any) -> Any:
-            self.used.append("spawner process")
-            return None
-
-        self.patch(PosixSpawner, "_start", own)
-        self.patch(self.busy.processSpawner, "_start", remote)
-        self.handlers: dict[int, Any] = {}
-        self.patch(twistedProcess, "reapProcessHandlers", self.handlers)
-
-    def test_running(self) -> None:
-        """
-        The running children are the daemon's own (Twisted's reaper knows
-        them) and the spawner process's.
-        """
-        self.assertEqual(self.busy.running(), 0)
-        self.handlers.update({10: object(), 11: object()})
-        self.busy.processSpawner._processes[0] = None  # type: ignore[assignment]
-        self.assertEqual(self.busy.running(), 3)
-        # The spawner process itself is not one of them.
-        self.busy.processSpawner.pid = 12
-        self.handlers[12] = object()
-        self.assertEqual(self.busy.running(), 3)
-
-    def test_switches(self) -> None:
-        """
-        Up to C{threshold} running, the daemon starts the child; above, the
-        spawner process; below again, the daemon.
-        """
-        for pid in range(3):
-            self.busy.spawn(Recorder(), PLAN)
-            self.handlers[100 + pid] = object()
-        self.busy.spawn(Recorder(), PLAN)
-        self.handlers.clear()
-        self.busy.spawn(Recorder(), PLAN)
-        self.assertEqual(self.used, ["daemon"] * 3 + ["spawner process", "daemon"])
-
-    def test_closes(self) -> None:
-        """
-        Closing it ends its spawner process (none started: at once); what
-        was killed then is its spawner process's count.
-        """
-        self.assertIsNone(self.successResultOf(self.busy.close()))
-        self.busy.processSpawner.killedAtClose = 2
-        self.assertEqual(self.busy.killedAtClose, 2)
-
-    def test_start(self) -> None:
-        """
-        C{start} starts its spawner process now.
-        """
-        started: list[bool] = []
-        self.patch(self.busy.processSpawner, "start", lambda: started.append(True))
-        self.busy.start()
-        self.assertEqual(started, [True])

@@ -332,48 +332,79 @@ class MakeServiceTests(SynchronousTestCase):
         makeService(options)
         self.assertEqual(early.take(), [signal.SIGUSR2])
 
-    def test_spawnerProcess(self) -> None:
+    def _spawner(self, *extra: str) -> object:
         """
-        C{--spawner-process} gives the daemon a L{ProcessSpawner}, started
-        at its first spawn (C{makeService} only builds); the default stays
-        L{PosixSpawner}.
+        The spawner of the daemon C{makeService} builds with C{extra}
+        options, over an empty folder.
         """
-        from twinetd.spawn import PosixSpawner
-        from twinetd.spawnclient import ProcessSpawner
         from twinetd.tap import makeService
 
         folder = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, folder)
-        kinds = []
-        for extra in ([], ["--spawner-process"]):
-            options = Options()
-            options.parseOptions(["-c", folder, *extra])
-            options.parent = {"nodaemon": True, "umask": None}
-            daemon = makeService(options)
-            spawner = daemon.runtime.spawner  # type: ignore[attr-defined]
-            kinds.append(type(spawner))
-            self.assertIsNone(getattr(spawner, "pid", None))
-        self.assertEqual(kinds, [PosixSpawner, ProcessSpawner])
+        options = Options()
+        options.parseOptions(["-c", folder, *extra])
+        options.parent = {"nodaemon": True, "umask": None}
+        return makeService(options).runtime.spawner  # type: ignore[attr-defined]
+
+    def test_spawnerProcessByDefault(self) -> None:
+        """
+        By default the daemon starts its programs itself while at most
+        L{DEFAULT_SPAWNER_PROCESS_ABOVE} run, from the spawner process
+        above (a L{BusySpawner}), which C{makeService} does not start.
+        """
+        from twinetd.spawn import BusySpawner
+        from twinetd.tap import DEFAULT_SPAWNER_PROCESS_ABOVE
+
+        spawner = self._spawner()
+        assert isinstance(spawner, BusySpawner)
+        self.assertEqual(spawner.threshold, DEFAULT_SPAWNER_PROCESS_ABOVE)
+        self.assertEqual(DEFAULT_SPAWNER_PROCESS_ABOVE, 4)
+        self.assertIsNone(spawner.processSpawner.pid)
+
+    def test_spawnerProcess(self) -> None:
+        """
+        C{--spawner-process} gives the daemon a L{ProcessSpawner}, started
+        at its first spawn (C{makeService} only builds);
+        C{--no-spawner-process} a L{PosixSpawner}: every start from the
+        daemon.
+        """
+        from twinetd.spawn import PosixSpawner
+        from twinetd.spawnclient import ProcessSpawner
+
+        spawner = self._spawner("--spawner-process")
+        self.assertIs(type(spawner), ProcessSpawner)
+        self.assertIsNone(getattr(spawner, "pid", None))
+        self.assertIs(type(self._spawner("--no-spawner-process")), PosixSpawner)
 
     def test_spawnerProcessAbove(self) -> None:
         """
         C{--spawner-process-above N} gives the daemon a L{BusySpawner} with
         that threshold; a negative one is refused.
         """
-        from twinetd.spawnclient import BusySpawner
-        from twinetd.tap import makeService
+        from twinetd.spawn import BusySpawner
 
-        folder = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, folder)
-        options = Options()
-        options.parseOptions(["-c", folder, "--spawner-process-above", "8"])
-        options.parent = {"nodaemon": True, "umask": None}
-        spawner = makeService(options).runtime.spawner  # type: ignore[attr-defined]
-        self.assertIsInstance(spawner, BusySpawner)
+        spawner = self._spawner("--spawner-process-above", "8")
+        assert isinstance(spawner, BusySpawner)
         self.assertEqual(spawner.threshold, 8)
         self.assertIsNone(spawner.processSpawner.pid)
         with self.assertRaises(UsageError):
-            Options().parseOptions(["-c", folder, "--spawner-process-above", "-1"])
+            Options().parseOptions(["-c", "/", "--spawner-process-above", "-1"])
+
+    def test_spawnerOptionsContradict(self) -> None:
+        """
+        Any two of C{--spawner-process}, C{--spawner-process-above} and
+        C{--no-spawner-process} are a usage error naming both.
+        """
+        above = ["--spawner-process-above", "0"]
+        for first, second in (
+            (["--spawner-process"], above),
+            (["--no-spawner-process"], above),
+            (["--spawner-process"], ["--no-spawner-process"]),
+        ):
+            with self.assertRaises(UsageError) as caught:
+                Options().parseOptions(["-c", "/", *first, *second])
+            self.assertIn(first[0], str(caught.exception))
+            self.assertIn(second[0], str(caught.exception))
 
     def test_umaskGiven(self) -> None:
         """
