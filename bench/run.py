@@ -211,34 +211,37 @@ class Server(ServerProcesses):
             return ""
         return " | ".join(text.strip().splitlines()[-lines:])
 
+    def helperPids(self) -> list[int]:
+        """
+        Processes of the server besides those it was started as (none).
+        """
+        return []
+
     def daemonCpu(self) -> float | None:
         """
-        CPU seconds used so far by the server's own processes (every
-        thread; children that exec'd are not counted), from schedstat.
+        CPU seconds used so far by the server's own processes and its
+        helpers (every thread; children that exec'd are not counted), from
+        schedstat.
         """
         total = 0
         for proc in self.procs:
             try:
-                for task in os.listdir(f"/proc/{proc.pid}/task"):
-                    with open(f"/proc/{proc.pid}/task/{task}/schedstat") as f:
-                        total += int(f.read().split()[0])
+                total += _cpuNanoseconds(proc.pid)
             except OSError:
                 return None
+        for pid in self.helperPids():
+            with contextlib.suppress(OSError):
+                total += _cpuNanoseconds(pid)
         return total / 1e9
 
     def daemonRss(self) -> float | None:
         """
-        Resident memory of the main process in MB (VmRSS).
+        Resident memory of the main process and its helpers in MB (VmRSS).
         """
-        pid = self.mainPid()
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1]) / 1024
-        except (OSError, TypeError):
-            pass
-        return None
+        main = _rssMb(self.mainPid())
+        if main is None:
+            return None
+        return main + sum(filter(None, map(_rssMb, self.helperPids())))
 
     def daemonFds(self) -> int | None:
         """
@@ -251,6 +254,33 @@ class Server(ServerProcesses):
             return len(os.listdir(f"/proc/{pid}/fd"))
         except OSError:
             return None
+
+
+def _cpuNanoseconds(pid: int) -> int:
+    """
+    CPU time of every thread of process C{pid} so far (schedstat).
+
+    @raise OSError: no such process.
+    """
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+            total += int(f.read().split()[0])
+    return total
+
+
+def _rssMb(pid: int | None) -> float | None:
+    """
+    C{VmRSS} of process C{pid} in MB, if it runs.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, TypeError):
+        pass
+    return None
 
 
 def xinetdConfig(
@@ -365,6 +395,31 @@ class Twinetd(Server):
         self.spawnerProcess = spawnerProcess
         self.spawnerAbove = spawnerAbove
         self.direct = direct
+
+    def helperPids(self) -> list[int]:
+        """
+        The daemon's spawner process, while it runs (the daemon starts it
+        at its first start from it).
+        """
+        pid = self.mainPid()
+        if pid is None:
+            return []
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                if ppid != pid:
+                    continue
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except (OSError, ValueError, IndexError):
+                continue
+            if b"twinetd.spawnerprocess" in argv:
+                found.append(int(entry))
+        return found
 
     def start(self, children: dict[str, str]) -> None:
         if not os.path.exists(os.path.join(self.repo, "twinetd", "tap.py")):
