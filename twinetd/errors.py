@@ -112,3 +112,10 @@ class SpawnError(TwinetdError):
     """
     A configured program could not be started.
     """
+
+
+class SpawnerUnavailable(SpawnError):
+    """
+    The spawner process could not be started, so the program was not
+    tried.
+    """

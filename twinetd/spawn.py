@@ -65,15 +65,23 @@ from twisted.internet.interfaces import (
     IProcessProtocol,
     IProcessTransport,
     IReactorProcess,
+    IReactorTime,
 )
+from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from twinetd import forkexec
 from twinetd._twistedcompat import StartedProcess, reaping, setReaper
-from twinetd.errors import SpawnError
+from twinetd.errors import SpawnError, SpawnerUnavailable
 from twinetd.launch import LaunchPlan
 
 ChildFDs = Mapping[int, "int | str"]
+
+log = Logger()
+
+#: Seconds a L{BusySpawner} starts programs itself after its spawner
+#: process could not be started.
+SPAWNER_RETRY = 30.0
 
 _RLIMITS: dict[str, int] = {
     "as": resource.RLIMIT_AS,
@@ -464,6 +472,10 @@ class BusySpawner(PosixSpawner):
     C{vfork} and the copy of the daemon's descriptor table off the daemon.
     Both kinds of children run side by side, each reaped by its parent.
     The spawner process's spawner is made when the first start needs it.
+    If the spawner process cannot be started (L{SpawnerUnavailable}: a
+    C{chroot} without the Python, an interpreter removed by an upgrade),
+    the daemon starts the programs itself and tries it again after
+    L{SPAWNER_RETRY} seconds.
 
     @ivar threshold: the most running children before starts move to the
         spawner process (0: every start while any child runs).
@@ -483,6 +495,10 @@ class BusySpawner(PosixSpawner):
         self.threshold = threshold
         self._makeRemote = remote
         self._remote: RemoteSpawner | None = None
+        self._clock = IReactorTime(reactor)
+        #: When the spawner process may be tried again after it could not
+        #: be started.
+        self._retry = float("-inf")
 
     @property
     def processSpawner(self) -> RemoteSpawner:
@@ -511,8 +527,19 @@ class BusySpawner(PosixSpawner):
         plan: LaunchPlan,
         childFDs: ChildFDs | None = None,
     ) -> IProcessTransport:
-        if self.running() > self.threshold:
-            return self.processSpawner.spawn(protocol, plan, childFDs)
+        if self.running() > self.threshold and self._clock.seconds() >= self._retry:
+            try:
+                return self.processSpawner.spawn(protocol, plan, childFDs)
+            except SpawnerUnavailable as e:
+                # No program was tried: the daemon starts this one, and the
+                # next ones for a while, itself.
+                self._retry = self._clock.seconds() + SPAWNER_RETRY
+                log.error(
+                    "{error}; the daemon starts the programs itself for "
+                    "{seconds:.0f} seconds",
+                    error=e,
+                    seconds=SPAWNER_RETRY,
+                )
         return super().spawn(protocol, plan, childFDs)
 
     @property

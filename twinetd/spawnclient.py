@@ -45,6 +45,7 @@ import errno
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -75,7 +76,7 @@ from twinetd._twistedcompat import (
     cancelCall,
     initWithoutStarting,
 )
-from twinetd.errors import SpawnError
+from twinetd.errors import SpawnError, SpawnerUnavailable
 from twinetd.launch import LaunchPlan
 from twinetd.spawn import (
     ChildFDs,
@@ -496,6 +497,13 @@ class ProcessSpawner(PosixSpawner):
             process = SpawnedProcess(
                 self._reactor, watcher, plan, {0: theirs.fileno(), 2: "r"}
             )
+        except (OSError, subprocess.SubprocessError) as e:
+            ours.close()
+            number = e.errno if isinstance(e, OSError) else None
+            reason = os.strerror(number) if number else str(e)
+            raise SpawnerUnavailable(
+                f"cannot start the spawner process ({sys.executable}): {reason}"
+            ) from e
         except BaseException:
             ours.close()
             raise

@@ -15,10 +15,11 @@ from attrs import evolve
 from twisted.internet import process as twistedProcess
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import forkexec, spawn
-from twinetd.errors import SpawnError
+from twinetd.errors import SpawnError, SpawnerUnavailable
 from twinetd.launch import LaunchPlan
 from twinetd.spawn import BusySpawner, PosixSpawner, ReactorSpawner, spawnerFor
 from twinetd.testing import MemoryProcessReactor
@@ -172,8 +173,13 @@ class FakeRemote:
         self.running: dict[int, object] = {}
         self.calls: list[str] = []
 
+    #: What its spawns raise, if anything.
+    failure: Exception | None = None
+
     def spawn(self, protocol: Any, plan: LaunchPlan, childFDs: Any = None) -> Any:
         self.calls.append("spawn")
+        if self.failure is not None:
+            raise self.failure
         return None
 
     def start(self) -> None:
@@ -243,6 +249,40 @@ class BusySpawnerTests(SynchronousTestCase):
         [remote] = self.made
         self.assertIs(remote.reactor, self.reactor)
         self.assertEqual(remote.calls, ["spawn", "spawn"])
+
+    def test_spawnerUnavailable(self) -> None:
+        """
+        When the spawner process cannot be started, the daemon starts the
+        program itself, logs why once, and starts the next ones itself
+        too, for L{spawn.SPAWNER_RETRY} seconds; then it tries the spawner
+        process again.  A program that fails in the spawner process is
+        not retried (only L{SpawnerUnavailable} is).
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.handlers.update({10: object(), 11: object(), 12: object()})
+        remote = self.busy.processSpawner
+        assert isinstance(remote, FakeRemote)
+        remote.failure = SpawnerUnavailable("cannot start the spawner process")
+        self.busy.spawn(ProcessProtocol(), PLAN)
+        self.busy.spawn(ProcessProtocol(), PLAN)
+        self.assertEqual(remote.calls, ["spawn"])
+        self.assertEqual(self.used, ["daemon", "daemon"])
+        [logged] = [e for e in events if "error" in e]
+        self.assertIs(logged["error"], remote.failure)
+        self.assertEqual(logged["log_level"], LogLevel.error)
+        self.reactor.advance(spawn.SPAWNER_RETRY - 1)
+        self.busy.spawn(ProcessProtocol(), PLAN)
+        self.assertEqual(remote.calls, ["spawn"])
+        self.reactor.advance(1)
+        remote.failure = None
+        self.busy.spawn(ProcessProtocol(), PLAN)
+        self.assertEqual(remote.calls, ["spawn", "spawn"])
+        self.assertEqual(self.used, ["daemon"] * 3)
+        remote.failure = SpawnError("cannot execute /bin/sh: Exec format error")
+        self.assertRaises(SpawnError, self.busy.spawn, ProcessProtocol(), PLAN)
+        self.assertEqual(self.used, ["daemon"] * 3)
 
     def test_noSpawnerProcessUntilNeeded(self) -> None:
         """

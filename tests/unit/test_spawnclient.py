@@ -11,6 +11,7 @@ import errno
 import os
 import signal
 import socket
+import sys
 from typing import Any
 
 from twisted.internet.error import (
@@ -28,7 +29,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd import logs, spawnclient, spawnerprocess
 from twinetd.child import ChildProcess
-from twinetd.errors import SpawnError
+from twinetd.errors import SpawnError, SpawnerUnavailable
 from twinetd.launch import LaunchPlan
 from twinetd.spawnclient import (
     ProcessSpawner,
@@ -573,6 +574,25 @@ class ProcessSpawnerTests(SynchronousTestCase):
             "cannot execute /nonexistent/x: No such file or directory",
         )
         self.assertEqual(self.channel.sent, [])
+
+    def test_spawnerProcessCannotStart(self) -> None:
+        """
+        A spawner process that cannot be started (its Python is not there)
+        fails the start with L{SpawnerUnavailable}, naming the spawner
+        process and not the program, and leaves no descriptor open.
+        """
+        spawner = ProcessSpawner(self.reactor)
+        self.patch(sys, "executable", "/nonexistent/python3")
+        before = set(os.listdir("/proc/self/fd"))
+        with self.assertRaises(SpawnerUnavailable) as caught:
+            spawner.spawn(Recorder(), PLAN, {0: 10})
+        self.assertEqual(
+            str(caught.exception),
+            "cannot start the spawner process (/nonexistent/python3): "
+            "No such file or directory",
+        )
+        self.assertEqual(set(os.listdir("/proc/self/fd")), before)
+        self.assertIsNone(spawner.pid)
 
     def test_execFailsLater(self) -> None:
         """
