@@ -50,8 +50,14 @@ from twinetd.modes.internal import ChargenRing, internalFor
 from twinetd.policy.access import DenyList
 from twinetd.policy.gate import Gate, noNames, threadedResolver
 from twinetd.policy.limits import Limits
-from twinetd.spawn import BusySpawner, ClosingSpawner, PosixSpawner, spawnerFor
-from twinetd.status import ServiceState, statusDocument
+from twinetd.spawn import (
+    BusySpawner,
+    ClosingSpawner,
+    PosixSpawner,
+    RemoteSpawner,
+    spawnerFor,
+)
+from twinetd.status import ServiceState, SpawnerProcessState, statusDocument
 
 if TYPE_CHECKING:
     from twinetd.spawnclient import ProcessSpawner
@@ -206,6 +212,7 @@ class TwinetdService(MultiService):
             pid=os.getpid(),
             uptime=0.0 if self.startedAt is None else now - self.startedAt,
             version=twinetd.__version__,
+            spawnerProcess=_spawnerProcessState(self.runtime.spawner),
         )
 
     def listener(self, serviceId: str) -> Listener:
@@ -354,6 +361,21 @@ def _logSkipped(config: ServiceConfig, reason: str) -> None:
         service=config.id,
         reason=reason,
     )
+
+
+def _spawnerProcessState(spawner: object) -> SpawnerProcessState | None:
+    """
+    The state of C{spawner}'s spawner process, if it has one: always with
+    C{--spawner-process}, once made with C{--spawner-process-above}.
+    """
+    if isinstance(spawner, BusySpawner):
+        remote = spawner.remote
+        if remote is None:
+            return SpawnerProcessState(pid=None, running=0)
+        spawner = remote
+    if not isinstance(spawner, RemoteSpawner):
+        return None
+    return SpawnerProcessState(pid=spawner.pid, running=len(spawner.running))
 
 
 def _processSpawner(reactor: IReactorProcess) -> ProcessSpawner:

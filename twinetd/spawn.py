@@ -439,6 +439,7 @@ class PosixSpawner(_Spawning):
         return SpawnedProcess(self._reactor, protocol, plan, childFDs)
 
 
+@runtime_checkable
 class RemoteSpawner(ClosingSpawner, Protocol):
     """
     What L{BusySpawner} asks of the spawner process's spawner
@@ -508,6 +509,13 @@ class BusySpawner(PosixSpawner):
         """
         if self._remote is None:
             self._remote = self._makeRemote(self._reactor)
+        return self._remote
+
+    @property
+    def remote(self) -> RemoteSpawner | None:
+        """
+        The spawner process's spawner, if made (L{processSpawner} makes it).
+        """
         return self._remote
 
     def running(self) -> int:

@@ -47,6 +47,20 @@ class ServiceState:
     running: int
 
 
+@attrs.frozen
+class SpawnerProcessState:
+    """
+    The spawner process as it is now (L{twinetd.spawnclient}).
+
+    @ivar pid: the pid of the last one started (one that died is replaced
+        at the next start); C{None} before the first.
+    @ivar running: the programs it started that have not ended.
+    """
+
+    pid: int | None
+    running: int
+
+
 def statusDocument(
     states: Sequence[ServiceState],
     counters: Counters,
@@ -54,11 +68,14 @@ def statusDocument(
     pid: int,
     uptime: float,
     version: str,
+    spawnerProcess: SpawnerProcessState | None = None,
 ) -> dict[str, Any]:
     """
     The status as plain data (JSON-ready).
 
     @param uptime: seconds since the daemon started.
+    @param spawnerProcess: the spawner process, if the daemon has one
+        (also before it starts it).
     """
     services = []
     for state in states:
@@ -81,6 +98,9 @@ def statusDocument(
         "services": services,
         "listening": sum(1 for s in states if s.listening),
         "running": sum(s.running for s in states),
+        "spawnerProcess": (
+            None if spawnerProcess is None else attrs.asdict(spawnerProcess)
+        ),
     }
 
 
@@ -150,6 +170,15 @@ def statusTable(document: Mapping[str, Any]) -> str:
         if refused:
             reasons = ", ".join(f"{k} {v}" for k, v in sorted(refused.items()))
             lines.append(f"{printable(str(service['id']))} refused: {reasons}")
+    spawner = document.get("spawnerProcess")
+    if isinstance(spawner, Mapping):
+        if spawner.get("pid") is None:
+            lines.append("spawner process: not started")
+        else:
+            lines.append(
+                f"spawner process: pid {_cell(spawner['pid'])}, "
+                f"{_cell(spawner.get('running'))} servers running"
+            )
     return "\n".join(lines)
 
 

@@ -167,6 +167,8 @@ def test_status(daemon: Daemon) -> None:
     assert byId["echo"]["port"] == daemon.ports["echo"]
     assert (byId["echo"]["kind"], byId["udp"]["kind"]) == ("bridge", "datagram")
     assert document["pid"] == daemon.proc.pid
+    # The daemon's default spawner process, not started by one connection.
+    assert document["spawnerProcess"] == {"pid": None, "running": 0}
     done = daemon.status()
     assert done.returncode == 0, done.stderr
     table = done.stdout.decode().splitlines()
@@ -175,6 +177,7 @@ def test_status(daemon: Daemon) -> None:
     assert table[1].split()[:3] == ["service", "proto", "port"]
     assert any(line.split()[:4] == ["echo", "tcp", str(daemon.ports["echo"]), "bridge"]
                for line in table)  # fmt: skip
+    assert table[-1] == "spawner process: not started"
     daemon.proc.send_signal(signal.SIGUSR2)
     [event] = waitFor(lambda: jsonEvents(daemon.log, STATUS), "no status dump")
     assert event["table"].splitlines()[1:4] == table[1:4]

@@ -35,6 +35,7 @@ from twinetd.listeners.endpoints import AdoptedSocket
 from twinetd.listeners.stream import StreamListener
 from twinetd.model import ServiceConfig, SocketType
 from twinetd.service import DaemonSettings, TwinetdService, fromRecords
+from twinetd.status import SpawnerProcessState
 from twinetd.testing import FakeProcess, MemoryProcessReactor, serviceRecord
 
 
@@ -350,3 +351,40 @@ class StateTests(DaemonTestCase):
             ("a", 7001, "bridge", True, 1),
         )
         self.assertIsInstance(daemon.listener("a"), Listener)
+
+
+class SpawnerProcessStateTests(SynchronousTestCase):
+    """
+    The status's spawner process, from the daemon's spawner.
+    """
+
+    def test_none(self) -> None:
+        """
+        A daemon that starts its programs itself has no spawner process.
+        """
+        from twinetd.service import _spawnerProcessState
+        from twinetd.spawn import PosixSpawner
+
+        self.assertIsNone(_spawnerProcessState(PosixSpawner(MemoryProcessReactor())))
+
+    def test_busy(self) -> None:
+        """
+        A L{BusySpawner}'s spawner process is not started until a start
+        needs it; then it has its pid and the programs it runs.
+        """
+        from twinetd.service import _spawnerProcessState
+        from twinetd.spawn import BusySpawner
+        from twinetd.spawnclient import ProcessSpawner
+
+        busy = BusySpawner(MemoryProcessReactor(), 4, ProcessSpawner)
+        self.assertEqual(
+            _spawnerProcessState(busy), SpawnerProcessState(pid=None, running=0)
+        )
+        remote = busy.processSpawner
+        assert isinstance(remote, ProcessSpawner)
+        remote.pid = 77
+        remote._processes[1] = None  # type: ignore[assignment]
+        for spawner in (busy, remote):
+            self.assertEqual(
+                _spawnerProcessState(spawner), SpawnerProcessState(pid=77, running=1)
+            )

@@ -14,7 +14,13 @@ from twinetd.logs import DGRAM_DROPPED, ServiceLog, emit
 from twinetd.logs.counters import Counters, Histogram
 from twinetd.metrics import Snapshot, TwinetdCollector
 from twinetd.model import Peer
-from twinetd.status import ServiceState, statusDocument, statusTable, summaryLine
+from twinetd.status import (
+    ServiceState,
+    SpawnerProcessState,
+    statusDocument,
+    statusTable,
+    summaryLine,
+)
 
 PEER = Peer("tcp", "127.0.0.1", 40000, "127.0.0.1", 7, accepted=10.0)
 
@@ -103,6 +109,31 @@ class StatusTests(SynchronousTestCase):
                 "tftp refused: address 4",
             ],
         )
+
+    def test_spawnerProcess(self) -> None:
+        """
+        A daemon with a spawner process says its pid and how many servers
+        it runs (C{None} and 0 before it starts), in the document and in
+        the table's last line; one without has C{None} and no line.
+        """
+        counters, _ = counted()
+        for state, line in (
+            (SpawnerProcessState(pid=1234, running=3), "pid 1234, 3 servers running"),
+            (SpawnerProcessState(pid=None, running=0), "not started"),
+        ):
+            document = statusDocument(
+                STATES, counters, pid=99, uptime=1, version="1", spawnerProcess=state
+            )
+            self.assertEqual(
+                document["spawnerProcess"],
+                {"pid": state.pid, "running": state.running},
+            )
+            self.assertEqual(
+                statusTable(document).splitlines()[-1], f"spawner process: {line}"
+            )
+        document = statusDocument(STATES, counters, pid=99, uptime=1, version="1")
+        self.assertIsNone(document["spawnerProcess"])
+        self.assertNotIn("spawner", statusTable(document))
 
     def test_summaryLine(self) -> None:
         self.assertEqual(
