@@ -39,7 +39,7 @@ from twisted.web.server import Request, Site
 
 from twinetd.logs.counters import Counters, ServiceCounts
 from twinetd.service import TwinetdService
-from twinetd.status import ServiceState
+from twinetd.status import ServiceState, SpawnerProcessState
 
 log = Logger()
 
@@ -53,11 +53,13 @@ class Snapshot:
     @ivar counts: every service's counts, by id.
     @ivar latency: the start-latency histogram: cumulative C{(bound,
         count)} pairs and the sum.
+    @ivar spawnerProcess: the spawner process, if the daemon has one.
     """
 
     states: tuple[ServiceState, ...]
     counts: dict[str, ServiceCounts]
     latency: tuple[tuple[tuple[float, int], ...], float]
+    spawnerProcess: SpawnerProcessState | None = None
 
     @classmethod
     def of(cls, daemon: TwinetdService) -> Snapshot:
@@ -73,6 +75,7 @@ class Snapshot:
             tuple(daemon.states()),
             counts,
             (tuple(histogram.cumulative()), histogram.sum),
+            daemon.spawnerProcess(),
         )
 
 
@@ -140,6 +143,13 @@ class TwinetdCollector:
                 counts = snap.counts.get(state.id, ServiceCounts())
                 dropped.add_metric([state.id], sum(counts.refused.values()))
         yield from (running, listening, dropped)
+        if snap.spawnerProcess is not None:
+            yield GaugeMetricFamily(
+                "twinetd_spawner_process_running",
+                "Servers the spawner process started that run now (by default "
+                "it starts them while more than 4 run).",
+                value=snap.spawnerProcess.running,
+            )
         buckets, total = snap.latency
         yield HistogramMetricFamily(
             "twinetd_start_latency_seconds",

@@ -212,8 +212,16 @@ class TwinetdService(MultiService):
             pid=os.getpid(),
             uptime=0.0 if self.startedAt is None else now - self.startedAt,
             version=twinetd.__version__,
-            spawnerProcess=_spawnerProcessState(self.runtime.spawner),
+            spawnerProcess=self.spawnerProcess(),
         )
+
+    def spawnerProcess(self) -> SpawnerProcessState | None:
+        """
+        The state of the daemon's spawner process, if it has one: always
+        with C{--spawner-process}, with C{--spawner-process-above} (the
+        daemon's default) also before it is started.
+        """
+        return _spawnerProcessState(self.runtime.spawner)
 
     def listener(self, serviceId: str) -> Listener:
         """

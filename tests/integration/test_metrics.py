@@ -149,6 +149,8 @@ def test_metrics(daemon: Daemon) -> None:
     assert found["twinetd_start_latency_seconds_count", ()] == 2
     assert 0 < found["twinetd_start_latency_seconds_sum", ()] < DEADLINE
     assert found["process_open_fds", ()] > 0
+    # The daemon's default spawner process, not needed by these clients.
+    assert found["twinetd_spawner_process_running", ()] == 0
 
 
 def test_status(daemon: Daemon) -> None:

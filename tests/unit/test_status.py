@@ -174,3 +174,16 @@ class CollectorTests(SynchronousTestCase):
         ]:
             self.assertIn(line, lines)
         self.assertNotIn('twinetd_datagrams_dropped_total{service="echo"} 0.0', lines)
+        self.assertFalse([line for line in lines if "spawner" in line])
+
+    def test_spawnerProcess(self) -> None:
+        """
+        A daemon with a spawner process reports how many servers it runs.
+        """
+        snapshot = Snapshot(
+            STATES, {}, (((float("inf"), 0),), 0.0), SpawnerProcessState(None, 0)
+        )
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(TwinetdCollector(lambda: snapshot))
+        lines = generate_latest(registry).decode().splitlines()
+        self.assertIn("twinetd_spawner_process_running 0.0", lines)
