@@ -34,10 +34,14 @@ import os
 import select
 import signal
 import socket
-import subprocess
-from typing import Any
 
 from twinetd.forkexec import startChild
+
+# Annotations only (mypy reads this as typing.TYPE_CHECKING): no typing
+# module in the spawner process.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 #: The largest packet either side sends (a request with a big environment).
 MAX_PACKET = 1 << 20
@@ -112,7 +116,12 @@ class SpawnerLoop:
         except OSError as e:
             self.send(("e", ident, e.errno or 0, e.strerror or str(e)))
             return
-        except (subprocess.SubprocessError, ValueError, TypeError) as e:
+        except Exception as e:
+            # Imported by forkexec before it raised one.
+            import subprocess
+
+            if not isinstance(e, (subprocess.SubprocessError, ValueError, TypeError)):
+                raise
             self.send(("e", ident, 0, str(e)))
             return
         self.pids[ident] = pid

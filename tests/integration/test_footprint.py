@@ -31,7 +31,8 @@ UNUSED = (
     "prometheus_client",
     "automat",
     # twinetd's own, for features the configuration does not use: the
-    # spawner process (--spawner-process), wait = yes, redirect.
+    # spawner process (--spawner-process, or by default once more than 4
+    # programs run), wait = yes, redirect.
     "twinetd.spawnclient",
     "twinetd.spawnerprocess",
     "twinetd.listeners.waitstream",
@@ -189,3 +190,28 @@ def test_tlsUnderTwistd(tmp_path: Path, pki: Path) -> None:
     )
     modules = serve(tmp_path, [("tls", port, "bridge", listen)])
     assert "OpenSSL" in modules
+
+
+def test_spawnerProcessImportsLittle() -> None:
+    """
+    The spawner process (C{python -S -m twinetd.spawnerprocess}) imports
+    neither Twisted nor C{subprocess} nor C{typing}: its memory is mostly
+    the interpreter's (each such import is a MB or more in every daemon
+    that starts one).
+    """
+    probe = (
+        "import json, sys, twinetd.spawnerprocess; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", probe],
+        env=environment(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=DEADLINE,
+        check=True,
+    )
+    modules = set(json.loads(done.stdout))
+    assert "twinetd.forkexec" in modules
+    loaded = {"twisted", "subprocess", "typing"} & {m.split(".")[0] for m in modules}
+    assert loaded == set()
