@@ -595,9 +595,17 @@ class ReactorSpawner(_Spawning):
 
 
 def _describe(plan: LaunchPlan, e: BaseException) -> str:
+    return f"cannot execute {plan.executable}: {startFailure(e)}"
+
+
+def startFailure(e: BaseException) -> str:
+    """
+    Why a start failed, as a log line says it: the system's text for an
+    C{OSError}'s number (without the file name), else the error's text.
+    """
     if isinstance(e, OSError) and e.errno is not None:
-        return f"cannot execute {plan.executable}: {os.strerror(e.errno)}"
-    return f"cannot execute {plan.executable}: {e}"
+        return os.strerror(e.errno)
+    return str(e)
 
 
 def spawnerFor(reactor: IReactorProcess) -> Spawner:

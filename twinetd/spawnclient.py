@@ -87,6 +87,7 @@ from twinetd.spawn import (
     checkExecutable,
     childStart,
     childStdio,
+    startFailure,
 )
 from twinetd.spawnerprocess import decode, encode
 
@@ -499,10 +500,9 @@ class ProcessSpawner(PosixSpawner):
             )
         except (OSError, subprocess.SubprocessError) as e:
             ours.close()
-            number = e.errno if isinstance(e, OSError) else None
-            reason = os.strerror(number) if number else str(e)
             raise SpawnerUnavailable(
-                f"cannot start the spawner process ({sys.executable}): {reason}"
+                f"cannot start the spawner process ({sys.executable}): "
+                f"{startFailure(e)}"
             ) from e
         except BaseException:
             ours.close()
