@@ -49,6 +49,17 @@ KILL_DELAY = 5.0
 PLAN = LaunchPlan(executable="/usr/bin/server", argv=("server",), env=())
 
 
+#: What a handoff does to the transport, in order (L{FakeTCPTransport.trail}).
+HANDED_OFF = [
+    "setblocking True",
+    "spawn",
+    "stopReading",
+    "stopWriting",
+    "close",
+    "connectionLost",
+]
+
+
 class FakeSocket:
     """
     The parts of a socket that the handoff touches; every call is recorded
@@ -239,14 +250,7 @@ class HandOffTests(SynchronousTestCase):
         h.handOff()
         self.assertEqual(
             h.transport.trail,
-            [
-                "setblocking True",
-                "spawn",
-                "stopReading",
-                "stopWriting",
-                "close",
-                "connectionLost",
-            ],
+            HANDED_OFF,
         )
         self.assertNotIn("shutdown", h.transport.trail)
         self.assertNotIn("loseConnection", h.transport.trail)
@@ -254,6 +258,52 @@ class HandOffTests(SynchronousTestCase):
         self.assertTrue(reason.check(SocketHandedOff))
         # Still an orderly end for code that only knows ConnectionDone.
         self.assertTrue(reason.check(ConnectionDone))
+
+    def test_socketReleasedBeforeStartLogged(self) -> None:
+        """
+        The daemon lets go of the socket as soon as the child exists,
+        before the START line (and the reaping of a child that was quick):
+        the client's end of file waits for the child alone.
+        """
+        h = HandOffHarness()
+
+        def observe(event: dict[str, Any]) -> None:
+            h.events.append(event)
+            h.transport.trail.append(str(event.get(logs.EVENT_FIELD)))
+
+        h.log = Logger(observer=observe)
+        h.handOff()
+        self.assertEqual(
+            h.transport.trail,
+            [*HANDED_OFF, logs.START],
+        )
+
+    def test_releasedOnceWhenStartedLater(self) -> None:
+        """
+        A spawner that reports the child after C{spawn} returned (the
+        spawner process) gets the socket released once, by then.
+        """
+        h = HandOffHarness()
+        held: list[Any] = []
+
+        class Later(ReactorSpawner):
+            def spawn(
+                self, protocol: Any, plan: LaunchPlan, childFDs: Any = None
+            ) -> Any:
+                held.append(protocol)
+                return None
+
+        h.spawner = Later(h.reactor)  # type: ignore[assignment]
+        child = h.handOff()
+        assert child is not None
+        self.assertEqual(h.transport.trail.count("close"), 1)
+        self.assertEqual(len(h.protocol.reasons), 1)
+        [protocol] = held
+        # The spawner process reports the pid a turn later.
+        process = h.reactor.spawnProcess(protocol, "/usr/bin/server")
+        self.assertEqual(h.transport.trail.count("close"), 1)
+        self.assertEqual(len(h.protocol.reasons), 1)
+        self.assertEqual([e["pid"] for e in h.of(logs.START)], [process.pid])
 
     def test_startAndExitLogged(self) -> None:
         """

@@ -71,7 +71,19 @@ class HandoffChild(ChildProcess):
     and calls C{onEnded} once when it has ended; L{stop} sends C{SIGTERM}
     (to its process group when it leads one), then C{SIGKILL} after the
     kill delay.
+
+    @ivar onStarted: called once, as soon as the child exists and before
+        its C{START} is logged (L{handOff}: the daemon lets go of the
+        socket there).
     """
+
+    onStarted: Callable[[], None] | None = None
+
+    def connectionMade(self) -> None:
+        started, self.onStarted = self.onStarted, None
+        if started is not None:
+            started()
+        super().connectionMade()
 
 
 def _toIPv4(sock: socket.socket, peer: Peer) -> None:
@@ -139,6 +151,23 @@ def handOff(
         peer = peerFromTransport(cast(ITCPTransport, transport))
     sock = cast(socket.socket, ISystemHandle(transport).getHandle())
     child = HandoffChild(serviceLog, peer, clock, killDelay, onEnded)
+    released = False
+
+    def release() -> None:
+        # The daemon keeps nothing: its descriptor is closed (never shut
+        # down: that would end the child's connection too) and the protocol
+        # told.  As soon as the child exists, before its START line, the
+        # reaping and the EXIT line of a child that was quick: the client
+        # sees its end of file when the child's copy goes, not after the
+        # daemon's work.  A spawner process starts the child later: then
+        # once the request is sent.
+        nonlocal released
+        if not released:
+            released = True
+            reason = Failure(SocketHandedOff("socket handed to the child"))  # type: ignore[no-untyped-call]
+            releaseHandedOver(transport, reason)
+
+    child.onStarted = release
     fd = sock.fileno()
     childFDs: ChildFDs = {0: fd, 1: fd, 2: fd if stderrToSocket else "r"}
     try:
@@ -160,18 +189,18 @@ def handOff(
         _toIPv4(sock, peer)
         spawner.spawn(child, plan, childFDs)
     except Exception as e:
+        child.onStarted = None
         spawnFailed(serviceLog, peer, e)
-        with contextlib.suppress(OSError):
-            sock.setblocking(False)
-        # Nothing was handed over: an ordinary close.
-        transport.loseConnection()
+        if not released:
+            with contextlib.suppress(OSError):
+                sock.setblocking(False)
+            # Nothing was handed over: an ordinary close.
+            transport.loseConnection()
         if onEnded is not None:
             onEnded()
         return None
-    # The daemon keeps nothing: its descriptor is closed (never shut down:
-    # that would end the child's connection too) and the protocol told.
-    reason = Failure(SocketHandedOff("socket handed to the child"))  # type: ignore[no-untyped-call]
-    releaseHandedOver(transport, reason)
+    child.onStarted = None
+    release()
     return child
 
 
