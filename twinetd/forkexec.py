@@ -15,7 +15,7 @@ import contextlib
 import functools
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 # Annotations only (mypy reads this as typing.TYPE_CHECKING).
 TYPE_CHECKING = False
@@ -29,7 +29,7 @@ CHILD_CWD = "/"
 def startChild(
     argv: list[str],
     executable: str,
-    environment: Mapping[str, str],
+    environment: Sequence[bytes],
     stdio: tuple[int | None, int | None, int | None],
     umask: int,
     credentials: Mapping[str, Any],
@@ -38,6 +38,8 @@ def startChild(
     Start a child in a new session, working directory C{/}, signals
     restored, every descriptor but 0-2 closed; return its pid.
 
+    @param environment: its variables as C{execve} takes them, C{KEY=value}
+        (L{environmentBlock}).
     @param stdio: the child's descriptors 0-2 (C{None}: C{/dev/null}).
     @param umask: its umask, or -1 for the caller's.
     @param credentials: C{user}, C{group} and C{extra_groups} as
@@ -53,7 +55,7 @@ def startChild(
     popen = subprocess.Popen(
         argv,
         executable=executable,
-        env=environment,
+        env=dict(entry.split(b"=", 1) for entry in environment),
         stdin=subprocess.DEVNULL if stdio[0] is None else stdio[0],
         stdout=subprocess.DEVNULL if stdio[1] is None else stdio[1],
         stderr=subprocess.DEVNULL if stdio[2] is None else stdio[2],
@@ -90,23 +92,35 @@ def forkExecFunction() -> Any:
 FORK_EXEC = forkExecFunction()
 
 
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
+
+
 @functools.lru_cache(maxsize=1024)
 def environmentEntry(key: str, value: str) -> bytes:
     """
     C{KEY=value} as C{fork_exec} takes it (as L{subprocess.Popen} encodes
-    it).  Kept: most of a child's variables are the same for every child
-    (the daemon's whole environment, for a drop-in service).
+    it, with C{os.fsencode}).  Kept: most of a child's variables that are
+    not shared (L{twinetd.spawn.environmentBlock}) are the same from child
+    to child too (C{REMOTE_HOST}, C{PROTO}, the local address).
     """
-    name = os.fsencode(key)
+    name = key.encode(_FS_ENCODING, _FS_ERRORS)
     if b"=" in name:
         raise ValueError("illegal environment variable name")
-    return name + b"=" + os.fsencode(value)
+    return name + b"=" + value.encode(_FS_ENCODING, _FS_ERRORS)
+
+
+def environmentBlock(pairs: Iterable[tuple[str, str]]) -> list[bytes]:
+    """
+    Variables as L{startChild} takes them.
+    """
+    return [environmentEntry(key, value) for key, value in pairs]
 
 
 def forkExec(
     argv: list[str],
     executable: str,
-    environment: Mapping[str, str],
+    environment: Sequence[bytes],
     stdio: tuple[int | None, int | None, int | None],
     umask: int,
     user: int | None = None,
@@ -123,7 +137,6 @@ def forkExec(
 
     @param stdio: the child's descriptors 0-2 (C{None}: C{/dev/null}).
     """
-    envList = [environmentEntry(key, value) for key, value in environment.items()]
     devnull = -1
     if None in stdio:
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -144,7 +157,7 @@ def forkExec(
             True,
             (errWrite,),
             CHILD_CWD,
-            envList,
+            environment,
             p2cread,
             -1,
             -1,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 
@@ -33,6 +34,7 @@ class LaunchPlan:
     @ivar nice: nice increment for the child, or C{None}.
     @ivar rlimits: (name, limit) pairs as in L{ServiceConfig.rlimits}.
     @ivar userName: the user's name (or number), for C{groups = yes}.
+    @ivar sharedEnv: see below; empty when nothing is shared.
     """
 
     executable: str
@@ -45,6 +47,11 @@ class LaunchPlan:
     nice: int | None = None
     rlimits: tuple[tuple[str, int | None], ...] = ()
     userName: str | None = None
+    #: The start of C{env} that every child of the service shares, the same
+    #: tuple for each (a L{Planner}'s): a spawner may encode it once.
+    sharedEnv: tuple[tuple[str, str], ...] = attrs.field(
+        default=(), eq=False, repr=False
+    )
 
     @property
     def environment(self) -> dict[str, str]:
@@ -101,6 +108,18 @@ def environmentFor(
     C{UNIXREMOTEEGID}).  Over TLS, Apache's and stunnel's C{SSL_*}
     variables tell the protocol, the cipher and the client certificate.
     """
+    env = serviceVariables(config, daemonEnv, inheritAll)
+    env.update(peerVariables(peer))
+    return tuple(env.items())
+
+
+def serviceVariables(
+    config: ServiceConfig, daemonEnv: Mapping[str, str], inheritAll: bool = False
+) -> dict[str, str]:
+    """
+    The part of L{environmentFor} that is the same for every client: the
+    daemon's variables and C{env}.
+    """
     env: dict[str, str] = {}
     if inheritAll and config.passenv is None:
         env.update(daemonEnv)
@@ -109,23 +128,33 @@ def environmentFor(
             env[name] = daemonEnv[name]
     for name, value in config.env:
         env[name] = value
+    return env
+
+
+def peerVariables(peer: Peer | None) -> dict[str, str]:
+    """
+    The part of L{environmentFor} that tells the client.
+    """
     if peer is None:
-        env["REMOTE_HOST"] = "<no address>"
-    elif peer.protocol == "unix":
-        env.update(_unixVariables(peer))
+        return {"REMOTE_HOST": "<no address>"}
+    if peer.protocol == "unix":
+        env = _unixVariables(peer)
     else:
-        env["REMOTE_HOST"] = peer.remoteHost
-        env["REMOTE_ADDR"] = peer.remoteAddress
-        env["REMOTE_PORT"] = str(peer.remotePort)
         proto = peer.protocol.upper()
-        env["PROTO"] = proto
-        env[proto + "REMOTEIP"] = peer.remoteAddress
-        env[proto + "REMOTEPORT"] = str(peer.remotePort)
-        env[proto + "LOCALIP"] = peer.localAddress
-        env[proto + "LOCALPORT"] = str(peer.localPort)
-    if peer is not None and peer.tls is not None:
+        port = str(peer.remotePort)
+        env = {
+            "REMOTE_HOST": peer.remoteHost,
+            "REMOTE_ADDR": peer.remoteAddress,
+            "REMOTE_PORT": port,
+            "PROTO": proto,
+            proto + "REMOTEIP": peer.remoteAddress,
+            proto + "REMOTEPORT": port,
+            proto + "LOCALIP": peer.localAddress,
+            proto + "LOCALPORT": str(peer.localPort),
+        }
+    if peer.tls is not None:
         env.update(_tlsVariables(peer.tls))
-    return tuple(env.items())
+    return env
 
 
 def _unixVariables(peer: Peer) -> dict[str, str]:
@@ -181,24 +210,70 @@ def planLaunch(
     @param inheritAll: xinetd's environment rule (drop-in mode), see
         L{environmentFor}.
     """
-    assert config.server is not None
-    uid = config.uid if config.uid is not None and config.uid != daemonUid else None
-    changeGroup = daemonUid == 0 and config.gid is not None and config.gid != daemonGid
-    gid = config.gid if changeGroup else None
-    groups: str | tuple[int, ...] | None = None
-    if daemonUid == 0 and config.uid is not None:
-        # xinetd: groups = yes gives the user's supplementary groups (initgroups);
-        # otherwise the child has none (setgroups(0, NULL)).
-        groups = "user" if config.groups else ()
-    return LaunchPlan(
-        executable=config.server,
-        argv=argvFor(config),
-        env=environmentFor(config, peer, daemonEnv, inheritAll),
-        uid=uid,
-        gid=gid,
-        supplementaryGroups=groups,
-        umask=config.umask,
-        nice=config.nice,
-        rlimits=config.rlimits,
-        userName=(config.user or str(config.uid)) if groups == "user" else None,
-    )
+    return Planner(config, daemonEnv, daemonUid, daemonGid, inheritAll)(peer)
+
+
+class Planner:
+    """
+    L{planLaunch} for every client of one service: what is the same for
+    each (the program, its ids, the daemon's variables and C{env}) is
+    worked out once.  A client's variables come last in C{env}, after
+    the shared ones (L{LaunchPlan.sharedEnv}), unless one of them has a
+    shared variable's name: then that variable keeps its place, with the
+    client's value, as in L{environmentFor}.
+    """
+
+    def __init__(
+        self,
+        config: ServiceConfig,
+        daemonEnv: Mapping[str, str],
+        daemonUid: int,
+        daemonGid: int | None = None,
+        inheritAll: bool = False,
+    ) -> None:
+        """
+        The arguments of L{planLaunch} but the client.  A service without a
+        C{server} (internal, C{redirect}) gets a planner that is never
+        called.
+        """
+        self._shared = serviceVariables(config, daemonEnv, inheritAll)
+        self._sharedEnv = tuple(self._shared.items())
+        self._fields: dict[str, Any] | None = None
+        if config.server is None:
+            return
+        uid = config.uid if config.uid is not None and config.uid != daemonUid else None
+        changeGroup = (
+            daemonUid == 0 and config.gid is not None and config.gid != daemonGid
+        )
+        groups: str | tuple[int, ...] | None = None
+        if daemonUid == 0 and config.uid is not None:
+            # xinetd: groups = yes gives the user's supplementary groups
+            # (initgroups); otherwise the child has none (setgroups(0, NULL)).
+            groups = "user" if config.groups else ()
+        self._fields = {
+            "executable": config.server,
+            "argv": argvFor(config),
+            "uid": uid,
+            "gid": config.gid if changeGroup else None,
+            "supplementaryGroups": groups,
+            "umask": config.umask,
+            "nice": config.nice,
+            "rlimits": config.rlimits,
+            "userName": (config.user or str(config.uid)) if groups == "user" else None,
+        }
+
+    def __call__(self, peer: Peer | None) -> LaunchPlan:
+        """
+        The plan for one client.
+        """
+        fields = self._fields
+        assert fields is not None, "a service without a server"
+        own = peerVariables(peer)
+        shared = self._shared
+        if shared.keys().isdisjoint(own):
+            sharedEnv = self._sharedEnv
+            env = sharedEnv + tuple(own.items())
+            return LaunchPlan(env=env, sharedEnv=sharedEnv, **fields)
+        merged = dict(shared)
+        merged.update(own)
+        return LaunchPlan(env=tuple(merged.items()), **fields)

@@ -55,7 +55,7 @@ import resource
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
@@ -275,7 +275,7 @@ class ChildStart:
 
     argv: list[str]
     executable: str
-    environment: Mapping[str, str]
+    environment: Sequence[bytes]
     umask: int
     credentials: dict[str, Any]
     switches: bool
@@ -301,7 +301,33 @@ def childStart(plan: LaunchPlan) -> ChildStart:
         argv, executable = shimArgv(plan, groups), sys.executable
         credentials = {}
     umask = -1 if plan.umask is None else plan.umask
-    return ChildStart(argv, executable, plan.environment, umask, credentials, switches)
+    environment = environmentBlock(plan)
+    return ChildStart(argv, executable, environment, umask, credentials, switches)
+
+
+#: Encoded L{LaunchPlan.sharedEnv}s: id to (the tuple, its encoding).
+_sharedBlocks: dict[int, tuple[tuple[tuple[str, str], ...], list[bytes]]] = {}
+
+#: How many L{_sharedBlocks} are kept (one per service that starts
+#: programs); beyond it they are forgotten and encoded again.
+SHARED_BLOCKS = 512
+
+
+def environmentBlock(plan: LaunchPlan) -> list[bytes]:
+    """
+    C{plan}'s variables as L{forkexec.startChild} takes them; the part
+    every child of its service shares (L{LaunchPlan.sharedEnv}) is encoded
+    once.
+    """
+    shared = plan.sharedEnv
+    if not shared:
+        return forkexec.environmentBlock(plan.env)
+    known = _sharedBlocks.get(id(shared))
+    if known is None or known[0] is not shared:
+        if len(_sharedBlocks) >= SHARED_BLOCKS:
+            _sharedBlocks.clear()
+        known = _sharedBlocks[id(shared)] = (shared, forkexec.environmentBlock(shared))
+    return known[1] + forkexec.environmentBlock(plan.env[len(shared) :])
 
 
 def checkExecutable(executable: str) -> None:

@@ -452,7 +452,7 @@ class ProcessSpawner(PosixSpawner):
                 ident,
                 start.argv,
                 start.executable,
-                dict(start.environment),
+                list(start.environment),
                 tuple(fd is not None for fd in stdio),
                 start.umask,
                 start.credentials,

@@ -11,7 +11,8 @@ daemon does not wait in C{vfork} at all: it sends a request and goes on.
 Messages are C{marshal}led tuples, one per packet.  From the daemon:
 
   - C{("s", id, argv, executable, environment, slots, umask, credentials)}:
-    start a child; its descriptors 0-2 come with the packet
+    start a child (C{environment}: a list of C{KEY=value} bytes, as
+    C{execve} takes it); its descriptors 0-2 come with the packet
     (C{SCM_RIGHTS}), one for each true entry of C{slots};
   - C{("k", id, signal, group)}: signal the child (C{group}: its process
     group), unless it was reaped (its group until the daemon forgets it);

@@ -8,7 +8,7 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from twinetd.errors import SourceLocation
-from twinetd.launch import argvFor, environmentFor, planLaunch
+from twinetd.launch import Planner, argvFor, environmentFor, planLaunch
 from twinetd.model import Peer, ServiceConfig, SocketType, TLSClient, UnixCredentials
 
 CONFIG = ServiceConfig(
@@ -21,6 +21,22 @@ CONFIG = ServiceConfig(
     serverArgs=("-l", "-v"),
 )
 PEER = Peer("tcp", "::ffff:192.0.2.7", 40000, "::ffff:127.0.0.1", 7000)
+UNIX_PEER = Peer(
+    "unix",
+    "<unix uid=1000 pid=4242>",
+    0,
+    "/run/svc.sock",
+    0,
+    credentials=UnixCredentials(pid=4242, uid=1000, gid=100),
+)
+TLS = TLSClient(
+    "TLSv1.3",
+    "TLS_AES_256_GCM_SHA384",
+    "SUCCESS",
+    "CN=client,O=Example",
+    "CN=ca",
+    "1F",
+)
 
 
 class ArgvTests(SynchronousTestCase):
@@ -114,15 +130,7 @@ class EnvironmentTests(SynchronousTestCase):
         A UNIX-socket client has no address: UCSPI's UNIX variables, with
         its process's credentials (SO_PEERCRED), and no REMOTE_*.
         """
-        peer = Peer(
-            "unix",
-            "<unix uid=1000 pid=4242>",
-            0,
-            "/run/svc.sock",
-            0,
-            credentials=UnixCredentials(pid=4242, uid=1000, gid=100),
-        )
-        env = dict(environmentFor(CONFIG, peer, {}))
+        env = dict(environmentFor(CONFIG, UNIX_PEER, {}))
         self.assertEqual(
             env,
             {
@@ -139,15 +147,7 @@ class EnvironmentTests(SynchronousTestCase):
         Over TLS, Apache's (and stunnel's) variables: the protocol, the
         cipher, the verification and the client certificate.
         """
-        tls = TLSClient(
-            "TLSv1.3",
-            "TLS_AES_256_GCM_SHA384",
-            "SUCCESS",
-            "CN=client,O=Example",
-            "CN=ca",
-            "1F",
-        )
-        env = dict(environmentFor(CONFIG, attrs.evolve(PEER, tls=tls), {}))
+        env = dict(environmentFor(CONFIG, attrs.evolve(PEER, tls=TLS), {}))
         self.assertEqual(env["REMOTE_ADDR"], "192.0.2.7")
         tlsVariables = {k: v for k, v in env.items() if k.startswith("SSL_")}
         self.assertEqual(
@@ -230,3 +230,60 @@ class CredentialsTests(SynchronousTestCase):
         self.assertEqual(
             (plan.umask, plan.nice, plan.rlimits), (0o027, 5, (("cpu", 10),))
         )
+
+
+class PlannerTests(SynchronousTestCase):
+    """
+    L{Planner}: L{planLaunch} for every client of a service, what they
+    share worked out once.
+    """
+
+    daemonEnv = {"PATH": "/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+
+    def test_sameAsPlanLaunch(self) -> None:
+        """
+        Each plan is L{planLaunch}'s, its environment in the same order.
+        """
+        config = attrs.evolve(CONFIG, env=(("A", "1"),), uid=1000, gid=100)
+        for inheritAll in (False, True):
+            planner = Planner(config, self.daemonEnv, 0, 0, inheritAll)
+            for peer in (PEER, None, UNIX_PEER, attrs.evolve(PEER, tls=TLS)):
+                plan = planner(peer)
+                expected = planLaunch(config, peer, self.daemonEnv, 0, 0, inheritAll)
+                self.assertEqual(plan, expected)
+                self.assertEqual(plan.env, expected.env)
+
+    def test_sharedEnv(self) -> None:
+        """
+        Every plan's environment starts with the same tuple, the variables
+        that are not the client's.
+        """
+        planner = Planner(CONFIG, self.daemonEnv, 0, 0, True)
+        first, second = planner(PEER), planner(attrs.evolve(PEER, remotePort=40001))
+        self.assertIs(first.sharedEnv, second.sharedEnv)
+        self.assertEqual(dict(first.sharedEnv), self.daemonEnv)
+        self.assertEqual(first.env[: len(first.sharedEnv)], first.sharedEnv)
+        self.assertEqual(dict(second.env)["REMOTE_PORT"], "40001")
+
+    def test_clientVariableOverrides(self) -> None:
+        """
+        A client's variable that the daemon has too keeps its place, with
+        the client's value; nothing is shared then.
+        """
+        daemonEnv = {"PATH": "/bin", "REMOTE_HOST": "stale", "HOME": "/root"}
+        plan = Planner(CONFIG, daemonEnv, 0, 0, True)(PEER)
+        self.assertEqual(
+            plan.env[:3],
+            (("PATH", "/bin"), ("REMOTE_HOST", "::ffff:192.0.2.7"), ("HOME", "/root")),
+        )
+        self.assertEqual(plan.env, planLaunch(CONFIG, PEER, daemonEnv, 0, 0, True).env)
+        self.assertEqual(plan.sharedEnv, ())
+
+    def test_noServer(self) -> None:
+        """
+        A service without a program (internal, C{redirect}) gets a planner,
+        which is never to be called.
+        """
+        planner = Planner(attrs.evolve(CONFIG, server=None), self.daemonEnv, 0)
+        with self.assertRaises(AssertionError):
+            planner(PEER)

@@ -18,9 +18,10 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.unit.test_launch import CONFIG, PEER
 from twinetd import forkexec, spawn
 from twinetd.errors import SpawnError, SpawnerUnavailable
-from twinetd.launch import LaunchPlan
+from twinetd.launch import LaunchPlan, Planner
 from twinetd.spawn import BusySpawner, PosixSpawner, ReactorSpawner, spawnerFor
 from twinetd.testing import MemoryProcessReactor
 
@@ -139,14 +140,20 @@ class ReactorSpawnerTests(SynchronousTestCase):
         )
 
 
-class EnvironmentEntryTests(SynchronousTestCase):
+class EnvironmentBlockTests(SynchronousTestCase):
     """
     A child's variables encoded for C{fork_exec} as C{subprocess} encodes
-    them (kept from child to child).
+    them; what every child of a service shares, once.
     """
 
     def test_entry(self) -> None:
-        self.assertEqual(forkexec.environmentEntry("A", "b=c é"), "A=b=c é".encode())
+        """
+        As C{os.fsencode} encodes; kept from child to child.
+        """
+        self.assertEqual(
+            forkexec.environmentEntry("A", "b=c é\udcff"),
+            os.fsencode("A") + b"=" + os.fsencode("b=c é\udcff"),
+        )
         self.assertIs(
             forkexec.environmentEntry("A", "b=c é"),
             forkexec.environmentEntry("A", "b=c é"),
@@ -159,6 +166,38 @@ class EnvironmentEntryTests(SynchronousTestCase):
         for _ in range(2):
             with self.assertRaises(ValueError):
                 forkexec.environmentEntry("A=B", "c")
+
+    def test_planWithoutSharedPart(self) -> None:
+        plan = evolve(PLAN, env=(("A", "1"), ("B", "é")))
+        self.assertEqual(spawn.environmentBlock(plan), [b"A=1", "B=é".encode()])
+
+    def test_sharedPartEncodedOnce(self) -> None:
+        """
+        Plans of one L{Planner} share their encoded common part; each
+        block is the whole environment.
+        """
+        planner = Planner(CONFIG, {"PATH": "/bin", "HOME": "/root"}, 0, 0, True)
+        first = spawn.environmentBlock(planner(PEER))
+        second = spawn.environmentBlock(planner(evolve(PEER, remotePort=2)))
+        self.assertEqual(first[:2], [b"PATH=/bin", b"HOME=/root"])
+        self.assertIs(first[0], second[0])
+        self.assertIn(b"REMOTE_PORT=40000", first)
+        self.assertIn(b"REMOTE_PORT=2", second)
+        self.assertEqual(len(first), len(planner(PEER).env))
+
+    def test_sharedPartsForgottenBeyondTheBound(self) -> None:
+        """
+        Beyond L{spawn.SHARED_BLOCKS} services, the kept encodings are
+        forgotten (and each is made again when needed).
+        """
+        self.patch(spawn, "_sharedBlocks", {})
+        self.patch(spawn, "SHARED_BLOCKS", 2)
+        planners = [Planner(CONFIG, {"N": str(n)}, 0, 0, True) for n in range(3)]
+        for n, planner in enumerate(planners):
+            self.assertEqual(
+                spawn.environmentBlock(planner(PEER))[0], f"N={n}".encode()
+            )
+        self.assertEqual(len(spawn._sharedBlocks), 1)
 
 
 class FakeRemote:

@@ -126,7 +126,7 @@ class Recorder(ProcessProtocol):
 
 class MessageTests(SynchronousTestCase):
     def test_roundTrip(self) -> None:
-        message = ("s", 3, ["a"], "/x", {"A": "b"}, (True, False, True), -1, {})
+        message = ("s", 3, ["a"], "/x", [b"A=b"], (True, False, True), -1, {})
         self.assertEqual(decode(encode(message)), message)
 
     def test_badPackets(self) -> None:
@@ -160,7 +160,7 @@ class SpawnerLoopTests(SynchronousTestCase):
         return [decode(packet) for packet in self.sock.sent]
 
     def request(self, ident: int, fds: list[int], slots: tuple[bool, ...]) -> None:
-        message = ("s", ident, ["sh"], "/bin/sh", {"A": "b"}, slots, 0o22, {})
+        message = ("s", ident, ["sh"], "/bin/sh", [b"A=b"], slots, 0o22, {})
         self.loop.handle(message, fds)
 
     def test_start(self) -> None:
@@ -171,7 +171,7 @@ class SpawnerLoopTests(SynchronousTestCase):
         r, w = os.pipe()
         self.request(7, [r, w], (True, False, True))
         [args] = self.starts
-        self.assertEqual(args, (["sh"], "/bin/sh", {"A": "b"}, (r, None, w), 0o22, {}))
+        self.assertEqual(args, (["sh"], "/bin/sh", [b"A=b"], (r, None, w), 0o22, {}))
         self.assertEqual(self.replies(), [("p", 7, 4242)])
         for fd in (r, w):
             self.assertRaises(OSError, os.fstat, fd)
@@ -493,7 +493,7 @@ class ProcessSpawnerTests(SynchronousTestCase):
                 0,
                 ["sh", "-c", "true"],
                 "/bin/sh",
-                {"A": "b"},
+                [b"A=b"],
                 (True, True, False),
                 -1,
                 {"user": None, "group": None, "extra_groups": None},

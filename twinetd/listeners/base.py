@@ -30,7 +30,6 @@ L{twinetd.service} from a record.
 from __future__ import annotations
 
 import errno
-import functools
 from collections.abc import Callable, Mapping
 from typing import TypedDict
 
@@ -51,7 +50,7 @@ from zope.interface import implementer
 from twinetd import logs
 from twinetd._twistedcompat import cancelCall
 from twinetd.hangup import Watcher, hangupWatcher
-from twinetd.launch import LaunchPlan, planLaunch
+from twinetd.launch import LaunchPlan, Planner
 from twinetd.listeners.sockets import needsLookup
 from twinetd.model import Peer, ServiceConfig
 from twinetd.modes.internal import ChargenRing
@@ -125,8 +124,15 @@ class Runtime:
         What to run for one client of C{config} (L{planLaunch} with the
         daemon's environment and ids).
         """
-        return planLaunch(
-            config, peer, self.environment, self.uid, self.gid, self.handsOff(config)
+        return self.planner(config)(peer)
+
+    def planner(self, config: ServiceConfig) -> Planner:
+        """
+        L{plan} for every client of C{config}, what they share worked out
+        once.
+        """
+        return Planner(
+            config, self.environment, self.uid, self.gid, self.handsOff(config)
         )
 
 
@@ -174,14 +180,14 @@ class Listener(Service):
         @param admit: the admission of each client; by default the
             daemon's gate (L{Gate.admitter}).
         @param makePlan: what to run for a client; by default
-            L{Runtime.plan}.
+            L{Runtime.planner}'s.
         """
         self.config = config
         self.runtime = runtime
         self.serviceLog = serviceLog or logs.ServiceLog.fromConfig(config, None)
         self.log = self.serviceLog.logger
         self.admit = admit if admit is not None else runtime.gate.admitter(config)
-        self.makePlan = makePlan or functools.partial(runtime.plan, config)
+        self.makePlan = makePlan or runtime.planner(config)
         self._clock = runtime.clock
         self._pauseEnds: IDelayedCall | None = None
         self.setName(config.id)  # type: ignore[no-untyped-call]
