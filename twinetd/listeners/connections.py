@@ -84,6 +84,14 @@ class ConnectionFactory(ServerFactory):
         )
         self.live: set[Stoppable] = set()
         self._waiters: dict[Stoppable, list[Deferred[None]]] = {}
+        # Asked for every connection: the service's record and the daemon's
+        # default do not change while this factory serves.
+        self._handsOff = runtime.handsOff(config)
+        self._stderrToSocket = runtime.stderrToSocket(config)
+        #: Whether each connection's socket goes to the service's program.
+        self.handsOff = (
+            not config.isInternal and config.redirect is None and self._handsOff
+        )
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         front = Front()
@@ -97,18 +105,6 @@ class ConnectionFactory(ServerFactory):
         tracks from here on.
         """
         self.live.discard(front)
-
-    @property
-    def handsOff(self) -> bool:
-        """
-        Whether each connection's socket goes to the service's program.
-        """
-        config = self.config
-        return (
-            not config.isInternal
-            and config.redirect is None
-            and self.runtime.handsOff(config)
-        )
 
     def serve(self, ticket: Admission, peer: Peer) -> Protocol:
         """
@@ -186,16 +182,13 @@ class ConnectionFactory(ServerFactory):
             ticket.release()
             self.ended(protocol)
 
-        runtime = self.runtime
-        if runtime.handsOff(self.config):
+        if self._handsOff:
             protocol = HandoffProtocol(
-                self._childSetup,
-                onEnded=ended,
-                stderrToSocket=runtime.stderrToSocket(self.config),
+                self._childSetup, onEnded=ended, stderrToSocket=self._stderrToSocket
             )
         else:
             protocol = BridgeProtocol(
-                self._childSetup, onEnded=ended, hangups=runtime.hangups
+                self._childSetup, onEnded=ended, hangups=self.runtime.hangups
             )
         protocol.factory = self
         protocol.peer = peer
