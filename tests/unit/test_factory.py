@@ -654,6 +654,26 @@ class GateTests(SynchronousTestCase):
         self.assertEqual(limits.running(config.id), 0)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
+    def test_immediateErrorRefusesAndReleases(self) -> None:
+        """
+        So does an error in a decision that needs no name.
+        """
+        reactor = MemoryProcessReactor()
+        limits = Limits(reactor)
+        config = attrs.evolve(CONFIG, accessTimes=((0, 599),))
+        limits.updateConfig(config.id, config)
+
+        def broken(seconds: float) -> int:
+            raise ZeroDivisionError()
+
+        gate = Gate(reactor, limits, minutes=broken)
+        result = self.successResultOf(gate.admit(config, peer()))
+        self.assertEqual(
+            (result.reason, result.detail), (REASON_ERROR, "admission failed")
+        )
+        self.assertEqual(limits.running(config.id), 0)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_unixClientHasNoAddress(self) -> None:
         """
         A UNIX-socket client has no address: address rules and per_source

@@ -186,10 +186,10 @@ class Gate:
             if not isinstance(slot, Ticket):
                 return succeed(Admission.refused(slot.reason, "limit", slot.pause))
             ticket = slot
-            if address is not None and needsName(config):
-                name = self._resolveName(address)
-            else:
-                name = succeed(None)
+            if address is None or not needsName(config):
+                # Decided at once (most connections): no callbacks to run.
+                return succeed(self._decide(None, config, address, ticket))
+            name = self._resolveName(address)
             decided = name.addCallback(self._decide, config, address, ticket)
         except Exception:
             failure = Failure()  # type: ignore[no-untyped-call]
