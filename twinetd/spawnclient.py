@@ -48,7 +48,7 @@ import socket
 import subprocess
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -77,6 +77,7 @@ from twinetd._twistedcompat import (
     initWithoutStarting,
 )
 from twinetd.errors import SpawnError, SpawnerUnavailable
+from twinetd.forkexec import environmentBlock
 from twinetd.launch import LaunchPlan
 from twinetd.spawn import (
     ChildFDs,
@@ -391,6 +392,14 @@ class SpawnerChannel:
         self._timer = cancelCall(self._timer)
 
 
+def _encoded(environment: Sequence[bytes] | Mapping[str, str]) -> list[bytes]:
+    # A mapping: from the spawn module of a daemon that was running when
+    # twinetd was upgraded under it (before 2026-12, ChildStart carried one).
+    if isinstance(environment, Mapping):
+        return environmentBlock(environment.items())
+    return list(environment)
+
+
 def _closeAll(fds: list[int]) -> None:
     for fd in fds:
         with contextlib.suppress(OSError):
@@ -452,7 +461,7 @@ class ProcessSpawner(PosixSpawner):
                 ident,
                 start.argv,
                 start.executable,
-                list(start.environment),
+                _encoded(start.environment),
                 tuple(fd is not None for fd in stdio),
                 start.umask,
                 start.credentials,

@@ -36,7 +36,7 @@ import select
 import signal
 import socket
 
-from twinetd.forkexec import startChild
+from twinetd.forkexec import environmentBlock, startChild
 
 # Annotations only (mypy reads this as typing.TYPE_CHECKING): no typing
 # module in the spawner process.
@@ -103,6 +103,10 @@ class SpawnerLoop:
 
     def start(self, message: tuple[Any, ...], fds: list[int]) -> None:
         _, ident, argv, executable, environment, slots, umask, credentials = message
+        if isinstance(environment, dict):
+            # From a daemon that was running when twinetd was upgraded under
+            # it (before 2026-12, requests carried a mapping).
+            environment = environmentBlock(environment.items())
         given = iter(fds)
         stdio = tuple(next(given, None) if slot else None for slot in slots)
         try:

@@ -27,7 +27,7 @@ from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twinetd import logs, spawnclient, spawnerprocess
+from twinetd import logs, spawn, spawnclient, spawnerprocess
 from twinetd.child import ChildProcess
 from twinetd.errors import SpawnError, SpawnerUnavailable
 from twinetd.launch import LaunchPlan
@@ -159,9 +159,26 @@ class SpawnerLoopTests(SynchronousTestCase):
     def replies(self) -> list[tuple[Any, ...]]:
         return [decode(packet) for packet in self.sock.sent]
 
-    def request(self, ident: int, fds: list[int], slots: tuple[bool, ...]) -> None:
-        message = ("s", ident, ["sh"], "/bin/sh", [b"A=b"], slots, 0o22, {})
+    def request(
+        self,
+        ident: int,
+        fds: list[int],
+        slots: tuple[bool, ...],
+        environment: Any = None,
+    ) -> None:
+        if environment is None:
+            environment = [b"A=b"]
+        message = ("s", ident, ["sh"], "/bin/sh", environment, slots, 0o22, {})
         self.loop.handle(message, fds)
+
+    def test_environmentAsMapping(self) -> None:
+        """
+        A daemon that was running when twinetd was upgraded under it sends
+        the variables as a mapping: they are encoded here.
+        """
+        self.request(7, [], (False, False, False), {"A": "b", "C": "é"})
+        [args] = self.starts
+        self.assertEqual(args[2], [b"A=b", "C=é".encode()])
 
     def test_start(self) -> None:
         """
@@ -501,6 +518,18 @@ class ProcessSpawnerTests(SynchronousTestCase):
         )
         self.assertEqual(fds, [10, 11])
         self.assertEqual(protocol.made, [])
+
+    def test_requestFromAnOlderSpawnModule(self) -> None:
+        """
+        The spawn module of a daemon that was running when twinetd was
+        upgraded under it gives the variables as a mapping: they are sent
+        encoded.
+        """
+        old = spawn.ChildStart(["sh"], "/bin/sh", {"A": "b"}, -1, {}, False)  # type: ignore[arg-type]
+        self.patch(spawnclient, "childStart", lambda plan: old)
+        self.spawn(Recorder())
+        [(message, _)] = self.channel.sent
+        self.assertEqual(message[4], [b"A=b"])
 
     def test_startedAndExited(self) -> None:
         """
