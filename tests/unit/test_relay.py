@@ -133,5 +133,10 @@ class RelayLoopTests(SynchronousTestCase):
         self.loop.watch(r2, 0, self.seen.append)
 
     def test_onePerReactor(self) -> None:
-        self.assertIs(relay.relayLoop(self.reactor), relay.relayLoop(self.reactor))
+        first = relay.relayLoop(self.reactor)
+        self.assertIs(relay.relayLoop(self.reactor), first)
         self.assertIsNone(relay.relayLoop(object()))
+        other = MemoryReactor()
+        self.assertIsNot(relay.relayLoop(other), first)
+        self.assertIs(relay.relayLoop(self.reactor), first)
+        self.assertIs(relay.relayLoop(other), relay.relayLoop(other))

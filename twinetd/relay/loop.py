@@ -114,10 +114,20 @@ def relayLoop(reactor: object) -> RelayLoop | None:
     The one L{RelayLoop} of C{reactor}, or C{None} when it does not provide
     L{IReactorFDSet} or the platform has no epoll.
     """
+    global _last
+    last = _last
+    if last is not None and last[0] is reactor:
+        # Asked for every bridged connection, nearly always of one reactor.
+        return last[1]
     fdset = IReactorFDSet(reactor, None)
     if fdset is None or not hasattr(select, "epoll"):
         return None
     loop = _loops.get(fdset)
     if loop is None:
         loop = _loops[fdset] = RelayLoop(fdset)
+    _last = (reactor, loop)
     return loop
+
+
+#: The reactor L{relayLoop} was last asked about, and its loop.
+_last: tuple[object, RelayLoop] | None = None
