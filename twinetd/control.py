@@ -186,6 +186,49 @@ def exitZeroOnTerm(reactor: object) -> None:
 #: The signals L{DaemonControl} answers to.
 _SIGNALS = EARLY_SIGNALS
 
+#: The signals whose handlers (the reactor's) stop the daemon.
+STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopOnce:
+    """
+    Stands in front of the reactor's C{SIGTERM} and C{SIGINT} handlers: the
+    first of them stops the daemon, as before; one that comes while it is
+    stopping (a second C{kill}, a service manager and a person, ^C twice)
+    is logged and does nothing else.  Twisted's handler would ask the
+    reactor to stop again, which logs a critical C{ReactorNotRunning}
+    traceback; xinetd ignores it.
+    """
+
+    def __init__(self, fromThreads: IReactorFromThreads) -> None:
+        self._fromThreads = fromThreads
+        self._handlers: dict[int, Callable[[int, FrameType | None], object]] = {}
+        self.stopping = False
+
+    def install(self) -> None:
+        """
+        Stand in front of the handlers there now (the reactor installs its
+        own as it starts running: call this once it runs).
+        """
+        for signum in STOPPING_SIGNALS:
+            handler = signal.getsignal(signum)
+            if callable(handler) and handler is not self:
+                self._handlers[signum] = handler
+                signal.signal(signum, self)
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:
+            self._fromThreads.callFromThread(
+                log.info,
+                "{signal} while stopping: already stopping",
+                signal=signal.Signals(signum).name,
+            )
+            return
+        self.stopping = True
+        handler = self._handlers.get(signum)
+        if handler is not None:
+            handler(signum, frame)
+
 
 class DaemonControl(Service):
     """
@@ -202,7 +245,9 @@ class DaemonControl(Service):
         SIGUSR1, which twistd has taken);
       - the umask children inherit (unless a service sets its own);
       - with C{processLikeXinetd}, the process set up for its children as
-        xinetd's (L{prepareProcess}) and exit status 0 after SIGTERM;
+        xinetd's (L{prepareProcess}), exit status 0 after SIGTERM, and a
+        SIGTERM or SIGINT that comes while the daemon stops logged and
+        otherwise ignored (L{StopOnce}; not undone at stop);
       - Twisted reaps only the children that exited
         (L{installExitedReaper}; Twisted's reaper is back at stop);
       - systemd is told C{READY=1} once every service listens or has given
@@ -306,9 +351,13 @@ class DaemonControl(Service):
         if self._processLikeXinetd:
             prepareProcess()
             if self._exitTrigger is None:
-                self._exitTrigger = IReactorCore(self._reactor).addSystemEventTrigger(
+                core = IReactorCore(self._reactor)
+                self._exitTrigger = core.addSystemEventTrigger(
                     "after", "shutdown", exitZeroOnTerm, self._reactor
                 )
+                # For the rest of the process's life: a second SIGTERM may
+                # come while the children are given their kill delay.
+                core.callWhenRunning(StopOnce(self._fromThreads).install)
         self._uninstallReaper = installExitedReaper()
         handlers = (self._hup, self._usr1, self._usr2)
         recorder = None

@@ -286,11 +286,11 @@ def pidAlive(pid: int) -> bool:
     return True
 
 
-def test_sigtermExitsZero(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def stubbornClient(tmp_path: Path) -> Iterator[Daemon]:
     """
-    Issue 8 §4: SIGTERM stops the daemon cleanly, with status 0 as xinetd
-    (not "killed by SIGTERM"), once every child is gone: here one that
-    ignores SIGTERM and is killed after the kill delay.
+    A daemon serving the C{stubborn} child (it ignores SIGTERM), and one
+    client connected to it, whose child is running.
     """
     port = freeUdpPort()
     config = service(
@@ -301,13 +301,40 @@ def test_sigtermExitsZero(tmp_path: Path) -> None:
         daemon.waitForLog("listening on")
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as s:
             assert s.recv(100) == b"ready\n"
-            [start] = daemon.waitForLog(r"START: stub pid=(\d+)")
-            pid = int(start.group(1))
-            assert daemon.stop() == 0, daemon.output()
-        assert not pidAlive(pid)
-        assert re.search(rf"EXIT: stub signal=9 pid={pid}\b", daemon.logText())
+            yield daemon
     finally:
         daemon.kill()
+
+
+def test_sigtermExitsZero(tmp_path: Path) -> None:
+    """
+    Issue 8 §4: SIGTERM stops the daemon cleanly, with status 0 as xinetd
+    (not "killed by SIGTERM"), once every child is gone: here one that
+    ignores SIGTERM and is killed after the kill delay.
+    """
+    with stubbornClient(tmp_path) as daemon:
+        [start] = daemon.waitForLog(r"START: stub pid=(\d+)")
+        pid = int(start.group(1))
+        assert daemon.stop() == 0, daemon.output()
+    assert not pidAlive(pid)
+    assert re.search(rf"EXIT: stub signal=9 pid={pid}\b", daemon.logText())
+
+
+def test_secondSigtermWhileStopping(tmp_path: Path) -> None:
+    """
+    A SIGTERM that comes while the daemon stops (its child given the kill
+    delay) is logged and ignored: no critical traceback, still status 0.
+    """
+    with stubbornClient(tmp_path) as daemon:
+        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.waitForLog("Received SIGTERM")
+        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.waitForLog("SIGTERM while stopping: already stopping")
+        assert daemon.stop() == 0, daemon.output()
+    log = daemon.logText()
+    assert log.count("Received SIGTERM") == 1, log
+    assert "Traceback" not in log and "ReactorNotRunning" not in log, log
+    assert re.search(r"EXIT: stub signal=9 pid=\d+", log), log
 
 
 #: What a child reports of its set-up, read by /bin/sh (Python would

@@ -19,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from twinetd.config import LoadResult
-from twinetd.control import DaemonControl, keepPrevious
+from twinetd.control import STOPPING_SIGNALS, DaemonControl, StopOnce, keepPrevious
 from twinetd.errors import Problem, SourceLocation
 from twinetd.logs import CANNOT_LISTEN, LISTENING, RELOADED, STATUS, LogSinks, emit
 from twinetd.model import ServiceConfig
@@ -94,8 +94,8 @@ class KeepPreviousTests(SynchronousTestCase):
 
 @implementer(IReactorFromThreads)
 class FakeReactor(Clock):
-    def callFromThread(self, f: Any, *args: Any) -> None:
-        f(*args)
+    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
+        f(*args, **kwargs)
 
 
 class FakeRuntime:
@@ -360,3 +360,54 @@ class DaemonControlTests(SynchronousTestCase):
             notifier.sent[-1],
             {"STATUS": "1 of 1 services listening, 0 servers running"},
         )
+
+
+class StopOnceTests(SynchronousTestCase):
+    """
+    L{StopOnce}: the first SIGTERM or SIGINT stops the daemon through the
+    reactor's handler; one that comes while it stops is only logged.
+    """
+
+    def setUp(self) -> None:
+        for signum in STOPPING_SIGNALS:
+            self.addCleanup(signal.signal, signum, signal.getsignal(signum))
+        self.calls: list[int] = []
+        self.reactor = FakeReactor()
+        self.events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def handler(self, signum: int, frame: Any) -> None:
+        self.calls.append(signum)
+
+    def test_firstStopsThenLogged(self) -> None:
+        for signum in STOPPING_SIGNALS:
+            signal.signal(signum, self.handler)
+        guard = StopOnce(self.reactor)
+        guard.install()
+        self.assertIs(signal.getsignal(signal.SIGTERM), guard)
+        self.assertIs(signal.getsignal(signal.SIGINT), guard)
+        guard(signal.SIGTERM, None)
+        self.assertEqual(self.calls, [signal.SIGTERM])
+        guard(signal.SIGTERM, None)
+        guard(signal.SIGINT, None)
+        self.assertEqual(self.calls, [signal.SIGTERM])
+        texts = [e["log_format"].format(**e) for e in self.events]
+        self.assertEqual(
+            texts,
+            [
+                "SIGTERM while stopping: already stopping",
+                "SIGINT while stopping: already stopping",
+            ],
+        )
+
+    def test_noHandlerLeftAlone(self) -> None:
+        """
+        A signal without a handler of Python's (the reactor did not install
+        its own) keeps its disposition.
+        """
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, self.handler)
+        StopOnce(self.reactor).install()
+        self.assertEqual(signal.getsignal(signal.SIGTERM), signal.SIG_DFL)
+        self.assertIsInstance(signal.getsignal(signal.SIGINT), StopOnce)
