@@ -243,6 +243,17 @@ class Server(ServerProcesses):
             return None
         return main + sum(filter(None, map(_rssMb, self.helperPids())))
 
+    def daemonPss(self) -> float | None:
+        """
+        Proportional memory of the main process and its helpers in MB
+        (C{Pss}: each page shared with other processes counted in part, so
+        that a helper's libraries, shared with its daemon, count once).
+        """
+        main = _pssMb(self.mainPid())
+        if main is None:
+            return None
+        return main + sum(filter(None, map(_pssMb, self.helperPids())))
+
     def daemonFds(self) -> int | None:
         """
         Open descriptors of the main daemon process (None if unknown).
@@ -269,18 +280,33 @@ def _cpuNanoseconds(pid: int) -> int:
     return total
 
 
+def _procMb(path: str, field: str) -> float | None:
+    """
+    The C{field} line (in kB) of the C{/proc} file C{path} in MB, if the
+    process runs.
+    """
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def _rssMb(pid: int | None) -> float | None:
     """
     C{VmRSS} of process C{pid} in MB, if it runs.
     """
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except (OSError, TypeError):
-        pass
-    return None
+    return None if pid is None else _procMb(f"/proc/{pid}/status", "VmRSS:")
+
+
+def _pssMb(pid: int | None) -> float | None:
+    """
+    C{Pss} of process C{pid} in MB (C{smaps_rollup}), if it runs.
+    """
+    return None if pid is None else _procMb(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def xinetdConfig(
@@ -867,7 +893,7 @@ def benchServer(
             )
         return out
 
-    step("rss_idle", lambda: {"mb": server.daemonRss()})
+    step("rss_idle", lambda: {"mb": server.daemonRss(), "pssMb": server.daemonPss()})
     step("rate_c1", lambda: measured(1))
     step("rate_c16", lambda: measured(16))
     step(
@@ -900,6 +926,7 @@ def benchServer(
                 "daemonFdsIdle": fdsBefore,
                 "daemonFdsHeld": fdsHeld,
                 "rssHeldMb": server.daemonRss(),
+                "pssHeldMb": server.daemonPss(),
             }
             for c in (1, 16):
                 before = server.daemonCpu()
@@ -956,6 +983,8 @@ METRICS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ),
     ("daemon RSS MB idle", "rss_idle", lambda r: r.get("mb")),
     ("daemon RSS MB, N held", "held", lambda r: r.get("rssHeldMb")),
+    ("daemon PSS MB idle", "rss_idle", lambda r: r.get("pssMb")),
+    ("daemon PSS MB, N held", "held", lambda r: r.get("pssHeldMb")),
     ("conn/s  c=1, N held", "held", lambda r: (r.get("c1") or {}).get("perSecond")),
     ("conn/s  c=16, N held", "held", lambda r: (r.get("c16") or {}).get("perSecond")),
     ("daemon fds, N held", "held", lambda r: r.get("daemonFdsHeld")),
