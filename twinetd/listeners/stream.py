@@ -83,8 +83,10 @@ class StreamListener(Listener):
         @param options: as L{Listener}'s.
         """
         super().__init__(config, runtime, **options)
+        # The front pauses this listener itself when a connection trips
+        # cps (as after a takeover): it asks the gate, not L{ask}.
         self.factory = ConnectionFactory(
-            config, runtime, self.serviceLog, self.ask, self.makePlan
+            config, runtime, self.serviceLog, self.admit, self.makePlan, self.pauseFor
         )
         # The factories of earlier configurations, while their connections
         # last (stopped with this service).
