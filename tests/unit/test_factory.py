@@ -654,6 +654,42 @@ class GateTests(SynchronousTestCase):
         self.assertEqual(limits.running(config.id), 0)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
+    def test_decidedAtOnceWithoutDeferred(self) -> None:
+        """
+        The admitter answers with the admission itself when no name is
+        needed, with a Deferred when one is; L{Gate.admit} always with a
+        Deferred.
+        """
+        reactor = MemoryProcessReactor()
+        limits = Limits(reactor)
+        limits.updateConfig(CONFIG.id, CONFIG)
+        lookups: list[Deferred[str | None]] = []
+
+        def resolve(address: str) -> Deferred[str | None]:
+            lookups.append(Deferred())
+            return lookups[-1]
+
+        gate = Gate(reactor, limits, resolveName=resolve)
+        decision = gate.admitter(CONFIG)(peer())
+        assert isinstance(decision, Admission)
+        self.assertTrue(decision.admitted)
+        decision.release()
+        deferredOne = self.successResultOf(gate.admit(CONFIG, peer()))
+        self.assertTrue(deferredOne.admitted)
+        deferredOne.release()
+        named = attrs.evolve(
+            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+        )
+        limits.updateConfig(named.id, named)
+        later = gate.admitter(named)(peer())
+        assert isinstance(later, Deferred)
+        self.assertNoResult(later)
+        lookups[-1].callback("ok.example")
+        admitted = self.successResultOf(later)
+        self.assertTrue(admitted.admitted)
+        admitted.release()
+        self.assertEqual(limits.running(CONFIG.id), 0)
+
     def test_immediateErrorRefusesAndReleases(self) -> None:
         """
         So does an error in a decision that needs no name.
@@ -766,6 +802,25 @@ class BrokenGateTests(SynchronousTestCase):
         self.assertEqual(h.reactor.spawned, [])
         self.assertTrue(any(e.get("log_failure") for e in seen))
         self.flushLoggedErrors(ZeroDivisionError)
+
+    def test_errorAfterImmediateDecision(self) -> None:
+        """
+        So is one while serving a connection decided at once (no Deferred
+        to catch it).
+        """
+        seen = events(self)
+        h = Harness()
+        h.factory.admit = lambda peer: Admission()
+
+        def serve(ticket: Any, peer: Any) -> Any:
+            raise ZeroDivisionError()
+
+        h.factory.serve = serve  # type: ignore[method-assign]
+        transport = h.connect()
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(h.reactor.spawned, [])
+        self.assertTrue(any(e.get("log_failure") for e in seen))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
 
 async def _raise() -> None:

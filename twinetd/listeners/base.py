@@ -54,7 +54,7 @@ from twinetd.launch import LaunchPlan, Planner
 from twinetd.listeners.sockets import needsLookup
 from twinetd.model import Peer, ServiceConfig
 from twinetd.modes.internal import ChargenRing
-from twinetd.policy.gate import Admission, Admit, Gate
+from twinetd.policy.gate import Admission, Admit, Gate, deferred
 from twinetd.spawn import Spawner
 
 
@@ -265,7 +265,7 @@ class Listener(Service):
                 self.pauseFor(admission.pause)
             return admission
 
-        return self.admit(peer).addCallback(paused)
+        return deferred(self.admit(peer)).addCallback(paused)
 
     def _bindConfig(self) -> ServiceConfig | None:
         """

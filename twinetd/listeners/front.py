@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any, cast
 from typing import Protocol as TypingProtocol
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IConsumer,
     IDelayedCall,
@@ -378,8 +379,15 @@ class Front(_Relay):
         peer = self.peer = peerFromTransport(
             cast(ITCPTransport, self.transport), accepted=runtime.clock.seconds()
         )
-        d = self.factory.admit(peer)
-        d.addCallback(self._decided).addErrback(self._broken)
+        decision = self.factory.admit(peer)
+        if isinstance(decision, Deferred):
+            decision.addCallback(self._decided).addErrback(self._broken)
+        else:
+            # Decided at once (most connections): no Deferred to go through.
+            try:
+                self._decided(decision)
+            except Exception:
+                self._broken(Failure())  # type: ignore[no-untyped-call]
         # Most decisions come at once, before the reactor can read anything:
         # once the connection is served or closed its reading is closed,
         # and this does nothing.  Reading is paused only when the decision

@@ -86,9 +86,19 @@ class Admission:
 
 
 #: What every listener asks for each connection, datagram or C{wait = yes}
-#: child: the peer (C{None} when unknown) gives an L{Admission}, at once or
-#: after a name lookup; the Deferred never fails.
-Admit = Callable[[Peer | None], "Deferred[Admission]"]
+#: child: the peer (C{None} when unknown) gives an L{Admission}, at once (the
+#: admission itself, or a Deferred that has fired) or after a name lookup
+#: (a Deferred); the Deferred never fails.
+Admit = Callable[[Peer | None], "Admission | Deferred[Admission]"]
+
+
+def deferred(decision: Admission | Deferred[Admission]) -> Deferred[Admission]:
+    """
+    An L{Admit}'s answer as a Deferred, whichever way it came.
+    """
+    if isinstance(decision, Deferred):
+        return decision
+    return succeed(decision)
 
 
 def admitEveryone(peer: Peer | None) -> Deferred[Admission]:
@@ -163,17 +173,25 @@ class Gate:
 
     def admitter(self, config: ServiceConfig) -> Admit:
         """
-        The L{Admit} of one service: L{admit} with C{config}.
+        The L{Admit} of one service: L{decide} with C{config}.
         """
-        return functools.partial(self.admit, config)
+        return functools.partial(self.decide, config)
 
     def admit(self, config: ServiceConfig, peer: Peer | None) -> Deferred[Admission]:
+        """
+        L{decide}, always as a Deferred.
+        """
+        return deferred(self.decide(config, peer))
+
+    def decide(
+        self, config: ServiceConfig, peer: Peer | None
+    ) -> Admission | Deferred[Admission]:
         """
         Decide on one connection (or datagram) of C{config} from C{peer}
         (C{None} when unknown, as for C{wait = yes} services).  The result
         is an admitted L{Admission} whose ticket the caller holds while the
-        server runs, or a refused one.  It fires at once unless a
-        names-based rule needs a reverse lookup, and never fails: a bug is
+        server runs, or a refused one: at once, unless a names-based rule
+        needs a reverse lookup (then a Deferred).  It never fails: a bug is
         logged and refuses the connection (L{REASON_ERROR}).
         """
         ticket: Ticket | None = None
@@ -184,16 +202,16 @@ class Gate:
             address = peer.address if peer is not None else None
             slot = self.limits.acquire(config.id, address)
             if not isinstance(slot, Ticket):
-                return succeed(Admission.refused(slot.reason, "limit", slot.pause))
+                return Admission.refused(slot.reason, "limit", slot.pause)
             ticket = slot
             if address is None or not needsName(config):
-                # Decided at once (most connections): no callbacks to run.
-                return succeed(self._decide(None, config, address, ticket))
+                # Most connections: no Deferred, no callbacks to run.
+                return self._decide(None, config, address, ticket)
             name = self._resolveName(address)
             decided = name.addCallback(self._decide, config, address, ticket)
         except Exception:
             failure = Failure()  # type: ignore[no-untyped-call]
-            return succeed(self._failed(failure, config, ticket))
+            return self._failed(failure, config, ticket)
         return decided.addErrback(self._failed, config, ticket)
 
     def _failed(
