@@ -64,6 +64,12 @@ class SocketHandedOff(ConnectionDone):
     """
 
 
+#: The reason every handed-off connection ends with for the daemon (one
+#: instance, as Twisted's own C{connectionDone}: a Failure of an exception
+#: without a traceback is the same for every connection).
+HANDED_OFF = Failure(SocketHandedOff("socket handed to the child"))  # type: ignore[no-untyped-call]
+
+
 class HandoffChild(ChildProcess):
     """
     Tracks a child that was given a socket (L{ChildProcess}): logs C{START}
@@ -164,8 +170,7 @@ def handOff(
         nonlocal released
         if not released:
             released = True
-            reason = Failure(SocketHandedOff("socket handed to the child"))  # type: ignore[no-untyped-call]
-            releaseHandedOver(transport, reason)
+            releaseHandedOver(transport, HANDED_OFF)
 
     child.onStarted = release
     fd = sock.fileno()
