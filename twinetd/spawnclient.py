@@ -73,6 +73,7 @@ from zope.interface import implementer
 import twinetd
 from twinetd._twistedcompat import (
     callProcessEnded,
+    callProcessExited,
     cancelCall,
     initWithoutStarting,
 )
@@ -232,6 +233,9 @@ class RemoteProcess(Process):
     def reapProcess(self) -> None:
         # The spawner process reaps it.
         pass
+
+    def _callProcessExited(self, reason: BaseException) -> None:
+        callProcessExited(self, reason)
 
     def maybeCallProcessEnded(self) -> None:
         if self.pipes or not self.lostProcess:

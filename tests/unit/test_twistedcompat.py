@@ -788,6 +788,92 @@ class ProcessTransportTests(SynchronousTestCase):
         )
 
 
+class Raising(ProcessProtocol):
+    def processExited(self, reason: Failure) -> None:
+        raise ZeroDivisionError()
+
+    def processEnded(self, reason: Failure) -> None:
+        raise ZeroDivisionError()
+
+
+class ExitReasonTests(SynchronousTestCase):
+    """
+    L{compat.StartedProcess}'s protocol gets Twisted's reasons for its
+    child's end, the one of a plain exit shared by every child
+    (L{compat.EXITED_ZERO}).
+    """
+
+    def ended(self, status: int, protocol: ProcessProtocol) -> None:
+        transport = process.Process.__new__(compat.StartedProcess)
+        compat.initWithoutStarting(transport, protocol)
+        transport.pipes = {}
+        transport.pid = 4242
+        # What a reaper calls: processExited, then (no pipes) processEnded.
+        transport.processEnded(status)
+
+    def test_exitZeroShared(self) -> None:
+        first, second = Ended(), Ended()
+        self.ended(0, first)
+        self.ended(0, second)
+        self.assertEqual(
+            [*first.exited, *first.ended, *second.exited, *second.ended],
+            [compat.EXITED_ZERO] * 4,
+        )
+        self.assertIs(first.ended[0], compat.EXITED_ZERO)
+        compat.EXITED_ZERO.trap(ProcessDone)
+
+    def test_otherEndsTheirOwn(self) -> None:
+        """
+        An exit status other than 0, or a signal, is Twisted's
+        C{ProcessTerminated}, a Failure of its own.
+        """
+        for status, exitCode, sig in ((3 << 8, 3, None), (signal.SIGKILL, None, 9)):
+            protocol = Ended()
+            self.ended(status, protocol)
+            [exited], [ended] = protocol.exited, protocol.ended
+            self.assertIsNot(exited, compat.EXITED_ZERO)
+            for reason in (exited, ended):
+                reason.trap(ProcessTerminated)
+                self.assertEqual(
+                    (reason.value.exitCode, reason.value.signal), (exitCode, sig)
+                )
+
+    def test_protocolErrorsLogged(self) -> None:
+        """
+        An error in the protocol's C{processExited} or C{processEnded} is
+        logged as Twisted logs it, and goes no further.
+        """
+        seen = events(self)
+        self.ended(0, Raising())
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
+        self.assertEqual(
+            [e["log_format"] for e in seen if "log_failure" in e],
+            ["while calling processExited:", "while calling processEnded:"],
+        )
+        self.assertEqual(
+            {e["log_namespace"] for e in seen if "log_failure" in e},
+            {"twisted.internet._baseprocess"},
+        )
+
+    def test_twistedsOrder(self) -> None:
+        """
+        What the overrides rely on in Twisted: a reaped child's
+        C{processEnded(status)} calls C{_callProcessExited} with
+        C{_getReason}, then C{maybeCallProcessEnded}, which in C{Process}
+        waits for the pipes and the reaping.
+        """
+        source = inspect.getsource(process._BaseProcess.processEnded)
+        self.assertIn("self._callProcessExited(self._getReason(status))", source)
+        self.assertIn("self.maybeCallProcessEnded()", source)
+        ended = inspect.getsource(process.Process.maybeCallProcessEnded)
+        for line in (
+            "if self.pipes:",
+            "if not self.lostProcess:",
+            "self.reapProcess()",
+        ):
+            self.assertIn(line, ended)
+
+
 class CancelCallTests(SynchronousTestCase):
     def test_cancels(self) -> None:
         """
