@@ -135,7 +135,9 @@ class EventKind:
     level: LogLevel
     fields: tuple[str, ...]
     formats: tuple[str, ...]
-    _referenced: tuple[frozenset[str], ...] = attrs.field(init=False, repr=False)
+    _choices: tuple[tuple[str, frozenset[str]], ...] = attrs.field(
+        init=False, repr=False
+    )
     fieldSet: frozenset[str] = attrs.field(init=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
@@ -143,14 +145,17 @@ class EventKind:
         unknown = frozenset().union(*referenced) - set(self.fields)
         if unknown:
             raise ValueError(f"{self.name}: unknown fields {sorted(unknown)}")
-        object.__setattr__(self, "_referenced", referenced)
+        # The last format is the one left when no other fits: only the
+        # others are checked (none, for most kinds).
+        choices = tuple(zip(self.formats[:-1], referenced[:-1], strict=True))
+        object.__setattr__(self, "_choices", choices)
         object.__setattr__(self, "fieldSet", frozenset(self.fields))
 
     def formatFor(self, fields: dict[str, object]) -> str:
         """
         The text for these field values.
         """
-        for format, names in zip(self.formats, self._referenced, strict=True):
+        for format, names in self._choices:
             for name in names:
                 if fields[name] is None:
                     break
