@@ -48,6 +48,11 @@ CONFIG = ServiceConfig(
     cps=(1000, 1),
 )
 
+#: CONFIG with a names-based rule: its decisions wait for a name lookup.
+NAMED = attrs.evolve(
+    CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
+)
+
 
 def rule(text: str) -> AddressRule:
     return AddressRule(text, network=ipaddress.ip_network(text))
@@ -153,9 +158,7 @@ class AdmittedTests(SynchronousTestCase):
         it would without the front.
         """
         pending: Deferred[str | None] = Deferred()
-        config = attrs.evolve(
-            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
-        )
+        config = NAMED
         h = Harness(config, resolveName=lambda address: pending)
         transport = h.connect()
         self.assertFalse(IHalfCloseableProtocol.providedBy(transport.protocol))
@@ -171,9 +174,7 @@ class AdmittedTests(SynchronousTestCase):
         (a decision that waits for a name) reach that protocol first.
         """
         pending: Deferred[str | None] = Deferred()
-        config = attrs.evolve(
-            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
-        )
+        config = NAMED
         h = Harness(config, resolveName=lambda address: pending)
         transport = h.connect()
         transport.protocol.dataReceived(b"early ")
@@ -448,9 +449,7 @@ class PendingTests(SynchronousTestCase):
         spawned, and its slot is released.
         """
         pending: Deferred[str | None] = Deferred()
-        config = attrs.evolve(
-            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
-        )
+        config = NAMED
         h = Harness(config, resolveName=lambda address: pending)
         transport = h.connect()
         self.assertEqual(transport.producerState, "paused")
@@ -468,9 +467,7 @@ class PendingTests(SynchronousTestCase):
         whole request).
         """
         pending: Deferred[str | None] = Deferred()
-        config = attrs.evolve(
-            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
-        )
+        config = NAMED
         h = Harness(config, resolveName=lambda address: pending)
         transport = h.connect()
         self.assertTrue(h.watcher.isWatched(transport))
@@ -528,9 +525,7 @@ class PendingTests(SynchronousTestCase):
         The front's watch ends when the service's protocol takes over.
         """
         pending: Deferred[str | None] = Deferred()
-        config = attrs.evolve(
-            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
-        )
+        config = NAMED
         h = Harness(config, resolveName=lambda address: pending)
         transport = h.connect()
         self.assertTrue(h.watcher.isWatched(transport))
@@ -558,9 +553,7 @@ class PendingTests(SynchronousTestCase):
         the result fires when they are gone.
         """
         pending: Deferred[str | None] = Deferred()
-        config = attrs.evolve(
-            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
-        )
+        config = NAMED
         h = Harness(config, resolveName=lambda address: pending)
         transport = h.connect()
         stopped = h.factory.stop()
@@ -631,6 +624,18 @@ class GateTests(SynchronousTestCase):
         reactor.advance(7)
         self.assertFalse(limits.isDisabled(config.id))
 
+    def assertRefusedForError(self, gate: Gate, config: Any, limits: Limits) -> None:
+        """
+        C{gate} refuses a connection to C{config} for an error it logged
+        (reason C{error}), and holds no ticket.
+        """
+        result = self.successResultOf(gate.admit(config, peer()))
+        self.assertEqual(
+            (result.reason, result.detail), (REASON_ERROR, "admission failed")
+        )
+        self.assertEqual(limits.running(config.id), 0)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
     def test_errorRefusesAndReleases(self) -> None:
         """
         An error while deciding is logged and refuses the connection
@@ -643,16 +648,24 @@ class GateTests(SynchronousTestCase):
         def broken(address: str) -> Deferred[str | None]:
             raise ZeroDivisionError()
 
-        config = attrs.evolve(
-            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
-        )
+        config = NAMED
         gate = Gate(reactor, limits, resolveName=broken)
-        result = self.successResultOf(gate.admit(config, peer()))
-        self.assertEqual(
-            (result.reason, result.detail), (REASON_ERROR, "admission failed")
-        )
-        self.assertEqual(limits.running(config.id), 0)
-        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertRefusedForError(gate, config, limits)
+
+    def test_immediateErrorRefusesAndReleases(self) -> None:
+        """
+        So does an error in a decision that needs no name.
+        """
+        reactor = MemoryProcessReactor()
+        limits = Limits(reactor)
+        config = attrs.evolve(CONFIG, accessTimes=((0, 599),))
+        limits.updateConfig(config.id, config)
+
+        def broken(seconds: float) -> int:
+            raise ZeroDivisionError()
+
+        gate = Gate(reactor, limits, minutes=broken)
+        self.assertRefusedForError(gate, config, limits)
 
     def test_decidedAtOnceWithoutDeferred(self) -> None:
         """
@@ -677,9 +690,7 @@ class GateTests(SynchronousTestCase):
         deferredOne = self.successResultOf(gate.admit(CONFIG, peer()))
         self.assertTrue(deferredOne.admitted)
         deferredOne.release()
-        named = attrs.evolve(
-            CONFIG, onlyFrom=(AddressRule("ok.example", hostname="ok.example"),)
-        )
+        named = NAMED
         limits.updateConfig(named.id, named)
         later = gate.admitter(named)(peer())
         assert isinstance(later, Deferred)
@@ -689,26 +700,6 @@ class GateTests(SynchronousTestCase):
         self.assertTrue(admitted.admitted)
         admitted.release()
         self.assertEqual(limits.running(CONFIG.id), 0)
-
-    def test_immediateErrorRefusesAndReleases(self) -> None:
-        """
-        So does an error in a decision that needs no name.
-        """
-        reactor = MemoryProcessReactor()
-        limits = Limits(reactor)
-        config = attrs.evolve(CONFIG, accessTimes=((0, 599),))
-        limits.updateConfig(config.id, config)
-
-        def broken(seconds: float) -> int:
-            raise ZeroDivisionError()
-
-        gate = Gate(reactor, limits, minutes=broken)
-        result = self.successResultOf(gate.admit(config, peer()))
-        self.assertEqual(
-            (result.reason, result.detail), (REASON_ERROR, "admission failed")
-        )
-        self.assertEqual(limits.running(config.id), 0)
-        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
     def test_unixClientHasNoAddress(self) -> None:
         """
