@@ -40,6 +40,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -823,6 +824,40 @@ def buildTool(workdir: str, log: Callable[[str], None]) -> str | None:
     return None
 
 
+def childStart(path: str, count: int) -> dict[str, float]:
+    """
+    What a start of the echo child costs this machine with no server in
+    between: C{count} starts one after another (C{posix_spawn}, then
+    C{waitpid}; standard input and output C{/dev/null}), in microseconds of
+    wall time and of the children's CPU per start.
+
+    Every server pays it for every connection.  In a virtual machine the C
+    library's start-up alone (its CPU and cache detection, C{cpuid}
+    instructions the hypervisor traps) can cost more than a server's own
+    work per connection, and it moves with the host's load within minutes:
+    measured just before each server's connection rates, it says whether
+    they ran on the same machine.
+    """
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, null, 0), (os.POSIX_SPAWN_DUP2, null, 1)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        for _ in range(count):
+            pid = os.posix_spawn(path, [path], {}, file_actions=actions)
+            os.waitpid(pid, 0)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        os.close(null)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {
+        "starts": count,
+        "wallUs": round(wall / count * 1e6, 1),
+        "cpuUs": round(cpu / count * 1e6, 1),
+    }
+
+
 def profile(quick: bool) -> dict[str, Any]:
     if quick:
         return {
@@ -834,6 +869,7 @@ def profile(quick: bool) -> dict[str, Any]:
             "udpDuration": 1.0,
             "udpMaxCount": 20000,
             "udpTimeout": 0.5,
+            "childStarts": 50,
         }
     return {
         "duration": 5.0,
@@ -844,6 +880,7 @@ def profile(quick: bool) -> dict[str, Any]:
         "udpDuration": 4.0,
         "udpMaxCount": 100000,
         "udpTimeout": 0.5,
+        "childStarts": 300,
     }
 
 
@@ -853,17 +890,21 @@ def benchServer(
     log: Callable[[str], None],
     tool: str | None = None,
     only: set[str] | None = None,
+    echo: str | None = None,
 ) -> dict[str, Any]:
     """
     Every measurement of one server (those named in C{only}, if given).
 
     @param tool: the native helper (the request/response client), if built.
+    @param echo: the echo child, started alone before the connection rates
+        (L{childStart}).
     """
     res: dict[str, Any] = {}
     timeout = prof["timeout"]
 
-    def step(key: str, fn: Callable[[], Any]) -> None:
-        if only is not None and key not in only:
+    def step(key: str, fn: Callable[[], Any], before: set[str] | None = None) -> None:
+        # before: the measurements this one goes with (it runs if one does).
+        if only is not None and not ({key} | (before or set())) & only:
             return
         try:
             res[key] = fn()
@@ -894,6 +935,12 @@ def benchServer(
         return out
 
     step("rss_idle", lambda: {"mb": server.daemonRss(), "pssMb": server.daemonPss()})
+    if echo is not None:
+        step(
+            "child_start",
+            lambda: childStart(echo, prof["childStarts"]),
+            before={"rate_c1", "rate_c16"},
+        )
     step("rate_c1", lambda: measured(1))
     step("rate_c16", lambda: measured(16))
     step(
@@ -976,6 +1023,7 @@ METRICS: list[tuple[str, str, Callable[[dict[str, Any]], float | None]]] = [
     ("cat MB/s, 8 conns", "throughput_c8", lambda r: r.get("mbPerSecond")),
     ("64 B req/s, 16 conns", "rr_c16", lambda r: r.get("perSecond")),
     ("daemon CPU us/conn c=16", "rate_c16", lambda r: r.get("cpuPerConnectionUs")),
+    ("echo child alone, CPU us/start", "child_start", lambda r: r.get("cpuUs")),
     (
         "daemon CPU us/conn c=16, N held",
         "held",
@@ -1226,7 +1274,9 @@ def main(argv: list[str] | None = None) -> int:
                     running.remove(server)
                     continue
                 try:
-                    allResults[name] = benchServer(server, prof, log, tool, only)
+                    allResults[name] = benchServer(
+                        server, prof, log, tool, only, children["echo"]
+                    )
                 finally:
                     server.stop()
                     running.remove(server)
